@@ -1,0 +1,511 @@
+//! `bench-runner`: runs every scenario against every server and prints
+//! markdown tables. Normally started by `scripts/bench.sh`, which builds
+//! everything first. Run from the repository root.
+//!
+//! Each (scenario, server) pair gets a fresh server process pinned with
+//! `taskset` (server on `SERVER_CPU`, loadgen on `LOADGEN_CPU`; pingpong puts
+//! both on `SERVER_CPU`). The server's total CPU time (utime+stime) and peak
+//! RSS (VmHWM) are read from /proc before it is stopped. Settings come from
+//! environment variables, listed in bench/README.md.
+
+use std::collections::BTreeMap;
+use std::fs::{self, File};
+use std::io::{BufRead, BufReader, Write};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use wsportal_bench::procfs;
+
+/// One server implementation; `None` commands mean "not available".
+struct Server {
+    name: String,
+    /// Command for echo-type scenarios (the address is appended).
+    echo: Option<Vec<String>>,
+    /// Command for the broadcast scenarios.
+    chat: Option<Vec<String>>,
+    /// Plain TCP echo: loadgen runs with `--raw`, echo scenarios only.
+    raw: bool,
+    /// Counted when picking the best peer for the ratio column.
+    peer: bool,
+    /// Why the row is skipped, if it is.
+    skip: Option<String>,
+}
+
+/// One scenario: loadgen arguments and how to present the result.
+struct Scenario {
+    name: &'static str,
+    what: &'static str,
+    args: Vec<String>,
+    /// Key of the headline figure, its label, and whether higher is better.
+    metric: (&'static str, &'static str, bool),
+    /// Further RESULT keys shown, with labels.
+    extra: Vec<(&'static str, &'static str)>,
+    /// Uses the chat command and the room path.
+    chat: bool,
+    /// Runs against the raw TCP echo too.
+    raw_ok: bool,
+    /// Loadgen and server share one core (latency scenario).
+    same_core: bool,
+    /// Loadgen is killed if it runs longer than this.
+    timeout: Duration,
+}
+
+/// Outcome of one run: RESULT fields or an error, plus server figures.
+struct Run {
+    fields: BTreeMap<String, String>,
+    error: Option<String>,
+    cpu_s: Option<f64>,
+    hwm_mib: Option<f64>,
+}
+
+fn env_f(name: &str, default: f64) -> f64 {
+    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+}
+
+fn env_s(name: &str, default: &str) -> String {
+    std::env::var(name).unwrap_or_else(|_| default.to_string())
+}
+
+fn strings(args: &[&str]) -> Vec<String> {
+    args.iter().map(|s| s.to_string()).collect()
+}
+
+fn main() {
+    wsportal_bench::raise_nofile_limit();
+    let quick = env_s("QUICK", "0") == "1";
+    let q = |quick_value: f64, full: f64| if quick { quick_value } else { full };
+    let warmup = env_f("WARMUP", q(0.5, 1.0));
+    let duration = env_f("DURATION", q(1.5, 5.0));
+    let idle_conns = env_f("IDLE_CONNS", q(2000.0, 10000.0));
+    let idle_hold = env_f("IDLE_HOLD", q(2.0, 10.0));
+    let bc_clients = env_f("BCAST_CLIENTS", q(300.0, 1000.0));
+    let bc_secs = env_f("BCAST_SECS", q(2.0, 10.0));
+    let bc_idle = env_f("BCAST_IDLE", q(1.0, 3.0));
+    let bc_rate = env_f("BCAST_RATE", 50.0);
+    let chat_path = env_s("CHAT_PATH", "/chat");
+
+    let timed = [
+        "--warmup".to_string(),
+        warmup.to_string(),
+        "--duration".into(),
+        duration.to_string(),
+    ];
+    let echo_timeout = Duration::from_secs_f64(warmup + duration + 60.0);
+    let with = |base: &[&str], more: &[String]| [strings(base), more.to_vec()].concat();
+    let broadcast = |size: &str| {
+        let a = strings(&["broadcast", "--size", size, "--stalled", "5"]);
+        let b = [
+            "--clients", &bc_clients.to_string(), "--hold", &bc_idle.to_string(),
+            "--duration", &bc_secs.to_string(), "--rate", &bc_rate.to_string(),
+            "--path", &chat_path,
+        ];
+        [a, strings(&b)].concat()
+    };
+    let bc_extra = vec![
+        ("p50_us", "p50 µs"),
+        ("max_us", "max µs"),
+        ("stalled_closed", "stalled closed"),
+        ("idle_cpu_pct", "idle CPU %"),
+        ("pub_cpu_pct", "CPU % publishing"),
+    ];
+    let bc_timeout = Duration::from_secs_f64(bc_idle + bc_secs + 200.0);
+    let all_scenarios = vec![
+        Scenario {
+            name: "echo64",
+            what: "64 B text echo, 100 clients x 8 in flight",
+            args: with(&["echo", "--size", "64", "--clients", "100", "--inflight", "8"], &timed),
+            metric: ("msgs_per_s", "msg/s", true),
+            extra: vec![("p50_us", "p50 µs"), ("p99_us", "p99 µs"), ("server_cpu_pct", "CPU %")],
+            chat: false,
+            raw_ok: true,
+            same_core: false,
+            timeout: echo_timeout,
+        },
+        Scenario {
+            name: "echo64k",
+            what: "64 KiB binary echo, 10 clients x 4 in flight",
+            args: with(
+                &["echo", "--size", "65536", "--binary", "--clients", "10", "--inflight", "4"],
+                &timed,
+            ),
+            metric: ("msgs_per_s", "msg/s", true),
+            extra: vec![("mb_per_s", "MB/s"), ("p99_us", "p99 µs"), ("server_cpu_pct", "CPU %")],
+            chat: false,
+            raw_ok: true,
+            same_core: false,
+            timeout: echo_timeout,
+        },
+        Scenario {
+            name: "connect",
+            what: "connect + upgrade + one 64 B echo + close handshake, 20 at a time",
+            args: with(&["connect", "--size", "64", "--concurrency", "20"], &timed),
+            metric: ("conns_per_s", "conn/s", true),
+            extra: vec![("server_cpu_pct", "CPU %"), ("no_tcp_close", "no TCP close")],
+            chat: false,
+            raw_ok: false,
+            same_core: false,
+            timeout: echo_timeout,
+        },
+        Scenario {
+            name: "pingpong",
+            what: "one client, one 64 B message in flight, client and server on one core",
+            args: with(&["echo", "--size", "64", "--clients", "1", "--inflight", "1"], &timed),
+            metric: ("p50_us", "p50 µs", false),
+            extra: vec![("p99_us", "p99 µs"), ("msgs_per_s", "msg/s")],
+            chat: false,
+            raw_ok: true,
+            same_core: true,
+            timeout: echo_timeout,
+        },
+        Scenario {
+            name: "idle",
+            what: "idle connections held, then one echo each; RSS growth per connection",
+            args: [
+                strings(&["idle", "--size", "64", "--concurrency", "100"]),
+                strings(&["--clients", &idle_conns.to_string(), "--hold", &idle_hold.to_string()]),
+            ]
+            .concat(),
+            metric: ("kib_per_conn", "KiB/conn", false),
+            extra: vec![
+                ("hold_cpu_ms", "CPU ms in hold"),
+                ("open_s", "open s"),
+                ("server_threads", "threads"),
+                ("echo_ok", "echo ok"),
+            ],
+            chat: false,
+            raw_ok: false,
+            same_core: false,
+            timeout: Duration::from_secs_f64(idle_hold + 300.0),
+        },
+        Scenario {
+            name: "broadcast64",
+            what: "room relay of 64 B text, 1 publisher, 5 stalled members",
+            args: broadcast("64"),
+            metric: ("p99_us", "p99 µs", false),
+            extra: bc_extra.clone(),
+            chat: true,
+            raw_ok: false,
+            same_core: false,
+            timeout: bc_timeout,
+        },
+        Scenario {
+            name: "broadcast16k",
+            what: "room relay of 16 KiB text, 1 publisher, 5 stalled members",
+            args: broadcast("16384"),
+            metric: ("p99_us", "p99 µs", false),
+            extra: bc_extra,
+            chat: true,
+            raw_ok: false,
+            same_core: false,
+            timeout: bc_timeout,
+        },
+    ];
+
+    let only_scen = env_s("SCENARIOS", "");
+    let scenarios: Vec<Scenario> = all_scenarios
+        .into_iter()
+        .filter(|s| only_scen.is_empty() || only_scen.split(',').any(|n| n == s.name))
+        .collect();
+    let servers = servers();
+    let server_cpu = env_s("SERVER_CPU", "0");
+    let loadgen_cpu = env_s("LOADGEN_CPU", "1");
+    let nodelay = env_s("NODELAY", "1") == "1";
+    let out_dir = Path::new("target/bench");
+    fs::create_dir_all(out_dir.join("logs")).expect("create target/bench/logs");
+
+    let started = Instant::now();
+    let mut port = env_f("BASE_PORT", 19200.0) as u16;
+    let mut report = String::new();
+    report += &format!(
+        "# wsportal benchmark ({})\n\nserver on CPU {server_cpu}, loadgen on CPU {loadgen_cpu} \
+         (pingpong: both on CPU {server_cpu}); warmup {warmup} s, measure {duration} s; \
+         idle: {idle_conns} conns held {idle_hold} s; broadcast: {bc_clients} members + 1 \
+         publisher, {bc_rate} msg/s for {bc_secs} s; peers' TCP_NODELAY: {nodelay}.\n",
+        if quick { "QUICK" } else { "full" }
+    );
+    for s in &servers {
+        if let Some(why) = &s.skip {
+            eprintln!("skipping {}: {why}", s.name);
+            report += &format!("\nSkipped {}: {why}\n", s.name);
+        }
+    }
+    for sc in &scenarios {
+        let mut runs: Vec<(&Server, Run)> = Vec::new();
+        for server in servers.iter().filter(|s| s.skip.is_none()) {
+            let cmd = if sc.chat { &server.chat } else { &server.echo };
+            let Some(cmd) = cmd else { continue };
+            if server.raw && !sc.raw_ok {
+                continue;
+            }
+            port += 1;
+            eprintln!("[{:>4.0}s] {} / {} ...", started.elapsed().as_secs_f64(), sc.name, server.name);
+            let cpus = (&server_cpu, if sc.same_core { &server_cpu } else { &loadgen_cpu });
+            let extra_flags = if server.peer && nodelay { vec!["--nodelay".to_string()] } else { vec![] };
+            let run = run_one(sc, server, cmd, &extra_flags, port, cpus, out_dir);
+            match &run.error {
+                Some(e) => eprintln!("        error: {e}"),
+                None => eprintln!("        {}", fmt_fields(&run.fields)),
+            }
+            runs.push((server, run));
+        }
+        report += &table(sc, &runs);
+    }
+    report += &format!("\nTotal bench time: {:.0} s\n", started.elapsed().as_secs_f64());
+    println!("{report}");
+    let path = out_dir.join("results.md");
+    fs::write(&path, &report).expect("write results");
+    eprintln!("results written to {}", path.display());
+}
+
+fn fmt_fields(f: &BTreeMap<String, String>) -> String {
+    f.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(" ")
+}
+
+/// The servers, in table order. Missing optional ones are marked skipped.
+fn servers() -> Vec<Server> {
+    let bin = |name: &str| format!("target/release/{name}");
+    let peer = |name: &str| Server {
+        name: name.to_string(),
+        echo: Some(vec![bin(name)]),
+        chat: Some(vec![bin(name)]),
+        raw: false,
+        peer: true,
+        skip: None,
+    };
+    let mut list = vec![
+        Server {
+            chat: None,
+            raw: true,
+            peer: false,
+            ..peer("raw-echo")
+        },
+        peer("tungstenite-naive"),
+        peer("tokio-tungstenite"),
+    ];
+    // Optional extra peers, set up by scripts/bench.sh when possible.
+    let py = "bench/.venv/bin/python";
+    let py_cmd = vec![py.to_string(), "bench/peers/websockets_server.py".to_string()];
+    list.push(Server {
+        name: "python-websockets".into(),
+        echo: Some(py_cmd.clone()),
+        chat: Some(py_cmd),
+        raw: false,
+        peer: true,
+        skip: (!Path::new(py).exists()).then(|| "no bench/.venv (pip install failed?)".into()),
+    });
+    let node_cmd = vec!["node".to_string(), "bench/node/ws_server.js".to_string()];
+    list.push(Server {
+        name: "node-ws".into(),
+        echo: Some(node_cmd.clone()),
+        chat: Some(node_cmd),
+        raw: false,
+        peer: true,
+        skip: (!Path::new("bench/node/node_modules/ws").exists())
+            .then(|| "no bench/node/node_modules/ws (npm install failed?)".into()),
+    });
+    let echo = "target/release/examples/echo";
+    let chat = "target/release/examples/chat";
+    list.push(Server {
+        name: "wsportal".into(),
+        echo: Some(vec![echo.into()]),
+        chat: Path::new(chat).exists().then(|| vec![chat.into()]),
+        raw: false,
+        peer: false,
+        skip: match std::env::var("WSPORTAL_SKIP") {
+            Ok(why) => Some(why),
+            Err(_) => (!Path::new(echo).exists()).then(|| format!("{echo} not built")),
+        },
+    });
+    let only = env_s("SERVERS", "");
+    list.retain(|s| only.is_empty() || only.split(',').any(|n| n == s.name));
+    list
+}
+
+/// Starts the server, waits for its "listening on" line, runs loadgen,
+/// then reads the server's CPU time and peak RSS and stops it.
+fn run_one(
+    sc: &Scenario,
+    server: &Server,
+    cmd: &[String],
+    flags: &[String],
+    port: u16,
+    (server_cpu, loadgen_cpu): (&String, &String),
+    out_dir: &Path,
+) -> Run {
+    let mut run = Run {
+        fields: BTreeMap::new(),
+        error: None,
+        cpu_s: None,
+        hwm_mib: None,
+    };
+    let addr = format!("127.0.0.1:{port}");
+    let log_path = out_dir.join("logs").join(format!("{}-{}.log", sc.name, server.name));
+    let log = File::create(&log_path).expect("create log");
+    let spawned = Command::new("taskset")
+        .args(["-c", server_cpu])
+        .args(cmd)
+        .arg(&addr)
+        .args(flags)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(log.try_clone().expect("log"))
+        .spawn();
+    let mut child = match spawned {
+        Ok(c) => c,
+        Err(e) => {
+            run.error = Some(format!("cannot start {}: {e}", cmd[0]));
+            return run;
+        }
+    };
+    let pid = child.id();
+    if let Err(e) = wait_listening(&mut child, log, Duration::from_secs(15)) {
+        run.error = Some(format!("server not ready: {e} (see {})", log_path.display()));
+        stop(&mut child);
+        return run;
+    }
+
+    let mut lg = Command::new("taskset");
+    lg.args(["-c", loadgen_cpu, "target/release/loadgen"])
+        .args(&sc.args)
+        .args(["--addr", &addr, "--pid", &pid.to_string()]);
+    if server.raw {
+        lg.arg("--raw");
+    }
+    let stderr_log = File::options().append(true).open(&log_path).expect("log");
+    match run_loadgen(lg, stderr_log, sc.timeout) {
+        Ok(line) => parse_result(&line, &mut run),
+        Err(e) => run.error = Some(e),
+    }
+    if let Ok(Some(status)) = child.try_wait() {
+        run.error = Some(format!("server exited during the run ({status})"));
+    }
+    run.cpu_s = procfs::cpu_time(pid).map(|d| d.as_secs_f64());
+    run.hwm_mib = procfs::status_kib(pid, "VmHWM").map(|k| k as f64 / 1024.0);
+    stop(&mut child);
+    run
+}
+
+/// Waits for a stdout line containing "listening on"; then copies the rest
+/// of the server's stdout to its log in the background.
+fn wait_listening(child: &mut Child, mut log: File, timeout: Duration) -> Result<(), String> {
+    let stdout = child.stdout.take().ok_or("no stdout")?;
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let mut ready = false;
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            let _ = writeln!(log, "{line}");
+            if !ready && line.contains("listening on") {
+                ready = true;
+                let _ = tx.send(());
+            }
+        }
+    });
+    rx.recv_timeout(timeout).map_err(|_| format!("no 'listening on' line within {timeout:?}"))
+}
+
+/// Runs loadgen with a time limit and returns its last RESULT line.
+fn run_loadgen(mut cmd: Command, log: File, timeout: Duration) -> Result<String, String> {
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(log)
+        .spawn()
+        .map_err(|e| format!("cannot start loadgen: {e}"))?;
+    let stdout = child.stdout.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+            .filter(|l| l.starts_with("RESULT "))
+            .last()
+    });
+    let deadline = Instant::now() + timeout;
+    loop {
+        match child.try_wait() {
+            Ok(Some(_)) => break,
+            Ok(None) if Instant::now() > deadline => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(format!("loadgen timed out after {timeout:?}"));
+            }
+            Ok(None) => std::thread::sleep(Duration::from_millis(50)),
+            Err(e) => return Err(format!("waiting for loadgen: {e}")),
+        }
+    }
+    reader.join().ok().flatten().ok_or_else(|| "loadgen printed no RESULT line".to_string())
+}
+
+/// Parses `RESULT k=v k=v ...` or `RESULT error=text`.
+fn parse_result(line: &str, run: &mut Run) {
+    let body = line.trim_start_matches("RESULT ").trim();
+    if let Some(err) = body.strip_prefix("error=") {
+        run.error = Some(err.to_string());
+        return;
+    }
+    for pair in body.split_whitespace() {
+        if let Some((k, v)) = pair.split_once('=') {
+            run.fields.insert(k.to_string(), v.to_string());
+        }
+    }
+}
+
+/// SIGTERM, then SIGKILL after 2 s.
+fn stop(child: &mut Child) {
+    // SAFETY: kill(2) on the pid of our own child process.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while Instant::now() < deadline {
+        if let Ok(Some(_)) = child.try_wait() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+/// One markdown table for a scenario, with the headline figure's ratio to
+/// the best peer (raw-echo and wsportal are not peers).
+fn table(sc: &Scenario, runs: &[(&Server, Run)]) -> String {
+    let (key, label, higher) = sc.metric;
+    let value = |r: &Run| -> Option<f64> { r.fields.get(key)?.parse().ok() };
+    let best = runs
+        .iter()
+        .filter(|(s, r)| s.peer && r.error.is_none())
+        .filter_map(|(_, r)| value(r))
+        .reduce(|a, b| if (a > b) == higher { a } else { b });
+    let arrow = if higher { "↑" } else { "↓" };
+    let mut t = format!("\n### {}: {}\n\n| server | {label} {arrow} | vs best peer |", sc.name, sc.what);
+    for (_, l) in &sc.extra {
+        t += &format!(" {l} |");
+    }
+    t += " server CPU s | peak RSS MiB |\n|---|---:|---:|";
+    t += &"---:|".repeat(sc.extra.len() + 2);
+    t += "\n";
+    for (server, r) in runs {
+        let mut name = server.name.clone();
+        if server.raw {
+            name += " (TCP ceiling)";
+        }
+        if let Some(e) = &r.error {
+            t += &format!("| {name} | ERROR: {} |\n", e.replace('|', "/"));
+            continue;
+        }
+        let v = value(r);
+        let ratio = match (v, best) {
+            (Some(v), Some(b)) if b > 0.0 => format!("{:.2}x", v / b),
+            _ => "-".into(),
+        };
+        let show = |k: &str| r.fields.get(k).cloned().unwrap_or_else(|| "-".into());
+        t += &format!("| {name} | {} | {ratio} |", show(key));
+        for (k, _) in &sc.extra {
+            t += &format!(" {} |", show(k));
+        }
+        let num = |x: Option<f64>| x.map_or("-".into(), |x| format!("{x:.2}"));
+        t += &format!(" {} | {} |\n", num(r.cpu_s), num(r.hwm_mib));
+    }
+    t
+}

@@ -1,0 +1,597 @@
+//! `loadgen SCENARIO --addr HOST:PORT [options]`: single-threaded,
+//! non-blocking WebSocket load generator (see bench/README.md).
+//!
+//! Every echoed byte and every relayed message is checked. The last line on
+//! stdout is machine-readable: `RESULT key=value ...` on success, or
+//! `RESULT error=...` (exit code 1) when the server misbehaved.
+
+use std::cell::Cell;
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use wsportal_bench::frame::{client_frame, close_frame, OP_BINARY, OP_CLOSE, OP_TEXT};
+use wsportal_bench::net::{Ev, Net};
+use wsportal_bench::procfs;
+
+const USAGE: &str = "usage: loadgen echo|connect|idle|broadcast --addr HOST:PORT [--pid PID]
+  [--path /] [--raw] [--clients N] [--inflight N] [--size BYTES] [--binary]
+  [--warmup SECS] [--duration SECS] [--hold SECS] [--rate MSG_PER_S]
+  [--stalled N] [--concurrency N]";
+
+/// Command-line options (one set for all scenarios).
+struct Opts {
+    scenario: String,
+    addr: SocketAddr,
+    pid: Option<u32>,
+    path: String,
+    raw: bool,
+    clients: usize,
+    inflight: usize,
+    size: usize,
+    binary: bool,
+    warmup: f64,
+    duration: f64,
+    hold: f64,
+    rate: f64,
+    stalled: usize,
+    concurrency: usize,
+}
+
+/// Key/value pairs printed on the `RESULT` line.
+type Report = Vec<(&'static str, String)>;
+
+fn main() {
+    wsportal_bench::raise_nofile_limit();
+    let opts = parse_opts().unwrap_or_else(|e| {
+        eprintln!("{e}\n{USAGE}");
+        std::process::exit(2)
+    });
+    let result = match opts.scenario.as_str() {
+        "echo" => echo(&opts),
+        "connect" => connect(&opts),
+        "idle" => idle(&opts),
+        "broadcast" => broadcast(&opts),
+        other => Err(format!("unknown scenario {other:?}")),
+    };
+    match result {
+        Ok(report) => {
+            let fields: Vec<String> = report.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            println!("RESULT {}", fields.join(" "));
+        }
+        Err(e) => {
+            // Keep the line parseable: the error text is the rest of the line.
+            println!("RESULT error={}", e.replace('\n', " "));
+            std::process::exit(1);
+        }
+    }
+}
+
+fn parse_opts() -> Result<Opts, String> {
+    let mut args = std::env::args().skip(1);
+    let scenario = args.next().ok_or("missing SCENARIO")?;
+    let mut o = Opts {
+        scenario,
+        addr: "127.0.0.1:9001".parse().unwrap(),
+        pid: None,
+        path: "/".into(),
+        raw: false,
+        clients: 100,
+        inflight: 8,
+        size: 64,
+        binary: false,
+        warmup: 1.0,
+        duration: 5.0,
+        hold: 10.0,
+        rate: 50.0,
+        stalled: 5,
+        concurrency: 100,
+    };
+    while let Some(flag) = args.next() {
+        match flag.as_str() {
+            "--raw" => o.raw = true,
+            "--binary" => o.binary = true,
+            _ => {
+                let v = args.next().ok_or(format!("{flag} needs a value"))?;
+                match flag.as_str() {
+                    "--addr" => o.addr = v.parse().map_err(|_| format!("bad --addr {v:?}"))?,
+                    "--pid" => o.pid = Some(num(&flag, &v)?),
+                    "--path" => o.path = v.clone(),
+                    "--clients" => o.clients = num(&flag, &v)?,
+                    "--inflight" => o.inflight = num(&flag, &v)?,
+                    "--size" => o.size = num(&flag, &v)?,
+                    "--warmup" => o.warmup = num(&flag, &v)?,
+                    "--duration" => o.duration = num(&flag, &v)?,
+                    "--hold" => o.hold = num(&flag, &v)?,
+                    "--rate" => o.rate = num(&flag, &v)?,
+                    "--stalled" => o.stalled = num(&flag, &v)?,
+                    "--concurrency" => o.concurrency = num(&flag, &v)?,
+                    _ => return Err(format!("unknown option {flag}")),
+                }
+            }
+        }
+    }
+    if !o.addr.ip().is_loopback() {
+        return Err("refusing a non-loopback --addr: this tool only loads local servers".into());
+    }
+    Ok(o)
+}
+
+/// Parses a numeric option value.
+fn num<T: std::str::FromStr>(flag: &str, v: &str) -> Result<T, String> {
+    v.parse().map_err(|_| format!("bad value for {flag}: {v:?}"))
+}
+
+fn secs(s: f64) -> Duration {
+    Duration::from_secs_f64(s.max(0.0))
+}
+
+/// Server CPU time so far (zero when no `--pid` was given).
+fn server_cpu(o: &Opts) -> Duration {
+    o.pid.and_then(procfs::cpu_time).unwrap_or_default()
+}
+
+/// This process's own CPU time so far.
+fn own_cpu() -> Duration {
+    procfs::cpu_time(std::process::id()).unwrap_or_default()
+}
+
+/// Server CPU use over a wall-clock span, in percent of one core.
+fn cpu_pct(cpu: Duration, wall: Duration) -> String {
+    format!("{:.1}", cpu.as_secs_f64() * 100.0 / wall.as_secs_f64().max(1e-9))
+}
+
+/// Deterministic payload of `size` bytes: printable ASCII (valid UTF-8, so
+/// usable as text), with a varying pattern so shifted or mixed data is caught.
+fn payload(size: usize) -> Vec<u8> {
+    (0..size).map(|i| b'!' + ((i * 7 + i / 95) % 94) as u8).collect()
+}
+
+/// A client masking key; fixed per run, which servers cannot tell apart
+/// from random keys.
+const MASK: [u8; 4] = [0x37, 0xfa, 0x21, 0x3d];
+
+/// Percentile (0..=100) of sorted samples.
+fn pct(sorted: &[u64], p: f64) -> u64 {
+    if sorted.is_empty() {
+        return 0;
+    }
+    let i = ((sorted.len() - 1) as f64 * p / 100.0).round() as usize;
+    sorted[i]
+}
+
+/// Opens `n` connections, at most `o.concurrency` handshakes at a time;
+/// fails if any is refused or closed, or if all are not open within
+/// `timeout`. `make` builds each connection's state.
+fn open_all<S>(
+    net: &mut Net<S>,
+    o: &Opts,
+    n: usize,
+    timeout: Duration,
+    mut make: impl FnMut(usize) -> S,
+) -> Result<Duration, String> {
+    let start = Instant::now();
+    let (mut started, mut opened) = (0, 0);
+    while opened < n {
+        if start.elapsed() > timeout {
+            return Err(format!("only {opened}/{n} connections opened in {timeout:?}"));
+        }
+        while started < n && started - opened < o.concurrency.max(1) {
+            net.connect(make(started))?;
+            started += 1;
+        }
+        net.poll(Duration::from_millis(10), &mut |_, _: &mut S, _: &mut Vec<u8>, ev: Ev| match ev {
+            Ev::Open => {
+                opened += 1;
+                Ok(())
+            }
+            Ev::Msg(op, _) => Err(format!("unexpected frame (opcode {op}) before any was sent")),
+            Ev::Closed(why) => Err(format!("connection closed while opening: {why}")),
+        })?;
+    }
+    Ok(start.elapsed())
+}
+
+/// `echo`: `clients` connections keep `inflight` messages of `size` bytes
+/// in flight each; every echo is compared with what was sent. Counts
+/// messages echoed within the measured window and their round-trip times.
+/// With `--raw` the same frames go over plain TCP (for `raw-echo`).
+fn echo(o: &Opts) -> Result<Report, String> {
+    let op = if o.binary { OP_BINARY } else { OP_TEXT };
+    let data = payload(o.size);
+    let frame = client_frame(op, &data, MASK);
+    let mut net: Net<VecDeque<Instant>> = Net::new(o.addr, &o.path, o.raw, 2 * o.size + 4096)
+        .map_err(|e| e.to_string())?;
+    open_all(&mut net, o, o.clients, secs(30.0), |_| VecDeque::new())?;
+
+    let start = Instant::now();
+    let (w0, w1) = (start + secs(o.warmup), start + secs(o.warmup + o.duration));
+    let give_up = w1 + secs(5.0);
+    let outstanding = Cell::new(o.clients * o.inflight);
+    let (mut count, mut rtts) = (0u64, Vec::<u64>::new());
+    let (mut cpu0, mut cpu1) = (None, None);
+
+    let mut on_event = |_: usize, sent: &mut VecDeque<Instant>, out: &mut Vec<u8>, ev: Ev| {
+        let Ev::Msg(got_op, got) = ev else {
+            return Err(match ev {
+                Ev::Closed(why) => format!("connection closed mid-run: {why}"),
+                _ => "unexpected event".into(),
+            });
+        };
+        if got_op != op || got != &data[..] {
+            return Err(format!(
+                "echo mismatch: sent opcode {op} with {} bytes, got opcode {got_op} with {} bytes{}",
+                data.len(),
+                got.len(),
+                if got.len() == data.len() { " (content differs)" } else { "" }
+            ));
+        }
+        let now = Instant::now();
+        let sent_at = sent.pop_front().ok_or("more echoes than messages sent")?;
+        if now >= w0 && now < w1 {
+            count += 1;
+            rtts.push((now - sent_at).as_nanos() as u64);
+        }
+        if now < w1 {
+            out.extend_from_slice(&frame);
+            sent.push_back(now);
+        } else {
+            outstanding.set(outstanding.get() - 1);
+        }
+        Ok(())
+    };
+    // Fill the pipelines, then run until the window is over and drained.
+    for id in net.ids() {
+        for _ in 0..o.inflight {
+            net.state(id).unwrap().push_back(Instant::now());
+        }
+        net.send(id, &frame.repeat(o.inflight), &mut on_event)?;
+    }
+    loop {
+        let now = Instant::now();
+        if now >= w0 && cpu0.is_none() {
+            cpu0 = Some((server_cpu(o), own_cpu()));
+        }
+        if now >= w1 && cpu1.is_none() {
+            cpu1 = Some((server_cpu(o), own_cpu()));
+        }
+        if now >= w1 && outstanding.get() == 0 {
+            break;
+        }
+        if now >= give_up {
+            return Err(format!("{} echoes never came back", outstanding.get()));
+        }
+        net.poll(Duration::from_millis(5), &mut on_event)?;
+    }
+    rtts.sort_unstable();
+    let d = o.duration;
+    let ((s0, l0), (s1, l1)) = (cpu0.unwrap_or_default(), cpu1.unwrap_or_default());
+    let (cpu, own) = (s1.saturating_sub(s0), l1.saturating_sub(l0));
+    Ok(vec![
+        ("msgs_per_s", format!("{:.0}", count as f64 / d)),
+        ("mb_per_s", format!("{:.1}", (count * o.size as u64) as f64 / d / 1e6)),
+        ("p50_us", format!("{:.1}", pct(&rtts, 50.0) as f64 / 1e3)),
+        ("p99_us", format!("{:.1}", pct(&rtts, 99.0) as f64 / 1e3)),
+        ("server_cpu_pct", cpu_pct(cpu, secs(d))),
+        ("loadgen_cpu_pct", cpu_pct(own, secs(d))),
+        ("messages", count.to_string()),
+    ])
+}
+
+/// Per-connection progress in the `connect` scenario.
+#[derive(Default)]
+struct Cycle {
+    /// 0 opening, 1 echo sent, 2 close sent, 3 server close frame received.
+    stage: u8,
+    since: Option<Instant>,
+}
+
+/// `connect`: keeps `concurrency` connections cycling through connect,
+/// upgrade, one echo, and a client-initiated close handshake (the server's
+/// close frame, then its TCP close). Counts cycles completed in the window.
+fn connect(o: &Opts) -> Result<Report, String> {
+    let data = payload(o.size);
+    let frame = client_frame(OP_TEXT, &data, MASK);
+    let close = close_frame(MASK);
+    let mut net: Net<Cycle> = Net::new(o.addr, &o.path, false, 4096).map_err(|e| e.to_string())?;
+    let start = Instant::now();
+    let (w0, w1) = (start + secs(o.warmup), start + secs(o.warmup + o.duration));
+    let give_up = w1 + secs(5.0);
+    let (mut active, mut count, mut no_tcp_close) = (0usize, 0u64, 0u64);
+    let (mut cpu0, mut cpu1) = (None, None);
+    loop {
+        let now = Instant::now();
+        if now >= w0 && cpu0.is_none() {
+            cpu0 = Some((server_cpu(o), own_cpu()));
+        }
+        if now >= w1 && cpu1.is_none() {
+            cpu1 = Some((server_cpu(o), own_cpu()));
+        }
+        if now >= w1 && active == 0 {
+            break;
+        }
+        if now >= give_up {
+            return Err(format!("{active} connections did not finish their close handshake"));
+        }
+        while now < w1 && active < o.concurrency {
+            net.connect(Cycle::default())?;
+            active += 1;
+        }
+        // A server that sent its close frame but keeps the TCP connection
+        // open for over a second: count it, and close from our side.
+        for id in net.ids() {
+            let c = net.state(id).unwrap();
+            if c.stage == 3 && c.since.is_some_and(|t| t.elapsed() > secs(1.0)) {
+                net.drop_conn(id);
+                (active, no_tcp_close) = (active - 1, no_tcp_close + 1);
+                if now >= w0 && now < w1 {
+                    count += 1;
+                }
+            }
+        }
+        net.poll(Duration::from_millis(5), &mut |_, c: &mut Cycle, out: &mut Vec<u8>, ev: Ev| {
+            match (c.stage, ev) {
+                (0, Ev::Open) => {
+                    out.extend_from_slice(&frame);
+                    c.stage = 1;
+                }
+                (1, Ev::Msg(op, got)) if op == OP_TEXT && got == &data[..] => {
+                    out.extend_from_slice(&close);
+                    c.stage = 2;
+                }
+                (2, Ev::Msg(OP_CLOSE, _)) => {
+                    c.stage = 3;
+                    c.since = Some(Instant::now());
+                }
+                (3, Ev::Closed(_)) => {
+                    active -= 1;
+                    let now = Instant::now();
+                    if now >= w0 && now < w1 {
+                        count += 1;
+                    }
+                }
+                (stage, Ev::Msg(op, got)) => {
+                    return Err(format!(
+                        "unexpected frame at stage {stage}: opcode {op}, {} bytes",
+                        got.len()
+                    ))
+                }
+                (stage, Ev::Closed(why)) => return Err(format!("closed at stage {stage}: {why}")),
+                (stage, Ev::Open) => return Err(format!("unexpected open at stage {stage}")),
+            }
+            Ok(())
+        })?;
+    }
+    let ((s0, l0), (s1, l1)) = (cpu0.unwrap_or_default(), cpu1.unwrap_or_default());
+    let (cpu, own) = (s1.saturating_sub(s0), l1.saturating_sub(l0));
+    Ok(vec![
+        ("conns_per_s", format!("{:.0}", count as f64 / o.duration)),
+        ("server_cpu_pct", cpu_pct(cpu, secs(o.duration))),
+        ("loadgen_cpu_pct", cpu_pct(own, secs(o.duration))),
+        ("no_tcp_close", no_tcp_close.to_string()),
+        ("cycles", count.to_string()),
+    ])
+}
+
+/// `idle`: opens `clients` connections, holds them for `hold` seconds
+/// measuring the server's RSS growth and CPU time, then checks that every
+/// one still answers an echo.
+fn idle(o: &Opts) -> Result<Report, String> {
+    let pid = o.pid.ok_or("idle needs --pid")?;
+    let rss = |field| procfs::status_kib(pid, field).ok_or("cannot read server /proc status");
+    let data = payload(o.size);
+    let frame = client_frame(OP_TEXT, &data, MASK);
+    let mut net: Net<bool> = Net::new(o.addr, &o.path, false, 1024).map_err(|e| e.to_string())?;
+    let rss0 = rss("VmRSS")?;
+    let open_time = open_all(&mut net, o, o.clients, secs(120.0), |_| false)?;
+
+    // Hold: nothing but (possibly) server pings, answered by `Net`.
+    let cpu0 = server_cpu(o);
+    let held = Instant::now();
+    while held.elapsed() < secs(o.hold) {
+        net.poll(Duration::from_millis(100), &mut |_, _: &mut bool, _: &mut Vec<u8>, ev: Ev| match ev {
+            Ev::Closed(why) => Err(format!("idle connection closed by server: {why}")),
+            _ => Err("unexpected message on an idle connection".into()),
+        })?;
+    }
+    let hold_cpu = server_cpu(o).saturating_sub(cpu0);
+    let rss1 = rss("VmRSS")?;
+    let threads = procfs::threads(pid).unwrap_or(0);
+
+    // Every connection must still work: one echo each.
+    let answered = Cell::new(0usize);
+    let mut on_event = |_: usize, done: &mut bool, _: &mut Vec<u8>, ev: Ev| match ev {
+        Ev::Msg(OP_TEXT, got) if got == &data[..] && !*done => {
+            *done = true;
+            answered.set(answered.get() + 1);
+            Ok(())
+        }
+        Ev::Closed(why) => Err(format!("connection closed during the final echo: {why}")),
+        _ => Err("bad or duplicate echo after the idle hold".into()),
+    };
+    for id in net.ids() {
+        net.send(id, &frame, &mut on_event)?;
+    }
+    let deadline = Instant::now() + secs(60.0);
+    while answered.get() < o.clients && Instant::now() < deadline {
+        net.poll(Duration::from_millis(10), &mut on_event)?;
+    }
+    if answered.get() < o.clients {
+        return Err(format!("only {}/{} idle connections answered the echo", answered.get(), o.clients));
+    }
+    let per_conn = (rss1 as f64 - rss0 as f64) / o.clients as f64;
+    Ok(vec![
+        ("kib_per_conn", format!("{per_conn:.1}")),
+        ("hold_cpu_ms", format!("{:.0}", hold_cpu.as_secs_f64() * 1e3)),
+        ("open_s", format!("{:.2}", open_time.as_secs_f64())),
+        ("rss_before_kib", rss0.to_string()),
+        ("rss_after_kib", rss1.to_string()),
+        ("server_threads", threads.to_string()),
+        ("echo_ok", answered.get().to_string()),
+    ])
+}
+
+/// Per-connection state in the `broadcast` scenario.
+#[derive(Default)]
+struct Member {
+    /// Never reads (until the final drain).
+    stalled: bool,
+    /// Next expected sequence number.
+    next: u64,
+    /// Stalled client seen closed by the server.
+    closed: bool,
+    /// Stalled client saw a gap in the sequence (messages dropped).
+    gap: bool,
+}
+
+/// Builds the broadcast text `"<seq> <nanos> "` padded with `x` to `size`.
+fn chat_payload(seq: u64, nanos: u64, size: usize) -> Vec<u8> {
+    let mut p = format!("{seq} {nanos} ").into_bytes();
+    p.resize(size.max(p.len()), b'x');
+    p
+}
+
+/// Checks one relayed message and returns `(seq, send_nanos)`.
+fn parse_chat(got: &[u8], size: usize) -> Option<(u64, u64)> {
+    let text = std::str::from_utf8(got).ok()?;
+    let mut parts = text.splitn(3, ' ');
+    let seq = parts.next()?.parse().ok()?;
+    let nanos = parts.next()?.parse().ok()?;
+    let ok = chat_payload(seq, nanos, size) == got;
+    ok.then_some((seq, nanos))
+}
+
+/// `broadcast`: `clients` members join the room (`stalled` of them never
+/// read) plus one publisher. After `hold` idle seconds (server CPU measured)
+/// the publisher sends `rate` messages/s for `duration` seconds; every
+/// reading member, publisher included, must get every message in order.
+/// Reports delivery latency and how many stalled members the server closed.
+fn broadcast(o: &Opts) -> Result<Report, String> {
+    let epoch = Instant::now();
+    let mut net: Net<Member> = Net::new(o.addr, &o.path, false, 2 * o.size + 4096)
+        .map_err(|e| e.to_string())?;
+    let n = o.clients;
+    let stalled_from = n.saturating_sub(o.stalled);
+    // Members 0..n (the last `stalled` never read), then the publisher.
+    let open_time = open_all(&mut net, o, n + 1, secs(120.0), |i| Member {
+        stalled: i >= stalled_from && i < n,
+        ..Member::default()
+    })?;
+    let ids = net.ids();
+    let publisher = ids[n];
+    let mut noop = |_: usize, _: &mut Member, _: &mut Vec<u8>, _: Ev| Ok(());
+    for &id in &ids[stalled_from..n] {
+        net.set_reading(id, false, &mut noop)?;
+    }
+
+    // Idle phase: everyone joined, nothing sent.
+    let cpu0 = server_cpu(o);
+    let t = Instant::now();
+    while t.elapsed() < secs(o.hold) {
+        net.poll(Duration::from_millis(100), &mut |_, _: &mut Member, _: &mut Vec<u8>, ev: Ev| match ev {
+            Ev::Closed(why) => Err(format!("member closed while idle: {why}")),
+            _ => Err("unexpected message while idle".into()),
+        })?;
+    }
+    let idle_cpu = server_cpu(o).saturating_sub(cpu0);
+    let idle_wall = t.elapsed();
+
+    // Publishing phase.
+    let total = (o.rate * o.duration).round() as u64;
+    let readers = n - (n - stalled_from) + 1;
+    let size = o.size;
+    let mut lat = Vec::<u64>::with_capacity(total as usize * readers);
+    let complete = Cell::new(0usize); // readers that got all `total` messages
+    let mut on_event = |id: usize, m: &mut Member, _: &mut Vec<u8>, ev: Ev| {
+        let got = match ev {
+            Ev::Msg(OP_TEXT, got) => got,
+            Ev::Msg(OP_CLOSE, _) | Ev::Closed(_) if m.stalled => {
+                m.closed = true;
+                return Ok(());
+            }
+            Ev::Closed(why) => return Err(format!("reading member {id} closed: {why}")),
+            Ev::Msg(op, _) => return Err(format!("member {id}: unexpected opcode {op}")),
+            Ev::Open => return Ok(()),
+        };
+        let (seq, nanos) =
+            parse_chat(got, size).ok_or_else(|| format!("member {id}: corrupt message ({} bytes)", got.len()))?;
+        if m.stalled {
+            m.gap |= seq != m.next;
+            m.next = seq + 1;
+            return Ok(());
+        }
+        if seq != m.next {
+            return Err(format!("member {id}: expected message {} but got {seq}", m.next));
+        }
+        m.next += 1;
+        if m.next == total {
+            complete.set(complete.get() + 1);
+        }
+        lat.push((epoch.elapsed().as_nanos() as u64).saturating_sub(nanos));
+        Ok(())
+    };
+    let (cpu1, own1) = (server_cpu(o), own_cpu());
+    let t0 = Instant::now();
+    let mut sent = 0u64;
+    let give_up = t0 + secs(o.duration + 10.0);
+    while complete.get() < readers {
+        let now = Instant::now();
+        if now > give_up {
+            let mut behind = 0;
+            for &id in &ids {
+                let m = net.state(id).ok_or("a member vanished")?;
+                behind += usize::from(!m.stalled && m.next < total);
+            }
+            return Err(format!("{behind} reading members did not get all {total} messages"));
+        }
+        // Send every message that is due (50/s -> one per 20 ms).
+        while sent < total && now >= t0 + secs(sent as f64 / o.rate) {
+            let p = chat_payload(sent, epoch.elapsed().as_nanos() as u64, size);
+            net.send(publisher, &client_frame(OP_TEXT, &p, MASK), &mut on_event)?;
+            sent += 1;
+        }
+        net.poll(Duration::from_millis(1), &mut on_event)?;
+    }
+    let pub_wall = t0.elapsed();
+    let pub_cpu = server_cpu(o).saturating_sub(cpu1);
+    let own_pub_cpu = own_cpu().saturating_sub(own1);
+
+    // Stalled members: now read what is there, for up to 2 s, to see
+    // whether the server closed them.
+    for &id in &ids[stalled_from..n] {
+        net.set_reading(id, true, &mut on_event)?;
+    }
+    let t = Instant::now();
+    while t.elapsed() < secs(2.0) {
+        net.poll(Duration::from_millis(20), &mut on_event)?;
+    }
+    let (mut closed, mut gaps, mut min_got) = (0, 0, u64::MAX);
+    for &id in &ids[stalled_from..n] {
+        // Members closed by the server were removed from `net`: their last
+        // state was recorded through `on_event`, but not kept. Count those
+        // as closed.
+        match net.state(id) {
+            Some(m) => {
+                closed += usize::from(m.closed);
+                gaps += usize::from(m.gap);
+                min_got = min_got.min(m.next);
+            }
+            None => closed += 1,
+        }
+    }
+    lat.sort_unstable();
+    Ok(vec![
+        ("p50_us", format!("{:.0}", pct(&lat, 50.0) as f64 / 1e3)),
+        ("p99_us", format!("{:.0}", pct(&lat, 99.0) as f64 / 1e3)),
+        ("max_us", format!("{:.0}", lat.last().copied().unwrap_or(0) as f64 / 1e3)),
+        ("stalled_closed", format!("{closed}/{}", n - stalled_from)),
+        ("idle_cpu_pct", cpu_pct(idle_cpu, idle_wall)),
+        ("pub_cpu_pct", cpu_pct(pub_cpu, pub_wall)),
+        ("loadgen_cpu_pct", cpu_pct(own_pub_cpu, pub_wall)),
+        ("deliveries", lat.len().to_string()),
+        ("messages", total.to_string()),
+        ("stalled_gaps", gaps.to_string()),
+        ("stalled_min_got", if min_got == u64::MAX { "-".into() } else { min_got.to_string() }),
+        ("open_s", format!("{:.2}", open_time.as_secs_f64())),
+    ])
+}

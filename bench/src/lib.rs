@@ -1,0 +1,60 @@
+//! Shared pieces of the wsportal benchmark harness.
+//!
+//! * [`procfs`]: server CPU time and memory read from `/proc/PID/...`.
+//! * [`frame`]: a minimal client-side WebSocket frame codec used by `loadgen`.
+//! * [`server_args`]: the command line shared by the peer servers.
+
+pub mod frame;
+pub mod net;
+pub mod procfs;
+
+/// Command line of every peer server: `<bin> ADDR [--nodelay]`.
+pub mod server_args {
+    /// Parsed peer-server arguments.
+    pub struct ServerArgs {
+        /// Listen address, e.g. `127.0.0.1:9001`.
+        pub addr: String,
+        /// Set `TCP_NODELAY` on accepted sockets.
+        pub nodelay: bool,
+    }
+
+    /// Parses `ADDR [--nodelay]` from the process arguments; exits on misuse.
+    pub fn parse() -> ServerArgs {
+        let mut addr = None;
+        let mut nodelay = false;
+        for arg in std::env::args().skip(1) {
+            match arg.as_str() {
+                "--nodelay" => nodelay = true,
+                a if !a.starts_with('-') && addr.is_none() => addr = Some(a.to_string()),
+                other => usage(other),
+            }
+        }
+        let addr = addr.unwrap_or_else(|| usage("missing ADDR"));
+        ServerArgs { addr, nodelay }
+    }
+
+    fn usage(what: &str) -> ! {
+        eprintln!("error: {what}\nusage: SERVER ADDR [--nodelay]");
+        std::process::exit(2)
+    }
+}
+
+/// Raises the soft open-file limit to the hard limit (10,000 connections need it).
+/// Child processes inherit the raised limit.
+pub fn raise_nofile_limit() -> u64 {
+    // SAFETY: getrlimit/setrlimit only read/write the struct we pass.
+    unsafe {
+        let mut lim = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) != 0 {
+            return 0;
+        }
+        if lim.rlim_cur < lim.rlim_max {
+            lim.rlim_cur = lim.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
+        }
+        lim.rlim_cur as u64
+    }
+}

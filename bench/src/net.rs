@@ -1,0 +1,315 @@
+//! A single-threaded, non-blocking WebSocket client pool on mio.
+//!
+//! [`Net`] owns many client connections and drives them through
+//! connect -> HTTP upgrade -> open. Scenario code reacts to [`Ev`] events in
+//! a handler and queues bytes (precomputed frames) into each connection's
+//! output buffer; `Net` writes them out and answers server pings itself.
+
+use std::io::{self, Write};
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use mio::net::TcpStream;
+use mio::{Events, Interest, Poll, Token};
+
+use crate::frame::{self, FrameReader, OP_PING, OP_PONG};
+
+/// What a connection reports to the scenario handler.
+pub enum Ev<'a> {
+    /// Connected, and (unless raw) the upgrade to WebSocket succeeded.
+    Open,
+    /// A complete message or control frame (pings are answered by `Net`
+    /// and not reported).
+    Msg(u8, &'a [u8]),
+    /// The connection ended (EOF, reset or write error); it is then removed.
+    Closed(String),
+}
+
+#[derive(PartialEq)]
+enum Phase {
+    Connecting,
+    Handshake,
+    Open,
+}
+
+struct Conn<S> {
+    sock: TcpStream,
+    phase: Phase,
+    /// Expected `Sec-WebSocket-Accept` value.
+    accept: String,
+    rd: FrameReader,
+    out: Vec<u8>,
+    out_pos: usize,
+    /// When false, bytes are left unread once open (a stalled client).
+    reading: bool,
+    st: S,
+}
+
+/// Connection pool. `S` is the scenario's per-connection state.
+pub struct Net<S> {
+    poll: Poll,
+    events: Events,
+    conns: Vec<Option<Conn<S>>>,
+    free: Vec<usize>,
+    addr: SocketAddr,
+    path: String,
+    /// Plain TCP: no handshake, and our own masked frames come back.
+    raw: bool,
+    read_capacity: usize,
+}
+
+/// The handler a scenario passes to [`Net::poll`]:
+/// `(connection id, its state, its output buffer, event)`.
+pub trait Handler<S>: FnMut(usize, &mut S, &mut Vec<u8>, Ev) -> Result<(), String> {}
+impl<S, F: FnMut(usize, &mut S, &mut Vec<u8>, Ev) -> Result<(), String>> Handler<S> for F {}
+
+impl<S> Net<S> {
+    pub fn new(addr: SocketAddr, path: &str, raw: bool, read_capacity: usize) -> io::Result<Self> {
+        Ok(Net {
+            poll: Poll::new()?,
+            events: Events::with_capacity(1024),
+            conns: Vec::new(),
+            free: Vec::new(),
+            addr,
+            path: path.to_string(),
+            raw,
+            read_capacity,
+        })
+    }
+
+    /// Starts a new connection and returns its id. Ids of closed connections
+    /// are reused, but only by connections started after the close.
+    pub fn connect(&mut self, st: S) -> Result<usize, String> {
+        let mut sock = TcpStream::connect(self.addr).map_err(|e| format!("connect: {e}"))?;
+        let id = self.free.pop().unwrap_or(self.conns.len());
+        self.poll
+            .registry()
+            .register(&mut sock, Token(id), Interest::READABLE | Interest::WRITABLE)
+            .map_err(|e| format!("register: {e}"))?;
+        let key = tungstenite::handshake::client::generate_key();
+        let mut rd = FrameReader::new(self.read_capacity);
+        rd.accept_masked = self.raw;
+        let mut out = Vec::new();
+        if !self.raw {
+            let host = self.addr;
+            let path = &self.path;
+            out = format!(
+                "GET {path} HTTP/1.1\r\nHost: {host}\r\nUpgrade: websocket\r\n\
+                 Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n\
+                 Sec-WebSocket-Version: 13\r\n\r\n"
+            )
+            .into_bytes();
+        }
+        let conn = Conn {
+            sock,
+            phase: Phase::Connecting,
+            accept: tungstenite::handshake::derive_accept_key(key.as_bytes()),
+            rd,
+            out,
+            out_pos: 0,
+            reading: true,
+            st,
+        };
+        if id == self.conns.len() {
+            self.conns.push(Some(conn));
+        } else {
+            self.conns[id] = Some(conn);
+        }
+        Ok(id)
+    }
+
+    /// Ids of all live connections.
+    pub fn ids(&self) -> Vec<usize> {
+        (0..self.conns.len()).filter(|&i| self.conns[i].is_some()).collect()
+    }
+
+    pub fn state(&mut self, id: usize) -> Option<&mut S> {
+        self.conns.get_mut(id)?.as_mut().map(|c| &mut c.st)
+    }
+
+    /// Closes and forgets a connection (no close handshake).
+    pub fn drop_conn(&mut self, id: usize) {
+        if self.conns.get_mut(id).and_then(Option::take).is_some() {
+            self.free.push(id);
+        }
+    }
+
+    /// Stops (false) or resumes (true) reading an open connection. Resuming
+    /// runs the connection at once, since no readiness event will repeat.
+    pub fn set_reading(&mut self, id: usize, reading: bool, h: &mut impl Handler<S>) -> Result<(), String> {
+        if let Some(c) = self.conns.get_mut(id).and_then(Option::as_mut) {
+            c.reading = reading;
+            if reading {
+                self.service(id, h)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Queues bytes on a connection and tries to write them.
+    pub fn send(&mut self, id: usize, bytes: &[u8], h: &mut impl Handler<S>) -> Result<(), String> {
+        if let Some(c) = self.conns.get_mut(id).and_then(Option::as_mut) {
+            c.out.extend_from_slice(bytes);
+            if c.phase == Phase::Open {
+                self.service(id, h)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Waits up to `timeout` for readiness and runs the ready connections.
+    pub fn poll(&mut self, timeout: Duration, h: &mut impl Handler<S>) -> Result<(), String> {
+        match self.poll.poll(&mut self.events, Some(timeout)) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => return Ok(()),
+            Err(e) => return Err(format!("poll: {e}")),
+        }
+        let ready: Vec<usize> = self.events.iter().map(|e| e.token().0).collect();
+        for id in ready {
+            self.service(id, h)?;
+        }
+        Ok(())
+    }
+
+    /// Advances one connection as far as it can go without blocking.
+    fn service(&mut self, id: usize, h: &mut impl Handler<S>) -> Result<(), String> {
+        let Some(c) = self.conns.get_mut(id).and_then(Option::as_mut) else {
+            return Ok(());
+        };
+        let raw = self.raw;
+        match drive(id, c, raw, h) {
+            Ok(()) => Ok(()),
+            Err(Fail::Closed(reason)) => {
+                let res = h(id, &mut c.st, &mut Vec::new(), Ev::Closed(reason));
+                self.drop_conn(id);
+                res
+            }
+            Err(Fail::Fatal(e)) => Err(e),
+        }
+    }
+}
+
+/// Why driving a connection stopped.
+enum Fail {
+    /// The connection is gone (reported to the handler as [`Ev::Closed`]).
+    Closed(String),
+    /// Protocol or validation error: the whole run fails.
+    Fatal(String),
+}
+
+impl From<String> for Fail {
+    fn from(s: String) -> Self {
+        Fail::Fatal(s)
+    }
+}
+
+fn drive<S>(id: usize, c: &mut Conn<S>, raw: bool, h: &mut impl Handler<S>) -> Result<(), Fail> {
+    if c.phase == Phase::Connecting {
+        if let Ok(Some(e)) | Err(e) = c.sock.take_error() {
+            return Err(Fail::Fatal(format!("connect failed: {e}")));
+        }
+        match c.sock.peer_addr() {
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotConnected => return Ok(()),
+            Err(e) => return Err(Fail::Fatal(format!("connect failed: {e}"))),
+        }
+        let _ = c.sock.set_nodelay(true);
+        if raw {
+            c.phase = Phase::Open;
+            h(id, &mut c.st, &mut c.out, Ev::Open)?;
+        } else {
+            c.phase = Phase::Handshake;
+        }
+    }
+    flush(c)?;
+    loop {
+        if c.phase == Phase::Open && !c.reading {
+            break;
+        }
+        match c.rd.read_once(&mut c.sock) {
+            Ok(Some(_)) => {}
+            Ok(None) => {
+                // Deliver what was complete before the EOF, then report it.
+                deliver(id, c, h)?;
+                return Err(Fail::Closed("EOF".into()));
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+            Err(e) => return Err(Fail::Closed(e.to_string())),
+        }
+        if c.phase == Phase::Handshake {
+            check_upgrade(c)?;
+            if c.phase == Phase::Open {
+                h(id, &mut c.st, &mut c.out, Ev::Open)?;
+            }
+        }
+        deliver(id, c, h)?;
+    }
+    flush(c)
+}
+
+/// Passes complete messages to the handler; answers pings.
+fn deliver<S>(id: usize, c: &mut Conn<S>, h: &mut impl Handler<S>) -> Result<(), Fail> {
+    if c.phase != Phase::Open || !c.reading {
+        return Ok(());
+    }
+    let Conn { rd, out, st, .. } = c;
+    rd.drain(|op, payload| {
+        if op == OP_PING {
+            out.extend_from_slice(&frame::client_frame(OP_PONG, payload, [9, 8, 7, 6]));
+            Ok(())
+        } else {
+            h(id, st, out, Ev::Msg(op, payload))
+        }
+    })?;
+    Ok(())
+}
+
+/// Parses the HTTP upgrade response once its header is complete.
+fn check_upgrade<S>(c: &mut Conn<S>) -> Result<(), Fail> {
+    let pending = c.rd.pending();
+    let Some(end) = pending.windows(4).position(|w| w == b"\r\n\r\n") else {
+        if pending.len() > 16 * 1024 {
+            return Err(Fail::Fatal("upgrade response header too long".into()));
+        }
+        return Ok(());
+    };
+    let head = String::from_utf8_lossy(&pending[..end]).to_string();
+    let mut lines = head.split("\r\n");
+    let status = lines.next().unwrap_or("");
+    if !status.starts_with("HTTP/1.1 101") {
+        return Err(Fail::Fatal(format!("upgrade refused: {status:?}")));
+    }
+    let accept = lines.find_map(|l| {
+        let (name, value) = l.split_once(':')?;
+        name.trim().eq_ignore_ascii_case("sec-websocket-accept").then(|| value.trim())
+    });
+    if accept != Some(c.accept.as_str()) {
+        return Err(Fail::Fatal(format!("bad Sec-WebSocket-Accept: {accept:?}")));
+    }
+    c.rd.consume(end + 4);
+    c.phase = Phase::Open;
+    Ok(())
+}
+
+/// Writes queued output until done or the socket is full.
+fn flush<S>(c: &mut Conn<S>) -> Result<(), Fail> {
+    if c.phase == Phase::Connecting {
+        return Ok(());
+    }
+    while c.out_pos < c.out.len() {
+        match c.sock.write(&c.out[c.out_pos..]) {
+            Ok(n) => c.out_pos += n,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(Fail::Closed(format!("write: {e}"))),
+        }
+    }
+    if c.out_pos == c.out.len() {
+        c.out.clear();
+        c.out_pos = 0;
+    } else if c.out_pos > 1 << 20 {
+        c.out.drain(..c.out_pos);
+        c.out_pos = 0;
+    }
+    Ok(())
+}

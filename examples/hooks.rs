@@ -1,0 +1,43 @@
+//! portal's error example: a resource whose message hook fails on purpose,
+//! and an `on_error` hook that sends the error back instead of stopping.
+//!
+//!     cargo run --example hooks -- 127.0.0.1:9002
+//!
+//! Connect to ws://127.0.0.1:9002/err and send anything: a number is doubled,
+//! anything else makes the hook panic, and the error text comes back.
+
+use wsportal::{Config, Resource, Server};
+
+fn main() -> Result<(), wsportal::Error> {
+    env_logger::init();
+    let addr = std::env::args().nth(1).unwrap_or_else(|| "127.0.0.1:9002".into());
+
+    // Like `(setq pws:debug-on-error nil)`: a panic goes to on_error and the
+    // connection carries on, instead of being closed with 1011.
+    let mut server = Server::with_config(Config::default().debug_on_error(false));
+    server.define_resource(
+        "/err",
+        Resource::new()
+            .on_open(|ws| {
+                let _ = ws.send_text("Welcome to error server.");
+            })
+            .on_message(|ws, msg| {
+                // Panics unless the message is a number: the deliberate bug.
+                let n: i64 = msg.as_text().unwrap_or("").trim().parse().unwrap();
+                let _ = ws.send_text(&(n * 2).to_string());
+            })
+            .on_error(|ws, err| {
+                // Echo the error to the client.
+                let _ = ws.send_text(&format!("error: {err}"));
+            })
+            .on_close(|ws, code, _reason| {
+                println!("socket {} leaving error server ({code})", ws.peer_addr());
+            }),
+    );
+
+    let handle = server.start(&addr)?;
+    println!("listening on ws://{}/err", handle.local_addr());
+    loop {
+        std::thread::park();
+    }
+}

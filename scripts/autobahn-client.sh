@@ -1,0 +1,292 @@
+#!/usr/bin/env bash
+# Autobahn conformance run for wsportal's WebSocket client.
+#
+#   bash scripts/autobahn-client.sh
+#
+# 1. makes/reuses a Python venv at .ci-work/venv with `kosoku` pinned to
+#    $KOSOKU_VERSION;
+# 2. `cargo build --release --example autobahn_client` (fails clearly if the
+#    crate has no such example yet);
+# 3. starts `kosoku -m fuzzingserver -x '12.*' -x '13.*' 127.0.0.1:0` in the
+#    background and reads its real port from the line it prints on stderr,
+#    `fuzzingserver listening on ws://127.0.0.1:PORT`;
+# 4. runs `target/release/examples/autobahn_client 127.0.0.1:PORT`, which must
+#    be a standard Autobahn client driver with agent name `wsportal`:
+#      GET ws://ADDR/getCaseCount              -> one text message: N
+#      for i in 1..=N: ws://ADDR/runCase?case=i&agent=wsportal  (echo every
+#                      message back, text as text, binary as binary, until closed)
+#      GET ws://ADDR/updateReports?agent=wsportal               (then kosoku
+#                      writes the report and exits)
+# 5. waits (bounded) for kosoku to write .ci-work/autobahn/client/index.json
+#    and gates it with scripts/check-autobahn.py (agent `wsportal`).
+#
+# Exit status is non-zero on any failure, with the reason printed last.
+#
+# Environment knobs (all optional):
+#   CLIENT_CMD        command used instead of the built example; the fuzzing
+#                     server's HOST:PORT is appended as its last argument. Runs
+#                     with the venv's bin/ first on PATH; no cargo build is done.
+#                     Example (a Python `websockets` reference driver):
+#                       AUTOBAHN_PIP_EXTRA=websockets WEBSOCKETS_MAX_FRAGMENTS=10000000 \
+#                       CLIENT_CMD="python /path/to/client_driver.py" \
+#                       bash scripts/autobahn-client.sh
+#   AUTOBAHN_AGENT    agent name the client reports (default wsportal).
+#   AUTOBAHN_PIP_EXTRA extra pip packages to put in the venv (e.g. websockets).
+#   AUTOBAHN_CASES    space-separated case ids/globs (e.g. "5.* 9.7.1") to serve
+#                     instead of sections 1-10; turns off the case-count check.
+#   AUTOBAHN_TIMEOUT  seconds the client may run (default 1200).
+#   AUTOBAHN_BUILD_TIMEOUT   seconds for the cargo build (default 1200).
+#   AUTOBAHN_READY_TIMEOUT   seconds to wait for kosoku to listen (default 30).
+#   AUTOBAHN_REPORT_TIMEOUT  seconds to wait for kosoku to exit after the client
+#                     is done (default 60).
+#   AUTOBAHN_OUT      report directory (default .ci-work/autobahn/client).
+#   AUTOBAHN_CLOSE    check-autobahn.py --close mode: must (default)|strict|ignore.
+#   KOSOKU_VERSION    kosoku version to install (default 0.1.0).
+#   PYTHON            python used to create the venv (default python3).
+
+set -euo pipefail
+
+EXAMPLE=autobahn_client
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+
+KOSOKU_VERSION="${KOSOKU_VERSION:-0.1.0}"
+PYTHON="${PYTHON:-python3}"
+WORK="$ROOT/.ci-work"
+VENV="$WORK/venv"
+OUT="${AUTOBAHN_OUT:-$WORK/autobahn/client}"
+AGENT="${AUTOBAHN_AGENT:-wsportal}"
+CLIENT_TIMEOUT="${AUTOBAHN_TIMEOUT:-1200}"
+BUILD_TIMEOUT="${AUTOBAHN_BUILD_TIMEOUT:-1200}"
+READY_TIMEOUT="${AUTOBAHN_READY_TIMEOUT:-30}"
+REPORT_TIMEOUT="${AUTOBAHN_REPORT_TIMEOUT:-60}"
+CLOSE_MODE="${AUTOBAHN_CLOSE:-must}"
+# Cases in sections 1-10 with kosoku 0.1.0 (1:16 2:11 3:7 4:10 5:20 6:145 7:37 9:54 10:1).
+MIN_CASES=301
+
+T0=$SECONDS
+log() { printf '[autobahn-client %4ds] %s\n' "$((SECONDS - T0))" "$*"; }
+die() { printf '[autobahn-client %4ds] FAILED: %s\n' "$((SECONDS - T0))" "$*" >&2; exit 1; }
+
+KOSOKU_PID=""
+KOSOKU_LOG="$WORK/autobahn/client-kosoku.log"
+CLIENT_LOG="$WORK/autobahn/client-$EXAMPLE.log"
+
+# Foreground work runs through run_bounded (timeout in the background + wait)
+# so that a signal to this script (e.g. CI's own step timeout) can stop it:
+# `timeout` puts its command in a process group of its own, out of reach of a
+# signal sent to ours.
+CHILD_PID=""
+run_bounded() {
+    local secs=$1 rc=0
+    shift
+    timeout -k 10 "$secs" "$@" &
+    CHILD_PID=$!
+    wait "$CHILD_PID" || rc=$?
+    CHILD_PID=""
+    return "$rc"
+}
+stop_child() {
+    if [[ -n "$CHILD_PID" ]]; then
+        kill -TERM "$CHILD_PID" 2>/dev/null || true
+        wait "$CHILD_PID" 2>/dev/null || true
+        CHILD_PID=""
+    fi
+}
+stop_kosoku() {
+    if [[ -n "$KOSOKU_PID" ]] && kill -0 "$KOSOKU_PID" 2>/dev/null; then
+        kill -TERM "$KOSOKU_PID" 2>/dev/null || true
+        for _ in $(seq 1 50); do
+            kill -0 "$KOSOKU_PID" 2>/dev/null || break
+            sleep 0.1
+        done
+        kill -KILL "$KOSOKU_PID" 2>/dev/null || true
+        wait "$KOSOKU_PID" 2>/dev/null || true
+    fi
+    KOSOKU_PID=""
+}
+cleanup() { stop_child; stop_kosoku; }
+trap cleanup EXIT
+trap 'log "interrupted by SIGTERM"; cleanup; exit 143' TERM
+trap 'log "interrupted by SIGINT"; cleanup; exit 130' INT
+trap 'log "interrupted by SIGHUP"; cleanup; exit 129' HUP
+
+show_log() {  # FILE WHAT
+    if [[ -s "$1" ]]; then
+        echo "---- last 40 lines of $2 ($1) ----" >&2
+        tail -n 40 "$1" >&2 || true
+        echo "---- end of $2 ----" >&2
+    fi
+}
+
+# ---------------------------------------------------------------- venv
+ensure_venv() {
+    mkdir -p "$WORK"
+    if [[ ! -x "$VENV/bin/python" ]]; then
+        log "creating venv $VENV"
+        run_bounded 300 "$PYTHON" -m venv "$VENV" </dev/null || die "could not create venv at $VENV with $PYTHON (is python3-venv installed?)"
+    fi
+    local have
+    have="$("$VENV/bin/python" -c 'import importlib.metadata as m; print(m.version("kosoku"))' 2>/dev/null || true)"
+    if [[ "$have" != "$KOSOKU_VERSION" ]]; then
+        log "pip install kosoku==$KOSOKU_VERSION"
+        run_bounded 600 "$VENV/bin/python" -m pip install --disable-pip-version-check -q "kosoku==$KOSOKU_VERSION" </dev/null \
+            || die "pip install kosoku==$KOSOKU_VERSION failed"
+    fi
+    if [[ -n "${AUTOBAHN_PIP_EXTRA:-}" ]]; then
+        # shellcheck disable=SC2086 # word splitting intended: a package list
+        run_bounded 600 "$VENV/bin/python" -m pip install --disable-pip-version-check -q $AUTOBAHN_PIP_EXTRA </dev/null \
+            || die "pip install $AUTOBAHN_PIP_EXTRA failed"
+    fi
+    run_bounded 60 "$VENV/bin/kosoku" --help >/dev/null </dev/null || die "kosoku is installed but \`kosoku --help\` does not run"
+}
+
+# ---------------------------------------------------------------- main
+log "out=$OUT agent=$AGENT"
+ensure_venv
+log "kosoku $KOSOKU_VERSION ready in $VENV"
+
+if [[ -n "${CLIENT_CMD:-}" ]]; then
+    log "CLIENT_CMD override: $CLIENT_CMD (no cargo build)"
+    CLIENT_ARGV=(bash -c "exec $CLIENT_CMD \"\$@\"" client-cmd)
+else
+    command -v cargo >/dev/null || die "cargo not found on PATH"
+    has_example="$(timeout 300 cargo metadata --no-deps --format-version 1 </dev/null 2>/dev/null \
+        | "$VENV/bin/python" -c '
+import json, sys
+name = sys.argv[1]
+meta = json.load(sys.stdin)
+print(any(t["name"] == name and "example" in t["kind"] for p in meta["packages"] for t in p["targets"]))
+' "$EXAMPLE" || echo unknown)"
+    if [[ "$has_example" == "False" ]]; then
+        die "the crate has no example named '$EXAMPLE' yet (expected examples/$EXAMPLE.rs: an Autobahn client driver taking HOST:PORT, agent 'wsportal')"
+    fi
+    log "cargo build --release --example $EXAMPLE"
+    b0=$SECONDS
+    run_bounded "$BUILD_TIMEOUT" cargo build --release --example "$EXAMPLE" </dev/null \
+        || die "cargo build --release --example $EXAMPLE failed (or exceeded ${BUILD_TIMEOUT}s)"
+    log "build took $((SECONDS - b0))s"
+    target_dir="${CARGO_TARGET_DIR:-$ROOT/target}"
+    BIN="$target_dir/release/examples/$EXAMPLE"
+    [[ -x "$BIN" ]] || die "built example not found at $BIN"
+    CLIENT_ARGV=("$BIN")
+fi
+
+rm -rf "$OUT"
+mkdir -p "$OUT" "$(dirname "$KOSOKU_LOG")"
+: >"$KOSOKU_LOG"
+: >"$CLIENT_LOG"
+
+sel=(-x '12.*' -x '13.*')
+if [[ -n "${AUTOBAHN_CASES:-}" ]]; then
+    for c in $AUTOBAHN_CASES; do sel+=(-i "$c"); done
+    MIN_CASES=1
+fi
+
+# kosoku in fuzzingserver mode exits by itself once the client has called
+# /updateReports; the outer timeout only bounds a client that never does.
+ks_budget=$((READY_TIMEOUT + CLIENT_TIMEOUT + REPORT_TIMEOUT + 30))
+log "starting kosoku -m fuzzingserver ${sel[*]} -o $OUT 127.0.0.1:0"
+timeout -k 10 "$ks_budget" "$VENV/bin/kosoku" -m fuzzingserver "${sel[@]}" -o "$OUT" 127.0.0.1:0 \
+    </dev/null >"$KOSOKU_LOG" 2>&1 &
+KOSOKU_PID=$!
+
+ADDR=""
+deadline=$((SECONDS + READY_TIMEOUT))
+while (( SECONDS < deadline )); do
+    line="$(grep -m1 'listening on' "$KOSOKU_LOG" 2>/dev/null || true)"
+    if [[ -n "$line" ]]; then
+        ADDR="$(sed -n 's#.*listening on[: ]*\(ws://\|http://\)\{0,1\}\([^ /]*\).*#\2#p' <<<"$line")"
+        break
+    fi
+    if ! kill -0 "$KOSOKU_PID" 2>/dev/null; then
+        rc=0; wait "$KOSOKU_PID" || rc=$?
+        KOSOKU_PID=""
+        show_log "$KOSOKU_LOG" "kosoku log"
+        die "kosoku fuzzingserver exited (status $rc) before listening"
+    fi
+    sleep 0.1
+done
+[[ -n "$ADDR" && "$ADDR" =~ :[0-9]+$ ]] || { show_log "$KOSOKU_LOG" "kosoku log"; die "kosoku fuzzingserver did not report a listening HOST:PORT within ${READY_TIMEOUT}s"; }
+log "kosoku fuzzingserver pid $KOSOKU_PID listening on $ADDR"
+
+log "running client: ${CLIENT_ARGV[*]} $ADDR"
+c0=$SECONDS
+client_rc=0
+PATH="$VENV/bin:$PATH" RUST_BACKTRACE=1 run_bounded "$CLIENT_TIMEOUT" "${CLIENT_ARGV[@]}" "$ADDR" \
+    </dev/null >"$CLIENT_LOG" 2>&1 || client_rc=$?
+log "client finished in $((SECONDS - c0))s with exit status $client_rc"
+problems=""
+if (( client_rc == 124 || client_rc == 137 )); then
+    problems+=" client-timeout(${CLIENT_TIMEOUT}s)"
+elif (( client_rc != 0 )); then
+    problems+=" client-exit-status-$client_rc"
+fi
+if [[ -n "$problems" ]]; then
+    show_log "$CLIENT_LOG" "client log"
+fi
+
+# Wait (bounded) for kosoku to notice /updateReports, write the report and exit.
+wait_kosoku() {  # SECONDS -> sets ks_rc when kosoku has exited
+    local deadline=$((SECONDS + $1))
+    while (( SECONDS < deadline )); do
+        if ! kill -0 "$KOSOKU_PID" 2>/dev/null; then
+            ks_rc=0; wait "$KOSOKU_PID" || ks_rc=$?
+            KOSOKU_PID=""
+            return 0
+        fi
+        sleep 0.2
+    done
+    return 1
+}
+# Ask kosoku for the report ourselves (a bare /updateReports handshake), so a
+# client that crashed or hung half-way still leaves the cases it ran.
+salvage_report() {
+    log "requesting /updateReports?agent=$AGENT from kosoku ourselves to salvage a partial report"
+    # (Passed with -c: a background command's stdin is /dev/null, so no heredoc.)
+    local py='
+import base64, os, socket, sys
+addr, agent = sys.argv[1], sys.argv[2]
+host, port = addr.rsplit(":", 1)
+s = socket.create_connection((host, int(port)), timeout=10)
+key = base64.b64encode(os.urandom(16)).decode()
+s.sendall((f"GET /updateReports?agent={agent} HTTP/1.1\r\nHost: {addr}\r\n"
+           f"Upgrade: websocket\r\nConnection: Upgrade\r\n"
+           f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n").encode())
+try:
+    while s.recv(4096):
+        pass
+except OSError:
+    pass
+'
+    run_bounded 30 "$VENV/bin/python" -c "$py" "$ADDR" "$AGENT" || true
+}
+ks_rc=""
+if (( client_rc == 0 )); then
+    wait_kosoku "$REPORT_TIMEOUT" || {
+        problems+=" client-did-not-call-updateReports"
+        log "kosoku still running ${REPORT_TIMEOUT}s after the client exited: did the client call /updateReports?agent=$AGENT ?"
+    }
+fi
+if [[ -z "$ks_rc" ]] && kill -0 "$KOSOKU_PID" 2>/dev/null; then
+    salvage_report
+    wait_kosoku 30 || { problems+=" kosoku-did-not-finish"; log "kosoku did not write a report; stopping it"; stop_kosoku; }
+fi
+grep -E 'cases passed|cases failed|wrote reports' "$KOSOKU_LOG" | sed 's/^/[kosoku] /' || true
+
+if [[ ! -f "$OUT/index.json" ]]; then
+    show_log "$KOSOKU_LOG" "kosoku log"
+    show_log "$CLIENT_LOG" "client log"
+    die "no report was written to $OUT/index.json; problems:${problems:- none detected}"
+fi
+
+rc=0
+"$VENV/bin/python" "$ROOT/scripts/check-autobahn.py" --min-cases "$MIN_CASES" --close "$CLOSE_MODE" "$OUT/index.json" "$AGENT" || rc=$?
+log "reports: $OUT/index.json (HTML: $OUT/index.html); total $((SECONDS - T0))s"
+if [[ -n "$problems" ]]; then
+    die "client run problems:$problems"
+fi
+if (( rc != 0 )); then
+    die "Autobahn conformance check failed for the client (agent '$AGENT'; see the failing cases above)"
+fi
+log "PASSED: the client is Autobahn-conformant (sections 1-10)"

@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# Benchmark wsportal against peer servers: builds everything in release,
+# runs every scenario against every server and prints markdown tables
+# (also saved to target/bench/results.md). See bench/README.md.
+#
+#   bash scripts/bench.sh            # full run, well under 15 minutes
+#   QUICK=1 bash scripts/bench.sh    # about 2 minutes
+#   SERVERS=tokio-tungstenite,wsportal SCENARIOS=echo64 bash scripts/bench.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# 10,000 idle connections need more than 1024 descriptors (loadgen and servers).
+ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+if [ "$(ulimit -n)" != unlimited ] && [ "$(ulimit -n)" -lt 12000 ]; then
+  echo "warning: open-file limit is $(ulimit -n); the idle scenario may fail (set IDLE_CONNS lower)" >&2
+fi
+command -v taskset >/dev/null || { echo "taskset not found (Debian package util-linux)" >&2; exit 1; }
+
+echo "== building the harness (bench/) in release" >&2
+cargo build --release --quiet -p wsportal-bench --bins
+
+echo "== building wsportal's examples in release" >&2
+if ! cargo build --release --quiet --examples; then
+  export WSPORTAL_SKIP="cargo build --release --examples failed"
+  echo "warning: $WSPORTAL_SKIP; the wsportal row is skipped" >&2
+fi
+
+# Optional extra peers: Python websockets and Node ws. A failed install only
+# drops their rows. EXTRA_PEERS=0 skips them.
+if [ "${EXTRA_PEERS:-1}" = 1 ]; then
+  if [ ! -x bench/.venv/bin/python ] || ! bench/.venv/bin/python -c 'import websockets' 2>/dev/null; then
+    echo "== installing Python websockets into bench/.venv" >&2
+    { python3 -m venv bench/.venv && bench/.venv/bin/pip install --quiet -r bench/peers/requirements.txt; } \
+      || { echo "warning: Python websockets unavailable; its row is skipped" >&2; rm -rf bench/.venv; }
+  fi
+  if [ ! -d bench/node/node_modules/ws ]; then
+    echo "== installing Node ws into bench/node" >&2
+    (cd bench/node && npm ci --silent --no-audit --no-fund) \
+      || echo "warning: Node ws unavailable; its row is skipped" >&2
+  fi
+fi
+
+# Hard stop as a safety net; the runner bounds every step itself.
+exec timeout --kill-after=10 "${BENCH_TIMEOUT:-1500}" target/release/bench-runner

@@ -1,0 +1,204 @@
+//! Server settings: builder-lite, checked once when the server starts.
+
+use std::time::Duration;
+
+use crate::Error;
+
+/// Settings of a [`Server`](crate::Server). Start from `Config::default()` and
+/// chain the setters; values are checked when the server starts, and a bad
+/// one is refused with [`Error::Config`] naming the setting.
+///
+/// ```
+/// use std::time::Duration;
+/// let config = wsportal::Config::default()
+///     .max_message_size(1 << 20)
+///     .ping_interval(Some(Duration::from_secs(20)))
+///     .debug_on_error(false);
+/// # let _ = config;
+/// ```
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct Config {
+    pub(crate) max_message_size: usize,
+    pub(crate) max_frame_size: usize,
+    pub(crate) max_header_size: usize,
+    pub(crate) handshake_timeout: Duration,
+    pub(crate) max_connections: usize,
+    pub(crate) read_buffer_size: usize,
+    pub(crate) thread_stack_size: usize,
+    pub(crate) debug_on_error: bool,
+    pub(crate) shutdown_grace: Duration,
+    pub(crate) close_timeout: Duration,
+    pub(crate) ping_interval: Option<Duration>,
+    pub(crate) ping_timeout: Duration,
+    pub(crate) max_backlog: usize,
+    pub(crate) write_timeout: Duration,
+    pub(crate) nodelay: bool,
+    pub(crate) sse_keepalive: Option<Duration>,
+}
+
+impl Default for Config {
+    fn default() -> Config {
+        Config {
+            max_message_size: 16 << 20,
+            max_frame_size: 16 << 20,
+            max_header_size: 8 << 10,
+            handshake_timeout: Duration::from_secs(10),
+            max_connections: 10_000,
+            read_buffer_size: 4 << 10,
+            thread_stack_size: 256 << 10,
+            debug_on_error: true,
+            shutdown_grace: Duration::from_secs(2),
+            close_timeout: Duration::from_secs(5),
+            ping_interval: Some(Duration::from_secs(30)),
+            ping_timeout: Duration::from_secs(10),
+            max_backlog: 32 << 20,
+            write_timeout: Duration::from_secs(10),
+            nodelay: true,
+            sse_keepalive: Some(Duration::from_secs(15)),
+        }
+    }
+}
+
+macro_rules! setters {
+    ($($(#[$doc:meta])* $name:ident: $ty:ty;)*) => {
+        impl Config {
+            $(
+                $(#[$doc])*
+                pub fn $name(mut self, value: $ty) -> Config {
+                    self.$name = value;
+                    self
+                }
+            )*
+        }
+    };
+}
+
+setters! {
+    /// Largest message accepted, in bytes, after reassembling fragments
+    /// (default 16 MiB). A bigger one closes the connection with 1009.
+    max_message_size: usize;
+    /// Largest single frame payload accepted, in bytes (default 16 MiB).
+    /// A bigger one closes the connection with 1009.
+    max_frame_size: usize;
+    /// Largest HTTP request head, in bytes (default 8 KiB). A longer one is
+    /// answered `431 Request Header Fields Too Large`.
+    max_header_size: usize;
+    /// How long a client may take to send its whole HTTP request (default 10 s).
+    handshake_timeout: Duration;
+    /// Most connections served at once (default 10,000). One more is answered
+    /// `503 Service Unavailable` with `Retry-After`.
+    max_connections: usize;
+    /// Initial read buffer per connection, in bytes (default 4 KiB). It grows
+    /// with the data and shrinks back when the connection goes quiet.
+    read_buffer_size: usize;
+    /// Stack size of each connection thread, in bytes (default 256 KiB). Hooks
+    /// run on this stack.
+    thread_stack_size: usize;
+    /// What a panicking hook does after `on_error` has seen it (default `true`,
+    /// as in portal): when on, the panic is logged at error level with its
+    /// message and location and the connection is closed with 1011; when off,
+    /// the connection carries on.
+    debug_on_error: bool;
+    /// How long `ServerHandle::close` waits for clients to finish their close
+    /// handshakes before cutting them off (default 2 s).
+    shutdown_grace: Duration;
+    /// How long a close handshake we began may wait for the peer's reply
+    /// before the socket is closed anyway (default 5 s).
+    close_timeout: Duration;
+    /// Send a ping when a connection has been silent this long (default 30 s);
+    /// `None` disables keepalive.
+    ping_interval: Option<Duration>;
+    /// Close a connection whose keepalive ping has no answer (no frame at all)
+    /// within this time (default 10 s).
+    ping_timeout: Duration;
+    /// Most bytes queued for one slow client (default 32 MiB). Past it the
+    /// client is closed with 1008.
+    max_backlog: usize;
+    /// Close a client whose socket accepts no byte for this long (default 10 s).
+    write_timeout: Duration;
+    /// Set `TCP_NODELAY` on accepted sockets (default `true`); writes are
+    /// coalesced so small messages still share packets under load.
+    nodelay: bool;
+    /// Send an SSE comment line this often so proxies keep event streams open
+    /// (default 15 s); `None` disables it.
+    sse_keepalive: Option<Duration>;
+}
+
+impl Config {
+    /// Checks every value; the error names the first bad setting.
+    pub(crate) fn validate(&self) -> Result<(), Error> {
+        fn bad(setting: &'static str, reason: &str) -> Result<(), Error> {
+            Err(Error::Config {
+                setting,
+                reason: reason.to_owned(),
+            })
+        }
+        let nonzero = |d: Duration| !d.is_zero();
+        if self.max_frame_size == 0 {
+            return bad("max_frame_size", "must be at least 1");
+        }
+        if self.max_message_size == 0 {
+            return bad("max_message_size", "must be at least 1");
+        }
+        if self.max_header_size < 256 {
+            return bad("max_header_size", "must be at least 256 bytes");
+        }
+        if !nonzero(self.handshake_timeout) {
+            return bad("handshake_timeout", "must be longer than zero");
+        }
+        if self.max_connections == 0 {
+            return bad("max_connections", "must be at least 1");
+        }
+        if !(64..=(16 << 20)).contains(&self.read_buffer_size) {
+            return bad("read_buffer_size", "must be between 64 bytes and 16 MiB");
+        }
+        if self.thread_stack_size < (32 << 10) {
+            return bad("thread_stack_size", "must be at least 32 KiB");
+        }
+        if !nonzero(self.close_timeout) {
+            return bad("close_timeout", "must be longer than zero");
+        }
+        if self.ping_interval.is_some_and(|d| d.is_zero()) {
+            return bad("ping_interval", "must be longer than zero (None disables it)");
+        }
+        if !nonzero(self.ping_timeout) {
+            return bad("ping_timeout", "must be longer than zero");
+        }
+        if self.max_backlog < (64 << 10) {
+            return bad("max_backlog", "must be at least 64 KiB");
+        }
+        if !nonzero(self.write_timeout) {
+            return bad("write_timeout", "must be longer than zero");
+        }
+        if self.sse_keepalive.is_some_and(|d| d.is_zero()) {
+            return bad("sse_keepalive", "must be longer than zero (None disables it)");
+        }
+        if self.max_backlog <= self.max_message_size {
+            log::warn!(
+                "max_backlog ({}) is not above max_message_size ({}): echoing a largest \
+                 message will close the connection as too slow",
+                self.max_backlog,
+                self.max_message_size
+            );
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_is_valid_and_errors_name_the_setting() {
+        Config::default().validate().unwrap();
+        let err = Config::default().read_buffer_size(1).validate().unwrap_err();
+        assert!(err.to_string().contains("read_buffer_size"), "{err}");
+        let err = Config::default()
+            .ping_interval(Some(Duration::ZERO))
+            .validate()
+            .unwrap_err();
+        assert!(err.to_string().contains("ping_interval"), "{err}");
+    }
+}

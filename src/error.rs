@@ -1,0 +1,137 @@
+//! The crate's one error type, and the error that gives an unsent message back.
+
+use std::fmt;
+use std::io;
+
+/// Everything that can go wrong in wsportal.
+///
+/// Errors that end a connection say which close code was sent for them
+/// ([`Error::close_code`]).
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum Error {
+    /// The server could not listen on the address it was given.
+    Bind {
+        /// The address as it was given.
+        addr: String,
+        /// What the operating system said.
+        source: io::Error,
+    },
+    /// A configuration value is out of range; refused at start.
+    Config {
+        /// The name of the setting, as in the setter's name.
+        setting: &'static str,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// A path given to `define_*` is malformed or already taken.
+    Route(String),
+    /// An I/O error on a connection.
+    Io(io::Error),
+    /// The peer broke RFC 6455 (close code 1002).
+    Protocol(&'static str),
+    /// A text message or close reason was not valid UTF-8 (close code 1007).
+    InvalidUtf8,
+    /// A message or frame was larger than the configured limit (close code 1009).
+    TooBig {
+        /// What the peer announced or sent, in bytes.
+        size: u64,
+        /// The configured limit, in bytes.
+        limit: usize,
+    },
+    /// The peer did not read fast enough and its backlog filled (close code 1008).
+    TooSlow,
+    /// The peer did not answer in time (keepalive, close handshake or HTTP request).
+    Timeout(&'static str),
+    /// A hook panicked; the text is the panic message.
+    HandlerPanic(String),
+    /// The connection is closed or closing, so nothing more can be sent.
+    Closed,
+    /// A push found no open connection to deliver to (reblocks-websocket's
+    /// `no-active-websockets`). The text names the target.
+    NoConnections(String),
+    /// An HTTP request was refused: by the server a client connected to, or
+    /// an event name or id was invalid.
+    Http {
+        /// The HTTP status code.
+        status: u16,
+        /// Response headers, as received.
+        headers: Vec<(String, String)>,
+        /// Response body, as received.
+        body: Vec<u8>,
+    },
+    /// An argument was invalid (for example a newline in an SSE event name).
+    InvalidInput(&'static str),
+}
+
+impl Error {
+    /// The close code this error is answered with when it ends a connection.
+    pub fn close_code(&self) -> u16 {
+        match self {
+            Error::Protocol(_) => 1002,
+            Error::InvalidUtf8 => 1007,
+            Error::TooSlow => 1008,
+            Error::TooBig { .. } => 1009,
+            Error::HandlerPanic(_) => 1011,
+            _ => 1006,
+        }
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::Bind { addr, source } => write!(f, "cannot listen on {addr}: {source}"),
+            Error::Config { setting, reason } => write!(f, "invalid setting {setting}: {reason}"),
+            Error::Route(why) => write!(f, "invalid route: {why}"),
+            Error::Io(e) => write!(f, "i/o error: {e}"),
+            Error::Protocol(why) => write!(f, "protocol error: {why}"),
+            Error::InvalidUtf8 => f.write_str("invalid utf-8 in text"),
+            Error::TooBig { size, limit } => {
+                write!(f, "message too big: {size} bytes, limit {limit}")
+            }
+            Error::TooSlow => f.write_str("peer too slow: outbound backlog full"),
+            Error::Timeout(what) => write!(f, "timed out: {what}"),
+            Error::HandlerPanic(msg) => write!(f, "handler panicked: {msg}"),
+            Error::Closed => f.write_str("connection closed"),
+            Error::NoConnections(target) => write!(f, "no open connection for {target}"),
+            Error::Http { status, .. } => write!(f, "http request refused with status {status}"),
+            Error::InvalidInput(why) => write!(f, "invalid input: {why}"),
+        }
+    }
+}
+
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Error::Bind { source, .. } => Some(source),
+            Error::Io(e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
+impl From<io::Error> for Error {
+    fn from(e: io::Error) -> Error {
+        Error::Io(e)
+    }
+}
+
+/// A send that could not be made: the connection is closed or closing.
+/// The message is given back in `.0`, as in crossbeam's `SendError`.
+#[derive(PartialEq, Eq, Clone)]
+pub struct SendError<T>(pub T);
+
+impl<T> fmt::Debug for SendError<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("SendError(..)")
+    }
+}
+
+impl<T> fmt::Display for SendError<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("sending on a closed connection")
+    }
+}
+
+impl<T> std::error::Error for SendError<T> {}

@@ -1,0 +1,117 @@
+//! The server side of the RFC 6455 opening handshake: checks an upgrade
+//! request, runs the resource's handshake hook, and builds the `101` answer.
+
+use crate::resource::{Data, Resource};
+use crate::{Reject, Request};
+
+/// An accepted upgrade: what to write, and what the connection keeps.
+pub(crate) struct Upgrade {
+    pub(crate) response: Vec<u8>,
+    pub(crate) protocol: Option<String>,
+    pub(crate) data: Option<Data>,
+}
+
+/// Whether a `Sec-WebSocket-Key` is base64 of 16 bytes, as RFC 6455 asks.
+fn valid_key(key: &str) -> bool {
+    let b = key.as_bytes();
+    b.len() == 24
+        && b.ends_with(b"==")
+        && b[..22]
+            .iter()
+            .all(|c| c.is_ascii_alphanumeric() || *c == b'+' || *c == b'/')
+}
+
+/// Checks the request and runs the hook. `Err` is the refusal to send.
+pub(crate) fn upgrade(req: &Request, res: &Resource) -> Result<Upgrade, Reject> {
+    if req.method != "GET" {
+        return Err(Reject::new(405).header("Allow", "GET").body("method not allowed"));
+    }
+    if !req.header_has_token("upgrade", "websocket") || !req.header_has_token("connection", "upgrade")
+    {
+        return Err(Reject::new(426)
+            .header("Upgrade", "websocket")
+            .header("Sec-WebSocket-Version", "13")
+            .body("this resource speaks websocket only"));
+    }
+    if req.header("sec-websocket-version") != Some("13") {
+        return Err(Reject::new(400)
+            .header("Sec-WebSocket-Version", "13")
+            .body("unsupported websocket version"));
+    }
+    let key = match req.header("sec-websocket-key") {
+        Some(k) if valid_key(k) => k,
+        _ => return Err(Reject::new(400).body("missing or malformed Sec-WebSocket-Key")),
+    };
+    let accept = match &res.on_handshake {
+        Some(hook) => hook(req)?,
+        None => crate::Accept::new(),
+    };
+    let offered: Vec<&str> = req
+        .headers
+        .iter()
+        .filter(|(k, _)| k.eq_ignore_ascii_case("sec-websocket-protocol"))
+        .flat_map(|(_, v)| v.split(','))
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+        .collect();
+    let protocol = res.choose_protocol(&offered);
+
+    let mut headers = vec![
+        ("Upgrade".to_owned(), "websocket".to_owned()),
+        ("Connection".to_owned(), "Upgrade".to_owned()),
+        (
+            "Sec-WebSocket-Accept".to_owned(),
+            tungstenite::handshake::derive_accept_key(key.as_bytes()),
+        ),
+    ];
+    if let Some(p) = &protocol {
+        headers.push(("Sec-WebSocket-Protocol".to_owned(), p.clone()));
+    }
+    headers.extend(accept.headers);
+    Ok(Upgrade {
+        response: crate::http::response_bytes(101, &headers, &[]),
+        protocol,
+        data: accept.data,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn req(extra: &str) -> Request {
+        let head = format!("GET /x HTTP/1.1\r\nHost: h\r\n{extra}\r\n");
+        crate::http::parse_head(head.as_bytes(), "127.0.0.1:9".parse().unwrap()).unwrap()
+    }
+
+    const GOOD: &str = "Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\n\
+                        Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n";
+
+    #[test]
+    fn accepts_the_rfc_example() {
+        let up = upgrade(&req(GOOD), &Resource::new()).unwrap();
+        let text = String::from_utf8(up.response).unwrap();
+        assert!(text.starts_with("HTTP/1.1 101 "));
+        assert!(text.contains("Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n"));
+    }
+
+    #[test]
+    fn refusals() {
+        assert_eq!(upgrade(&req(""), &Resource::new()).err().unwrap().status, 426);
+        let v8 = GOOD.replace("Version: 13", "Version: 8");
+        let r = upgrade(&req(&v8), &Resource::new()).err().unwrap();
+        assert_eq!(r.status, 400);
+        assert!(r.headers.contains(&("Sec-WebSocket-Version".into(), "13".into())));
+        let nokey = GOOD.replace("Sec-WebSocket-Key", "X-Key");
+        assert_eq!(upgrade(&req(&nokey), &Resource::new()).err().unwrap().status, 400);
+    }
+
+    #[test]
+    fn protocol_preference() {
+        let r = Resource::new().protocols(["b", "a"]);
+        let offer = format!("{GOOD}Sec-WebSocket-Protocol: a, b\r\n");
+        assert_eq!(upgrade(&req(&offer), &r).ok().unwrap().protocol.as_deref(), Some("b"));
+        let none = Resource::new().protocols(["z"]);
+        assert_eq!(upgrade(&req(&offer), &none).ok().unwrap().protocol, None);
+    }
+}

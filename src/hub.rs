@@ -1,0 +1,324 @@
+//! The open connections of one server (or client), their groups, and the
+//! housekeeper thread that does every timed job for all of them: flushing
+//! stalled backlogs, keepalive pings, and the close-handshake timeout.
+//!
+//! Architecture invariant: no connection has a timer thread of its own; the
+//! housekeeper sleeps until the earliest deadline and does not wake otherwise.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
+use parking_lot::Mutex;
+
+use crate::frame::{self, OpCode};
+use crate::outbox::Flushed;
+use crate::{Connection, Error, Message};
+
+/// The timed settings the housekeeper enforces.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Timing {
+    pub(crate) ping_interval: Option<Duration>,
+    pub(crate) ping_timeout: Duration,
+    pub(crate) close_timeout: Duration,
+    pub(crate) write_timeout: Duration,
+}
+
+enum Wake {
+    Stalled(u64),
+    Changed,
+    Stop,
+}
+
+/// Shared by a server's (or client's) connections and its handles.
+pub(crate) struct Hub {
+    epoch: Instant,
+    pub(crate) max_backlog: usize,
+    timing: Timing,
+    conns: Mutex<HashMap<u64, Connection>>,
+    groups: Mutex<HashMap<String, HashMap<u64, Connection>>>,
+    wake: Sender<Wake>,
+    thread: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl Hub {
+    /// Creates the hub and starts its housekeeper thread.
+    pub(crate) fn start(max_backlog: usize, timing: Timing) -> std::io::Result<Arc<Hub>> {
+        let (wake, rx) = crossbeam_channel::unbounded();
+        let hub = Arc::new(Hub {
+            epoch: Instant::now(),
+            max_backlog,
+            timing,
+            conns: Mutex::new(HashMap::new()),
+            groups: Mutex::new(HashMap::new()),
+            wake,
+            thread: Mutex::new(None),
+        });
+        let h = Arc::clone(&hub);
+        let thread = std::thread::Builder::new()
+            .name("wsportal-housekeeper".into())
+            .stack_size(128 << 10)
+            .spawn(move || housekeeper(&h, &rx))?;
+        *hub.thread.lock() = Some(thread);
+        Ok(hub)
+    }
+
+    /// Stops and joins the housekeeper.
+    pub(crate) fn stop(&self) {
+        let _ = self.wake.send(Wake::Stop);
+        if let Some(t) = self.thread.lock().take() {
+            let _ = t.join();
+        }
+    }
+
+    /// Milliseconds since the hub started (never 0 after the first millisecond).
+    pub(crate) fn now(&self) -> u64 {
+        self.epoch.elapsed().as_millis() as u64
+    }
+
+    pub(crate) fn close_timeout(&self) -> Duration {
+        self.timing.close_timeout
+    }
+
+    pub(crate) fn register(&self, conn: &Connection) {
+        self.conns.lock().insert(conn.id(), conn.clone());
+        self.changed();
+    }
+
+    pub(crate) fn unregister(&self, conn: &Connection) {
+        self.conns.lock().remove(&conn.id());
+        let names = std::mem::take(&mut *conn.inner.groups.lock());
+        let mut groups = self.groups.lock();
+        for name in names {
+            if let Some(members) = groups.get_mut(&name) {
+                members.remove(&conn.id());
+                if members.is_empty() {
+                    groups.remove(&name);
+                }
+            }
+        }
+    }
+
+    /// Tells the housekeeper that deadlines changed (a connection opened or began closing).
+    pub(crate) fn changed(&self) {
+        let _ = self.wake.send(Wake::Changed);
+    }
+
+    /// Tells the housekeeper that a connection's socket is full.
+    pub(crate) fn stalled(&self, id: u64) {
+        let _ = self.wake.send(Wake::Stalled(id));
+    }
+
+    pub(crate) fn count(&self) -> usize {
+        self.conns.lock().len()
+    }
+
+    pub(crate) fn connections(&self) -> Vec<Connection> {
+        let mut v: Vec<Connection> = self.conns.lock().values().cloned().collect();
+        v.sort_by_key(Connection::id);
+        v
+    }
+
+    pub(crate) fn connection(&self, id: u64) -> Option<Connection> {
+        self.conns.lock().get(&id).cloned()
+    }
+
+    pub(crate) fn join(&self, conn: &Connection, group: &str) {
+        let mut mine = conn.inner.groups.lock();
+        // A closed connection joins nothing: unregister would never see it.
+        if mine.iter().any(|g| g == group) || !self.conns.lock().contains_key(&conn.id()) {
+            return;
+        }
+        mine.push(group.to_owned());
+        let mut groups = self.groups.lock();
+        groups
+            .entry(group.to_owned())
+            .or_default()
+            .insert(conn.id(), conn.clone());
+    }
+
+    pub(crate) fn leave(&self, conn: &Connection, group: &str) {
+        conn.inner.groups.lock().retain(|g| g != group);
+        let mut groups = self.groups.lock();
+        if let Some(members) = groups.get_mut(group) {
+            members.remove(&conn.id());
+            if members.is_empty() {
+                groups.remove(group);
+            }
+        }
+    }
+
+    pub(crate) fn group_members(&self, group: &str) -> Vec<Connection> {
+        let groups = self.groups.lock();
+        let mut v: Vec<Connection> = groups
+            .get(group)
+            .map(|m| m.values().cloned().collect())
+            .unwrap_or_default();
+        v.sort_by_key(Connection::id);
+        v
+    }
+
+    pub(crate) fn group_names(&self) -> Vec<(String, usize)> {
+        let mut v: Vec<(String, usize)> = self
+            .groups
+            .lock()
+            .iter()
+            .map(|(k, m)| (k.clone(), m.len()))
+            .collect();
+        v.sort();
+        v
+    }
+
+    /// Sends one message to many connections, encoded once. Returns how many
+    /// it was queued for; an error if that is none.
+    pub(crate) fn deliver(
+        &self,
+        target: &str,
+        recipients: Vec<Connection>,
+        msg: &Message,
+    ) -> Result<usize, Error> {
+        if recipients.is_empty() {
+            return Err(Error::NoConnections(target.to_owned()));
+        }
+        let op = match msg {
+            Message::Text(_) => OpCode::Text,
+            Message::Binary(_) => OpCode::Binary,
+        };
+        let mut bytes = Vec::new();
+        frame::encode(&mut bytes, op, msg.as_bytes(), None);
+        let shared: Arc<[u8]> = bytes.into();
+        let queued = recipients
+            .iter()
+            .filter(|c| c.push_shared(Arc::clone(&shared)).is_ok())
+            .count();
+        if queued == 0 {
+            return Err(Error::NoConnections(target.to_owned()));
+        }
+        Ok(queued)
+    }
+
+    /// Connections that came in on the route `pattern`.
+    pub(crate) fn on_route(&self, pattern: &str) -> Vec<Connection> {
+        let mut v: Vec<Connection> = self
+            .conns
+            .lock()
+            .values()
+            .filter(|c| c.inner.route == pattern)
+            .cloned()
+            .collect();
+        v.sort_by_key(Connection::id);
+        v
+    }
+}
+
+/// The housekeeper's loop: see the module documentation.
+fn housekeeper(hub: &Hub, rx: &Receiver<Wake>) {
+    let mut stalled: HashSet<u64> = HashSet::new();
+    let mut next_scan: Option<u64> = None;
+    loop {
+        let timeout = if !stalled.is_empty() {
+            Some(Duration::ZERO)
+        } else {
+            next_scan.map(|at| Duration::from_millis(at.saturating_sub(hub.now())))
+        };
+        let first = match timeout {
+            Some(t) => rx.recv_timeout(t),
+            None => rx.recv().map_err(|_| RecvTimeoutError::Disconnected),
+        };
+        let mut wakes: Vec<Wake> = Vec::new();
+        match first {
+            Ok(w) => wakes.push(w),
+            Err(RecvTimeoutError::Timeout) => {}
+            Err(RecvTimeoutError::Disconnected) => return,
+        }
+        wakes.extend(rx.try_iter());
+        for w in wakes {
+            match w {
+                Wake::Stop => return,
+                Wake::Stalled(id) => {
+                    stalled.insert(id);
+                }
+                Wake::Changed => next_scan = Some(0),
+            }
+        }
+        stalled.retain(|id| flush_stalled(hub, *id));
+        if next_scan.is_some_and(|at| at <= hub.now()) {
+            next_scan = scan(hub);
+        }
+    }
+}
+
+/// One write attempt for a stalled connection; whether it is still stalled.
+fn flush_stalled(hub: &Hub, id: u64) -> bool {
+    let Some(conn) = hub.connection(id) else {
+        return false;
+    };
+    let inner = &conn.inner;
+    match inner.resume_writing() {
+        Flushed::Done => {
+            inner.stalled_since.store(0, Ordering::Relaxed);
+            false
+        }
+        Flushed::Stalled => {
+            let since = inner.stalled_since.load(Ordering::Relaxed);
+            let limit = hub.timing.write_timeout.as_millis() as u64;
+            if since != 0 && hub.now().saturating_sub(since) >= limit {
+                inner.force_end(1008, "client too slow: write timeout");
+                return false;
+            }
+            true
+        }
+        Flushed::Failed(e) => {
+            inner.handle_flushed(Flushed::Failed(e));
+            false
+        }
+    }
+}
+
+/// Sends due keepalive pings and enforces timeouts; returns when it is next due.
+fn scan(hub: &Hub) -> Option<u64> {
+    let now = hub.now();
+    let t = hub.timing;
+    let ms = |d: Duration| d.as_millis() as u64;
+    let mut next: Option<u64> = None;
+    let mut due = |at: u64| next = Some(next.map_or(at, |n| n.min(at)));
+    for conn in hub.connections() {
+        let inner = &conn.inner;
+        let close_sent = inner.close_sent.load(Ordering::Relaxed);
+        if close_sent != 0 {
+            let deadline = close_sent + ms(t.close_timeout);
+            if now >= deadline {
+                log::debug!("connection {}: close handshake timed out", inner.id);
+                let _ = inner.stream.shutdown(std::net::Shutdown::Both);
+            } else {
+                due(deadline);
+            }
+            continue;
+        }
+        let Some(interval) = t.ping_interval else {
+            continue;
+        };
+        let ping_sent = inner.ping_sent.load(Ordering::Relaxed);
+        if ping_sent != 0 {
+            let deadline = ping_sent + ms(t.ping_timeout);
+            if now >= deadline {
+                inner.force_end(1006, "keepalive timeout: no answer to ping");
+            } else {
+                due(deadline);
+            }
+            continue;
+        }
+        let ping_at = inner.last_seen.load(Ordering::Relaxed) + ms(interval);
+        if now >= ping_at {
+            inner.ping_sent.store(now.max(1), Ordering::Relaxed);
+            let _ = conn.push_frame(OpCode::Ping, b"wsportal-keepalive", false);
+            due(now.max(1) + ms(t.ping_timeout));
+        } else {
+            due(ping_at);
+        }
+    }
+    next
+}

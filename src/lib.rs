@@ -1,0 +1,142 @@
+//! # wsportal
+//!
+//! A blocking, thread-per-connection WebSocket server (and client) on
+//! `std::net`, in the spirit of Common Lisp's `portal`: register resources by
+//! path with hooks, start the server, get a handle that stops it. No async
+//! runtime.
+//!
+//! ## Quick start
+//!
+//! ```no_run
+//! use wsportal::{Resource, Server};
+//!
+//! let mut server = Server::new();
+//! server.define_resource(
+//!     "/echo",
+//!     Resource::new()
+//!         .on_open(|ws| println!("{} joined", ws.peer_addr()))
+//!         .on_message(|ws, msg| {
+//!             let _ = ws.send(msg);
+//!         }),
+//! );
+//! let handle = server.start("127.0.0.1:9001")?;
+//! println!("ws://{}/echo", handle.local_addr());
+//! # handle.close();
+//! # Ok::<(), wsportal::Error>(())
+//! ```
+//!
+//! ## Resources and hooks
+//!
+//! A [`Resource`] holds `on_handshake`, `on_open`, `on_message`, `on_close`
+//! and `on_error` hooks. They run on the connection's own thread; `on_open`
+//! comes before any `on_message`, and `on_close` runs exactly once however
+//! the connection ends (with 1006 when no close frame was exchanged). Paths
+//! are exact (`/echo`) or have named segments (`/chat/:room`, read with
+//! [`Connection::param`]). An unknown path is answered `404`, a plain GET on
+//! a resource `426`, a malformed upgrade `400`.
+//!
+//! The handshake hook sees the [`Request`] and answers [`Accept`] (with extra
+//! headers and typed per-connection data) or [`Reject`] (a status, headers
+//! and body), for authentication and Origin checks:
+//!
+//! ```
+//! use wsportal::{Accept, Reject, Resource};
+//! struct User(String);
+//! let private = Resource::new()
+//!     .protocols(["chat.v2", "chat.v1"])
+//!     .on_handshake(|req| match req.header("authorization") {
+//!         Some(token) => Ok(Accept::new().data(User(token.to_owned()))),
+//!         None => Err(Reject::new(401).header("WWW-Authenticate", "Bearer")),
+//!     })
+//!     .on_open(|ws| {
+//!         let user = ws.data::<User>().map(|u| u.0.as_str());
+//!         let _ = ws.send_text(&format!("hello {user:?}, you speak {:?}", ws.protocol()));
+//!     });
+//! # let _ = private;
+//! ```
+//!
+//! A panic in a hook is caught and given to `on_error` as
+//! [`Error::HandlerPanic`]. With [`Config::debug_on_error`] on (the default,
+//! as in portal) the panic is then logged at error level with its location
+//! and the connection is closed with 1011; with it off, the connection
+//! carries on. A panicking hook never takes down the server.
+//!
+//! ## Sending from other threads
+//!
+//! [`Connection`] is a cheap `Clone + Send + Sync` handle. Any thread may send
+//! at any time, even while the connection's thread is blocked reading; the
+//! message leaves at once. Frames never interleave. Sends after a close has
+//! begun return [`SendError`] with the message inside.
+//!
+//! ## Broadcasting
+//!
+//! [`Broadcaster`] (from [`ServerHandle::broadcaster`] or
+//! [`Connection::broadcaster`]) pushes one message, encoded once, to every
+//! connection of a resource, to a named group ([`Connection::join`]), or to
+//! all. Pushing to nobody is [`Error::NoConnections`].
+//!
+//! ## Slow clients and keepalive
+//!
+//! Each connection has a bounded backlog ([`Config::max_backlog`]) and a
+//! write timeout: a client that stops reading is closed with 1008 and never
+//! blocks a sender. The server pings connections that have been silent for
+//! [`Config::ping_interval`] and drops those that do not answer within
+//! [`Config::ping_timeout`]. One housekeeper thread does every timed job.
+//!
+//! ## Shutdown
+//!
+//! [`ServerHandle::close`] (or dropping the handle) closes the listener at
+//! once, sends 1001 Going Away to every open connection, waits up to
+//! [`Config::shutdown_grace`] for their close handshakes, then cuts off the
+//! rest and joins every thread it started.
+//!
+//! ## Errors
+//!
+//! One enum, [`Error`]. Starting fails with [`Error::Bind`] naming the address,
+//! [`Error::Config`] naming the setting, or [`Error::Route`].
+//!
+//! ## Log levels
+//!
+//! Only the `log` facade: `debug!` for the connection lifecycle and HTTP
+//! refusals, `trace!` for frames, `warn!` for configuration problems and
+//! failed accepts, `error!` for hook panics under `debug_on_error`. Payloads
+//! and headers are never logged.
+//!
+//! ## Limits
+//!
+//! [`Config`] bounds messages and frames (1009), request heads (`431`), the
+//! handshake time, the number of connections (`503` with `Retry-After`), the
+//! read buffer (small, growing with the data) and the outbound backlog.
+
+#![forbid(unsafe_code)]
+#![deny(missing_docs, missing_debug_implementations, unreachable_pub)]
+#![doc(test(attr(deny(warnings))))]
+
+mod broadcast;
+mod config;
+mod connection;
+mod error;
+mod frame;
+mod guard;
+mod handshake;
+mod http;
+mod hub;
+mod message;
+mod outbox;
+mod protocol;
+mod resource;
+mod route;
+mod server;
+mod session;
+
+pub use crate::broadcast::Broadcaster;
+pub use crate::config::Config;
+pub use crate::connection::Connection;
+pub use crate::error::{Error, SendError};
+pub use crate::http::Request;
+pub use crate::message::Message;
+pub use crate::resource::{Accept, Reject, Resource};
+pub use crate::server::{Server, ServerHandle};
+
+/// `Result` with this crate's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;

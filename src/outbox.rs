@@ -1,0 +1,375 @@
+//! Outbound queue of one connection: any thread may push whole frames; one
+//! thread at a time holds the *writer role* and moves queued bytes to the
+//! socket.
+//!
+//! - Frames never interleave: a frame is pushed whole, under the lock.
+//! - Writes are coalesced: small frames are appended to one buffer, and the
+//!   writer sends everything queued with one `write_vectored`. While the
+//!   connection's own thread handles a batch of input it *corks* the queue, so
+//!   replies to everything one read brought in leave in one write.
+//! - Nobody blocks on a slow peer: the socket's send timeout is tiny, and
+//!   when the kernel buffer is full the writer role passes to the server's
+//!   housekeeper thread, which keeps flushing. The backlog is bounded by
+//!   `max_backlog`; past it the push fails with [`PushError::TooSlow`].
+
+use std::collections::VecDeque;
+use std::io::{self, IoSlice, Write};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
+
+/// Small frames are appended to the last buffer while it is below this size.
+const COALESCE_LIMIT: usize = 64 * 1024;
+/// A corked queue is flushed anyway once it holds this much.
+const CORK_LIMIT: usize = 256 * 1024;
+/// Most buffers handed to one `write_vectored` call.
+const MAX_SLICES: usize = 64;
+
+/// Queued bytes: owned by this connection, or one encoding shared by many
+/// (a broadcast is encoded once).
+#[derive(Debug)]
+pub(crate) enum Chunk {
+    Owned(Vec<u8>),
+    Shared(Arc<[u8]>),
+}
+
+impl Chunk {
+    fn bytes(&self) -> &[u8] {
+        match self {
+            Chunk::Owned(v) => v,
+            Chunk::Shared(a) => a,
+        }
+    }
+}
+
+/// Why a push was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum PushError {
+    /// A close frame was queued or the connection failed.
+    Closed,
+    /// The backlog would exceed its limit.
+    TooSlow,
+}
+
+/// What became of the queued bytes after a flush attempt.
+#[derive(Debug)]
+pub(crate) enum Flushed {
+    /// Nothing left, or another thread holds the writer role.
+    Done,
+    /// The socket is full; the caller still holds the writer role and must
+    /// hand it to the housekeeper.
+    Stalled,
+    /// The socket failed; the queue is dropped.
+    Failed(io::Error),
+}
+
+#[derive(Debug, Default)]
+struct State {
+    queue: VecDeque<Chunk>,
+    /// Bytes of `queue[0]` already written.
+    head_written: usize,
+    /// Bytes queued and not yet written.
+    queued: usize,
+    writing: bool,
+    corked: bool,
+    closed: bool,
+    /// A written buffer kept for reuse.
+    spare: Vec<u8>,
+}
+
+/// See the module documentation.
+#[derive(Debug)]
+pub(crate) struct Outbox {
+    state: Mutex<State>,
+    max_backlog: usize,
+}
+
+impl Outbox {
+    pub(crate) fn new(max_backlog: usize) -> Outbox {
+        Outbox {
+            state: Mutex::new(State::default()),
+            max_backlog,
+        }
+    }
+
+    /// Bytes waiting to be written.
+    pub(crate) fn backlog(&self) -> usize {
+        self.state.lock().queued
+    }
+
+    /// Queues a frame that `encode` appends to a buffer (`len` bytes long),
+    /// then writes if no one else is. With `last`, nothing may follow it (a close frame).
+    pub(crate) fn push_with(
+        &self,
+        sink: &mut impl Write,
+        len: usize,
+        last: bool,
+        encode: impl FnOnce(&mut Vec<u8>),
+    ) -> Result<Flushed, PushError> {
+        let mut st = self.state.lock();
+        self.admit(&mut st, len)?;
+        let appendable =
+            matches!(st.queue.back(), Some(Chunk::Owned(v)) if v.len() + len <= COALESCE_LIMIT);
+        if appendable {
+            if let Some(Chunk::Owned(v)) = st.queue.back_mut() {
+                encode(v);
+            }
+        } else {
+            let mut v = std::mem::take(&mut st.spare);
+            v.reserve(len);
+            encode(&mut v);
+            st.queue.push_back(Chunk::Owned(v));
+        }
+        st.queued += len;
+        st.closed |= last;
+        Ok(self.write_if_free(st, sink))
+    }
+
+    /// Queues bytes shared with other connections.
+    pub(crate) fn push_shared(
+        &self,
+        sink: &mut impl Write,
+        frame: Arc<[u8]>,
+    ) -> Result<Flushed, PushError> {
+        let mut st = self.state.lock();
+        self.admit(&mut st, frame.len())?;
+        st.queued += frame.len();
+        st.queue.push_back(Chunk::Shared(frame));
+        Ok(self.write_if_free(st, sink))
+    }
+
+    fn admit(&self, st: &mut State, len: usize) -> Result<(), PushError> {
+        if st.closed {
+            return Err(PushError::Closed);
+        }
+        if st.queued + len > self.max_backlog {
+            return Err(PushError::TooSlow);
+        }
+        Ok(())
+    }
+
+    fn write_if_free(
+        &self,
+        mut st: parking_lot::MutexGuard<'_, State>,
+        sink: &mut impl Write,
+    ) -> Flushed {
+        if st.writing || (st.corked && st.queued < CORK_LIMIT) {
+            return Flushed::Done;
+        }
+        st.writing = true;
+        drop(st);
+        self.write_loop(sink)
+    }
+
+    /// Defers writes until [`Outbox::uncork`].
+    pub(crate) fn cork(&self) {
+        self.state.lock().corked = true;
+    }
+
+    /// Ends a cork and writes what it held back.
+    pub(crate) fn uncork(&self, sink: &mut impl Write) -> Flushed {
+        let mut st = self.state.lock();
+        st.corked = false;
+        if st.queue.is_empty() {
+            return Flushed::Done;
+        }
+        self.write_if_free(st, sink)
+    }
+
+    /// Continues writing for a caller that holds the writer role (the housekeeper).
+    pub(crate) fn resume(&self, sink: &mut impl Write) -> Flushed {
+        self.write_loop(sink)
+    }
+
+    /// Drops everything queued and refuses further pushes; returns whether
+    /// the caller now holds the writer role (nobody else was writing), so
+    /// that it may try one last frame with [`Outbox::write_last`].
+    pub(crate) fn abort(&self) -> bool {
+        let mut st = self.state.lock();
+        st.closed = true;
+        let keep = if st.head_written > 0 { 1 } else { 0 };
+        while st.queue.len() > keep {
+            st.queue.pop_back();
+        }
+        st.queued = st.queue.front().map_or(0, |c| c.bytes().len() - st.head_written);
+        let free = !st.writing && st.queue.is_empty();
+        st.writing |= free;
+        free
+    }
+
+    /// Writes a final frame for a caller that got the writer role from [`Outbox::abort`].
+    pub(crate) fn write_last(&self, sink: &mut impl Write, frame: &[u8]) {
+        // Best effort: the peer is being dropped whatever happens.
+        let _ = sink.write_all(frame);
+        let _ = sink.flush();
+    }
+
+    /// Writes until the queue is empty, the socket is full, or it fails.
+    /// The caller holds the writer role; it is released unless `Stalled`.
+    fn write_loop(&self, sink: &mut impl Write) -> Flushed {
+        loop {
+            let (mut batch, mut skip) = {
+                let mut st = self.state.lock();
+                if st.queue.is_empty() {
+                    st.writing = false;
+                    return Flushed::Done;
+                }
+                let skip = std::mem::take(&mut st.head_written);
+                (std::mem::take(&mut st.queue), skip)
+            };
+            let mut written = 0;
+            let result = loop {
+                if batch.is_empty() {
+                    break Ok(());
+                }
+                let mut slices = [IoSlice::new(&[]); MAX_SLICES];
+                let mut n = 0;
+                for (i, chunk) in batch.iter().take(MAX_SLICES).enumerate() {
+                    let bytes = chunk.bytes();
+                    slices[i] = IoSlice::new(if i == 0 { &bytes[skip..] } else { bytes });
+                    n += 1;
+                }
+                match sink.write_vectored(&slices[..n]) {
+                    Ok(0) => break Err(io::ErrorKind::WriteZero.into()),
+                    Ok(mut k) => {
+                        written += k;
+                        while k > 0 {
+                            let left = batch[0].bytes().len() - skip;
+                            if k < left {
+                                skip += k;
+                                break;
+                            }
+                            k -= left;
+                            skip = 0;
+                            if let Some(Chunk::Owned(v)) = batch.pop_front() {
+                                self.recycle(v);
+                            }
+                        }
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(e) => break Err(e),
+                }
+            };
+            let mut st = self.state.lock();
+            st.queued -= written.min(st.queued);
+            match result {
+                Ok(()) => {}
+                Err(e) if is_full(&e) => {
+                    // Put the unwritten rest back in front of what arrived meanwhile.
+                    while let Some(c) = batch.pop_back() {
+                        st.queue.push_front(c);
+                    }
+                    st.head_written = skip;
+                    return Flushed::Stalled;
+                }
+                Err(e) => {
+                    st.queue.clear();
+                    st.queued = 0;
+                    st.closed = true;
+                    st.writing = false;
+                    return Flushed::Failed(e);
+                }
+            }
+        }
+    }
+
+    fn recycle(&self, mut v: Vec<u8>) {
+        if v.capacity() <= COALESCE_LIMIT {
+            v.clear();
+            let mut st = self.state.lock();
+            if st.spare.capacity() < v.capacity() {
+                st.spare = v;
+            }
+        }
+    }
+}
+
+/// Whether a write error means "the socket buffer is full, try later".
+pub(crate) fn is_full(e: &io::Error) -> bool {
+    matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A sink that accepts at most `room` bytes, then reports WouldBlock.
+    struct Throttled {
+        out: Vec<u8>,
+        room: usize,
+        calls: usize,
+    }
+
+    impl Write for Throttled {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            self.calls += 1;
+            if self.room == 0 {
+                return Err(io::ErrorKind::WouldBlock.into());
+            }
+            let n = buf.len().min(self.room);
+            self.room -= n;
+            self.out.extend_from_slice(&buf[..n]);
+            Ok(n)
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    fn sink(room: usize) -> Throttled {
+        Throttled {
+            out: Vec::new(),
+            room,
+            calls: 0,
+        }
+    }
+
+    #[test]
+    fn cork_coalesces_into_one_write() {
+        let ob = Outbox::new(1 << 20);
+        let mut s = sink(usize::MAX);
+        ob.cork();
+        for i in 0..10u8 {
+            ob.push_with(&mut s, 1, false, |v| v.push(i)).unwrap();
+        }
+        assert_eq!(s.calls, 0);
+        assert!(matches!(ob.uncork(&mut s), Flushed::Done));
+        assert_eq!(s.calls, 1);
+        assert_eq!(s.out, (0..10).collect::<Vec<u8>>());
+    }
+
+    #[test]
+    fn stall_keeps_order_and_resumes() {
+        let ob = Outbox::new(1 << 20);
+        let mut s = sink(3);
+        assert!(matches!(
+            ob.push_with(&mut s, 5, false, |v| v.extend_from_slice(b"abcde")),
+            Ok(Flushed::Stalled)
+        ));
+        // The writer role is held (by the housekeeper): pushes only queue.
+        let shared: Arc<[u8]> = Arc::from(&b"fg"[..]);
+        assert!(matches!(ob.push_shared(&mut s, shared), Ok(Flushed::Done)));
+        ob.push_with(&mut s, 1, false, |v| v.push(b'h')).unwrap();
+        assert_eq!(ob.backlog(), 5);
+        s.room = 100;
+        assert!(matches!(ob.resume(&mut s), Flushed::Done));
+        assert_eq!(s.out, b"abcdefgh");
+        assert_eq!(ob.backlog(), 0);
+    }
+
+    #[test]
+    fn backlog_limit_and_close() {
+        let ob = Outbox::new(10);
+        let mut s = sink(0);
+        assert!(matches!(ob.push_with(&mut s, 8, false, |v| v.extend([0; 8])), Ok(Flushed::Stalled)));
+        assert_eq!(
+            ob.push_with(&mut s, 3, false, |v| v.extend([0; 3])).err(),
+            Some(PushError::TooSlow)
+        );
+        ob.push_with(&mut s, 2, true, |v| v.extend([0; 2])).unwrap();
+        assert_eq!(
+            ob.push_with(&mut s, 1, false, |v| v.push(0)).err(),
+            Some(PushError::Closed)
+        );
+    }
+}

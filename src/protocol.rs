@@ -1,0 +1,396 @@
+//! Inbound half of RFC 6455: turns bytes from a `Read` into events, enforcing
+//! every rule a receiver must (masking, control frames, fragmentation,
+//! UTF-8, close payloads, size limits).
+//!
+//! It is generic over `Read` and never writes, so it is tested without sockets.
+//! The read buffer starts small, grows with the data and shrinks back when the
+//! connection goes quiet, so an idle connection holds only a few KiB.
+
+use std::io::{self, Read};
+
+use crate::frame::{self, Header, OpCode};
+use crate::{Error, Message};
+
+/// Reads stop growing the buffer for throughput past this size; a single
+/// larger frame still gets the room it needs.
+const GROW_LIMIT: usize = 64 * 1024;
+
+/// What the peer sent, once a whole unit has arrived.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Event {
+    Message(Message),
+    Ping(Vec<u8>),
+    Pong(Vec<u8>),
+    /// A close frame: `None` when it carried no status code.
+    Close(Option<(u16, String)>),
+}
+
+/// Size limits for inbound data.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Limits {
+    pub(crate) max_frame: usize,
+    pub(crate) max_message: usize,
+}
+
+/// Which side we are: servers require masked frames, clients refuse them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Role {
+    Server,
+    Client,
+}
+
+#[derive(Debug)]
+struct Partial {
+    text: bool,
+    data: Vec<u8>,
+    /// Bytes of `data` already known to be valid UTF-8 (fail fast on bad text).
+    checked: usize,
+}
+
+/// The inbound state of one connection.
+#[derive(Debug)]
+pub(crate) struct FrameReader {
+    buf: Vec<u8>,
+    start: usize,
+    end: usize,
+    initial: usize,
+    /// Bytes needed from `start` before the next step can make progress.
+    need: usize,
+    last_read: usize,
+    /// The last read filled all the room it had: more data is probably waiting.
+    filled: bool,
+    role: Role,
+    limits: Limits,
+    partial: Option<Partial>,
+}
+
+impl FrameReader {
+    pub(crate) fn new(role: Role, limits: Limits, initial: usize, leftover: &[u8]) -> FrameReader {
+        let mut buf = vec![0; initial.max(leftover.len())];
+        buf[..leftover.len()].copy_from_slice(leftover);
+        FrameReader {
+            buf,
+            start: 0,
+            end: leftover.len(),
+            initial,
+            need: 0,
+            last_read: 0,
+            filled: false,
+            role,
+            limits,
+            partial: None,
+        }
+    }
+
+    /// Bytes buffered but not yet consumed.
+    pub(crate) fn buffered(&self) -> usize {
+        self.end - self.start
+    }
+
+    /// One `read` call into the buffer. Returns what `read` returned (0 = EOF).
+    pub(crate) fn fill(&mut self, stream: &mut impl Read) -> io::Result<usize> {
+        if self.start == self.end {
+            self.start = 0;
+            self.end = 0;
+            // A quiet connection gives back what a burst made it grow to.
+            if self.buf.len() > self.initial && self.last_read < self.initial {
+                self.buf = vec![0; self.initial];
+            }
+        }
+        let need = self.need.max(self.buffered() + 1);
+        if self.start + need > self.buf.len() {
+            // Compact first; grow only if the frame itself needs the room.
+            self.buf.copy_within(self.start..self.end, 0);
+            self.end -= self.start;
+            self.start = 0;
+            if need > self.buf.len() {
+                self.buf.resize(need, 0);
+            }
+        } else if self.filled && self.buf.len() < GROW_LIMIT {
+            // The previous read filled all the room there was: more is coming.
+            let grown = (self.buf.len() * 2).min(GROW_LIMIT);
+            self.buf.resize(grown, 0);
+        }
+        let n = stream.read(&mut self.buf[self.end..])?;
+        self.filled = self.end + n == self.buf.len();
+        self.end += n;
+        self.last_read = n;
+        Ok(n)
+    }
+
+    /// The next complete event in the buffer, or `None` if more bytes are needed.
+    pub(crate) fn next_event(&mut self) -> Result<Option<Event>, Error> {
+        loop {
+            let avail = &self.buf[self.start..self.end];
+            let header = match frame::parse_header(avail) {
+                Ok(Some(h)) => h,
+                Ok(None) => {
+                    self.need = frame::MAX_HEADER_LEN.min(avail.len() + 1).max(2);
+                    return Ok(None);
+                }
+                Err(e) => return Err(Error::Protocol(e.describe())),
+            };
+            self.check_header(&header)?;
+            // Because check_header bounded payload_len by max_frame (a usize).
+            let total = header.header_len + header.payload_len as usize;
+            if avail.len() < total {
+                self.need = total;
+                return Ok(None);
+            }
+            self.need = 0;
+            let payload_start = self.start + header.header_len;
+            self.start += total;
+            let payload = &mut self.buf[payload_start..payload_start + total - header.header_len];
+            if let Some(mask) = header.mask {
+                frame::apply_mask(payload, mask, 0);
+            }
+            if let Some(event) = self.on_frame(&header, payload_start, total - header.header_len)? {
+                return Ok(Some(event));
+            }
+        }
+    }
+
+    fn check_header(&self, h: &Header) -> Result<(), Error> {
+        match (self.role, h.mask.is_some()) {
+            (Role::Server, false) => return Err(Error::Protocol("client frame not masked")),
+            (Role::Client, true) => return Err(Error::Protocol("server frame masked")),
+            _ => {}
+        }
+        if h.opcode.is_control() {
+            if !h.fin {
+                return Err(Error::Protocol("fragmented control frame"));
+            }
+            if h.payload_len > 125 {
+                return Err(Error::Protocol("control frame longer than 125 bytes"));
+            }
+        }
+        if h.payload_len > self.limits.max_frame as u64 {
+            return Err(Error::TooBig {
+                size: h.payload_len,
+                limit: self.limits.max_frame,
+            });
+        }
+        Ok(())
+    }
+
+    fn on_frame(&mut self, h: &Header, at: usize, len: usize) -> Result<Option<Event>, Error> {
+        let payload = &self.buf[at..at + len];
+        match h.opcode {
+            OpCode::Ping => Ok(Some(Event::Ping(payload.to_vec()))),
+            OpCode::Pong => Ok(Some(Event::Pong(payload.to_vec()))),
+            OpCode::Close => parse_close(payload).map(|c| Some(Event::Close(c))),
+            OpCode::Text | OpCode::Binary => {
+                if self.partial.is_some() {
+                    return Err(Error::Protocol("new data frame inside a fragmented message"));
+                }
+                let text = h.opcode == OpCode::Text;
+                if h.fin {
+                    self.check_message_size(len as u64)?;
+                    return finish(text, payload.to_vec()).map(Some);
+                }
+                let mut p = Partial {
+                    text,
+                    data: Vec::new(),
+                    checked: 0,
+                };
+                self.append(&mut p, at, len)?;
+                self.partial = Some(p);
+                Ok(None)
+            }
+            OpCode::Continuation => {
+                let Some(mut p) = self.partial.take() else {
+                    return Err(Error::Protocol("continuation frame without a message"));
+                };
+                self.append(&mut p, at, len)?;
+                if h.fin {
+                    finish(p.text, p.data).map(Some)
+                } else {
+                    self.partial = Some(p);
+                    Ok(None)
+                }
+            }
+        }
+    }
+
+    fn append(&self, p: &mut Partial, at: usize, len: usize) -> Result<(), Error> {
+        self.check_message_size((p.data.len() + len) as u64)?;
+        p.data.extend_from_slice(&self.buf[at..at + len]);
+        if p.text {
+            // Fail fast: only an incomplete sequence at the very end may wait.
+            match std::str::from_utf8(&p.data[p.checked..]) {
+                Ok(_) => p.checked = p.data.len(),
+                Err(e) if e.error_len().is_some() => return Err(Error::InvalidUtf8),
+                Err(e) => p.checked += e.valid_up_to(),
+            }
+        }
+        Ok(())
+    }
+
+    fn check_message_size(&self, size: u64) -> Result<(), Error> {
+        if size > self.limits.max_message as u64 {
+            return Err(Error::TooBig {
+                size,
+                limit: self.limits.max_message,
+            });
+        }
+        Ok(())
+    }
+}
+
+fn finish(text: bool, data: Vec<u8>) -> Result<Event, Error> {
+    if text {
+        String::from_utf8(data)
+            .map(|s| Event::Message(Message::Text(s)))
+            .map_err(|_| Error::InvalidUtf8)
+    } else {
+        Ok(Event::Message(Message::Binary(data)))
+    }
+}
+
+fn parse_close(payload: &[u8]) -> Result<Option<(u16, String)>, Error> {
+    match payload {
+        [] => Ok(None),
+        [_] => Err(Error::Protocol("close frame with a one-byte payload")),
+        [hi, lo, reason @ ..] => {
+            let code = u16::from_be_bytes([*hi, *lo]);
+            if !close_code_allowed(code) {
+                return Err(Error::Protocol("close frame with an invalid status code"));
+            }
+            let reason = std::str::from_utf8(reason).map_err(|_| Error::InvalidUtf8)?;
+            Ok(Some((code, reason.to_owned())))
+        }
+    }
+}
+
+/// Whether a peer may send `code` in a close frame (RFC 6455, section 7.4).
+pub(crate) fn close_code_allowed(code: u16) -> bool {
+    tungstenite::protocol::frame::coding::CloseCode::from(code).is_allowed()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const LIMITS: Limits = Limits {
+        max_frame: 1 << 20,
+        max_message: 1 << 20,
+    };
+
+    fn client_frame(fin: bool, op: OpCode, payload: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        frame::encode_header(&mut out, fin, op, payload.len(), Some([1, 2, 3, 4]));
+        let start = out.len();
+        out.extend_from_slice(payload);
+        frame::apply_mask(&mut out[start..], [1, 2, 3, 4], 0);
+        out
+    }
+
+    /// Feeds `bytes` one byte per read and collects events until an error or EOF.
+    fn run(bytes: &[u8]) -> (Vec<Event>, Option<Error>) {
+        let mut r = FrameReader::new(Role::Server, LIMITS, 16, &[]);
+        let mut events = Vec::new();
+        let mut input = bytes.chunks(1);
+        loop {
+            match r.next_event() {
+                Ok(Some(e)) => events.push(e),
+                Ok(None) => match input.next() {
+                    Some(mut chunk) => {
+                        r.fill(&mut chunk).unwrap();
+                    }
+                    None => return (events, None),
+                },
+                Err(e) => return (events, Some(e)),
+            }
+        }
+    }
+
+    #[test]
+    fn assembles_fragments_byte_by_byte() {
+        let mut bytes = client_frame(false, OpCode::Text, "hé".as_bytes());
+        bytes.extend(client_frame(true, OpCode::Ping, b"p"));
+        bytes.extend(client_frame(true, OpCode::Continuation, "llo".as_bytes()));
+        let (events, err) = run(&bytes);
+        assert!(err.is_none());
+        assert_eq!(
+            events,
+            vec![
+                Event::Ping(b"p".to_vec()),
+                Event::Message(Message::Text("héllo".into()))
+            ]
+        );
+    }
+
+    #[test]
+    fn protocol_errors() {
+        let unmasked = [0x81, 0x01, b'a'];
+        assert!(matches!(run(&unmasked).1, Some(Error::Protocol(_))));
+        let cont = client_frame(true, OpCode::Continuation, b"x");
+        assert!(matches!(run(&cont).1, Some(Error::Protocol(_))));
+        let ping = client_frame(false, OpCode::Ping, b"");
+        assert!(matches!(run(&ping).1, Some(Error::Protocol(_))));
+        let close = client_frame(true, OpCode::Close, &[0x03]);
+        assert!(matches!(run(&close).1, Some(Error::Protocol(_))));
+        let close = client_frame(true, OpCode::Close, &1005u16.to_be_bytes());
+        assert!(matches!(run(&close).1, Some(Error::Protocol(_))));
+        let mut two = client_frame(false, OpCode::Text, b"a");
+        two.extend(client_frame(true, OpCode::Binary, b"b"));
+        assert!(matches!(run(&two).1, Some(Error::Protocol(_))));
+    }
+
+    #[test]
+    fn invalid_utf8_fails_fast() {
+        let mut bytes = client_frame(false, OpCode::Text, &[0xCE]);
+        bytes.extend(client_frame(false, OpCode::Continuation, &[0xFF]));
+        assert!(matches!(run(&bytes).1, Some(Error::InvalidUtf8)));
+        let close = client_frame(true, OpCode::Close, &[0x03, 0xE8, 0xFF]);
+        assert!(matches!(run(&close).1, Some(Error::InvalidUtf8)));
+    }
+
+    #[test]
+    fn size_limits() {
+        let mut r = FrameReader::new(
+            Role::Server,
+            Limits {
+                max_frame: 10,
+                max_message: 15,
+            },
+            16,
+            &[],
+        );
+        let mut bytes = client_frame(false, OpCode::Binary, &[0; 10]);
+        bytes.extend(client_frame(true, OpCode::Continuation, &[0; 10]));
+        let mut src = &bytes[..];
+        while r.fill(&mut src).unwrap() > 0 {}
+        assert!(matches!(
+            r.next_event(),
+            Err(Error::TooBig { size: 20, limit: 15 })
+        ));
+        let mut r = FrameReader::new(Role::Server, LIMITS, 16, &[]);
+        let huge = client_frame(true, OpCode::Binary, &vec![0; (1 << 20) + 1]);
+        let mut src = &huge[..20];
+        r.fill(&mut src).unwrap();
+        assert!(matches!(r.next_event(), Err(Error::TooBig { .. })));
+    }
+
+    #[test]
+    fn buffer_grows_for_big_frames_and_shrinks_when_idle() {
+        let mut r = FrameReader::new(Role::Server, LIMITS, 16, &[]);
+        let big = client_frame(true, OpCode::Binary, &[5; 5000]);
+        let mut src = &big[..];
+        let mut got = None;
+        while got.is_none() {
+            got = r.next_event().unwrap();
+            if got.is_none() {
+                r.fill(&mut src).unwrap();
+            }
+        }
+        assert_eq!(got, Some(Event::Message(Message::Binary(vec![5; 5000]))));
+        let small = client_frame(true, OpCode::Ping, b"");
+        let mut src = &small[..];
+        r.fill(&mut src).unwrap();
+        assert_eq!(r.next_event().unwrap(), Some(Event::Ping(vec![])));
+        let mut empty: &[u8] = &[];
+        r.fill(&mut empty).unwrap();
+        assert_eq!(r.buf.len(), 16);
+    }
+}

@@ -1,0 +1,469 @@
+//! The server: routes, the acceptor thread, the pool of connection threads,
+//! and `ServerHandle`, which stops it all.
+//!
+//! Architecture invariant: only the acceptor hands sockets to connection
+//! threads, and every thread started here is joined by `ServerHandle::close`.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::io::{Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
+use parking_lot::{Condvar, Mutex};
+
+use crate::connection::Parts;
+use crate::http::{self, HeadError, Request};
+use crate::hub::{Hub, Timing};
+use crate::protocol::{FrameReader, Limits, Role};
+use crate::route::Routes;
+use crate::{Broadcaster, Config, Connection, Error, Reject, Resource};
+
+/// How long an idle pooled connection thread waits for the next client.
+const IDLE_THREAD: Duration = Duration::from_secs(10);
+/// The send timeout that makes socket writes effectively non-blocking; the
+/// kernel rounds it up to one tick.
+const TINY: Duration = Duration::from_micros(1);
+
+/// What a path leads to.
+pub(crate) enum Endpoint {
+    Socket(Arc<Resource>),
+}
+
+/// A server being set up: its settings and its routes. Start it with
+/// [`Server::start`], which returns a [`ServerHandle`].
+///
+/// ```
+/// use wsportal::{Resource, Server};
+/// let mut server = Server::new();
+/// server.define_resource("/echo", Resource::new().on_message(|ws, msg| {
+///     let _ = ws.send(msg);
+/// }));
+/// let handle = server.start("127.0.0.1:0")?;
+/// println!("listening on ws://{}/echo", handle.local_addr());
+/// handle.close();
+/// # Ok::<(), wsportal::Error>(())
+/// ```
+pub struct Server {
+    config: Config,
+    routes: Routes<Arc<Endpoint>>,
+    route_error: Option<Error>,
+}
+
+impl fmt::Debug for Server {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Server")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for Server {
+    fn default() -> Server {
+        Server::new()
+    }
+}
+
+impl Server {
+    /// A server with the default [`Config`].
+    pub fn new() -> Server {
+        Server::with_config(Config::default())
+    }
+
+    /// A server with these settings.
+    pub fn with_config(config: Config) -> Server {
+        Server {
+            config,
+            routes: Routes::default(),
+            route_error: None,
+        }
+    }
+
+    /// Registers a WebSocket resource at `path`: an exact path such as
+    /// `/echo`, or a pattern with named segments such as `/chat/:room`
+    /// (read them with [`Connection::param`]). A malformed or repeated path
+    /// is reported by [`Server::start`].
+    pub fn define_resource(&mut self, path: &str, resource: Resource) -> &mut Server {
+        self.define(path, Endpoint::Socket(Arc::new(resource)))
+    }
+
+    fn define(&mut self, path: &str, endpoint: Endpoint) -> &mut Server {
+        if let Err(e) = self.routes.add(path, Arc::new(endpoint)) {
+            self.route_error.get_or_insert(e);
+        }
+        self
+    }
+
+    /// Listens on `addr` and starts serving on a new acceptor thread.
+    ///
+    /// # Errors
+    /// [`Error::Config`] for a bad setting, [`Error::Route`] for a bad path,
+    /// [`Error::Bind`] (naming the address) when it cannot listen there.
+    pub fn start<A: ToSocketAddrs + fmt::Display>(&self, addr: A) -> Result<ServerHandle, Error> {
+        self.config.validate()?;
+        if let Some(e) = &self.route_error {
+            return Err(Error::Route(e.to_string()));
+        }
+        let bind_err = |source| Error::Bind {
+            addr: addr.to_string(),
+            source,
+        };
+        let listener = TcpListener::bind(&addr).map_err(bind_err)?;
+        let local_addr = listener.local_addr().map_err(bind_err)?;
+        let c = &self.config;
+        let hub = Hub::start(
+            c.max_backlog,
+            Timing {
+                ping_interval: c.ping_interval,
+                ping_timeout: c.ping_timeout,
+                close_timeout: c.close_timeout,
+                write_timeout: c.write_timeout,
+            },
+        )?;
+        let core = Arc::new(Core {
+            config: self.config.clone(),
+            routes: self.routes.clone(),
+            hub,
+            sockets: Mutex::new(HashMap::new()),
+            sockets_empty: Condvar::new(),
+            next_id: AtomicU64::new(1),
+            active: AtomicUsize::new(0),
+            stopping: AtomicBool::new(false),
+            pool: Mutex::new(Pool::default()),
+        });
+        let (jobs, job_rx) = crossbeam_channel::unbounded();
+        let acceptor_core = Arc::clone(&core);
+        let acceptor = std::thread::Builder::new()
+            .name("wsportal-acceptor".into())
+            .stack_size(128 << 10)
+            .spawn(move || accept_loop(&acceptor_core, &listener, &jobs, &job_rx));
+        let acceptor = match acceptor {
+            Ok(t) => t,
+            Err(e) => {
+                core.hub.stop();
+                return Err(Error::Io(e));
+            }
+        };
+        log::debug!("listening on {local_addr}");
+        Ok(ServerHandle {
+            core,
+            acceptor: Some(acceptor),
+            local_addr,
+        })
+    }
+}
+
+#[derive(Default)]
+struct Pool {
+    idle: usize,
+    threads: Vec<JoinHandle<()>>,
+}
+
+struct Core {
+    config: Config,
+    routes: Routes<Arc<Endpoint>>,
+    hub: Arc<Hub>,
+    /// Every socket being served, handshaking or open, for shutdown.
+    sockets: Mutex<HashMap<u64, Arc<TcpStream>>>,
+    sockets_empty: Condvar,
+    next_id: AtomicU64,
+    active: AtomicUsize,
+    stopping: AtomicBool,
+    pool: Mutex<Pool>,
+}
+
+type Job = (TcpStream, SocketAddr);
+
+fn accept_loop(core: &Arc<Core>, listener: &TcpListener, jobs: &Sender<Job>, job_rx: &Receiver<Job>) {
+    loop {
+        let (stream, peer) = match listener.accept() {
+            Ok(pair) => pair,
+            Err(e) => {
+                if core.stopping.load(Ordering::SeqCst) {
+                    return;
+                }
+                // Out of file descriptors and the like: do not spin.
+                log::warn!("accept failed: {e}");
+                std::thread::sleep(Duration::from_millis(10));
+                continue;
+            }
+        };
+        if core.stopping.load(Ordering::SeqCst) {
+            return;
+        }
+        if core.active.load(Ordering::SeqCst) >= core.config.max_connections {
+            log::debug!("refusing {peer}: {} connections open", core.config.max_connections);
+            refuse_busy(stream);
+            continue;
+        }
+        core.active.fetch_add(1, Ordering::SeqCst);
+        let mut pool = core.pool.lock();
+        if pool.idle > 0 {
+            pool.idle -= 1;
+            // The channel is unbounded and its receivers live as long as the pool.
+            let _ = jobs.send((stream, peer));
+            continue;
+        }
+        pool.threads.retain(|t| !t.is_finished());
+        let (c, rx) = (Arc::clone(core), job_rx.clone());
+        let spawned = std::thread::Builder::new()
+            .name("wsportal-conn".into())
+            .stack_size(core.config.thread_stack_size)
+            .spawn(move || worker(&c, &rx, (stream, peer)));
+        match spawned {
+            Ok(t) => pool.threads.push(t),
+            Err(e) => {
+                log::warn!("cannot start a connection thread: {e}");
+                core.active.fetch_sub(1, Ordering::SeqCst);
+            }
+        }
+    }
+}
+
+/// Answers 503 without a thread: whatever request bytes already arrived are
+/// read first, so that closing does not reset the connection before the answer.
+fn refuse_busy(mut stream: TcpStream) {
+    let _ = stream.set_nonblocking(true);
+    let mut scratch = [0u8; 4096];
+    let _ = stream.read(&mut scratch);
+    let reject = Reject::new(503)
+        .header("Retry-After", "1")
+        .body("too many connections");
+    let _ = stream.write_all(&reject.to_bytes());
+    let _ = stream.shutdown(Shutdown::Write);
+}
+
+fn worker(core: &Arc<Core>, jobs: &Receiver<Job>, first: Job) {
+    let mut job = Some(first);
+    loop {
+        if let Some((stream, peer)) = job.take() {
+            serve(core, stream, peer);
+            core.active.fetch_sub(1, Ordering::SeqCst);
+        }
+        core.pool.lock().idle += 1;
+        match jobs.recv_timeout(IDLE_THREAD) {
+            Ok(j) => job = Some(j),
+            Err(RecvTimeoutError::Timeout) => {
+                // Under the pool lock: either the acceptor already counted on
+                // this thread (and its job is waiting), or no one will.
+                let mut pool = core.pool.lock();
+                match jobs.try_recv() {
+                    Ok(j) => job = Some(j),
+                    Err(_) => {
+                        pool.idle -= 1;
+                        return;
+                    }
+                }
+            }
+            Err(RecvTimeoutError::Disconnected) => {
+                core.pool.lock().idle -= 1;
+                return;
+            }
+        }
+    }
+}
+
+/// Serves one socket from its first byte to its close.
+fn serve(core: &Core, stream: TcpStream, peer: SocketAddr) {
+    let id = core.next_id.fetch_add(1, Ordering::Relaxed);
+    let stream = Arc::new(stream);
+    core.sockets.lock().insert(id, Arc::clone(&stream));
+    if !core.stopping.load(Ordering::SeqCst) {
+        handle(core, id, &stream, peer);
+    }
+    let mut sockets = core.sockets.lock();
+    sockets.remove(&id);
+    if sockets.is_empty() {
+        core.sockets_empty.notify_all();
+    }
+}
+
+fn handle(core: &Core, id: u64, stream: &Arc<TcpStream>, peer: SocketAddr) {
+    let c = &core.config;
+    let _ = stream.set_nodelay(c.nodelay);
+    let _ = stream.set_write_timeout(Some(c.handshake_timeout));
+    let deadline = Instant::now() + c.handshake_timeout;
+    let mut set_timeout = |d: Duration| stream.set_read_timeout(Some(d));
+    let head = http::read_head(&mut &**stream, &mut set_timeout, peer, c.max_header_size, deadline);
+    let (mut req, leftover) = match head {
+        Ok(r) => r,
+        Err(HeadError::TooLarge) => {
+            return refuse(stream, peer, "-", &Reject::new(431).body("request head too large"))
+        }
+        Err(HeadError::Malformed(why)) => {
+            return refuse(stream, peer, "-", &Reject::new(400).body(why));
+        }
+        Err(HeadError::Timeout) => {
+            log::debug!("{peer}: no complete request within the handshake timeout; dropped");
+            return;
+        }
+        Err(HeadError::Io(e)) => {
+            log::debug!("{peer}: connection ended before a complete request: {e}");
+            return;
+        }
+    };
+    let Some((endpoint, params, route)) = core.routes.find(&req.path) else {
+        return refuse(stream, peer, &req.path, &Reject::new(404).body("not found"));
+    };
+    req.params = params;
+    let route = route.to_owned();
+    match &**endpoint {
+        Endpoint::Socket(resource) => {
+            let up = match crate::handshake::upgrade(&req, resource) {
+                Ok(up) => up,
+                Err(reject) => return refuse(stream, peer, &req.path, &reject),
+            };
+            if let Err(e) = (&**stream).write_all(&up.response) {
+                log::debug!("{peer}: could not send the upgrade response: {e}");
+                return;
+            }
+            let _ = stream.set_read_timeout(None);
+            let _ = stream.set_write_timeout(Some(TINY));
+            let parts = Parts {
+                stream: Arc::clone(stream),
+                request: req,
+                route,
+                protocol: up.protocol,
+                data: up.data,
+                role: Role::Server,
+            };
+            let conn = Connection::new(id, parts, Arc::clone(&core.hub));
+            let limits = Limits {
+                max_frame: c.max_frame_size,
+                max_message: c.max_message_size,
+            };
+            let reader = FrameReader::new(Role::Server, limits, c.read_buffer_size, &leftover);
+            crate::session::run(&conn, reader, resource, c.debug_on_error);
+        }
+    }
+}
+
+fn refuse(stream: &TcpStream, peer: SocketAddr, path: &str, reject: &Reject) {
+    log::debug!("{peer}: answered {} for {path}", reject.status());
+    let mut s = stream;
+    let _ = s.write_all(&reject.to_bytes());
+    let _ = s.flush();
+    let _ = stream.shutdown(Shutdown::Write);
+    // Read what the client still sends (bounded), so closing does not reset
+    // the connection before it has read the answer.
+    let _ = stream.set_read_timeout(Some(Duration::from_millis(200)));
+    let mut scratch = [0u8; 1024];
+    for _ in 0..16 {
+        match s.read(&mut scratch) {
+            Ok(n) if n > 0 => {}
+            _ => break,
+        }
+    }
+}
+
+/// A running server. [`ServerHandle::close`] (or dropping the handle) stops
+/// it: the listener closes at once, open connections get 1001 Going Away and
+/// `shutdown_grace` to finish their close handshakes, and every thread is joined.
+pub struct ServerHandle {
+    core: Arc<Core>,
+    acceptor: Option<JoinHandle<()>>,
+    local_addr: SocketAddr,
+}
+
+impl fmt::Debug for ServerHandle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ServerHandle")
+            .field("local_addr", &self.local_addr)
+            .field("connections", &self.connection_count())
+            .finish()
+    }
+}
+
+impl ServerHandle {
+    /// The address the server listens on (with the real port when started on port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// How many WebSocket connections are open.
+    pub fn connection_count(&self) -> usize {
+        self.core.hub.count()
+    }
+
+    /// A handle for pushing to connections and groups from any thread.
+    pub fn broadcaster(&self) -> Broadcaster {
+        Broadcaster::new(Arc::clone(&self.core.hub))
+    }
+
+    /// Stops the server and waits until every thread it started has ended.
+    pub fn close(mut self) {
+        self.shutdown();
+    }
+
+    fn shutdown(&mut self) {
+        let Some(acceptor) = self.acceptor.take() else {
+            return;
+        };
+        let core = &self.core;
+        core.stopping.store(true, Ordering::SeqCst);
+        // Wake the blocked accept() by connecting to ourselves.
+        let _ = TcpStream::connect_timeout(&wake_addr(self.local_addr), Duration::from_secs(1));
+        let _ = acceptor.join();
+        log::debug!("listener on {} closed", self.local_addr);
+
+        // Going Away to open connections; anything still handshaking is cut.
+        let sockets: Vec<(u64, Arc<TcpStream>)> =
+            core.sockets.lock().iter().map(|(k, v)| (*k, Arc::clone(v))).collect();
+        for (id, stream) in &sockets {
+            match core.hub.connection(*id) {
+                Some(conn) => conn.inner.send_close(1001, "server shutting down"),
+                None => {
+                    let _ = stream.shutdown(Shutdown::Both);
+                }
+            }
+        }
+        let deadline = Instant::now() + core.config.shutdown_grace;
+        let mut open = core.sockets.lock();
+        while !open.is_empty() && !core.sockets_empty.wait_until(&mut open, deadline).timed_out() {}
+        let left: Vec<(u64, Arc<TcpStream>)> = open.iter().map(|(k, v)| (*k, Arc::clone(v))).collect();
+        drop(open);
+        for (id, stream) in left {
+            match core.hub.connection(id) {
+                Some(conn) => conn.inner.force_end(1001, "server shutting down"),
+                None => {
+                    let _ = stream.shutdown(Shutdown::Both);
+                }
+            }
+        }
+        let threads = std::mem::take(&mut core.pool.lock().threads);
+        for t in threads {
+            let _ = t.join();
+        }
+        core.hub.stop();
+        log::debug!("server on {} stopped", self.local_addr);
+    }
+}
+
+/// Where to connect to wake our own `accept()`: a wildcard address means loopback.
+fn wake_addr(addr: SocketAddr) -> SocketAddr {
+    let mut a = addr;
+    if a.ip().is_unspecified() {
+        a.set_ip(match a {
+            SocketAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
+            SocketAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
+        });
+    }
+    a
+}
+
+impl Drop for ServerHandle {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+#[allow(dead_code)] // because this only checks at compile time.
+fn assert_traits() {
+    fn send_sync<T: Send + Sync>() {}
+    send_sync::<ServerHandle>();
+    send_sync::<Request>();
+}

@@ -1,0 +1,204 @@
+//! The life of one open WebSocket connection on its own thread, after the
+//! handshake: `on_open`, the read loop dispatching to hooks, and `on_close`
+//! exactly once. Server and client connections both run here.
+
+use std::io;
+use std::net::Shutdown;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use crate::guard::{self, Panic};
+use crate::protocol::{Event, FrameReader};
+use crate::{Connection, Error, Resource};
+
+/// Runs a connection to its end. Returns the close code and reason that
+/// `on_close` was given.
+pub(crate) fn run(
+    conn: &Connection,
+    mut reader: FrameReader,
+    hooks: &Resource,
+    debug_on_error: bool,
+) -> (u16, String) {
+    let hub = &conn.inner.hub;
+    hub.register(conn);
+    log::debug!(
+        "connection {} open: {} from {}",
+        conn.id(),
+        conn.path(),
+        conn.peer_addr()
+    );
+    let s = Session {
+        conn,
+        hooks,
+        debug_on_error,
+    };
+    if let Some(hook) = &hooks.on_open {
+        s.call("on_open", || hook(conn));
+    }
+    let (code, reason) = s.read_loop(&mut reader);
+    s.linger();
+    let _ = conn.inner.stream.shutdown(Shutdown::Both);
+    hub.unregister(conn);
+    log::debug!("connection {} closed: {code} {reason}", conn.id());
+    if let Some(hook) = &hooks.on_close {
+        s.call("on_close", || hook(conn, code, &reason));
+    }
+    (code, reason)
+}
+
+struct Session<'a> {
+    conn: &'a Connection,
+    hooks: &'a Resource,
+    debug_on_error: bool,
+}
+
+enum Step {
+    More,
+    End(u16, String),
+}
+
+impl Session<'_> {
+    fn read_loop(&self, reader: &mut FrameReader) -> (u16, String) {
+        let inner = &self.conn.inner;
+        loop {
+            // Replies to everything this read brought in leave in one write.
+            inner.outbox.cork();
+            let step = self.dispatch(reader);
+            inner.handle_flushed(inner.outbox.uncork(&mut &*inner.stream));
+            if let Step::End(code, reason) = step {
+                return (code, reason);
+            }
+            match reader.fill(&mut &*inner.stream) {
+                Ok(0) => {
+                    if reader.buffered() > 0 && !self.ended_by_us() {
+                        self.error(&Error::Io(io::ErrorKind::UnexpectedEof.into()));
+                    }
+                    return self.ending_or(1006, "connection closed without a close frame");
+                }
+                Ok(_) => {
+                    inner.last_seen.store(inner.hub.now(), Ordering::Relaxed);
+                    inner.ping_sent.store(0, Ordering::Relaxed);
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    if !self.ended_by_us() {
+                        self.error(&Error::Io(e));
+                    }
+                    return self.ending_or(1006, "connection failed");
+                }
+            }
+        }
+    }
+
+    /// Handles every complete event in the buffer.
+    fn dispatch(&self, reader: &mut FrameReader) -> Step {
+        let conn = self.conn;
+        loop {
+            let event = match reader.next_event() {
+                Ok(Some(event)) => event,
+                Ok(None) => return Step::More,
+                Err(e) => {
+                    let code = e.close_code();
+                    let reason = e.to_string();
+                    log::debug!("connection {}: {reason}", conn.id());
+                    conn.inner.send_close(code, &reason);
+                    self.error(&e);
+                    return Step::End(code, reason);
+                }
+            };
+            match event {
+                Event::Message(msg) => {
+                    log::trace!("connection {}: message of {} bytes", conn.id(), msg.len());
+                    if let Some(hook) = &self.hooks.on_message {
+                        self.call("on_message", || hook(conn, msg));
+                    }
+                }
+                Event::Ping(payload) => {
+                    log::trace!("connection {}: ping", conn.id());
+                    let _ = conn.push_frame(crate::frame::OpCode::Pong, &payload, false);
+                }
+                Event::Pong(payload) => {
+                    log::trace!("connection {}: pong", conn.id());
+                    if let Some(on_pong) = conn.take_pong(&payload) {
+                        self.call("on_pong", || on_pong(conn));
+                    }
+                }
+                Event::Close(frame) => {
+                    log::trace!("connection {}: close frame {frame:?}", conn.id());
+                    if let Some((code, reason)) = conn.inner.ending.lock().sent.clone() {
+                        return Step::End(code, reason);
+                    }
+                    let (code, reason) = frame.unwrap_or((1005, String::new()));
+                    conn.inner.reply_close(code);
+                    return Step::End(code, reason);
+                }
+            }
+        }
+    }
+
+    /// Whether we began the end (a close frame, a cut-off, a shutdown).
+    fn ended_by_us(&self) -> bool {
+        let e = self.conn.inner.ending.lock();
+        e.sent.is_some() || e.forced.is_some()
+    }
+
+    /// The reason we ended it for, if we did; else the given one.
+    fn ending_or(&self, code: u16, reason: &str) -> (u16, String) {
+        let e = self.conn.inner.ending.lock();
+        e.forced
+            .clone()
+            .or_else(|| e.sent.clone())
+            .unwrap_or_else(|| (code, reason.to_owned()))
+    }
+
+    /// Gives queued bytes (the close frame) a bounded chance to leave.
+    fn linger(&self) {
+        let inner = &self.conn.inner;
+        let deadline = Instant::now() + inner.hub.close_timeout();
+        while inner.outbox.backlog() > 0 && Instant::now() < deadline && !self.is_forced() {
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    }
+
+    fn is_forced(&self) -> bool {
+        self.conn.inner.ending.lock().forced.is_some()
+    }
+
+    /// Runs a hook; a panic goes to `on_error`, then to `debug_on_error`'s policy.
+    fn call(&self, name: &str, f: impl FnOnce()) {
+        if let Err(panic) = guard::run(self.debug_on_error, f) {
+            self.panicked(name, panic);
+        }
+    }
+
+    fn panicked(&self, name: &str, panic: Panic) {
+        let Panic { message, location } = panic;
+        self.error(&Error::HandlerPanic(message.clone()));
+        if self.debug_on_error {
+            log::error!(
+                "connection {}: {name} hook panicked at {location}: {message}",
+                self.conn.id()
+            );
+            self.conn.inner.send_close(1011, "internal error");
+        } else {
+            log::debug!(
+                "connection {}: {name} hook panicked at {location}: {message}",
+                self.conn.id()
+            );
+        }
+    }
+
+    /// Tells `on_error`; a panic there is logged, never propagated.
+    fn error(&self, err: &Error) {
+        if let Some(hook) = &self.hooks.on_error {
+            if let Err(p) = guard::run(self.debug_on_error, || hook(self.conn, err)) {
+                log::error!(
+                    "connection {}: on_error hook panicked at {}: {}",
+                    self.conn.id(),
+                    p.location,
+                    p.message
+                );
+            }
+        }
+    }
+}
