@@ -157,7 +157,7 @@ import json, sys
 name = sys.argv[1]
 meta = json.load(sys.stdin)
 print(any(t["name"] == name and "example" in t["kind"] for p in meta["packages"] for t in p["targets"]))
-' "$EXAMPLE" || echo unknown)"
+' "$EXAMPLE" 2>/dev/null || echo unknown)"
     if [[ "$has_example" == "False" ]]; then
         die "the crate has no example named '$EXAMPLE' yet (expected examples/$EXAMPLE.rs: an Autobahn client driver taking HOST:PORT, agent 'wsportal')"
     fi

@@ -77,7 +77,10 @@ impl Session<'_> {
                 }
                 Ok(_) => {
                     inner.last_seen.store(inner.hub.now(), Ordering::Relaxed);
-                    inner.ping_sent.store(0, Ordering::Relaxed);
+                    if inner.ping_sent.swap(0, Ordering::Relaxed) != 0 {
+                        // The keepalive was answered: the next one is due sooner.
+                        inner.hub.changed();
+                    }
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => {

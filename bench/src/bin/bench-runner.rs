@@ -109,6 +109,7 @@ fn main() {
         ("stalled_closed", "stalled closed"),
         ("idle_cpu_pct", "idle CPU %"),
         ("pub_cpu_pct", "CPU % publishing"),
+        ("loadgen_cpu_pct", "loadgen CPU %"),
     ];
     let bc_timeout = Duration::from_secs_f64(bc_idle + bc_secs + 200.0);
     let all_scenarios = vec![
@@ -117,7 +118,12 @@ fn main() {
             what: "64 B text echo, 100 clients x 8 in flight",
             args: with(&["echo", "--size", "64", "--clients", "100", "--inflight", "8"], &timed),
             metric: ("msgs_per_s", "msg/s", true),
-            extra: vec![("p50_us", "p50 µs"), ("p99_us", "p99 µs"), ("server_cpu_pct", "CPU %")],
+            extra: vec![
+                ("p50_us", "p50 µs"),
+                ("p99_us", "p99 µs"),
+                ("server_cpu_pct", "CPU %"),
+                ("loadgen_cpu_pct", "loadgen CPU %"),
+            ],
             chat: false,
             raw_ok: true,
             same_core: false,
@@ -131,7 +137,12 @@ fn main() {
                 &timed,
             ),
             metric: ("msgs_per_s", "msg/s", true),
-            extra: vec![("mb_per_s", "MB/s"), ("p99_us", "p99 µs"), ("server_cpu_pct", "CPU %")],
+            extra: vec![
+                ("mb_per_s", "MB/s"),
+                ("p99_us", "p99 µs"),
+                ("server_cpu_pct", "CPU %"),
+                ("loadgen_cpu_pct", "loadgen CPU %"),
+            ],
             chat: false,
             raw_ok: true,
             same_core: false,
@@ -142,7 +153,11 @@ fn main() {
             what: "connect + upgrade + one 64 B echo + close handshake, 20 at a time",
             args: with(&["connect", "--size", "64", "--concurrency", "20"], &timed),
             metric: ("conns_per_s", "conn/s", true),
-            extra: vec![("server_cpu_pct", "CPU %"), ("no_tcp_close", "no TCP close")],
+            extra: vec![
+                ("server_cpu_pct", "CPU %"),
+                ("loadgen_cpu_pct", "loadgen CPU %"),
+                ("no_tcp_close", "no TCP close"),
+            ],
             chat: false,
             raw_ok: false,
             same_core: false,

@@ -1,0 +1,5 @@
+//! Integration tests: real sockets on 127.0.0.1:0, bounded waits, no sleeps
+//! used as synchronisation.
+
+mod core;
+mod support;

@@ -1,0 +1,174 @@
+//! Helpers shared by the integration tests.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::time::Duration;
+
+use crossbeam_channel::{Receiver, Sender};
+use tungstenite::WebSocket;
+
+/// Every wait in the tests is bounded by this.
+pub const WAIT: Duration = Duration::from_secs(10);
+
+pub fn init_logs() {
+    let _ = env_logger::builder().is_test(true).try_init();
+}
+
+/// A channel hooks report to, and the test reads from with a bounded wait.
+pub struct Events<T> {
+    pub tx: Sender<T>,
+    pub rx: Receiver<T>,
+}
+
+impl<T> Events<T> {
+    pub fn new() -> Events<T> {
+        let (tx, rx) = crossbeam_channel::unbounded();
+        Events { tx, rx }
+    }
+
+    pub fn next(&self) -> T {
+        self.rx.recv_timeout(WAIT).expect("event did not arrive in time")
+    }
+}
+
+/// A tungstenite client (a peer we did not write) with bounded reads.
+pub fn connect(addr: SocketAddr, path: &str) -> WebSocket<TcpStream> {
+    connect_with(addr, path, &[]).expect("handshake failed")
+}
+
+pub fn connect_with(
+    addr: SocketAddr,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> Result<WebSocket<TcpStream>, tungstenite::Error> {
+    use tungstenite::client::IntoClientRequest;
+    let stream = TcpStream::connect(addr).unwrap();
+    stream.set_read_timeout(Some(WAIT)).unwrap();
+    let mut req = format!("ws://{addr}{path}").into_client_request().unwrap();
+    for (k, v) in headers {
+        req.headers_mut().insert(
+            tungstenite::http::HeaderName::from_bytes(k.as_bytes()).unwrap(),
+            v.parse().unwrap(),
+        );
+    }
+    tungstenite::client(req, stream)
+        .map(|(ws, _)| ws)
+        .map_err(|e| match e {
+            tungstenite::HandshakeError::Failure(e) => e,
+            tungstenite::HandshakeError::Interrupted(_) => panic!("interrupted handshake"),
+        })
+}
+
+/// Reads the next data message (skipping pings), panicking on anything else.
+pub fn recv(ws: &mut WebSocket<TcpStream>) -> tungstenite::Message {
+    loop {
+        match ws.read().expect("read failed") {
+            tungstenite::Message::Ping(_) | tungstenite::Message::Pong(_) => continue,
+            m => return m,
+        }
+    }
+}
+
+/// Reads until the server's close frame and sends the reply; returns the
+/// frame's code and reason.
+pub fn recv_close(ws: &mut WebSocket<TcpStream>) -> (u16, String) {
+    loop {
+        let got = match ws.read() {
+            Ok(tungstenite::Message::Close(Some(f))) => (f.code.into(), f.reason.to_string()),
+            Ok(tungstenite::Message::Close(None)) => (1005, String::new()),
+            Ok(_) => continue,
+            Err(e) => panic!("connection ended without a close frame: {e}"),
+        };
+        let _ = ws.flush();
+        return got;
+    }
+}
+
+/// A raw HTTP exchange: sends `request`, reads the whole answer until EOF.
+pub fn http(addr: SocketAddr, request: &str) -> (u16, String) {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(WAIT)).unwrap();
+    s.write_all(request.as_bytes()).unwrap();
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out);
+    let text = String::from_utf8_lossy(&out).into_owned();
+    let status = text
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no status in {text:?}"));
+    (status, text)
+}
+
+/// An upgrade request for `path` with the usual headers.
+pub fn upgrade_request(path: &str, extra: &str) -> String {
+    format!(
+        "GET {path} HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n{extra}\r\n"
+    )
+}
+
+/// A raw socket that has completed an upgrade to `path`.
+pub fn raw_upgraded(addr: SocketAddr, path: &str) -> TcpStream {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(WAIT)).unwrap();
+    s.write_all(upgrade_request(path, "").as_bytes()).unwrap();
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        s.read_exact(&mut byte).unwrap();
+        head.push(byte[0]);
+    }
+    assert!(head.starts_with(b"HTTP/1.1 101"), "{}", String::from_utf8_lossy(&head));
+    s
+}
+
+/// A masked client frame.
+pub fn frame(fin: bool, opcode: u8, payload: &[u8]) -> Vec<u8> {
+    let mask = [0x12, 0x34, 0x56, 0x78];
+    let mut out = vec![if fin { 0x80 } else { 0 } | opcode];
+    if payload.len() < 126 {
+        out.push(0x80 | payload.len() as u8);
+    } else if payload.len() < 65536 {
+        out.push(0x80 | 126);
+        out.extend_from_slice(&(payload.len() as u16).to_be_bytes());
+    } else {
+        out.push(0x80 | 127);
+        out.extend_from_slice(&(payload.len() as u64).to_be_bytes());
+    }
+    out.extend_from_slice(&mask);
+    out.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+    out
+}
+
+/// Reads one unmasked server frame: (opcode, payload).
+pub fn read_frame(s: &mut TcpStream) -> (u8, Vec<u8>) {
+    let mut h = [0u8; 2];
+    s.read_exact(&mut h).unwrap();
+    let len = match h[1] & 0x7F {
+        126 => {
+            let mut b = [0u8; 2];
+            s.read_exact(&mut b).unwrap();
+            u16::from_be_bytes(b) as usize
+        }
+        127 => {
+            let mut b = [0u8; 8];
+            s.read_exact(&mut b).unwrap();
+            u64::from_be_bytes(b) as usize
+        }
+        n => n as usize,
+    };
+    let mut payload = vec![0u8; len];
+    s.read_exact(&mut payload).unwrap();
+    (h[0] & 0x0F, payload)
+}
+
+/// Reads server frames until a close frame; returns its code.
+pub fn read_close_code(s: &mut TcpStream) -> u16 {
+    loop {
+        let (op, payload) = read_frame(s);
+        if op == 8 {
+            return u16::from_be_bytes([payload[0], payload[1]]);
+        }
+    }
+}
