@@ -10,7 +10,9 @@ use wsportal::{Config, Resource, Server};
 
 fn main() -> Result<(), wsportal::Error> {
     env_logger::init();
-    let addr = std::env::args().nth(1).unwrap_or_else(|| "127.0.0.1:9002".into());
+    let addr = std::env::args()
+        .nth(1)
+        .unwrap_or_else(|| "127.0.0.1:9002".into());
 
     // Like `(setq pws:debug-on-error nil)`: a panic goes to on_error and the
     // connection carries on, instead of being closed with 1011.

@@ -160,7 +160,10 @@ impl Config {
             return bad("close_timeout", "must be longer than zero");
         }
         if self.ping_interval.is_some_and(|d| d.is_zero()) {
-            return bad("ping_interval", "must be longer than zero (None disables it)");
+            return bad(
+                "ping_interval",
+                "must be longer than zero (None disables it)",
+            );
         }
         if !nonzero(self.ping_timeout) {
             return bad("ping_timeout", "must be longer than zero");
@@ -172,7 +175,10 @@ impl Config {
             return bad("write_timeout", "must be longer than zero");
         }
         if self.sse_keepalive.is_some_and(|d| d.is_zero()) {
-            return bad("sse_keepalive", "must be longer than zero (None disables it)");
+            return bad(
+                "sse_keepalive",
+                "must be longer than zero (None disables it)",
+            );
         }
         if self.max_backlog <= self.max_message_size {
             log::warn!(
@@ -193,7 +199,10 @@ mod tests {
     #[test]
     fn default_is_valid_and_errors_name_the_setting() {
         Config::default().validate().unwrap();
-        let err = Config::default().read_buffer_size(1).validate().unwrap_err();
+        let err = Config::default()
+            .read_buffer_size(1)
+            .validate()
+            .unwrap_err();
         assert!(err.to_string().contains("read_buffer_size"), "{err}");
         let err = Config::default()
             .ping_interval(Some(Duration::ZERO))

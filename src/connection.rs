@@ -151,7 +151,10 @@ impl Connection {
         if payload.len() > 125 {
             return Err(SendError(payload.to_vec()));
         }
-        self.inner.pings.lock().push((payload.to_vec(), Box::new(on_pong)));
+        self.inner
+            .pings
+            .lock()
+            .push((payload.to_vec(), Box::new(on_pong)));
         self.push_frame(OpCode::Ping, payload, false).map_err(|_| {
             let mut pings = self.inner.pings.lock();
             if let Some(i) = pings.iter().rposition(|(p, _)| p == payload) {
@@ -232,15 +235,21 @@ impl Connection {
     pub(crate) fn push_frame(&self, op: OpCode, payload: &[u8], last: bool) -> Result<(), Error> {
         let mask = (self.inner.role == Role::Client).then(frame::random_mask);
         let len = frame::encoded_len(payload.len(), mask.is_some());
-        let pushed = self.inner.outbox.push_with(&mut &*self.inner.stream, len, last, |v| {
-            frame::encode(v, op, payload, mask)
-        });
+        let pushed = self
+            .inner
+            .outbox
+            .push_with(&mut &*self.inner.stream, len, last, |v| {
+                frame::encode(v, op, payload, mask)
+            });
         self.after_push(pushed)
     }
 
     /// Queues a frame encoded once for many connections (server side only).
     pub(crate) fn push_shared(&self, frame: Arc<[u8]>) -> Result<(), Error> {
-        let pushed = self.inner.outbox.push_shared(&mut &*self.inner.stream, frame);
+        let pushed = self
+            .inner
+            .outbox
+            .push_shared(&mut &*self.inner.stream, frame);
         self.after_push(pushed)
     }
 
@@ -276,7 +285,8 @@ impl Inner {
             }
             e.sent = Some((code, reason.to_owned()));
         }
-        self.close_sent.store(self.hub.now().max(1), Ordering::Relaxed);
+        self.close_sent
+            .store(self.hub.now().max(1), Ordering::Relaxed);
         self.hub.changed();
         let payload = close_payload(code, reason);
         let mask = (self.role == Role::Client).then(frame::random_mask);
@@ -307,7 +317,12 @@ impl Inner {
             if self.outbox.abort() && send_frame {
                 let mut bytes = Vec::new();
                 let mask = (self.role == Role::Client).then(frame::random_mask);
-                frame::encode(&mut bytes, OpCode::Close, &close_payload(code, reason), mask);
+                frame::encode(
+                    &mut bytes,
+                    OpCode::Close,
+                    &close_payload(code, reason),
+                    mask,
+                );
                 self.outbox.write_last(&mut &*self.stream, &bytes);
             }
         }

@@ -177,12 +177,7 @@ pub(crate) fn random_mask() -> [u8; 4] {
 
 /// Appends a whole single-frame message (header and payload) to `out`.
 /// With a mask (client side) the payload is masked as it is copied.
-pub(crate) fn encode(
-    out: &mut Vec<u8>,
-    opcode: OpCode,
-    payload: &[u8],
-    mask: Option<[u8; 4]>,
-) {
+pub(crate) fn encode(out: &mut Vec<u8>, opcode: OpCode, payload: &[u8], mask: Option<[u8; 4]>) {
     out.reserve(MAX_HEADER_LEN + payload.len());
     encode_header(out, true, opcode, payload.len(), mask);
     let start = out.len();
@@ -242,10 +237,16 @@ mod tests {
     #[test]
     fn rejects_reserved_bits_and_opcodes() {
         assert_eq!(parse_header(&[0xC1, 0]), Err(HeaderError::ReservedBits));
-        assert_eq!(parse_header(&[0x83, 0]), Err(HeaderError::ReservedOpcode(3)));
+        assert_eq!(
+            parse_header(&[0x83, 0]),
+            Err(HeaderError::ReservedOpcode(3))
+        );
         let mut big = vec![0x82, 127];
         big.extend_from_slice(&u64::MAX.to_be_bytes());
-        assert_eq!(parse_header(&big), Err(HeaderError::NonMinimalOr64BitLength));
+        assert_eq!(
+            parse_header(&big),
+            Err(HeaderError::NonMinimalOr64BitLength)
+        );
     }
 
     #[test]

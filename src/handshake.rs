@@ -24,9 +24,12 @@ fn valid_key(key: &str) -> bool {
 /// Checks the request and runs the hook. `Err` is the refusal to send.
 pub(crate) fn upgrade(req: &Request, res: &Resource) -> Result<Upgrade, Reject> {
     if req.method != "GET" {
-        return Err(Reject::new(405).header("Allow", "GET").body("method not allowed"));
+        return Err(Reject::new(405)
+            .header("Allow", "GET")
+            .body("method not allowed"));
     }
-    if !req.header_has_token("upgrade", "websocket") || !req.header_has_token("connection", "upgrade")
+    if !req.header_has_token("upgrade", "websocket")
+        || !req.header_has_token("connection", "upgrade")
     {
         return Err(Reject::new(426)
             .header("Upgrade", "websocket")
@@ -97,20 +100,34 @@ mod tests {
 
     #[test]
     fn refusals() {
-        assert_eq!(upgrade(&req(""), &Resource::new()).err().unwrap().status, 426);
+        assert_eq!(
+            upgrade(&req(""), &Resource::new()).err().unwrap().status,
+            426
+        );
         let v8 = GOOD.replace("Version: 13", "Version: 8");
         let r = upgrade(&req(&v8), &Resource::new()).err().unwrap();
         assert_eq!(r.status, 400);
-        assert!(r.headers.contains(&("Sec-WebSocket-Version".into(), "13".into())));
+        assert!(r
+            .headers
+            .contains(&("Sec-WebSocket-Version".into(), "13".into())));
         let nokey = GOOD.replace("Sec-WebSocket-Key", "X-Key");
-        assert_eq!(upgrade(&req(&nokey), &Resource::new()).err().unwrap().status, 400);
+        assert_eq!(
+            upgrade(&req(&nokey), &Resource::new())
+                .err()
+                .unwrap()
+                .status,
+            400
+        );
     }
 
     #[test]
     fn protocol_preference() {
         let r = Resource::new().protocols(["b", "a"]);
         let offer = format!("{GOOD}Sec-WebSocket-Protocol: a, b\r\n");
-        assert_eq!(upgrade(&req(&offer), &r).ok().unwrap().protocol.as_deref(), Some("b"));
+        assert_eq!(
+            upgrade(&req(&offer), &r).ok().unwrap().protocol.as_deref(),
+            Some("b")
+        );
         let none = Resource::new().protocols(["z"]);
         assert_eq!(upgrade(&req(&offer), &none).ok().unwrap().protocol, None);
     }

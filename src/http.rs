@@ -114,7 +114,12 @@ pub(crate) fn read_head(
             Ok(0) => return Err(HeadError::Io(io::ErrorKind::UnexpectedEof.into())),
             Ok(n) => len += n,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ) =>
+            {
                 return Err(HeadError::Timeout)
             }
             Err(e) => return Err(HeadError::Io(e)),
@@ -241,7 +246,8 @@ mod tests {
 
     #[test]
     fn parses_a_request() {
-        let head = b"GET /chat/a?x=1 HTTP/1.1\r\nHost: h\r\nConnection: keep-alive, Upgrade\r\n\r\n";
+        let head =
+            b"GET /chat/a?x=1 HTTP/1.1\r\nHost: h\r\nConnection: keep-alive, Upgrade\r\n\r\n";
         let r = parse_head(head, peer()).unwrap();
         assert_eq!(r.path(), "/chat/a");
         assert_eq!(r.query(), Some("x=1"));
@@ -258,7 +264,10 @@ mod tests {
             b"GET / HTTP/1.1\r\nbad header\r\n\r\n",
             b"GET / HTTP/1.1\r\nbad name: x\r\n\r\n",
         ] {
-            assert!(matches!(parse_head(head, peer()), Err(HeadError::Malformed(_))));
+            assert!(matches!(
+                parse_head(head, peer()),
+                Err(HeadError::Malformed(_))
+            ));
         }
     }
 

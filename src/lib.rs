@@ -113,6 +113,7 @@
 #![doc(test(attr(deny(warnings))))]
 
 mod broadcast;
+mod client;
 mod config;
 mod connection;
 mod error;
@@ -130,6 +131,7 @@ mod server;
 mod session;
 
 pub use crate::broadcast::Broadcaster;
+pub use crate::client::{Client, ClientHandle};
 pub use crate::config::Config;
 pub use crate::connection::Connection;
 pub use crate::error::{Error, SendError};

@@ -191,7 +191,10 @@ impl Outbox {
         while st.queue.len() > keep {
             st.queue.pop_back();
         }
-        st.queued = st.queue.front().map_or(0, |c| c.bytes().len() - st.head_written);
+        st.queued = st
+            .queue
+            .front()
+            .map_or(0, |c| c.bytes().len() - st.head_written);
         let free = !st.writing && st.queue.is_empty();
         st.writing |= free;
         free
@@ -286,7 +289,10 @@ impl Outbox {
 
 /// Whether a write error means "the socket buffer is full, try later".
 pub(crate) fn is_full(e: &io::Error) -> bool {
-    matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut)
+    matches!(
+        e.kind(),
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+    )
 }
 
 #[cfg(test)]
@@ -361,7 +367,10 @@ mod tests {
     fn backlog_limit_and_close() {
         let ob = Outbox::new(10);
         let mut s = sink(0);
-        assert!(matches!(ob.push_with(&mut s, 8, false, |v| v.extend([0; 8])), Ok(Flushed::Stalled)));
+        assert!(matches!(
+            ob.push_with(&mut s, 8, false, |v| v.extend([0; 8])),
+            Ok(Flushed::Stalled)
+        ));
         assert_eq!(
             ob.push_with(&mut s, 3, false, |v| v.extend([0; 3])).err(),
             Some(PushError::TooSlow)

@@ -181,7 +181,9 @@ impl FrameReader {
             OpCode::Close => parse_close(payload).map(|c| Some(Event::Close(c))),
             OpCode::Text | OpCode::Binary => {
                 if self.partial.is_some() {
-                    return Err(Error::Protocol("new data frame inside a fragmented message"));
+                    return Err(Error::Protocol(
+                        "new data frame inside a fragmented message",
+                    ));
                 }
                 let text = h.opcode == OpCode::Text;
                 if h.fin {
@@ -363,7 +365,10 @@ mod tests {
         while r.fill(&mut src).unwrap() > 0 {}
         assert!(matches!(
             r.next_event(),
-            Err(Error::TooBig { size: 20, limit: 15 })
+            Err(Error::TooBig {
+                size: 20,
+                limit: 15
+            })
         ));
         let mut r = FrameReader::new(Role::Server, LIMITS, 16, &[]);
         let huge = client_frame(true, OpCode::Binary, &vec![0; (1 << 20) + 1]);

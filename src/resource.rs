@@ -94,7 +94,10 @@ impl Resource {
 
     /// Runs when a hook panics ([`Error::HandlerPanic`]), the peer breaks the
     /// protocol, or the connection fails.
-    pub fn on_error(mut self, hook: impl Fn(&Connection, &Error) + Send + Sync + 'static) -> Resource {
+    pub fn on_error(
+        mut self,
+        hook: impl Fn(&Connection, &Error) + Send + Sync + 'static,
+    ) -> Resource {
         self.on_error = Some(Box::new(hook));
         self
     }
@@ -210,7 +213,11 @@ impl Reject {
     /// The full response, with `Content-Length` and `Connection: close`.
     pub(crate) fn to_bytes(&self) -> Vec<u8> {
         let mut headers = self.headers.clone();
-        let has = |name: &str| self.headers.iter().any(|(k, _)| k.eq_ignore_ascii_case(name));
+        let has = |name: &str| {
+            self.headers
+                .iter()
+                .any(|(k, _)| k.eq_ignore_ascii_case(name))
+        };
         if !self.body.is_empty() && !has("content-type") {
             headers.push(("Content-Type".into(), "text/plain; charset=utf-8".into()));
         }

@@ -23,12 +23,16 @@ impl Pattern {
             return Err(Error::Route(format!("{path:?} does not start with '/'")));
         }
         if path.contains(['?', '#', ' ']) {
-            return Err(Error::Route(format!("{path:?} contains '?', '#' or a space")));
+            return Err(Error::Route(format!(
+                "{path:?} contains '?', '#' or a space"
+            )));
         }
         let mut segments = Vec::new();
         for seg in path[1..].split('/') {
             match seg.strip_prefix(':') {
-                Some("") => return Err(Error::Route(format!("{path:?} has an unnamed ':' segment"))),
+                Some("") => {
+                    return Err(Error::Route(format!("{path:?} has an unnamed ':' segment")))
+                }
                 Some(name) => {
                     let dup = segments.contains(&Segment::Param(name.to_owned()));
                     if dup {
@@ -46,7 +50,9 @@ impl Pattern {
     }
 
     fn is_exact(&self) -> bool {
-        self.segments.iter().all(|s| matches!(s, Segment::Literal(_)))
+        self.segments
+            .iter()
+            .all(|s| matches!(s, Segment::Literal(_)))
     }
 
     /// The named segments' values if `path` matches.
@@ -89,7 +95,11 @@ impl<T> Routes<T> {
     /// Adds an endpoint; an error if the path is malformed or already taken.
     pub(crate) fn add(&mut self, path: &str, target: T) -> Result<(), Error> {
         let pattern = Pattern::parse(path)?;
-        if self.entries.iter().any(|(p, _)| p.segments == pattern.segments) {
+        if self
+            .entries
+            .iter()
+            .any(|(p, _)| p.segments == pattern.segments)
+        {
             return Err(Error::Route(format!("{path:?} is defined twice")));
         }
         self.entries.push((pattern, target));
@@ -99,7 +109,10 @@ impl<T> Routes<T> {
     /// The endpoint for `path`: the target, its named segments, and the
     /// pattern's text (e.g. `/chat/:room`).
     pub(crate) fn find(&self, path: &str) -> Option<Found<'_, T>> {
-        let exact = self.entries.iter().find(|(p, _)| p.is_exact() && p.text == path);
+        let exact = self
+            .entries
+            .iter()
+            .find(|(p, _)| p.is_exact() && p.text == path);
         if let Some((p, t)) = exact {
             return Some((t, Vec::new(), &p.text));
         }

@@ -178,7 +178,12 @@ struct Core {
 
 type Job = (TcpStream, SocketAddr);
 
-fn accept_loop(core: &Arc<Core>, listener: &TcpListener, jobs: &Sender<Job>, job_rx: &Receiver<Job>) {
+fn accept_loop(
+    core: &Arc<Core>,
+    listener: &TcpListener,
+    jobs: &Sender<Job>,
+    job_rx: &Receiver<Job>,
+) {
     loop {
         let (stream, peer) = match listener.accept() {
             Ok(pair) => pair,
@@ -196,7 +201,10 @@ fn accept_loop(core: &Arc<Core>, listener: &TcpListener, jobs: &Sender<Job>, job
             return;
         }
         if core.active.load(Ordering::SeqCst) >= core.config.max_connections {
-            log::debug!("refusing {peer}: {} connections open", core.config.max_connections);
+            log::debug!(
+                "refusing {peer}: {} connections open",
+                core.config.max_connections
+            );
             refuse_busy(stream);
             continue;
         }
@@ -288,11 +296,22 @@ fn handle(core: &Core, id: u64, stream: &Arc<TcpStream>, peer: SocketAddr) {
     let _ = stream.set_write_timeout(Some(c.handshake_timeout));
     let deadline = Instant::now() + c.handshake_timeout;
     let mut set_timeout = |d: Duration| stream.set_read_timeout(Some(d));
-    let head = http::read_head(&mut &**stream, &mut set_timeout, peer, c.max_header_size, deadline);
+    let head = http::read_head(
+        &mut &**stream,
+        &mut set_timeout,
+        peer,
+        c.max_header_size,
+        deadline,
+    );
     let (mut req, leftover) = match head {
         Ok(r) => r,
         Err(HeadError::TooLarge) => {
-            return refuse(stream, peer, "-", &Reject::new(431).body("request head too large"))
+            return refuse(
+                stream,
+                peer,
+                "-",
+                &Reject::new(431).body("request head too large"),
+            )
         }
         Err(HeadError::Malformed(why)) => {
             return refuse(stream, peer, "-", &Reject::new(400).body(why));
@@ -411,8 +430,12 @@ impl ServerHandle {
         log::debug!("listener on {} closed", self.local_addr);
 
         // Going Away to open connections; anything still handshaking is cut.
-        let sockets: Vec<(u64, Arc<TcpStream>)> =
-            core.sockets.lock().iter().map(|(k, v)| (*k, Arc::clone(v))).collect();
+        let sockets: Vec<(u64, Arc<TcpStream>)> = core
+            .sockets
+            .lock()
+            .iter()
+            .map(|(k, v)| (*k, Arc::clone(v)))
+            .collect();
         for (id, stream) in &sockets {
             match core.hub.connection(*id) {
                 Some(conn) => conn.inner.send_close(1001, "server shutting down"),
@@ -423,8 +446,14 @@ impl ServerHandle {
         }
         let deadline = Instant::now() + core.config.shutdown_grace;
         let mut open = core.sockets.lock();
-        while !open.is_empty() && !core.sockets_empty.wait_until(&mut open, deadline).timed_out() {}
-        let left: Vec<(u64, Arc<TcpStream>)> = open.iter().map(|(k, v)| (*k, Arc::clone(v))).collect();
+        while !open.is_empty()
+            && !core
+                .sockets_empty
+                .wait_until(&mut open, deadline)
+                .timed_out()
+        {}
+        let left: Vec<(u64, Arc<TcpStream>)> =
+            open.iter().map(|(k, v)| (*k, Arc::clone(v))).collect();
         drop(open);
         for (id, stream) in left {
             match core.hub.connection(id) {

@@ -14,10 +14,14 @@ fn threads() -> usize {
 #[test]
 fn close_joins_every_thread() {
     let before = threads();
-    let mut server = Server::with_config(Config::default().shutdown_grace(Duration::from_millis(300)));
-    server.define_resource("/", Resource::new().on_message(|ws, m| {
-        let _ = ws.send(m);
-    }));
+    let mut server =
+        Server::with_config(Config::default().shutdown_grace(Duration::from_millis(300)));
+    server.define_resource(
+        "/",
+        Resource::new().on_message(|ws, m| {
+            let _ = ws.send(m);
+        }),
+    );
     let h = server.start("127.0.0.1:0").unwrap();
     let addr = h.local_addr();
 
@@ -37,7 +41,8 @@ fn close_joins_every_thread() {
     h.close();
     assert_eq!(threads(), before, "no thread of ours is left");
     assert!(TcpStream::connect(addr).is_err(), "the listener is closed");
-    half.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    half.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
     let mut rest = Vec::new();
     let _ = half.read_to_end(&mut rest);
     drop((open, idle));

@@ -64,10 +64,17 @@ fn echoes_text_and_binary_with_hooks_in_order() {
     assert_eq!(ev.next(), Seen::Open("/echo".into()));
     ws.send(tungstenite::Message::text("héllo")).unwrap();
     assert_eq!(recv(&mut ws), tungstenite::Message::text("héllo"));
-    ws.send(tungstenite::Message::binary(vec![0u8, 1, 2, 255])).unwrap();
-    assert_eq!(recv(&mut ws), tungstenite::Message::binary(vec![0u8, 1, 2, 255]));
+    ws.send(tungstenite::Message::binary(vec![0u8, 1, 2, 255]))
+        .unwrap();
+    assert_eq!(
+        recv(&mut ws),
+        tungstenite::Message::binary(vec![0u8, 1, 2, 255])
+    );
     assert_eq!(ev.next(), Seen::Message(Message::Text("héllo".into())));
-    assert_eq!(ev.next(), Seen::Message(Message::Binary(vec![0, 1, 2, 255])));
+    assert_eq!(
+        ev.next(),
+        Seen::Message(Message::Binary(vec![0, 1, 2, 255]))
+    );
     assert_eq!(h.connection_count(), 1);
     ws.close(Some(CloseFrame {
         code: CloseCode::Library(4001),
@@ -118,23 +125,42 @@ fn handshake_hook_refuses_and_accepts_with_data_and_headers() {
     assert!(text.contains("WWW-Authenticate: Bearer") && text.ends_with("who are you?"));
     let err = connect_with(h.local_addr(), "/private", &[]).unwrap_err();
     assert!(matches!(err, tungstenite::Error::Http(r) if r.status() == 401));
-    let mut ws = connect_with(h.local_addr(), "/private?room=1", &[("Authorization", "abc")]).unwrap();
+    let mut ws = connect_with(
+        h.local_addr(),
+        "/private?room=1",
+        &[("Authorization", "abc")],
+    )
+    .unwrap();
     assert_eq!(recv(&mut ws), tungstenite::Message::text("abc"));
 }
 
 #[test]
 fn subprotocols_and_path_params() {
-    let res = Resource::new()
-        .protocols(["v2", "v1"])
-        .on_open(|ws| {
-            let text = format!("{:?} {:?} {}", ws.protocol(), ws.param("room"), ws.version());
-            let _ = ws.send_text(&text);
-        });
+    let res = Resource::new().protocols(["v2", "v1"]).on_open(|ws| {
+        let text = format!(
+            "{:?} {:?} {}",
+            ws.protocol(),
+            ws.param("room"),
+            ws.version()
+        );
+        let _ = ws.send_text(&text);
+    });
     let h = start(Config::default(), "/chat/:room", res);
-    let mut ws = connect_with(h.local_addr(), "/chat/a%20b", &[("Sec-WebSocket-Protocol", "v1, v2")]).unwrap();
-    assert_eq!(recv(&mut ws), tungstenite::Message::text(r#"Some("v2") Some("a b") 13"#));
+    let mut ws = connect_with(
+        h.local_addr(),
+        "/chat/a%20b",
+        &[("Sec-WebSocket-Protocol", "v1, v2")],
+    )
+    .unwrap();
+    assert_eq!(
+        recv(&mut ws),
+        tungstenite::Message::text(r#"Some("v2") Some("a b") 13"#)
+    );
     let mut ws = connect(h.local_addr(), "/chat/x");
-    assert_eq!(recv(&mut ws), tungstenite::Message::text(r#"None Some("x") 13"#));
+    assert_eq!(
+        recv(&mut ws),
+        tungstenite::Message::text(r#"None Some("x") 13"#)
+    );
     assert_eq!(http(h.local_addr(), &upgrade_request("/chat/", "")).0, 404);
 }
 
@@ -180,7 +206,9 @@ fn protocol_errors_get_their_close_codes() {
     ];
     for (bytes, code, error) in cases {
         let ev = Events::new();
-        let config = Config::default().max_message_size(1024).max_frame_size(1024);
+        let config = Config::default()
+            .max_message_size(1024)
+            .max_frame_size(1024);
         let h = start(config, "/", recording(&ev));
         let mut s = raw_upgraded(h.local_addr(), "/");
         assert_eq!(ev.next(), Seen::Open("/".into()));
@@ -311,14 +339,22 @@ fn limits_header_size_and_handshake_timeout() {
     s.set_read_timeout(Some(WAIT)).unwrap();
     s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n").unwrap();
     let mut buf = Vec::new();
-    assert_eq!(s.read_to_end(&mut buf).unwrap(), 0, "dropped without an answer");
+    assert_eq!(
+        s.read_to_end(&mut buf).unwrap(),
+        0,
+        "dropped without an answer"
+    );
 }
 
 #[test]
 fn max_connections_answers_503_and_leaves_others_alone() {
-    let h = start(Config::default().max_connections(2), "/", Resource::new().on_message(|ws, m| {
-        let _ = ws.send(m);
-    }));
+    let h = start(
+        Config::default().max_connections(2),
+        "/",
+        Resource::new().on_message(|ws, m| {
+            let _ = ws.send(m);
+        }),
+    );
     let mut a = connect(h.local_addr(), "/");
     let mut b = connect(h.local_addr(), "/");
     let (status, text) = http(h.local_addr(), &upgrade_request("/", ""));
@@ -335,7 +371,10 @@ fn start_up_errors_name_the_culprit() {
     let h = start(Config::default(), "/", Resource::new());
     let taken = h.local_addr().to_string();
     let err = Server::new().start(taken.as_str()).unwrap_err();
-    assert!(matches!(err, Error::Bind { .. }) && err.to_string().contains(&taken), "{err}");
+    assert!(
+        matches!(err, Error::Bind { .. }) && err.to_string().contains(&taken),
+        "{err}"
+    );
     let err = Server::new().start("not an address").unwrap_err();
     assert!(err.to_string().contains("not an address"), "{err}");
     let err = Server::with_config(Config::default().max_connections(0))
@@ -376,9 +415,13 @@ fn shutdown_cuts_off_clients_that_ignore_going_away() {
 
 #[test]
 fn many_clients_at_once() {
-    let h = Arc::new(start(Config::default(), "/", Resource::new().on_message(|ws, m| {
-        let _ = ws.send(m);
-    })));
+    let h = Arc::new(start(
+        Config::default(),
+        "/",
+        Resource::new().on_message(|ws, m| {
+            let _ = ws.send(m);
+        }),
+    ));
     let threads: Vec<_> = (0..20)
         .map(|i| {
             let addr = h.local_addr();

@@ -2,4 +2,5 @@
 //! used as synchronisation.
 
 mod core;
+mod push;
 mod support;

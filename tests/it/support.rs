@@ -27,7 +27,9 @@ impl<T> Events<T> {
     }
 
     pub fn next(&self) -> T {
-        self.rx.recv_timeout(WAIT).expect("event did not arrive in time")
+        self.rx
+            .recv_timeout(WAIT)
+            .expect("event did not arrive in time")
     }
 }
 
@@ -119,7 +121,11 @@ pub fn raw_upgraded(addr: SocketAddr, path: &str) -> TcpStream {
         s.read_exact(&mut byte).unwrap();
         head.push(byte[0]);
     }
-    assert!(head.starts_with(b"HTTP/1.1 101"), "{}", String::from_utf8_lossy(&head));
+    assert!(
+        head.starts_with(b"HTTP/1.1 101"),
+        "{}",
+        String::from_utf8_lossy(&head)
+    );
     s
 }
 

@@ -1,0 +1,50 @@
+//! A chat server: one room at `/chat`, and rooms by path at `/chat/:room`.
+//! Every text message a client sends in a room goes to every client of that
+//! room, the sender included.
+//!
+//!     cargo run --example chat -- 127.0.0.1:9003
+//!
+//! Try it with two terminals running `cargo run --example client -- ws://127.0.0.1:9003/chat/lobby`.
+
+use wsportal::{Message, Resource, Server};
+
+fn main() -> Result<(), wsportal::Error> {
+    env_logger::init();
+    let addr = std::env::args()
+        .nth(1)
+        .unwrap_or_else(|| "127.0.0.1:9003".into());
+
+    let mut server = Server::new();
+    // `/chat` is one room: relay to every connection of this resource.
+    server.define_resource(
+        "/chat",
+        Resource::new().on_message(|ws, msg| {
+            if let Message::Text(_) = msg {
+                let _ = ws.broadcaster().to_resource("/chat", msg);
+            }
+        }),
+    );
+    // `/chat/:room`: each connection joins the group named after its room, and
+    // leaves it automatically when it closes.
+    server.define_resource(
+        "/chat/:room",
+        Resource::new()
+            .on_open(|ws| ws.join(&room(ws.param("room"))))
+            .on_message(|ws, msg| {
+                if let Message::Text(_) = msg {
+                    let _ = ws.broadcaster().to_group(&room(ws.param("room")), msg);
+                }
+            }),
+    );
+
+    let handle = server.start(&addr)?;
+    println!("listening on ws://{}/chat", handle.local_addr());
+    loop {
+        std::thread::park();
+    }
+}
+
+/// Group names get a prefix so that a room cannot collide with other groups.
+fn room(name: Option<&str>) -> String {
+    format!("room:{}", name.unwrap_or(""))
+}

@@ -1,0 +1,374 @@
+//! The handle to one event-stream client (`EventClient`), and the sink a
+//! writer callback writes to (`EventSink`).
+
+use std::any::Any;
+use std::fmt;
+use std::io::{self, Read};
+use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use parking_lot::Mutex;
+
+use super::event::comment_bytes;
+use super::stream::{EventPublisher, Shared};
+use crate::hub::Hub;
+use crate::outbox::{Flushed, Outbox, PushError};
+use crate::resource::Data;
+use crate::{Error, Event, Request};
+
+/// A handle to one client of an event stream. Cheap to clone, `Send + Sync`:
+/// keep it, hand it to other threads, and send from anywhere at any time.
+///
+/// Once the client has gone (or [`EventClient::close`] was called), sends
+/// fail with [`Error::Closed`].
+#[derive(Clone)]
+pub struct EventClient {
+    pub(crate) inner: Arc<ClientInner>,
+}
+
+pub(crate) struct ClientInner {
+    pub(crate) id: u64,
+    pub(crate) stream: Arc<TcpStream>,
+    request: Request,
+    data: Option<Data>,
+    pub(crate) outbox: Outbox,
+    pub(crate) hub: Arc<Hub>,
+    pub(crate) shared: Arc<Shared>,
+    /// No more events may be queued: closing, gone, or cut off.
+    pub(crate) closing: AtomicBool,
+    /// Cut off: queued events were dropped.
+    pub(crate) forced: AtomicBool,
+    /// Milliseconds (hub clock) of the last push, for keep-alive.
+    pub(crate) last_sent: AtomicU64,
+    /// When the outbox last stalled (0: not stalled).
+    pub(crate) stalled_since: AtomicU64,
+    groups: Mutex<Vec<String>>,
+}
+
+impl EventClient {
+    pub(crate) fn new(
+        id: u64,
+        stream: Arc<TcpStream>,
+        request: Request,
+        data: Option<Data>,
+        hub: Arc<Hub>,
+        shared: Arc<Shared>,
+    ) -> EventClient {
+        let now = hub.now();
+        EventClient {
+            inner: Arc::new(ClientInner {
+                id,
+                stream,
+                request,
+                data,
+                outbox: Outbox::new(hub.max_backlog),
+                hub,
+                shared,
+                closing: AtomicBool::new(false),
+                forced: AtomicBool::new(false),
+                last_sent: AtomicU64::new(now),
+                stalled_since: AtomicU64::new(0),
+                groups: Mutex::new(Vec::new()),
+            }),
+        }
+    }
+
+    /// A number unique among this server's connections (WebSocket and SSE).
+    pub fn id(&self) -> u64 {
+        self.inner.id
+    }
+
+    /// Sends one event to this client only (it is not kept in the stream's
+    /// history).
+    ///
+    /// # Errors
+    /// [`Error::InvalidInput`] for a newline in the event's name or id (nothing
+    /// is sent), [`Error::Closed`] once the client has gone or is closing,
+    /// [`Error::TooSlow`] when its backlog is full (it is then cut off).
+    pub fn send(&self, event: &Event) -> Result<(), Error> {
+        let bytes = event.encode()?;
+        self.push(&bytes)
+    }
+
+    /// Sends a comment line (ignored by browsers; keeps proxies from timing out).
+    ///
+    /// # Errors
+    /// As [`EventClient::send`], except that any text is valid.
+    pub fn comment(&self, text: &str) -> Result<(), Error> {
+        self.push(&comment_bytes(text))
+    }
+
+    /// Ends the stream once the events already queued are written; the
+    /// `on_close` hook then runs. Later sends fail. Calling it again does
+    /// nothing. (An `EventSource` reconnects after a closed stream unless the
+    /// reconnection is refused with `204`.)
+    pub fn close(&self) {
+        if !self.inner.closing.swap(true, Ordering::SeqCst) {
+            log::debug!("event client {} closing", self.inner.id);
+        }
+        // Wakes the client's thread, which lingers for the backlog, then ends.
+        let _ = self.inner.stream.shutdown(Shutdown::Read);
+    }
+
+    /// Whether events can still be sent.
+    pub fn is_open(&self) -> bool {
+        !self.inner.closing.load(Ordering::SeqCst)
+    }
+
+    /// The request path (without query).
+    pub fn path(&self) -> &str {
+        self.inner.request.path()
+    }
+
+    /// A named path segment's value: `/events/:room` gives `param("room")`.
+    pub fn param(&self, name: &str) -> Option<&str> {
+        self.inner.request.param(name)
+    }
+
+    /// A request header, by case-insensitive name.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.inner.request.header(name)
+    }
+
+    /// The `Last-Event-ID` the client reconnected with, if any.
+    pub fn last_event_id(&self) -> Option<&str> {
+        self.header("last-event-id").filter(|id| !id.is_empty())
+    }
+
+    /// The whole opening request.
+    pub fn request(&self) -> &Request {
+        &self.inner.request
+    }
+
+    /// The client's address.
+    pub fn peer_addr(&self) -> SocketAddr {
+        self.inner.request.peer_addr()
+    }
+
+    /// The per-client data attached by the `on_connect` hook's
+    /// [`Accept::data`](crate::Accept::data), if it has type `T`.
+    pub fn data<T: Any + Send + Sync>(&self) -> Option<&T> {
+        self.inner.data.as_deref().and_then(|d| d.downcast_ref())
+    }
+
+    /// Bytes queued for this client and not yet written to its socket.
+    pub fn backlog(&self) -> usize {
+        self.inner.outbox.backlog()
+    }
+
+    /// Joins a named group of this stream's clients (see
+    /// [`EventPublisher::to_group`]). A client leaves its groups when it goes.
+    pub fn join(&self, group: &str) {
+        let mut groups = self.inner.groups.lock();
+        if !groups.iter().any(|g| g == group) {
+            groups.push(group.to_owned());
+        }
+    }
+
+    /// Leaves a group.
+    pub fn leave(&self, group: &str) {
+        self.inner.groups.lock().retain(|g| g != group);
+    }
+
+    /// The groups this client is in.
+    pub fn groups(&self) -> Vec<String> {
+        self.inner.groups.lock().clone()
+    }
+
+    /// Whether this client is in `group`.
+    pub(crate) fn in_group(&self, group: &str) -> bool {
+        self.inner.groups.lock().iter().any(|g| g == group)
+    }
+
+    /// A handle for pushing to every client of this client's stream.
+    pub fn publisher(&self) -> EventPublisher {
+        EventPublisher::new(Arc::clone(&self.inner.shared))
+    }
+
+    /// Queues bytes for this client alone.
+    pub(crate) fn push(&self, bytes: &[u8]) -> Result<(), Error> {
+        if self.inner.closing.load(Ordering::SeqCst) {
+            return Err(Error::Closed);
+        }
+        let stream = &mut &*self.inner.stream;
+        let pushed = self
+            .inner
+            .outbox
+            .push_with(stream, bytes.len(), false, |v| v.extend_from_slice(bytes));
+        self.after_push(pushed)
+    }
+
+    /// Queues bytes encoded once for many clients.
+    pub(crate) fn push_shared(&self, bytes: Arc<[u8]>) -> Result<(), Error> {
+        if self.inner.closing.load(Ordering::SeqCst) {
+            return Err(Error::Closed);
+        }
+        let pushed = self.inner.outbox.push_shared(&mut &*self.inner.stream, bytes);
+        self.after_push(pushed)
+    }
+
+    fn after_push(&self, pushed: Result<Flushed, PushError>) -> Result<(), Error> {
+        match pushed {
+            Ok(flushed) => {
+                let inner = &self.inner;
+                inner.last_sent.store(inner.hub.now(), Ordering::Relaxed);
+                inner.handle_flushed(flushed);
+                Ok(())
+            }
+            Err(PushError::Closed) => Err(Error::Closed),
+            Err(PushError::TooSlow) => {
+                self.inner.force_end("client too slow: backlog full");
+                Err(Error::TooSlow)
+            }
+        }
+    }
+}
+
+impl ClientInner {
+    pub(crate) fn handle_flushed(&self, flushed: Flushed) {
+        match flushed {
+            Flushed::Done => {}
+            Flushed::Stalled => {
+                self.stalled_since
+                    .store(self.hub.now().max(1), Ordering::Relaxed);
+                self.hub.stalled(self.id);
+            }
+            Flushed::Failed(e) => {
+                log::debug!("event client {}: write failed: {e}", self.id);
+                self.gone();
+            }
+        }
+    }
+
+    /// The client went away: nothing more can be sent; wake its thread.
+    pub(crate) fn gone(&self) {
+        self.closing.store(true, Ordering::SeqCst);
+        let _ = self.stream.shutdown(Shutdown::Both);
+    }
+
+    /// Cuts the client off: drops its backlog and shuts the socket.
+    pub(crate) fn force_end(&self, why: &str) {
+        if self.forced.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        self.closing.store(true, Ordering::SeqCst);
+        self.outbox.abort();
+        log::debug!("event client {} cut off: {why}", self.id);
+        let _ = self.stream.shutdown(Shutdown::Both);
+    }
+}
+
+impl fmt::Debug for EventClient {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("EventClient")
+            .field("id", &self.inner.id)
+            .field("path", &self.inner.request.path())
+            .field("peer", &self.inner.request.peer_addr())
+            .finish()
+    }
+}
+
+impl PartialEq for EventClient {
+    fn eq(&self, other: &EventClient) -> bool {
+        Arc::ptr_eq(&self.inner, &other.inner)
+    }
+}
+
+impl Eq for EventClient {}
+
+/// Where a writer callback
+/// ([`EventStream::writer`](crate::EventStream::writer)) writes events. It
+/// runs on the client's own thread; every method fails with
+/// [`Error::Closed`] once the client has gone, which is the writer's cue to
+/// return.
+pub struct EventSink<'a> {
+    client: &'a EventClient,
+}
+
+impl fmt::Debug for EventSink<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("EventSink")
+            .field("client", self.client)
+            .finish()
+    }
+}
+
+impl<'a> EventSink<'a> {
+    pub(crate) fn new(client: &'a EventClient) -> EventSink<'a> {
+        EventSink { client }
+    }
+
+    /// Sends an event to this client.
+    ///
+    /// # Errors
+    /// As [`EventClient::send`].
+    pub fn send(&self, event: &Event) -> Result<(), Error> {
+        self.client.send(event)
+    }
+
+    /// Sends a comment line.
+    ///
+    /// # Errors
+    /// As [`EventClient::comment`].
+    pub fn comment(&self, text: &str) -> Result<(), Error> {
+        self.client.comment(text)
+    }
+
+    /// Waits up to `timeout`, returning early with an error when the client
+    /// goes away or the stream is closed (also by server shutdown). Use it
+    /// instead of `thread::sleep` between events, so a departed client or a
+    /// closing server ends the writer at once.
+    ///
+    /// # Errors
+    /// [`Error::Closed`] when the client has gone or the stream is closing.
+    pub fn wait(&self, timeout: Duration) -> Result<(), Error> {
+        let inner = &self.client.inner;
+        let deadline = Instant::now() + timeout;
+        let mut scratch = [0u8; 256];
+        loop {
+            if inner.closing.load(Ordering::SeqCst) {
+                return Err(Error::Closed);
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Ok(());
+            }
+            // Blocking in read notices at once a client that hangs up.
+            if inner.stream.set_read_timeout(Some(left)).is_err() {
+                return Err(Error::Closed);
+            }
+            match (&*inner.stream).read(&mut scratch) {
+                Ok(0) => {
+                    // Either the client hung up, or `close` woke us (then the
+                    // backlog is still to be written).
+                    if !inner.closing.load(Ordering::SeqCst) {
+                        inner.gone();
+                    }
+                    return Err(Error::Closed);
+                }
+                Ok(_) => {} // A client has nothing to say on an event stream.
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut | io::ErrorKind::Interrupted
+                    ) => {}
+                Err(_) => {
+                    inner.gone();
+                    return Err(Error::Closed);
+                }
+            }
+        }
+    }
+
+    /// The client this sink writes to.
+    pub fn client(&self) -> &EventClient {
+        self.client
+    }
+
+    /// Whether events can still be sent.
+    pub fn is_open(&self) -> bool {
+        self.client.is_open()
+    }
+}

@@ -1,0 +1,368 @@
+//! An event stream's definition (its hooks and history) and the publisher
+//! that pushes events to its clients from any thread.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::fmt;
+use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, OnceLock};
+
+use parking_lot::Mutex;
+
+use super::client::{EventClient, EventSink};
+use crate::{Accept, Error, Event, Reject, Request};
+
+type ConnectHook = dyn Fn(&Request) -> Result<Accept, Reject> + Send + Sync;
+type ClientHook = dyn Fn(&EventClient) + Send + Sync;
+type WriterHook = dyn Fn(&EventSink<'_>) -> Result<(), Error> + Send + Sync;
+type UnknownIdHook = dyn Fn(&Request) -> Option<Event> + Send + Sync;
+
+/// A Server-Sent Events endpoint, registered with
+/// [`Server::define_event_stream`](crate::Server::define_event_stream).
+///
+/// Every hook is optional. For each client, on the client's own thread:
+/// `on_connect` decides (from the [`Request`]) whether to answer with the
+/// stream or refuse; then the missed events are replayed (see
+/// [`EventStream::history`]); then `on_open` runs; then the `writer`, if
+/// there is one, runs until it returns (which ends the stream) or the client
+/// goes; `on_close` runs exactly once at the end. Events can also be pushed
+/// from any thread with an [`EventPublisher`].
+///
+/// ```
+/// use std::time::Duration;
+/// use wsportal::{Accept, Event, EventStream, Reject};
+/// let stream = EventStream::new()
+///     .history(100)
+///     .on_connect(|req| match req.header("authorization") {
+///         Some(_) => Ok(Accept::new().header("Access-Control-Allow-Origin", "*")),
+///         None => Err(Reject::new(401)),
+///     })
+///     .on_open(|client| println!("{} listens", client.peer_addr()))
+///     .writer(|sink| {
+///         for n in 0.. {
+///             sink.send(&Event::new(n.to_string()).name("count"))?;
+///             sink.wait(Duration::from_secs(1))?;
+///         }
+///         Ok(())
+///     });
+/// let publisher = stream.publisher();
+/// # let _ = publisher;
+/// ```
+pub struct EventStream {
+    pub(crate) on_connect: Option<Box<ConnectHook>>,
+    pub(crate) on_open: Option<Box<ClientHook>>,
+    pub(crate) on_close: Option<Box<ClientHook>>,
+    pub(crate) writer: Option<Box<WriterHook>>,
+    pub(crate) on_unknown_id: Option<Box<UnknownIdHook>>,
+    pub(crate) shared: Arc<Shared>,
+}
+
+impl fmt::Debug for EventStream {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("EventStream")
+            .field("route", &self.shared.route.get())
+            .field("history", &self.shared.state.lock().history_cap)
+            .field("writer", &self.writer.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for EventStream {
+    fn default() -> EventStream {
+        EventStream::new()
+    }
+}
+
+impl EventStream {
+    /// A stream with no hooks and no history: it accepts every GET, and
+    /// sends only what publishers push.
+    pub fn new() -> EventStream {
+        EventStream {
+            on_connect: None,
+            on_open: None,
+            on_close: None,
+            writer: None,
+            on_unknown_id: None,
+            shared: Arc::new(Shared {
+                route: OnceLock::new(),
+                serving: AtomicBool::new(false),
+                state: Mutex::new(State {
+                    clients: BTreeMap::new(),
+                    history: VecDeque::new(),
+                    history_cap: 0,
+                }),
+            }),
+        }
+    }
+
+    /// Runs before the response with the HTTP request; returns `Ok(Accept)`
+    /// to answer with the stream (maybe adding headers, e.g. CORS, and
+    /// per-client data read back with [`EventClient::data`]) or
+    /// `Err(Reject)` to answer with a status, headers and body instead
+    /// (`401`, `403`, or `204`, which tells an `EventSource` to stop
+    /// reconnecting).
+    pub fn on_connect(
+        mut self,
+        hook: impl Fn(&Request) -> Result<Accept, Reject> + Send + Sync + 'static,
+    ) -> EventStream {
+        self.on_connect = Some(Box::new(hook));
+        self
+    }
+
+    /// Runs once the response head and any replayed events are queued,
+    /// before the writer. Sends from here reach the client before any event
+    /// pushed later.
+    pub fn on_open(mut self, hook: impl Fn(&EventClient) + Send + Sync + 'static) -> EventStream {
+        self.on_open = Some(Box::new(hook));
+        self
+    }
+
+    /// Runs exactly once when the client has gone or its stream was closed.
+    pub fn on_close(mut self, hook: impl Fn(&EventClient) + Send + Sync + 'static) -> EventStream {
+        self.on_close = Some(Box::new(hook));
+        self
+    }
+
+    /// Produces events on the client's own thread: the callback writes to
+    /// the [`EventSink`] until it returns, which ends the stream (after the
+    /// queued events are written), or until the client goes, which makes the
+    /// sink's methods fail with [`Error::Closed`]. Wait between events with
+    /// [`EventSink::wait`], not `thread::sleep`, so that a departed client or
+    /// a server shutdown ends the writer at once. An error it returns is
+    /// logged at debug level.
+    pub fn writer(
+        mut self,
+        writer: impl Fn(&EventSink<'_>) -> Result<(), Error> + Send + Sync + 'static,
+    ) -> EventStream {
+        self.writer = Some(Box::new(writer));
+        self
+    }
+
+    /// Keeps the last `events` events sent with [`EventPublisher::send`]
+    /// (default 0: off). A client that reconnects with a `Last-Event-ID`
+    /// found in this history first gets every event sent after it, then the
+    /// live ones.
+    pub fn history(self, events: usize) -> EventStream {
+        {
+            let mut st = self.shared.state.lock();
+            st.history_cap = events;
+            while st.history.len() > events {
+                st.history.pop_front();
+            }
+        }
+        self
+    }
+
+    /// Chooses the event sent, instead of a replay, to a client whose
+    /// `Last-Event-ID` is not in the history (older than the history, or
+    /// from before a restart); `None` sends nothing. Live events follow.
+    /// Without this hook such a client just gets the live events.
+    pub fn on_unknown_id(
+        mut self,
+        hook: impl Fn(&Request) -> Option<Event> + Send + Sync + 'static,
+    ) -> EventStream {
+        self.on_unknown_id = Some(Box::new(hook));
+        self
+    }
+
+    /// A handle for pushing events to this stream's clients from any
+    /// thread; it works before the server starts (there is nobody to send
+    /// to yet, but [`EventPublisher::send`] fills the history).
+    pub fn publisher(&self) -> EventPublisher {
+        EventPublisher::new(Arc::clone(&self.shared))
+    }
+}
+
+/// What a stream's clients, publishers and the server share.
+pub(crate) struct Shared {
+    /// The path the stream was defined at.
+    pub(crate) route: OnceLock<String>,
+    /// Whether a running server serves this stream (only one may).
+    pub(crate) serving: AtomicBool,
+    pub(crate) state: Mutex<State>,
+}
+
+impl Shared {
+    /// How `Error::NoConnections` names this stream.
+    fn target(&self) -> String {
+        match self.route.get() {
+            Some(route) => format!("event stream {route}"),
+            None => "an event stream not yet defined".to_owned(),
+        }
+    }
+}
+
+pub(crate) struct State {
+    /// Open clients by id. Everything pushed to many clients is pushed
+    /// under this lock (pushes never block), so every client sees the
+    /// stream's events in the same order, and a joining client gets its
+    /// replay before any live event.
+    pub(crate) clients: BTreeMap<u64, EventClient>,
+    history: VecDeque<Recorded>,
+    history_cap: usize,
+}
+
+/// An event kept for replay.
+struct Recorded {
+    id: Option<String>,
+    bytes: Arc<[u8]>,
+}
+
+/// What a joining client is owed, given its `Last-Event-ID`.
+pub(crate) enum Replay {
+    /// No id, or the newest id: nothing.
+    Nothing,
+    /// These events, sent after its id.
+    Missed(Vec<Arc<[u8]>>),
+    /// Its id is not in the history.
+    Unknown,
+}
+
+impl State {
+    pub(crate) fn replay(&self, last_id: Option<&str>) -> Replay {
+        let Some(last_id) = last_id else {
+            return Replay::Nothing;
+        };
+        let found = self
+            .history
+            .iter()
+            .rposition(|r| r.id.as_deref() == Some(last_id));
+        match found {
+            None => Replay::Unknown,
+            Some(i) if i + 1 == self.history.len() => Replay::Nothing,
+            Some(i) => Replay::Missed(
+                self.history
+                    .iter()
+                    .skip(i + 1)
+                    .map(|r| Arc::clone(&r.bytes))
+                    .collect(),
+            ),
+        }
+    }
+
+    fn record(&mut self, event: &Event, bytes: &Arc<[u8]>) {
+        if self.history_cap == 0 {
+            return;
+        }
+        if self.history.len() == self.history_cap {
+            self.history.pop_front();
+        }
+        self.history.push_back(Recorded {
+            id: event.id.clone(),
+            bytes: Arc::clone(bytes),
+        });
+    }
+}
+
+/// Pushes events to the clients of one event stream from any thread. Cheap
+/// to clone, `Send + Sync`. Get one from [`EventStream::publisher`],
+/// [`ServerHandle::event_stream`](crate::ServerHandle::event_stream) or
+/// [`EventClient::publisher`].
+///
+/// Each event is encoded once, whatever the number of recipients. A push
+/// that finds nobody returns [`Error::NoConnections`], as for WebSockets.
+#[derive(Clone)]
+pub struct EventPublisher {
+    shared: Arc<Shared>,
+}
+
+impl fmt::Debug for EventPublisher {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("EventPublisher")
+            .field("route", &self.shared.route.get())
+            .field("clients", &self.client_count())
+            .finish()
+    }
+}
+
+impl EventPublisher {
+    pub(crate) fn new(shared: Arc<Shared>) -> EventPublisher {
+        EventPublisher { shared }
+    }
+
+    /// Sends an event to every client of the stream, and keeps it in the
+    /// history (when the stream has one) even if nobody is connected.
+    /// Returns how many clients it was queued for.
+    ///
+    /// # Errors
+    /// [`Error::InvalidInput`] for a newline in the event's name or id
+    /// (nothing is sent or kept), [`Error::NoConnections`] when no client is
+    /// connected.
+    pub fn send(&self, event: &Event) -> Result<usize, Error> {
+        let bytes: Arc<[u8]> = event.encode()?.into();
+        let mut st = self.shared.state.lock();
+        st.record(event, &bytes);
+        let queued = st
+            .clients
+            .values()
+            .filter(|c| c.push_shared(Arc::clone(&bytes)).is_ok())
+            .count();
+        drop(st);
+        self.counted(queued)
+    }
+
+    /// Sends an event to the clients of the stream that joined `group`
+    /// ([`EventClient::join`]). It is not kept in the history.
+    ///
+    /// # Errors
+    /// [`Error::InvalidInput`] as for [`EventPublisher::send`],
+    /// [`Error::NoConnections`] when the group has no connected client.
+    pub fn to_group(&self, group: &str, event: &Event) -> Result<usize, Error> {
+        let bytes: Arc<[u8]> = event.encode()?.into();
+        let st = self.shared.state.lock();
+        let queued = st
+            .clients
+            .values()
+            .filter(|c| c.in_group(group) && c.push_shared(Arc::clone(&bytes)).is_ok())
+            .count();
+        drop(st);
+        if queued == 0 {
+            return Err(Error::NoConnections(format!(
+                "group {group} of {}",
+                self.shared.target()
+            )));
+        }
+        Ok(queued)
+    }
+
+    /// Sends an event to the client with this id only. It is not kept in
+    /// the history.
+    ///
+    /// # Errors
+    /// [`Error::InvalidInput`] as for [`EventPublisher::send`],
+    /// [`Error::NoConnections`] when no such client is connected.
+    pub fn to_client(&self, id: u64, event: &Event) -> Result<(), Error> {
+        let bytes = event.encode()?;
+        let st = self.shared.state.lock();
+        let sent = st.clients.get(&id).map(|c| c.push(&bytes));
+        drop(st);
+        match sent {
+            Some(Ok(())) => Ok(()),
+            _ => Err(Error::NoConnections(format!(
+                "client {id} of {}",
+                self.shared.target()
+            ))),
+        }
+    }
+
+    /// How many clients are connected.
+    pub fn client_count(&self) -> usize {
+        self.shared.state.lock().clients.len()
+    }
+
+    /// The connected clients, by id.
+    pub fn clients(&self) -> Vec<EventClient> {
+        self.shared.state.lock().clients.values().cloned().collect()
+    }
+
+    /// The connected client with this id.
+    pub fn client(&self, id: u64) -> Option<EventClient> {
+        self.shared.state.lock().clients.get(&id).cloned()
+    }
+
+    fn counted(&self, queued: usize) -> Result<usize, Error> {
+        if queued == 0 {
+            return Err(Error::NoConnections(self.shared.target()));
+        }
+        Ok(queued)
+    }
+}
