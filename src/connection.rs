@@ -287,7 +287,7 @@ impl Inner {
         }
         self.close_sent
             .store(self.hub.now().max(1), Ordering::Relaxed);
-        self.hub.changed();
+        self.hub.due_in(self.hub.close_timeout());
         let payload = close_payload(code, reason);
         let mask = (self.role == Role::Client).then(frame::random_mask);
         let len = frame::encoded_len(payload.len(), mask.is_some());

@@ -7,7 +7,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::Ordering;
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -29,8 +29,19 @@ pub(crate) struct Timing {
 
 enum Wake {
     Stalled(u64),
-    Changed,
+    /// Something is due at this time (hub clock, ms).
+    Due(u64),
     Stop,
+}
+
+/// Timed work for sockets that are not WebSocket connections (SSE clients),
+/// done by the same housekeeper thread.
+pub(crate) trait Chores: Send + Sync {
+    /// One write attempt for the stalled socket `id`: whether it is still
+    /// stalled, or `None` when `id` is not one of these sockets.
+    fn flush_stalled(&self, id: u64, now: u64) -> Option<bool>;
+    /// Does what is due at `now`; returns when something is next due.
+    fn scan(&self, now: u64) -> Option<u64>;
 }
 
 /// Shared by a server's (or client's) connections and its handles.
@@ -42,6 +53,8 @@ pub(crate) struct Hub {
     groups: Mutex<HashMap<String, HashMap<u64, Connection>>>,
     wake: Sender<Wake>,
     thread: Mutex<Option<JoinHandle<()>>>,
+    /// Other sockets' timed work (weak: their owner outlives the housekeeper).
+    chores: Mutex<Vec<Weak<dyn Chores>>>,
 }
 
 impl Hub {
@@ -56,6 +69,7 @@ impl Hub {
             groups: Mutex::new(HashMap::new()),
             wake,
             thread: Mutex::new(None),
+            chores: Mutex::new(Vec::new()),
         });
         let h = Arc::clone(&hub);
         let thread = std::thread::Builder::new()
@@ -64,6 +78,15 @@ impl Hub {
             .spawn(move || housekeeper(&h, &rx))?;
         *hub.thread.lock() = Some(thread);
         Ok(hub)
+    }
+
+    /// Has the housekeeper also do `chores`.
+    pub(crate) fn add_chores(&self, chores: Weak<dyn Chores>) {
+        self.chores.lock().push(chores);
+    }
+
+    fn chores(&self) -> Vec<Arc<dyn Chores>> {
+        self.chores.lock().iter().filter_map(Weak::upgrade).collect()
     }
 
     /// Stops and joins the housekeeper.
@@ -85,7 +108,9 @@ impl Hub {
 
     pub(crate) fn register(&self, conn: &Connection) {
         self.conns.lock().insert(conn.id(), conn.clone());
-        self.changed();
+        if let Some(interval) = self.timing.ping_interval {
+            self.due_in(interval);
+        }
     }
 
     pub(crate) fn unregister(&self, conn: &Connection) {
@@ -102,9 +127,26 @@ impl Hub {
         }
     }
 
-    /// Tells the housekeeper that deadlines changed (a connection opened or began closing).
-    pub(crate) fn changed(&self) {
-        let _ = self.wake.send(Wake::Changed);
+    /// Tells the housekeeper that something will be due after `d` (a new
+    /// connection's first ping, a close handshake's timeout...).
+    pub(crate) fn due_in(&self, d: Duration) {
+        let _ = self.wake.send(Wake::Due(self.now() + d.as_millis() as u64));
+    }
+
+    /// The keepalive interval, if keepalive is on.
+    pub(crate) fn ping_interval(&self) -> Option<Duration> {
+        self.timing.ping_interval
+    }
+
+    /// The least time between two scans: deadlines are kept to within this.
+    fn slack(&self) -> u64 {
+        let t = &self.timing;
+        let shortest = [t.ping_interval, Some(t.ping_timeout), Some(t.close_timeout)]
+            .into_iter()
+            .flatten()
+            .min()
+            .unwrap_or(t.close_timeout);
+        (shortest.as_millis() as u64 / 10).clamp(1, 500)
     }
 
     /// Tells the housekeeper that a connection's socket is full.
@@ -218,6 +260,7 @@ impl Hub {
 fn housekeeper(hub: &Hub, rx: &Receiver<Wake>) {
     let mut stalled: HashSet<u64> = HashSet::new();
     let mut next_scan: Option<u64> = None;
+    let earliest = |a: Option<u64>, b: u64| Some(a.map_or(b, |a| a.min(b)));
     loop {
         let timeout = if !stalled.is_empty() {
             Some(Duration::ZERO)
@@ -241,12 +284,14 @@ fn housekeeper(hub: &Hub, rx: &Receiver<Wake>) {
                 Wake::Stalled(id) => {
                     stalled.insert(id);
                 }
-                Wake::Changed => next_scan = Some(0),
+                Wake::Due(at) => next_scan = earliest(next_scan, at),
             }
         }
         stalled.retain(|id| flush_stalled(hub, *id));
         if next_scan.is_some_and(|at| at <= hub.now()) {
-            next_scan = scan(hub);
+            // A scan visits every connection: keep them at least `slack` apart.
+            let now = hub.now();
+            next_scan = scan(hub).map(|at| at.max(now + hub.slack()));
         }
     }
 }
@@ -254,7 +299,9 @@ fn housekeeper(hub: &Hub, rx: &Receiver<Wake>) {
 /// One write attempt for a stalled connection; whether it is still stalled.
 fn flush_stalled(hub: &Hub, id: u64) -> bool {
     let Some(conn) = hub.connection(id) else {
-        return false;
+        let now = hub.now();
+        let other = hub.chores().iter().find_map(|c| c.flush_stalled(id, now));
+        return other.unwrap_or(false);
     };
     let inner = &conn.inner;
     match inner.resume_writing() {
@@ -318,6 +365,11 @@ fn scan(hub: &Hub) -> Option<u64> {
             due(now.max(1) + ms(t.ping_timeout));
         } else {
             due(ping_at);
+        }
+    }
+    for chores in hub.chores() {
+        if let Some(at) = chores.scan(now) {
+            due(at);
         }
     }
     next

@@ -79,7 +79,9 @@ impl Session<'_> {
                     inner.last_seen.store(inner.hub.now(), Ordering::Relaxed);
                     if inner.ping_sent.swap(0, Ordering::Relaxed) != 0 {
                         // The keepalive was answered: the next one is due sooner.
-                        inner.hub.changed();
+                        if let Some(interval) = inner.hub.ping_interval() {
+                            inner.hub.due_in(interval);
+                        }
                     }
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}

@@ -30,11 +30,12 @@ fn server(config: Config, path: &str) -> (ServerHandle, Events<Connection>, Even
     (s.start("127.0.0.1:0").unwrap(), opened, closed)
 }
 
-/// Payload of message `seq` from sender `tid`: sizes from 1 byte to 2 MiB.
+/// Payload of message `seq` from sender `tid`: sizes from 1 byte to 4 MiB.
 fn payload(tid: u8, seq: u32) -> Vec<u8> {
     let len = match seq % 250 {
+        _ if seq == 1 => 4 << 20,
         0 => 1,
-        1 => 2 << 20,
+        1 => 64 << 10,
         n => 5 + (n as usize * 7) % 300,
     };
     let mut v = vec![tid; len];

@@ -8,7 +8,7 @@ use crossbeam_channel::{Receiver, Sender};
 use tungstenite::WebSocket;
 
 /// Every wait in the tests is bounded by this.
-pub const WAIT: Duration = Duration::from_secs(10);
+pub const WAIT: Duration = Duration::from_secs(20);
 
 pub fn init_logs() {
     let _ = env_logger::builder().is_test(true).try_init();
