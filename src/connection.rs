@@ -19,6 +19,9 @@ use crate::{Error, Message, Request, SendError};
 
 type PongHook = Box<dyn FnOnce(&Connection) + Send>;
 
+/// Messages at least this long are sent from their own buffer, not copied.
+const ZERO_COPY_MIN: usize = 8 << 10;
+
 /// A handle to one WebSocket connection. Cheap to clone, `Send + Sync`: keep
 /// it, hand it to other threads, and send from anywhere at any time.
 ///
@@ -113,9 +116,35 @@ impl Connection {
             Message::Text(_) => OpCode::Text,
             Message::Binary(_) => OpCode::Binary,
         };
+        if msg.len() >= ZERO_COPY_MIN && self.inner.role == Role::Server {
+            return self.send_owned(op, msg);
+        }
         match self.push_frame(op, msg.as_bytes(), false) {
             Ok(()) => Ok(()),
             Err(_) => Err(SendError(msg)),
+        }
+    }
+
+    /// Queues a large message's own buffer behind its header, without a copy.
+    fn send_owned(&self, op: OpCode, msg: Message) -> Result<(), SendError<Message>> {
+        let (text, payload) = match msg {
+            Message::Text(s) => (true, s.into_bytes()),
+            Message::Binary(b) => (false, b),
+        };
+        let mut header = Vec::with_capacity(frame::MAX_HEADER_LEN);
+        frame::encode_header(&mut header, true, op, payload.len(), None);
+        let pushed = self.inner.outbox.push_owned(&mut &*self.inner.stream, &header, payload);
+        let (pushed, given_back) = match pushed {
+            Ok(f) => (Ok(f), None),
+            Err((e, payload)) => (Err(e), Some(payload)),
+        };
+        match (self.after_push(pushed), given_back) {
+            (Ok(()), _) => Ok(()),
+            (Err(_), Some(p)) if text => {
+                // Because the payload came from a String, it is valid UTF-8.
+                Err(SendError(Message::Text(String::from_utf8(p).unwrap_or_default())))
+            }
+            (Err(_), p) => Err(SendError(Message::Binary(p.unwrap_or_default()))),
         }
     }
 

@@ -133,6 +133,11 @@ impl Hub {
         let _ = self.wake.send(Wake::Due(self.now() + d.as_millis() as u64));
     }
 
+    /// How long a stalled socket may make no progress.
+    pub(crate) fn write_timeout(&self) -> Duration {
+        self.timing.write_timeout
+    }
+
     /// The keepalive interval, if keepalive is on.
     pub(crate) fn ping_interval(&self) -> Option<Duration> {
         self.timing.ping_interval

@@ -70,6 +70,8 @@ struct State {
     head_written: usize,
     /// Bytes queued and not yet written.
     queued: usize,
+    /// Bytes written since the start, to tell a slow peer from a stuck one.
+    total_written: u64,
     writing: bool,
     corked: bool,
     closed: bool,
@@ -97,6 +99,11 @@ impl Outbox {
         self.state.lock().queued
     }
 
+    /// Bytes written to the socket so far.
+    pub(crate) fn total_written(&self) -> u64 {
+        self.state.lock().total_written
+    }
+
     /// Queues a frame that `encode` appends to a buffer (`len` bytes long),
     /// then writes if no one else is. With `last`, nothing may follow it (a close frame).
     pub(crate) fn push_with(
@@ -122,6 +129,30 @@ impl Outbox {
         }
         st.queued += len;
         st.closed |= last;
+        Ok(self.write_if_free(st, sink))
+    }
+
+    /// Queues a frame header and its payload without copying the payload.
+    /// On refusal the payload is given back.
+    pub(crate) fn push_owned(
+        &self,
+        sink: &mut impl Write,
+        header: &[u8],
+        payload: Vec<u8>,
+    ) -> Result<Flushed, (PushError, Vec<u8>)> {
+        let mut st = self.state.lock();
+        let len = header.len() + payload.len();
+        if let Err(e) = self.admit(&mut st, len) {
+            return Err((e, payload));
+        }
+        match st.queue.back_mut() {
+            Some(Chunk::Owned(v)) if v.len() + header.len() <= COALESCE_LIMIT => {
+                v.extend_from_slice(header)
+            }
+            _ => st.queue.push_back(Chunk::Owned(header.to_vec())),
+        }
+        st.queue.push_back(Chunk::Owned(payload));
+        st.queued += len;
         Ok(self.write_if_free(st, sink))
     }
 
@@ -255,6 +286,7 @@ impl Outbox {
             };
             let mut st = self.state.lock();
             st.queued -= written.min(st.queued);
+            st.total_written += written as u64;
             match result {
                 Ok(()) => {}
                 Err(e) if is_full(&e) => {

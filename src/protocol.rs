@@ -57,6 +57,7 @@ pub(crate) struct FrameReader {
     /// Bytes needed from `start` before the next step can make progress.
     need: usize,
     last_read: usize,
+    prev_read: usize,
     /// The last read filled all the room it had: more data is probably waiting.
     filled: bool,
     role: Role,
@@ -75,6 +76,7 @@ impl FrameReader {
             initial,
             need: 0,
             last_read: 0,
+            prev_read: 0,
             filled: false,
             role,
             limits,
@@ -92,8 +94,10 @@ impl FrameReader {
         if self.start == self.end {
             self.start = 0;
             self.end = 0;
-            // A quiet connection gives back what a burst made it grow to.
-            if self.buf.len() > self.initial && self.last_read < self.initial {
+            // A quiet connection (two small reads in a row) gives back what a
+            // burst made the buffer grow to.
+            let quiet = self.last_read.max(self.prev_read) < self.initial;
+            if self.buf.len() > self.initial && quiet {
                 self.buf = vec![0; self.initial];
             }
         }
@@ -104,7 +108,8 @@ impl FrameReader {
             self.end -= self.start;
             self.start = 0;
             if need > self.buf.len() {
-                self.buf.resize(need, 0);
+                // Room for the frame, and for what follows it in the same read.
+                self.buf.resize(need + self.initial, 0);
             }
         } else if self.filled && self.buf.len() < GROW_LIMIT {
             // The previous read filled all the room there was: more is coming.
@@ -114,6 +119,7 @@ impl FrameReader {
         let n = stream.read(&mut self.buf[self.end..])?;
         self.filled = self.end + n == self.buf.len();
         self.end += n;
+        self.prev_read = self.last_read;
         self.last_read = n;
         Ok(n)
     }
@@ -390,10 +396,12 @@ mod tests {
             }
         }
         assert_eq!(got, Some(Event::Message(Message::Binary(vec![5; 5000]))));
-        let small = client_frame(true, OpCode::Ping, b"");
-        let mut src = &small[..];
-        r.fill(&mut src).unwrap();
-        assert_eq!(r.next_event().unwrap(), Some(Event::Ping(vec![])));
+        for _ in 0..2 {
+            let small = client_frame(true, OpCode::Ping, b"");
+            let mut src = &small[..];
+            r.fill(&mut src).unwrap();
+            assert_eq!(r.next_event().unwrap(), Some(Event::Ping(vec![])));
+        }
         let mut empty: &[u8] = &[];
         r.fill(&mut empty).unwrap();
         assert_eq!(r.buf.len(), 16);

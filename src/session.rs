@@ -8,6 +8,7 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use crate::guard::{self, Panic};
+use crate::outbox::Flushed;
 use crate::protocol::{Event, FrameReader};
 use crate::{Connection, Error, Resource};
 
@@ -64,7 +65,7 @@ impl Session<'_> {
             // Replies to everything this read brought in leave in one write.
             inner.outbox.cork();
             let step = self.dispatch(reader);
-            inner.handle_flushed(inner.outbox.uncork(&mut &*inner.stream));
+            self.flush_own(inner.outbox.uncork(&mut &*inner.stream));
             if let Step::End(code, reason) = step {
                 return (code, reason);
             }
@@ -139,6 +140,29 @@ impl Session<'_> {
                 }
             }
         }
+    }
+
+    /// Finishes a flush on the connection's own thread. Unlike other senders,
+    /// this thread may wait for its own peer: while it writes it does not
+    /// read, which is TCP's own back-pressure. It waits at most `write_timeout`
+    /// without progress, then cuts the peer off as too slow.
+    fn flush_own(&self, mut flushed: Flushed) {
+        let inner = &self.conn.inner;
+        let mut since = Instant::now();
+        let mut written = inner.outbox.total_written();
+        while let Flushed::Stalled = flushed {
+            let now_written = inner.outbox.total_written();
+            if now_written > written {
+                since = Instant::now();
+                written = now_written;
+            }
+            if since.elapsed() >= inner.hub.write_timeout() {
+                inner.force_end(1008, "client too slow: write timeout");
+                return;
+            }
+            flushed = inner.resume_writing();
+        }
+        inner.handle_flushed(flushed);
     }
 
     /// Whether we began the end (a close frame, a cut-off, a shutdown).
