@@ -289,4 +289,4 @@ fi
 if (( rc != 0 )); then
     die "Autobahn conformance check failed for the client (agent '$AGENT'; see the failing cases above)"
 fi
-log "PASSED: the client is Autobahn-conformant (sections 1-10)"
+log "PASSED: the client is Autobahn-conformant (cases: ${AUTOBAHN_CASES:-sections 1-10})"

@@ -285,4 +285,4 @@ fi
 if (( rc != 0 )); then
     die "Autobahn conformance check failed for example '$EXAMPLE' (see the failing cases above)"
 fi
-log "PASSED: example '$EXAMPLE' is Autobahn-conformant (sections 1-10)"
+log "PASSED: example '$EXAMPLE' is Autobahn-conformant (cases: ${AUTOBAHN_CASES:-sections 1-10})"

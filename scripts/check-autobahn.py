@@ -202,7 +202,8 @@ def main() -> int:
                     print(f"      close:       {short(detail.get('resultClose', ''))} "
                           f"(remote close code {detail.get('remoteCloseCode')}, "
                           f"reason {detail.get('remoteCloseReason')!r})")
-            print(f"      report:      {os.path.join(base_dir, str(entry.get('reportfile', '')))}")
+            if entry.get("reportfile"):
+                print(f"      report:      {os.path.join(base_dir, entry['reportfile'])}")
         if len(items) > args.details:
             print(f"  (details shown for the first {args.details} only; see --details)")
 

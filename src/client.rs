@@ -166,7 +166,10 @@ impl Client {
         let (response, leftover) = exchange(&stream, &target, &headers, deadline, c)?;
         if response.status != 101 {
             let body = read_body(&stream, &response, leftover, deadline, c.max_message_size);
-            log::debug!("client: {peer} refused the upgrade with {}", response.status);
+            log::debug!(
+                "client: {peer} refused the upgrade with {}",
+                response.status
+            );
             return Err(Error::Http {
                 status: response.status,
                 headers: response.headers,
@@ -215,7 +218,9 @@ impl Client {
 
 /// Resolves the target and connects to the first address that answers.
 fn open_socket(target: &Target, deadline: Instant) -> Result<(TcpStream, SocketAddr), Error> {
-    let addrs: Vec<SocketAddr> = (target.host.as_str(), target.port).to_socket_addrs()?.collect();
+    let addrs: Vec<SocketAddr> = (target.host.as_str(), target.port)
+        .to_socket_addrs()?
+        .collect();
     let mut last = None;
     for addr in addrs {
         let left = deadline.saturating_duration_since(Instant::now());
@@ -228,7 +233,12 @@ fn open_socket(target: &Target, deadline: Instant) -> Result<(TcpStream, SocketA
         }
     }
     Err(match last {
-        Some(e) if matches!(e.kind(), io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock) => {
+        Some(e)
+            if matches!(
+                e.kind(),
+                io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock
+            ) =>
+        {
             Error::Timeout("connect")
         }
         Some(e) => Error::Io(e),
@@ -241,7 +251,10 @@ fn open_socket(target: &Target, deadline: Instant) -> Result<(TcpStream, SocketA
 
 /// Whether an I/O error means a socket timeout expired.
 fn timed_out(e: &io::Error) -> bool {
-    matches!(e.kind(), io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock)
+    matches!(
+        e.kind(),
+        io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock
+    )
 }
 
 /// The time left before `deadline`, or the handshake timeout error.
@@ -262,10 +275,17 @@ fn exchange(
     deadline: Instant,
     c: &Config,
 ) -> Result<(Response, Vec<u8>), Error> {
-    let io_err = |e: io::Error| if timed_out(&e) { Error::Timeout("handshake") } else { Error::Io(e) };
+    let io_err = |e: io::Error| {
+        if timed_out(&e) {
+            Error::Timeout("handshake")
+        } else {
+            Error::Io(e)
+        }
+    };
     stream.set_write_timeout(Some(left(deadline)?))?;
     let mut s = stream;
-    s.write_all(&handshake::request_bytes(target, headers)).map_err(io_err)?;
+    s.write_all(&handshake::request_bytes(target, headers))
+        .map_err(io_err)?;
     let max = c.max_header_size;
     let mut buf = vec![0u8; 1024];
     let mut len = 0;
@@ -298,7 +318,13 @@ fn exchange(
 /// Reads a refusal's body: `Content-Length` bytes, or until the server
 /// closes; at most `limit` bytes and never past the deadline (a body cut
 /// short is returned as it is: the status is what matters).
-fn read_body(stream: &TcpStream, response: &Response, mut body: Vec<u8>, deadline: Instant, limit: usize) -> Vec<u8> {
+fn read_body(
+    stream: &TcpStream,
+    response: &Response,
+    mut body: Vec<u8>,
+    deadline: Instant,
+    limit: usize,
+) -> Vec<u8> {
     let want = response.content_length().unwrap_or(usize::MAX).min(limit);
     let mut s = stream;
     let mut chunk = [0u8; 4096];
@@ -371,7 +397,8 @@ fn start(
     }));
 
     let ended = Arc::new(Ended::default());
-    let (thread_conn, thread_ended, debug_on_error) = (conn.clone(), Arc::clone(&ended), c.debug_on_error);
+    let (thread_conn, thread_ended, debug_on_error) =
+        (conn.clone(), Arc::clone(&ended), c.debug_on_error);
     let spawned = std::thread::Builder::new()
         .name("wsportal-client".into())
         .stack_size(c.thread_stack_size)
@@ -504,7 +531,10 @@ impl ClientHandle {
 
     /// Every header of the server's `101` answer, as received.
     pub fn response_headers(&self) -> impl Iterator<Item = (&str, &str)> {
-        self.shared.response.iter().map(|(k, v)| (k.as_str(), v.as_str()))
+        self.shared
+            .response
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
     }
 
     /// How the connection ended (the code and reason `on_close` was given),
@@ -519,7 +549,13 @@ impl ClientHandle {
         let deadline = Instant::now() + timeout;
         let mut status = self.shared.ended.status.lock();
         while status.is_none() {
-            if self.shared.ended.cv.wait_until(&mut status, deadline).timed_out() {
+            if self
+                .shared
+                .ended
+                .cv
+                .wait_until(&mut status, deadline)
+                .timed_out()
+            {
                 break;
             }
         }

@@ -89,8 +89,9 @@ setters! {
     /// Most connections served at once (default 10,000). One more is answered
     /// `503 Service Unavailable` with `Retry-After`.
     max_connections: usize;
-    /// Initial read buffer per connection, in bytes (default 4 KiB). It grows
-    /// with the data and shrinks back when the connection goes quiet.
+    /// Read buffer step per connection, in bytes (default 4 KiB). The buffer
+    /// grows with the data (to 64 KiB, or a whole frame) and is dropped when
+    /// the connection goes quiet: an idle connection holds none.
     read_buffer_size: usize;
     /// Stack size of each connection thread, in bytes (default 256 KiB). Hooks
     /// run on this stack.
@@ -120,8 +121,9 @@ setters! {
     /// Set `TCP_NODELAY` on accepted sockets (default `true`); writes are
     /// coalesced so small messages still share packets under load.
     nodelay: bool;
-    /// Send an SSE comment line this often so proxies keep event streams open
-    /// (default 15 s); `None` disables it.
+    /// Send an SSE comment line (`: keep-alive`) to an event stream that has
+    /// sent nothing for this long, so proxies keep it open (default 15 s);
+    /// `None` disables it.
     sse_keepalive: Option<Duration>;
 }
 

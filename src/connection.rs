@@ -133,7 +133,10 @@ impl Connection {
         };
         let mut header = Vec::with_capacity(frame::MAX_HEADER_LEN);
         frame::encode_header(&mut header, true, op, payload.len(), None);
-        let pushed = self.inner.outbox.push_owned(&mut &*self.inner.stream, &header, payload);
+        let pushed = self
+            .inner
+            .outbox
+            .push_owned(&mut &*self.inner.stream, &header, payload);
         let (pushed, given_back) = match pushed {
             Ok(f) => (Ok(f), None),
             Err((e, payload)) => (Err(e), Some(payload)),
@@ -142,7 +145,9 @@ impl Connection {
             (Ok(()), _) => Ok(()),
             (Err(_), Some(p)) if text => {
                 // Because the payload came from a String, it is valid UTF-8.
-                Err(SendError(Message::Text(String::from_utf8(p).unwrap_or_default())))
+                Err(SendError(Message::Text(
+                    String::from_utf8(p).unwrap_or_default(),
+                )))
             }
             (Err(_), p) => Err(SendError(Message::Binary(p.unwrap_or_default()))),
         }

@@ -41,7 +41,8 @@ pub enum Error {
     },
     /// The peer did not read fast enough and its backlog filled (close code 1008).
     TooSlow,
-    /// The peer did not answer in time (keepalive, close handshake or HTTP request).
+    /// The peer did not answer in time (keepalive, close handshake, HTTP request,
+    /// a client's connect and handshake), or a client's `recv_timeout` expired.
     Timeout(&'static str),
     /// A hook panicked; the text is the panic message.
     HandlerPanic(String),

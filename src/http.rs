@@ -92,7 +92,7 @@ pub(crate) fn read_head(
     max: usize,
     deadline: Instant,
 ) -> Result<(Request, Vec<u8>), HeadError> {
-    let mut buf = vec![0u8; 1024.min(max)];
+    let mut buf = vec![0u8; 512.min(max)];
     let mut len = 0;
     loop {
         if let Some(end) = find_head_end(&buf[..len]) {

@@ -86,7 +86,11 @@ impl Hub {
     }
 
     fn chores(&self) -> Vec<Arc<dyn Chores>> {
-        self.chores.lock().iter().filter_map(Weak::upgrade).collect()
+        self.chores
+            .lock()
+            .iter()
+            .filter_map(Weak::upgrade)
+            .collect()
     }
 
     /// Stops and joins the housekeeper.

@@ -83,10 +83,117 @@
 //! [`Config::ping_interval`] and drops those that do not answer within
 //! [`Config::ping_timeout`]. One housekeeper thread does every timed job.
 //!
+//! ## Server-Sent Events
+//!
+//! An [`EventStream`], registered with [`Server::define_event_stream`],
+//! answers `GET` with `Content-Type: text/event-stream` (plus `Cache-Control:
+//! no-store` and `X-Accel-Buffering: no`) on the same listener and port as the
+//! WebSockets. Its `on_connect` hook sees the [`Request`] and answers
+//! [`Accept`] (extra headers such as CORS, per-client data) or [`Reject`]
+//! (`401`, `403`, or `204`, which tells an `EventSource` to stop
+//! reconnecting). Events are [`Event`]s: data split into one `data:` line per
+//! line, optional `event:`, `id:` and `retry:`; a newline in a name or id is
+//! refused with [`Error::InvalidInput`] and never sent.
+//!
+//! Events come from a `writer` callback running on the client's own thread
+//! and writing to an [`EventSink`] until it returns or the client goes, or
+//! from an [`EventPublisher`] (from [`EventStream::publisher`] or
+//! [`ServerHandle::event_stream`]) that sends, from any thread, to every
+//! client of the stream, to a group, or to one client; pushing to nobody is
+//! [`Error::NoConnections`]. With [`EventStream::history`], a client that
+//! reconnects with `Last-Event-ID` first gets what it missed; when its id is
+//! too old or unknown, it gets the event [`EventStream::on_unknown_id`]
+//! chooses.
+//!
+//! ```
+//! use wsportal::{Accept, Event, EventStream, Reject, Server};
+//!
+//! let events = EventStream::new()
+//!     .history(100) // replay missed events to clients that reconnect
+//!     .on_connect(|req| match req.query() {
+//!         Some("token=secret") => Ok(Accept::new().header("Access-Control-Allow-Origin", "*")),
+//!         _ => Err(Reject::new(204)), // an EventSource stops reconnecting
+//!     })
+//!     .on_open(|client| {
+//!         let _ = client.send(&Event::new("welcome").name("hello"));
+//!     });
+//! let publisher = events.publisher();
+//! let mut server = Server::new();
+//! server.define_event_stream("/events", events);
+//! server.define_page(
+//!     "/",
+//!     "text/html; charset=utf-8",
+//!     "<script>new EventSource('/events?token=secret')</script>",
+//! );
+//! let handle = server.start("127.0.0.1:0")?;
+//! // From any thread, as often as you like:
+//! match publisher.send(&Event::new("12:00:00").name("tick").id("1")) {
+//!     Ok(n) => println!("sent to {n} clients"),
+//!     Err(wsportal::Error::NoConnections(_)) => {} // nobody is listening (yet)
+//!     Err(e) => return Err(e),
+//! }
+//! handle.close();
+//! # Ok::<(), wsportal::Error>(())
+//! ```
+//!
+//! A client with nothing to write costs no CPU: its thread blocks reading
+//! the socket, so a client that hangs up is noticed at once and its
+//! `on_close` hook runs. Event clients follow the WebSocket rules for slow
+//! peers ([`Config::max_backlog`], [`Config::write_timeout`]), and the
+//! housekeeper sends a comment line to streams silent for
+//! [`Config::sse_keepalive`] so proxies keep them open.
+//!
+//! [`Server::define_page`] serves a fixed page (`GET` and `HEAD`) on the same
+//! port, enough for a demo or a small dashboard; it is not a web framework.
+//!
+//! ## Client
+//!
+//! [`Client`] connects to a `ws://` URL with the same [`Config`] limits, the
+//! same [`Resource`] hooks and the same [`Connection`] send path as the
+//! server. [`ClientHandle`] dereferences to the [`Connection`], and without an
+//! `on_message` hook it queues messages for [`ClientHandle::recv`], so a
+//! script needs a few lines:
+//!
+//! ```
+//! use std::time::Duration;
+//! use wsportal::{Client, Message, Resource, Server};
+//! # let mut server = Server::new();
+//! # server.define_resource("/echo", Resource::new().on_message(|ws, msg| {
+//! #     let _ = ws.send(msg);
+//! # }));
+//! # let handle = server.start("127.0.0.1:0")?;
+//! # let url = format!("ws://{}/echo", handle.local_addr());
+//! let ws = Client::new(url.as_str())
+//!     .header("Origin", "http://localhost")
+//!     .timeout(Duration::from_secs(5))
+//!     .connect()?;
+//! ws.send_text("hello").expect("open");
+//! assert_eq!(ws.recv_timeout(Duration::from_secs(5))?, Message::Text("hello".into()));
+//! ws.disconnect(1000, "done"); // or drop it: both close and join its threads
+//!
+//! // Or with hooks, run on the client's own reader thread:
+//! let ws = Client::new(url.as_str()).connect_with(
+//!     Resource::new()
+//!         .on_open(|ws| { let _ = ws.send_text("hi"); })
+//!         .on_message(|ws, msg| println!("{}: {msg:?}", ws.path()))
+//!         .on_close(|_, code, reason| println!("closed: {code} {reason}")),
+//! )?;
+//! ws.ping(b"1", |_| println!("pong")).expect("open");
+//! # drop(ws);
+//! # handle.close();
+//! # Ok::<(), wsportal::Error>(())
+//! ```
+//!
+//! Keepalive pings, the backlog limit and the close timeout apply as on the
+//! server. A refused handshake is [`Error::Http`] with the status, headers
+//! and body. Dropping the last handle (or [`ClientHandle::disconnect`])
+//! closes the connection and joins the client's two threads.
+//!
 //! ## Shutdown
 //!
 //! [`ServerHandle::close`] (or dropping the handle) closes the listener at
-//! once, sends 1001 Going Away to every open connection, waits up to
+//! once, sends 1001 Going Away to every open connection and ends every event
+//! stream (after its queued events), waits up to
 //! [`Config::shutdown_grace`] for their close handshakes, then cuts off the
 //! rest and joins every thread it started.
 //!
@@ -124,11 +231,13 @@ mod http;
 mod hub;
 mod message;
 mod outbox;
+mod page;
 mod protocol;
 mod resource;
 mod route;
 mod server;
 mod session;
+mod sse;
 
 pub use crate::broadcast::Broadcaster;
 pub use crate::client::{Client, ClientHandle};
@@ -139,6 +248,7 @@ pub use crate::http::Request;
 pub use crate::message::Message;
 pub use crate::resource::{Accept, Reject, Resource};
 pub use crate::server::{Server, ServerHandle};
+pub use crate::sse::{Event, EventClient, EventPublisher, EventSink, EventStream};
 
 /// `Result` with this crate's [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -23,7 +23,7 @@ const COALESCE_LIMIT: usize = 64 * 1024;
 /// A corked queue is flushed anyway once it holds this much.
 const CORK_LIMIT: usize = 256 * 1024;
 /// Most buffers handed to one `write_vectored` call.
-const MAX_SLICES: usize = 64;
+const MAX_SLICES: usize = 16;
 
 /// Queued bytes: owned by this connection, or one encoding shared by many
 /// (a broadcast is encoded once).

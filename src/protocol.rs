@@ -3,8 +3,9 @@
 //! UTF-8, close payloads, size limits).
 //!
 //! It is generic over `Read` and never writes, so it is tested without sockets.
-//! The read buffer starts small, grows with the data and shrinks back when the
-//! connection goes quiet, so an idle connection holds only a few KiB.
+//! The read buffer grows with the data and is dropped when the connection goes
+//! quiet: an idle connection waits in `read` on a small stack buffer and holds
+//! no heap buffer at all.
 
 use std::io::{self, Read};
 
@@ -14,6 +15,8 @@ use crate::{Error, Message};
 /// Reads stop growing the buffer for throughput past this size; a single
 /// larger frame still gets the room it needs.
 const GROW_LIMIT: usize = 64 * 1024;
+/// The stack buffer a quiet connection reads into.
+const IDLE_SCRATCH: usize = 512;
 
 /// What the peer sent, once a whole unit has arrived.
 #[derive(Debug, PartialEq, Eq)]
@@ -67,10 +70,9 @@ pub(crate) struct FrameReader {
 
 impl FrameReader {
     pub(crate) fn new(role: Role, limits: Limits, initial: usize, leftover: &[u8]) -> FrameReader {
-        let mut buf = vec![0; initial.max(leftover.len())];
-        buf[..leftover.len()].copy_from_slice(leftover);
+        // No buffer until data arrives: the first read goes through `fill_idle`.
         FrameReader {
-            buf,
+            buf: leftover.to_vec(),
             start: 0,
             end: leftover.len(),
             initial,
@@ -94,11 +96,10 @@ impl FrameReader {
         if self.start == self.end {
             self.start = 0;
             self.end = 0;
-            // A quiet connection (two small reads in a row) gives back what a
-            // burst made the buffer grow to.
-            let quiet = self.last_read.max(self.prev_read) < self.initial;
-            if self.buf.len() > self.initial && quiet {
-                self.buf = vec![0; self.initial];
+            // A quiet connection (two small reads in a row) may be about to
+            // sit idle for hours: it waits without a heap buffer.
+            if self.last_read.max(self.prev_read) < self.initial {
+                return self.fill_idle(stream);
             }
         }
         let need = self.need.max(self.buffered() + 1);
@@ -119,6 +120,19 @@ impl FrameReader {
         let n = stream.read(&mut self.buf[self.end..])?;
         self.filled = self.end + n == self.buf.len();
         self.end += n;
+        self.prev_read = self.last_read;
+        self.last_read = n;
+        Ok(n)
+    }
+
+    /// Reads into a small stack buffer, then keeps just what arrived.
+    fn fill_idle(&mut self, stream: &mut impl Read) -> io::Result<usize> {
+        self.buf = Vec::new();
+        let mut scratch = [0u8; IDLE_SCRATCH];
+        let n = stream.read(&mut scratch)?;
+        self.buf = scratch[..n].to_vec();
+        self.end = n;
+        self.filled = false;
         self.prev_read = self.last_read;
         self.last_read = n;
         Ok(n)
@@ -404,6 +418,6 @@ mod tests {
         }
         let mut empty: &[u8] = &[];
         r.fill(&mut empty).unwrap();
-        assert_eq!(r.buf.len(), 16);
+        assert_eq!(r.buf.capacity(), 0, "an idle connection holds no buffer");
     }
 }

@@ -19,8 +19,10 @@ use parking_lot::{Condvar, Mutex};
 use crate::connection::Parts;
 use crate::http::{self, HeadError, Request};
 use crate::hub::{Hub, Timing};
+use crate::page::Page;
 use crate::protocol::{FrameReader, Limits, Role};
 use crate::route::Routes;
+use crate::sse::{EventPublisher, EventStream, Streams};
 use crate::{Broadcaster, Config, Connection, Error, Reject, Resource};
 
 /// How long an idle pooled connection thread waits for the next client.
@@ -32,6 +34,8 @@ const TINY: Duration = Duration::from_micros(1);
 /// What a path leads to.
 pub(crate) enum Endpoint {
     Socket(Arc<Resource>),
+    Events(Arc<EventStream>),
+    Page(Page),
 }
 
 /// A server being set up: its settings and its routes. Start it with
@@ -52,6 +56,7 @@ pub struct Server {
     config: Config,
     routes: Routes<Arc<Endpoint>>,
     route_error: Option<Error>,
+    event_streams: Vec<Arc<EventStream>>,
 }
 
 impl fmt::Debug for Server {
@@ -80,6 +85,7 @@ impl Server {
             config,
             routes: Routes::default(),
             route_error: None,
+            event_streams: Vec::new(),
         }
     }
 
@@ -89,6 +95,35 @@ impl Server {
     /// is reported by [`Server::start`].
     pub fn define_resource(&mut self, path: &str, resource: Resource) -> &mut Server {
         self.define(path, Endpoint::Socket(Arc::new(resource)))
+    }
+
+    /// Registers a Server-Sent Events stream at `path` (same path syntax as
+    /// [`Server::define_resource`]; read named segments with
+    /// [`EventClient::param`](crate::EventClient::param)). Push to its clients
+    /// with [`EventStream::publisher`] or [`ServerHandle::event_stream`].
+    pub fn define_event_stream(&mut self, path: &str, stream: EventStream) -> &mut Server {
+        let _ = stream.shared.route.set(path.to_owned());
+        let stream = Arc::new(stream);
+        self.event_streams.push(Arc::clone(&stream));
+        self.define(path, Endpoint::Events(stream))
+    }
+
+    /// Registers a plain page at `path`: `GET` answers `body` with this
+    /// `Content-Type` (and its `Content-Length`), `HEAD` the same headers
+    /// without the body, any other method `405` with `Allow: GET, HEAD`.
+    /// A content type with a newline is reported by [`Server::start`].
+    pub fn define_page(
+        &mut self,
+        path: &str,
+        content_type: &str,
+        body: impl Into<Vec<u8>>,
+    ) -> &mut Server {
+        if !Page::valid_content_type(content_type) {
+            let why = format!("content type of page {path:?} is empty or has a newline");
+            self.route_error.get_or_insert(Error::Route(why));
+            return self;
+        }
+        self.define(path, Endpoint::Page(Page::new(content_type, body.into())))
     }
 
     fn define(&mut self, path: &str, endpoint: Endpoint) -> &mut Server {
@@ -101,7 +136,8 @@ impl Server {
     /// Listens on `addr` and starts serving on a new acceptor thread.
     ///
     /// # Errors
-    /// [`Error::Config`] for a bad setting, [`Error::Route`] for a bad path,
+    /// [`Error::Config`] for a bad setting, [`Error::Route`] for a bad path
+    /// (or an event stream another running server serves),
     /// [`Error::Bind`] (naming the address) when it cannot listen there.
     pub fn start<A: ToSocketAddrs + fmt::Display>(&self, addr: A) -> Result<ServerHandle, Error> {
         self.config.validate()?;
@@ -124,10 +160,20 @@ impl Server {
                 write_timeout: c.write_timeout,
             },
         )?;
+        let sse = match Streams::claim(&self.event_streams, c.sse_keepalive, c.write_timeout) {
+            Ok(sse) => Arc::new(sse),
+            Err(e) => {
+                hub.stop();
+                return Err(e);
+            }
+        };
+        let chores: std::sync::Weak<Streams> = Arc::downgrade(&sse);
+        hub.add_chores(chores);
         let core = Arc::new(Core {
             config: self.config.clone(),
             routes: self.routes.clone(),
             hub,
+            sse,
             sockets: Mutex::new(HashMap::new()),
             sockets_empty: Condvar::new(),
             next_id: AtomicU64::new(1),
@@ -145,6 +191,7 @@ impl Server {
             Ok(t) => t,
             Err(e) => {
                 core.hub.stop();
+                core.sse.release();
                 return Err(Error::Io(e));
             }
         };
@@ -167,6 +214,8 @@ struct Core {
     config: Config,
     routes: Routes<Arc<Endpoint>>,
     hub: Arc<Hub>,
+    /// Event streams and their open clients.
+    sse: Arc<Streams>,
     /// Every socket being served, handshaking or open, for shutdown.
     sockets: Mutex<HashMap<u64, Arc<TcpStream>>>,
     sockets_empty: Condvar,
@@ -358,13 +407,36 @@ fn handle(core: &Core, id: u64, stream: &Arc<TcpStream>, peer: SocketAddr) {
             let reader = FrameReader::new(Role::Server, limits, c.read_buffer_size, &leftover);
             crate::session::run(&conn, reader, resource, c.debug_on_error);
         }
+        Endpoint::Events(events) => match crate::sse::admit(events, &req, c.debug_on_error) {
+            Ok(accept) => {
+                let opened = crate::sse::Opened {
+                    id,
+                    stream: Arc::clone(stream),
+                    request: req,
+                    accept,
+                    hub: Arc::clone(&core.hub),
+                    debug_on_error: c.debug_on_error,
+                };
+                crate::sse::run(events, &core.sse, opened);
+            }
+            Err(reject) => refuse(stream, peer, &req.path, &reject),
+        },
+        Endpoint::Page(page) => {
+            log::debug!("{peer}: {} {}", req.method(), req.path);
+            answer(stream, &page.response(&req));
+        }
     }
 }
 
 fn refuse(stream: &TcpStream, peer: SocketAddr, path: &str, reject: &Reject) {
     log::debug!("{peer}: answered {} for {path}", reject.status());
+    answer(stream, &reject.to_bytes());
+}
+
+/// Writes a whole response, then closes the connection gently.
+fn answer(stream: &TcpStream, response: &[u8]) {
     let mut s = stream;
-    let _ = s.write_all(&reject.to_bytes());
+    let _ = s.write_all(response);
     let _ = s.flush();
     let _ = stream.shutdown(Shutdown::Write);
     // Read what the client still sends (bounded), so closing does not reset
@@ -413,6 +485,18 @@ impl ServerHandle {
         Broadcaster::new(Arc::clone(&self.core.hub))
     }
 
+    /// A handle for pushing events, from any thread, to the clients of the
+    /// event stream defined at `route` (the path as given to
+    /// [`Server::define_event_stream`]); `None` if there is none.
+    pub fn event_stream(&self, route: &str) -> Option<EventPublisher> {
+        self.core.sse.publisher(route)
+    }
+
+    /// How many event-stream (SSE) clients are connected.
+    pub fn event_client_count(&self) -> usize {
+        self.core.sse.count()
+    }
+
     /// Stops the server and waits until every thread it started has ended.
     pub fn close(mut self) {
         self.shutdown();
@@ -429,7 +513,8 @@ impl ServerHandle {
         let _ = acceptor.join();
         log::debug!("listener on {} closed", self.local_addr);
 
-        // Going Away to open connections; anything still handshaking is cut.
+        // Going Away to open connections, the end of the stream to event
+        // clients; anything still handshaking is cut.
         let sockets: Vec<(u64, Arc<TcpStream>)> = core
             .sockets
             .lock()
@@ -439,6 +524,7 @@ impl ServerHandle {
         for (id, stream) in &sockets {
             match core.hub.connection(*id) {
                 Some(conn) => conn.inner.send_close(1001, "server shutting down"),
+                None if core.sse.close_client(*id) => {}
                 None => {
                     let _ = stream.shutdown(Shutdown::Both);
                 }
@@ -468,6 +554,7 @@ impl ServerHandle {
             let _ = t.join();
         }
         core.hub.stop();
+        core.sse.release();
         log::debug!("server on {} stopped", self.local_addr);
     }
 }

@@ -1,14 +1,39 @@
-//! `ServerHandle::close` leaves no thread behind. This is its own test binary
+//! `ServerHandle::close` leaves no thread behind, and neither does dropping
+//! or disconnecting a `ClientHandle`. This is its own test binary
 //! (its own process) with one test, so that no other test's threads are counted.
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;
 
-use wsportal::{Config, Resource, Server};
+use wsportal::{Config, Event, EventStream, Resource, Server};
 
 fn threads() -> usize {
     std::fs::read_dir("/proc/self/task").unwrap().count()
+}
+
+/// Threads whose name starts with `prefix` (the kernel keeps 15 bytes of it).
+fn named(prefix: &str) -> usize {
+    std::fs::read_dir("/proc/self/task")
+        .unwrap()
+        .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
+        .filter(|name| name.starts_with(prefix))
+        .count()
+}
+
+/// An event-stream client that has read its response head.
+fn sse_client(addr: std::net::SocketAddr, path: &str) -> TcpStream {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(s, "GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        s.read_exact(&mut byte).unwrap();
+        head.push(byte[0]);
+    }
+    assert!(head.starts_with(b"HTTP/1.1 200"));
+    s
 }
 
 #[test]
@@ -20,6 +45,15 @@ fn close_joins_every_thread() {
         "/",
         Resource::new().on_message(|ws, m| {
             let _ = ws.send(m);
+        }),
+    );
+    // Event streams: one client idle in its read, one in a writer's wait.
+    server.define_event_stream("/events", EventStream::new());
+    server.define_event_stream(
+        "/ticks",
+        EventStream::new().writer(|sink| loop {
+            sink.send(&Event::new("tick"))?;
+            sink.wait(Duration::from_secs(3600))?;
         }),
     );
     let h = server.start("127.0.0.1:0").unwrap();
@@ -36,6 +70,7 @@ fn close_joins_every_thread() {
     let mut half = TcpStream::connect(addr).unwrap();
     half.write_all(b"GET / HTTP/1.1\r\n").unwrap();
     let idle = TcpStream::connect(addr).unwrap();
+    let sse = [sse_client(addr, "/events"), sse_client(addr, "/ticks")];
     assert!(threads() > before + 5, "connection threads are running");
 
     h.close();
@@ -45,11 +80,39 @@ fn close_joins_every_thread() {
         .unwrap();
     let mut rest = Vec::new();
     let _ = half.read_to_end(&mut rest);
-    drop((open, idle));
+    drop((open, idle, sse));
 
     // Dropping the handle does the same.
     let h = Server::new().start("127.0.0.1:0").unwrap();
     let _c = TcpStream::connect(h.local_addr()).unwrap();
     drop(h);
+    assert_eq!(threads(), before);
+
+    // Each client owns a reader and a housekeeper; dropping the last handle
+    // or disconnecting joins both.
+    let h = server.start("127.0.0.1:0").unwrap();
+    let url = format!("ws://{}/", h.local_addr());
+    let plain = wsportal::Client::new(&url).connect().unwrap();
+    let hooked = wsportal::Client::new(&url)
+        .connect_with(Resource::new().on_message(|_, _| {}))
+        .unwrap();
+    assert_eq!(named("wsportal-client"), 2);
+    // (The server keeps its connection threads pooled, so counts only drop by ours.)
+    let running = threads();
+    drop(plain);
+    assert_eq!(
+        threads(),
+        running - 2,
+        "its reader and housekeeper are joined"
+    );
+    assert_eq!(named("wsportal-client"), 1);
+    let clone = hooked.clone();
+    drop(hooked);
+    assert_eq!(threads(), running - 2, "a clone keeps the client open");
+    assert_eq!(clone.disconnect(4000, "done"), Some((4000, "done".into())));
+    assert_eq!(threads(), running - 4);
+    assert_eq!(named("wsportal-client"), 0);
+    drop(clone);
+    h.close();
     assert_eq!(threads(), before);
 }

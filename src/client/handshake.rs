@@ -59,7 +59,10 @@ pub(crate) fn parse_url(url: &str) -> Result<Target, Error> {
         p => p.to_owned(),
     };
     Ok(Target {
-        host: host.trim_start_matches('[').trim_end_matches(']').to_owned(),
+        host: host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_owned(),
         port: authority.port_u16().unwrap_or(80),
         host_header,
         path,
@@ -94,7 +97,9 @@ pub(crate) fn request_headers(
 ) -> Result<Vec<(String, String)>, Error> {
     for p in protocols {
         if !is_token(p) {
-            return Err(Error::InvalidInput("a subprotocol name is not an http token"));
+            return Err(Error::InvalidInput(
+                "a subprotocol name is not an http token",
+            ));
         }
     }
     for (name, value) in extra {
@@ -176,7 +181,8 @@ pub(crate) fn find_head_end(buf: &[u8]) -> Option<usize> {
 /// Parses a response head (status line and headers, up to the blank line).
 pub(crate) fn parse_response(head: &[u8]) -> Result<Response, Error> {
     let bad = Error::Protocol("handshake: malformed http response");
-    let text = std::str::from_utf8(head).map_err(|_| Error::Protocol("handshake: response head is not utf-8"))?;
+    let text = std::str::from_utf8(head)
+        .map_err(|_| Error::Protocol("handshake: response head is not utf-8"))?;
     let mut lines = text.split("\r\n");
     let status_line = lines.next().unwrap_or("");
     let mut parts = status_line.splitn(3, ' ');
@@ -204,12 +210,20 @@ pub(crate) fn parse_response(head: &[u8]) -> Result<Response, Error> {
 }
 
 /// Checks a `101` answer; returns the agreed subprotocol.
-pub(crate) fn verify(response: &Response, key: &str, offered: &[String]) -> Result<Option<String>, Error> {
+pub(crate) fn verify(
+    response: &Response,
+    key: &str,
+    offered: &[String],
+) -> Result<Option<String>, Error> {
     if !response.has_token("upgrade", "websocket") {
-        return Err(Error::Protocol("handshake: the answer has no Upgrade: websocket"));
+        return Err(Error::Protocol(
+            "handshake: the answer has no Upgrade: websocket",
+        ));
     }
     if !response.has_token("connection", "upgrade") {
-        return Err(Error::Protocol("handshake: the answer has no Connection: Upgrade"));
+        return Err(Error::Protocol(
+            "handshake: the answer has no Connection: Upgrade",
+        ));
     }
     let expected = tungstenite::handshake::derive_accept_key(key.as_bytes());
     if response.header("sec-websocket-accept").map(str::trim) != Some(expected.as_str()) {
@@ -219,12 +233,16 @@ pub(crate) fn verify(response: &Response, key: &str, offered: &[String]) -> Resu
         .header("sec-websocket-extensions")
         .is_some_and(|v| !v.trim().is_empty())
     {
-        return Err(Error::Protocol("handshake: the server chose an extension we did not offer"));
+        return Err(Error::Protocol(
+            "handshake: the server chose an extension we did not offer",
+        ));
     }
     match response.header("sec-websocket-protocol").map(str::trim) {
         None | Some("") => Ok(None),
         Some(p) if offered.iter().any(|o| o == p) => Ok(Some(p.to_owned())),
-        Some(_) => Err(Error::Protocol("handshake: the server chose a subprotocol we did not offer")),
+        Some(_) => Err(Error::Protocol(
+            "handshake: the server chose a subprotocol we did not offer",
+        )),
     }
 }
 
@@ -245,7 +263,10 @@ mod tests {
         let t = parse_url("WS://user:pw@h/p").unwrap();
         assert_eq!(t.host_header, "h");
         for bad in ["wss://h/", "http://h/", "h:80/x", "ws://", "not a url"] {
-            assert!(matches!(parse_url(bad), Err(Error::InvalidInput(_))), "{bad}");
+            assert!(
+                matches!(parse_url(bad), Err(Error::InvalidInput(_))),
+                "{bad}"
+            );
         }
     }
 
@@ -263,7 +284,13 @@ mod tests {
         );
         let host = [("host".to_owned(), "other".to_owned())];
         let headers = request_headers(&t, "K", &[], &host).unwrap();
-        assert_eq!(headers.iter().filter(|(k, _)| k.eq_ignore_ascii_case("host")).count(), 1);
+        assert_eq!(
+            headers
+                .iter()
+                .filter(|(k, _)| k.eq_ignore_ascii_case("host"))
+                .count(),
+            1
+        );
         for (k, v) in [("Upgrade", "x"), ("bad name", "x"), ("X", "a\r\nb: c")] {
             let extra = [(k.to_owned(), v.to_owned())];
             assert!(request_headers(&t, "K", &[], &extra).is_err(), "{k}");
@@ -286,22 +313,39 @@ mod tests {
         assert_eq!(verify(&answer(""), KEY, &[]).unwrap(), None);
         let offered = ["chat".to_owned()];
         let chosen = answer("Sec-WebSocket-Protocol: chat\r\n");
-        assert_eq!(verify(&chosen, KEY, &offered).unwrap().as_deref(), Some("chat"));
+        assert_eq!(
+            verify(&chosen, KEY, &offered).unwrap().as_deref(),
+            Some("chat")
+        );
         assert!(verify(&chosen, KEY, &[]).is_err());
         assert!(verify(&answer(""), "b3RoZXIga2V5IGF0IGFsbA==", &[]).is_err());
-        assert!(verify(&answer("Sec-WebSocket-Extensions: permessage-deflate\r\n"), KEY, &[]).is_err());
+        assert!(verify(
+            &answer("Sec-WebSocket-Extensions: permessage-deflate\r\n"),
+            KEY,
+            &[]
+        )
+        .is_err());
         let no_upgrade = parse_response(b"HTTP/1.1 101 OK\r\nConnection: upgrade\r\n\r\n").unwrap();
         assert!(verify(&no_upgrade, KEY, &[]).is_err());
     }
 
     #[test]
     fn parses_refusals() {
-        let r = parse_response(b"HTTP/1.0 401 Unauthorized\r\nWWW-Authenticate: Bearer\r\nContent-Length: 3\r\n\r\n")
-            .unwrap();
+        let r = parse_response(
+            b"HTTP/1.0 401 Unauthorized\r\nWWW-Authenticate: Bearer\r\nContent-Length: 3\r\n\r\n",
+        )
+        .unwrap();
         assert_eq!(r.status, 401);
-        assert_eq!(r.headers[0], ("WWW-Authenticate".to_owned(), "Bearer".to_owned()));
+        assert_eq!(
+            r.headers[0],
+            ("WWW-Authenticate".to_owned(), "Bearer".to_owned())
+        );
         assert_eq!(r.content_length(), Some(3));
-        for bad in [&b"HTTP/2 200\r\n\r\n"[..], b"HTTP/1.1 abc\r\n\r\n", b"HTTP/1.1 200 OK\r\nnocolon\r\n\r\n"] {
+        for bad in [
+            &b"HTTP/2 200\r\n\r\n"[..],
+            b"HTTP/1.1 abc\r\n\r\n",
+            b"HTTP/1.1 200 OK\r\nnocolon\r\n\r\n",
+        ] {
             assert!(parse_response(bad).is_err());
         }
         assert_eq!(find_head_end(b"HTTP/1.1 200 OK\r\n\r\nbody"), Some(19));

@@ -40,6 +40,8 @@ pub(crate) struct ClientInner {
     pub(crate) closing: AtomicBool,
     /// Cut off: queued events were dropped.
     pub(crate) forced: AtomicBool,
+    /// The head and replay are queued: keep-alives may follow.
+    pub(crate) ready: AtomicBool,
     /// Milliseconds (hub clock) of the last push, for keep-alive.
     pub(crate) last_sent: AtomicU64,
     /// When the outbox last stalled (0: not stalled).
@@ -68,6 +70,7 @@ impl EventClient {
                 shared,
                 closing: AtomicBool::new(false),
                 forced: AtomicBool::new(false),
+                ready: AtomicBool::new(false),
                 last_sent: AtomicU64::new(now),
                 stalled_since: AtomicU64::new(0),
                 groups: Mutex::new(Vec::new()),
@@ -205,7 +208,10 @@ impl EventClient {
         if self.inner.closing.load(Ordering::SeqCst) {
             return Err(Error::Closed);
         }
-        let pushed = self.inner.outbox.push_shared(&mut &*self.inner.stream, bytes);
+        let pushed = self
+            .inner
+            .outbox
+            .push_shared(&mut &*self.inner.stream, bytes);
         self.after_push(pushed)
     }
 
@@ -352,7 +358,9 @@ impl<'a> EventSink<'a> {
                 Err(e)
                     if matches!(
                         e.kind(),
-                        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut | io::ErrorKind::Interrupted
+                        io::ErrorKind::WouldBlock
+                            | io::ErrorKind::TimedOut
+                            | io::ErrorKind::Interrupted
                     ) => {}
                 Err(_) => {
                     inner.gone();

@@ -131,10 +131,12 @@ impl From<String> for Event {
     }
 }
 
-/// A comment on its own (no event): one `:` line per line of `text`.
+/// A comment on its own (no event): one `:` line per line of `text`, then a
+/// blank line, as for the keep-alive (harmless: no event is pending).
 pub(crate) fn comment_bytes(text: &str) -> Vec<u8> {
     let mut out = String::with_capacity(text.len() + 4);
     push_comment(&mut out, text);
+    out.push('\n');
     out.into_bytes()
 }
 
@@ -212,15 +214,18 @@ mod tests {
             Event::new("x").name("a\rb"),
             Event::new("x").id("1\n"),
             Event::new("x").id("\r1"),
-            Event::new("x").id("1\02"),
+            Event::new("x").id("1\u{0}2"),
         ] {
-            assert!(matches!(bad.encode(), Err(Error::InvalidInput(_))), "{bad:?}");
+            assert!(
+                matches!(bad.encode(), Err(Error::InvalidInput(_))),
+                "{bad:?}"
+            );
         }
     }
 
     #[test]
     fn comments_alone() {
-        assert_eq!(comment_bytes("a\r\nb"), b": a\n: b\n");
+        assert_eq!(comment_bytes("a\r\nb"), b": a\n: b\n\n");
         assert!(KEEPALIVE.starts_with(b":"));
     }
 }

@@ -137,10 +137,11 @@ impl EventStream {
         self
     }
 
-    /// Keeps the last `events` events sent with [`EventPublisher::send`]
-    /// (default 0: off). A client that reconnects with a `Last-Event-ID`
-    /// found in this history first gets every event sent after it, then the
-    /// live ones.
+    /// Keeps the last `events` events that have an id, of those sent with
+    /// [`EventPublisher::send`] (default 0: off). A client that reconnects
+    /// with a `Last-Event-ID` found in this history first gets every event
+    /// kept after it, then the live ones. Events without an id (a clock
+    /// tick, a presence count) are live only: neither kept nor replayed.
     pub fn history(self, events: usize) -> EventStream {
         {
             let mut st = self.shared.state.lock();
@@ -240,7 +241,7 @@ impl State {
     }
 
     fn record(&mut self, event: &Event, bytes: &Arc<[u8]>) {
-        if self.history_cap == 0 {
+        if self.history_cap == 0 || event.id.is_none() {
             return;
         }
         if self.history.len() == self.history_cap {
@@ -280,7 +281,8 @@ impl EventPublisher {
     }
 
     /// Sends an event to every client of the stream, and keeps it in the
-    /// history (when the stream has one) even if nobody is connected.
+    /// history (when the stream has one and the event has an id) even if
+    /// nobody is connected.
     /// Returns how many clients it was queued for.
     ///
     /// # Errors

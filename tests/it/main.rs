@@ -1,6 +1,9 @@
 //! Integration tests: real sockets on 127.0.0.1:0, bounded waits, no sleeps
 //! used as synchronisation.
 
+mod client;
 mod core;
+mod page;
 mod push;
+mod sse;
 mod support;

@@ -1,0 +1,52 @@
+//! An interactive client: connects, sends each line typed on stdin as a text
+//! message, and prints whatever arrives. Try it against the echo example:
+//!
+//!     cargo run --example echo &
+//!     cargo run --example client -- ws://127.0.0.1:9001/echo
+//!
+//! Two lines are commands: `/ping` sends a ping and reports its pong, and
+//! `/close [CODE [REASON]]` closes the connection. End of input closes with 1000.
+
+use std::io::BufRead;
+
+use wsportal::{Client, Message, Resource};
+
+fn main() -> Result<(), wsportal::Error> {
+    env_logger::init();
+    let url = std::env::args()
+        .nth(1)
+        .unwrap_or_else(|| "ws://127.0.0.1:9001/echo".into());
+
+    // The hooks run on the client's own reader thread while this one reads stdin.
+    let ws = Client::new(url.as_str()).connect_with(
+        Resource::new()
+            .on_message(|_, msg| match msg {
+                Message::Text(text) => println!("< {text}"),
+                Message::Binary(data) => println!("< {} bytes of binary", data.len()),
+            })
+            .on_close(|_, code, reason| println!("closed: {code} {reason}"))
+            .on_error(|_, err| eprintln!("error: {err}")),
+    )?;
+    println!("connected to {url}; type messages, /ping, /close or Ctrl-D");
+
+    for line in std::io::stdin().lock().lines() {
+        let line = line?;
+        if line == "/ping" {
+            let sent = ws.ping(b"client", |_| println!("< pong"));
+            if sent.is_err() {
+                break;
+            }
+        } else if let Some(args) = line.strip_prefix("/close") {
+            let mut args = args.trim().splitn(2, ' ');
+            let code = args.next().and_then(|c| c.parse().ok()).unwrap_or(1000);
+            ws.close(code, args.next().unwrap_or(""));
+            break;
+        } else if ws.send_text(&line).is_err() {
+            println!("the connection is closed");
+            break;
+        }
+    }
+    // Closes with 1000 if still open, waits for the close handshake, joins.
+    ws.disconnect(1000, "bye");
+    Ok(())
+}

@@ -1,0 +1,229 @@
+//! The demo to run first: one page with a chat box, a live clock and an echo
+//! box, served with its WebSockets and its event stream by one server on one
+//! port.
+//!
+//!     cargo run --example demo                  # then open http://127.0.0.1:8080/
+//!     cargo run --example demo -- 0.0.0.0:9000  # another address
+//!
+//! - `/`        the page (the HTML, CSS and JavaScript at the end of this file)
+//! - `/echo`    WebSocket: every message comes straight back
+//! - `/chat`    WebSocket: every text message goes to every chat client, sender included
+//! - `/events`  Server-Sent Events: a `tick` with the server's time every second,
+//!   and every chat message again as a `chat` event
+//!
+//! `RUST_LOG=debug` shows clients come and go. Ctrl-C stops it.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use wsportal::{Event, EventStream, Message, Resource, Server};
+
+fn main() -> Result<(), wsportal::Error> {
+    env_logger::init();
+    let addr = std::env::args()
+        .nth(1)
+        .unwrap_or_else(|| "127.0.0.1:8080".into());
+
+    // The event stream. It keeps the last 100 chat events (they have ids), so
+    // a browser that reconnects gets the ones it missed. A publisher pushes
+    // events to every client of the stream, from any thread.
+    let events = EventStream::new().history(100);
+    let publisher = events.publisher();
+
+    let mut server = Server::new();
+    server.define_page("/", "text/html; charset=utf-8", PAGE);
+    server.define_event_stream("/events", events);
+
+    // Echo: send every message back as it came.
+    server.define_resource(
+        "/echo",
+        Resource::new().on_message(|ws, msg| {
+            let _ = ws.send(msg);
+        }),
+    );
+
+    // Chat: relay every text message to every `/chat` WebSocket (the sender
+    // too), and to every event-stream client as a `chat` event.
+    let chat_events = publisher.clone();
+    let chat_ids = AtomicU64::new(0);
+    server.define_resource(
+        "/chat",
+        Resource::new().on_message(move |ws, msg| {
+            if let Message::Text(text) = &msg {
+                let id = chat_ids.fetch_add(1, Ordering::Relaxed) + 1;
+                let event = Event::new(text.as_str()).name("chat").id(id.to_string());
+                // Err(NoConnections) only means that nobody is listening there.
+                let _ = chat_events.send(&event);
+                let _ = ws.broadcaster().to_resource("/chat", msg);
+            }
+        }),
+    );
+
+    let handle = server.start(&addr)?;
+    println!("open http://{}/ in a browser", handle.local_addr());
+    println!("listening on {}", handle.local_addr());
+
+    // The clock: a thread of our own sends a `tick` every second. Ticks have
+    // no id, so they are live only (never replayed).
+    let clock = std::thread::spawn(move || loop {
+        std::thread::sleep(Duration::from_secs(1));
+        let _ = publisher.send(&Event::new(utc_time()).name("tick"));
+    });
+    // Serve until the process is stopped (Ctrl-C).
+    let _ = clock.join();
+    handle.close();
+    Ok(())
+}
+
+/// The time of day in UTC, as `HH:MM:SS UTC`.
+fn utc_time() -> String {
+    let secs = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let (h, m, s) = (secs / 3600 % 24, secs / 60 % 60, secs % 60);
+    format!("{h:02}:{m:02}:{s:02} UTC")
+}
+
+/// The page. With `?selftest=1` in its URL it sends one echo and one chat
+/// message by itself and marks what came back on `<body>` (`data-echo-ok`,
+/// `data-chat-ok`, `data-tick-ok`, `data-sse-chat-ok`), for
+/// `scripts/browser-test.sh`.
+const PAGE: &str = r##"<!doctype html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>wsportal demo</title>
+<link rel="icon" href="data:,">
+<style>
+  :root { --bg: #f4f5f8; --card: #fff; --ink: #1d2330; --muted: #6b7385;
+          --line: #e2e5ec; --accent: #3558e6; --ok: #1f9d55; --bad: #d64545; }
+  * { box-sizing: border-box; }
+  body { margin: 0; font: 15px/1.45 system-ui, -apple-system, "Segoe UI", Roboto, sans-serif;
+         background: var(--bg); color: var(--ink); }
+  header { padding: 28px 32px 8px; }
+  h1 { margin: 0; font-size: 26px; }
+  header p { margin: 4px 0 0; color: var(--muted); }
+  .pills { margin-top: 12px; display: flex; gap: 8px; flex-wrap: wrap; }
+  .pill { font-size: 13px; padding: 3px 10px; border-radius: 999px; background: #e8eaf0; color: var(--muted); }
+  .pill::before { content: "\25CF  "; }
+  .pill.on { background: #e3f5ea; color: var(--ok); }
+  .pill.off { background: #fbe6e6; color: var(--bad); }
+  main { display: grid; grid-template-columns: repeat(auto-fit, minmax(300px, 1fr)); gap: 20px; padding: 20px 32px 32px; }
+  section { background: var(--card); border: 1px solid var(--line); border-radius: 12px; padding: 18px;
+            display: flex; flex-direction: column; gap: 12px; box-shadow: 0 1px 2px rgba(20, 30, 60, .05); }
+  h2 { margin: 0; font-size: 17px; }
+  h2 small { font-weight: normal; color: var(--muted); font-size: 13px; margin-left: 6px; }
+  .log { list-style: none; margin: 0; padding: 8px; height: 220px; overflow-y: auto; background: #f9fafc;
+         border: 1px solid var(--line); border-radius: 8px; font-size: 14px; }
+  .log li { padding: 3px 6px; border-radius: 6px; overflow-wrap: anywhere; }
+  .log li.mine { background: #eef1fd; }
+  .log li.sys { color: var(--muted); font-style: italic; }
+  form { display: flex; gap: 8px; }
+  input { flex: 1; min-width: 0; padding: 8px 10px; border: 1px solid var(--line); border-radius: 8px; font: inherit; }
+  input:focus { outline: 2px solid #c9d3fb; border-color: var(--accent); }
+  button { padding: 8px 16px; border: 0; border-radius: 8px; background: var(--accent); color: #fff; font: inherit; cursor: pointer; }
+  button:hover { filter: brightness(1.1); }
+  #clock { font: 600 44px/1.1 ui-monospace, "SF Mono", Menlo, Consolas, monospace; text-align: center; padding: 18px 0 6px; letter-spacing: 1px; }
+  .note { color: var(--muted); font-size: 13px; margin: 0; }
+  #selftest { margin: 0 32px; color: var(--muted); font-size: 13px; }
+</style>
+</head>
+<body>
+<header>
+  <h1>wsportal demo</h1>
+  <p>WebSockets, Server-Sent Events and this page, all from one blocking Rust server on one port.</p>
+  <div class="pills">
+    <span id="chat-status" class="pill">chat</span>
+    <span id="events-status" class="pill">events</span>
+    <span id="echo-status" class="pill">echo</span>
+  </div>
+</header>
+<p id="selftest" hidden></p>
+<main>
+  <section>
+    <h2>Chat <small>WebSocket /chat</small></h2>
+    <ul id="chat-log" class="log"></ul>
+    <form id="chat-form"><input id="chat-input" placeholder="Say something to everyone" autocomplete="off"><button>Send</button></form>
+    <p class="note">You are <b id="me"></b>. Open this page in a second tab to chat with yourself.</p>
+  </section>
+  <section>
+    <h2>Server clock <small>Server-Sent Events /events</small></h2>
+    <div id="clock">--:--:--</div>
+    <p class="note">A <code>tick</code> event every second. Chat messages arrive here too, as <code>chat</code> events:</p>
+    <ul id="sse-log" class="log" style="height: 120px"></ul>
+  </section>
+  <section>
+    <h2>Echo <small>WebSocket /echo</small></h2>
+    <ul id="echo-log" class="log"></ul>
+    <form id="echo-form"><input id="echo-input" placeholder="Anything comes straight back" autocomplete="off"><button>Send</button></form>
+  </section>
+</main>
+<script>
+"use strict";
+const $ = (id) => document.getElementById(id);
+const wsUrl = (path) => (location.protocol === "https:" ? "wss://" : "ws://") + location.host + path;
+const selftest = new URLSearchParams(location.search).has("selftest");
+const token = Math.random().toString(36).slice(2, 8);
+const me = "guest-" + Math.floor(1000 + Math.random() * 9000);
+$("me").textContent = me;
+
+function add(list, text, cls) {
+  const li = document.createElement("li");
+  li.textContent = text;
+  if (cls) li.className = cls;
+  $(list).append(li);
+  while ($(list).children.length > 200) $(list).firstChild.remove();
+  $(list).scrollTop = $(list).scrollHeight;
+}
+function status(name, state) { $(name + "-status").className = "pill " + state; }
+function mark(what) {
+  // For scripts/browser-test.sh: data-echo-ok, data-chat-ok, data-tick-ok, data-sse-chat-ok.
+  document.body.setAttribute("data-" + what + "-ok", "yes");
+  const done = ["echo", "chat", "tick", "sse-chat"].filter((w) => document.body.hasAttribute("data-" + w + "-ok"));
+  $("selftest").hidden = false;
+  $("selftest").textContent = "Self-test passed: " + done.join(", ");
+}
+function submit(form, input, send) {
+  $(form).addEventListener("submit", (ev) => {
+    ev.preventDefault();
+    const text = $(input).value.trim();
+    if (text) { send(text); $(input).value = ""; }
+  });
+}
+
+// Echo over a WebSocket.
+const echo = new WebSocket(wsUrl("/echo"));
+function sendEcho(text) { echo.send(text); add("echo-log", "\u2192 " + text, "mine"); }
+echo.onopen = () => { status("echo", "on"); if (selftest) sendEcho("selftest-echo-" + token); };
+echo.onclose = () => { status("echo", "off"); add("echo-log", "disconnected", "sys"); };
+echo.onmessage = (e) => {
+  add("echo-log", "\u2190 " + e.data);
+  if (e.data === "selftest-echo-" + token) mark("echo");
+};
+submit("echo-form", "echo-input", sendEcho);
+
+// The chat room over a WebSocket: the server sends every message to everyone, us included.
+const chat = new WebSocket(wsUrl("/chat"));
+const chatTest = me + ": selftest-chat-" + token;
+chat.onopen = () => { status("chat", "on"); if (selftest) chat.send(chatTest); };
+chat.onclose = () => { status("chat", "off"); add("chat-log", "disconnected", "sys"); };
+chat.onmessage = (e) => {
+  add("chat-log", e.data, e.data.startsWith(me + ": ") ? "mine" : "");
+  if (e.data === chatTest) mark("chat");
+};
+submit("chat-form", "chat-input", (text) => chat.send(me + ": " + text));
+
+// Server-Sent Events: the browser reconnects by itself, sending Last-Event-ID.
+const events = new EventSource("/events");
+events.onopen = () => status("events", "on");
+events.onerror = () => status("events", events.readyState === EventSource.CLOSED ? "off" : "");
+events.addEventListener("tick", (e) => { $("clock").textContent = e.data; mark("tick"); });
+events.addEventListener("chat", (e) => {
+  add("sse-log", e.data);
+  if (e.data === chatTest) mark("sse-chat");
+});
+</script>
+</body>
+</html>
+"##;

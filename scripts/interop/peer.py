@@ -1,0 +1,143 @@
+"""Interop peer on Python `websockets` (sync API), for scripts/interop.sh.
+
+    python peer.py server            # prints "listening on ws://127.0.0.1:PORT"
+    python peer.py client URL        # checks a wsportal server; exit 1 on mismatch
+
+The server speaks the command protocol described in examples/interop.rs
+(echo, cmd:protocol, cmd:header, cmd:ping, cmd:close, cmd:lastclose,
+cmd:frag). The client runs the same checks as the Node peer's client.
+Every wait is bounded.
+"""
+
+import sys
+import threading
+
+from websockets.exceptions import ConnectionClosed
+from websockets.sync.client import connect
+from websockets.sync.server import serve
+
+WAIT = 10
+PROTOCOLS = ["chat.v2", "chat.v1"]
+last_close = ["none"]
+lock = threading.Lock()
+
+
+def frag_text(size):
+    return "".join(chr(ord("a") + i % 26) for i in range(size))
+
+
+def frag_binary(size):
+    return bytes(i % 251 for i in range(size))
+
+
+def chunks(data, n):
+    step = -(-len(data) // n)
+    return [data[i:i + step] for i in range(0, len(data), step)]
+
+
+def select_protocol(connection, offered):
+    for p in PROTOCOLS:  # the server's preference
+        if p in offered:
+            return p
+    return None
+
+
+def handler(ws):
+    try:
+        for msg in ws:
+            if isinstance(msg, str) and msg.startswith("cmd:"):
+                name, _, arg = msg[4:].partition(" ")
+                if name == "protocol":
+                    ws.send(ws.subprotocol or "none")
+                elif name == "header":
+                    ws.send(ws.request.headers.get(arg, "-"))
+                elif name == "ping":
+                    if ws.ping(b"srv-ping").wait(WAIT):
+                        ws.send("pong ok")
+                elif name == "close":
+                    code, _, reason = arg.partition(" ")
+                    ws.close(int(code), reason)
+                elif name == "lastclose":
+                    with lock:
+                        ws.send(last_close[0])
+                elif name == "frag":
+                    n, size = (int(x) for x in arg.split())
+                    ws.send(chunks(frag_text(size), n))
+                    ws.send(chunks(frag_binary(size), n))
+                else:
+                    ws.send(f"unknown command {name}")
+            else:
+                ws.send(msg)
+    except ConnectionClosed:
+        pass
+    rcvd = ws.protocol.close_rcvd
+    with lock:
+        last_close[0] = f"{rcvd.code} {rcvd.reason}" if rcvd else "1006 "
+
+
+def run_server():
+    with serve(handler, "127.0.0.1", 0, select_subprotocol=select_protocol,
+               max_size=None, compression=None, ping_interval=None) as server:
+        port = server.socket.getsockname()[1]
+        print(f"listening on ws://127.0.0.1:{port}", flush=True)
+        server.serve_forever()
+
+
+def expect(what, got, want):
+    if got != want:
+        g = got if not isinstance(got, (bytes, str)) or len(got) < 80 else f"{type(got).__name__} of {len(got)}"
+        w = want if not isinstance(want, (bytes, str)) or len(want) < 80 else f"{type(want).__name__} of {len(want)}"
+        sys.exit(f"python client: FAIL: {what}: expected {w!r}, got {g!r}")
+    print(f"ok: {what}", flush=True)
+
+
+def open_client(url):
+    return connect(url, subprotocols=["nope", "chat.v1"], additional_headers={"X-Interop": "yes"},
+                   max_size=None, compression=None, open_timeout=WAIT, close_timeout=WAIT,
+                   ping_interval=None)
+
+
+def run_client(url):
+    with open_client(url) as ws:
+        expect("subprotocol agreed", ws.subprotocol, "chat.v1")
+        ws.send("cmd:protocol")
+        expect("the server agrees on the subprotocol", ws.recv(WAIT), "chat.v1")
+        ws.send("cmd:header X-Interop")
+        expect("the server saw our extra header", ws.recv(WAIT), "yes")
+        for msg in ["héllo wörld ✓", "", b"", bytes(range(256)), "x" * 70000,
+                    bytes(i % 253 for i in range(4 << 20))]:
+            ws.send(msg)
+            expect(f"echo of a {type(msg).__name__} message of {len(msg)}", ws.recv(WAIT), msg)
+        text = frag_text(100000)
+        ws.send(chunks(text, 10))
+        expect("echo of a text message sent in 10 fragments", ws.recv(WAIT), text)
+        data = frag_binary(100000)
+        ws.send(chunks(data, 7))
+        expect("echo of a binary message sent in 7 fragments", ws.recv(WAIT), data)
+        expect("our ping was answered", ws.ping(b"client-ping").wait(WAIT), True)
+        ws.send("cmd:ping")
+        expect("we answered the server's ping", ws.recv(WAIT), "pong ok")
+        ws.close(4001, "interop bye")
+        # The server echoes the code (RFC 6455, 5.5.1); the reason is optional.
+        expect("the server echoed our close code", ws.close_code, 4001)
+
+    with open_client(url) as ws:
+        ws.send("cmd:lastclose")
+        expect("the server saw our close code and reason", ws.recv(WAIT), "4001 interop bye")
+        ws.send("cmd:close 4002 server bye")
+        try:
+            ws.recv(WAIT)
+            sys.exit("python client: FAIL: a message instead of the server's close")
+        except ConnectionClosed as e:
+            expect("the server's close code and reason", (e.rcvd.code, e.rcvd.reason),
+                   (4002, "server bye"))
+    print(f"python client: all checks passed against {url}", flush=True)
+
+
+if __name__ == "__main__":
+    if sys.argv[1:] == ["server"]:
+        run_server()
+    elif len(sys.argv) == 3 and sys.argv[1] == "client":
+        run_client(sys.argv[2])
+    else:
+        sys.exit("usage: peer.py server | peer.py client URL")

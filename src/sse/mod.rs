@@ -1,0 +1,387 @@
+//! Server-Sent Events: event streams on the same listener as the WebSockets.
+//!
+//! Each client has a pool thread, as a WebSocket has: after the response
+//! head (and any replayed events) it runs the stream's writer, or else
+//! blocks reading the socket, so an idle stream costs no CPU and a client
+//! that hangs up is noticed at once. Events pushed from other threads go
+//! through the same bounded [`Outbox`](crate::outbox) as WebSocket frames.
+//! The hub's housekeeper does the timed work ([`Streams`] is one of its
+//! chores): keep-alive comments, flushing stalled clients, write timeouts.
+//!
+//! Architecture invariant: an event client is in its stream's client list
+//! only while events may be queued for it, and in [`Streams`] until its
+//! socket is shut, so the housekeeper can flush a closing client's backlog.
+
+mod client;
+mod event;
+mod stream;
+
+use std::collections::HashMap;
+use std::io::{self, Read};
+use std::net::{Shutdown, TcpStream};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use parking_lot::Mutex;
+
+pub use self::client::{EventClient, EventSink};
+pub use self::event::Event;
+pub use self::stream::{EventPublisher, EventStream};
+
+use self::stream::{Replay, Shared};
+use crate::guard;
+use crate::hub::{Chores, Hub};
+use crate::outbox::Flushed;
+use crate::{Accept, Error, Reject, Request};
+
+/// The send timeout that makes socket writes effectively non-blocking.
+const TINY: Duration = Duration::from_micros(1);
+
+/// Decides whether to answer with the stream: only `GET`, then the
+/// `on_connect` hook. `Err` is the refusal to send.
+pub(crate) fn admit(
+    events: &EventStream,
+    req: &Request,
+    debug_on_error: bool,
+) -> Result<Accept, Reject> {
+    if req.method() != "GET" {
+        return Err(Reject::new(405)
+            .header("Allow", "GET")
+            .body("method not allowed"));
+    }
+    let Some(hook) = &events.on_connect else {
+        return Ok(Accept::new());
+    };
+    match guard::run(debug_on_error, || hook(req)) {
+        Ok(answer) => answer,
+        Err(p) => {
+            log::error!(
+                "{}: on_connect hook panicked at {}: {}",
+                req.peer_addr(),
+                p.location,
+                p.message
+            );
+            Err(Reject::new(500).body("internal error"))
+        }
+    }
+}
+
+/// An accepted request, ready to become a stream.
+pub(crate) struct Opened {
+    pub(crate) id: u64,
+    pub(crate) stream: Arc<TcpStream>,
+    pub(crate) request: Request,
+    pub(crate) accept: Accept,
+    pub(crate) hub: Arc<Hub>,
+    pub(crate) debug_on_error: bool,
+}
+
+/// Serves one client, from the response head to its end, on its own thread.
+pub(crate) fn run(events: &EventStream, streams: &Streams, opened: Opened) {
+    let Opened {
+        id,
+        stream,
+        request,
+        accept,
+        hub,
+        debug_on_error,
+    } = opened;
+    let _ = stream.set_read_timeout(None);
+    let _ = stream.set_write_timeout(Some(TINY));
+    let mut headers: Vec<(String, String)> = [
+        ("Content-Type", "text/event-stream"),
+        ("Cache-Control", "no-store"),
+        ("X-Accel-Buffering", "no"),
+        ("Connection", "close"),
+    ]
+    .iter()
+    .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+    .collect();
+    headers.extend(accept.headers);
+    let head = crate::http::response_bytes(200, &headers, &[]);
+    let shared = Arc::clone(&events.shared);
+    let client = EventClient::new(id, stream, request, accept.data, Arc::clone(&hub), shared);
+    let hooks = Hooks {
+        client: &client,
+        debug_on_error,
+    };
+
+    streams.clients.lock().insert(id, client.clone());
+    open(events, &hooks, &head);
+    client.inner.ready.store(true, Ordering::SeqCst);
+    if let Some(keepalive) = streams.keepalive {
+        hub.due_in(keepalive);
+    }
+    log::debug!(
+        "event client {id} open: {} from {}",
+        client.path(),
+        client.peer_addr()
+    );
+    if let Some(hook) = &events.on_open {
+        hooks.call("on_open", || hook(&client));
+    }
+    match &events.writer {
+        Some(writer) => {
+            let sink = EventSink::new(&client);
+            let result = guard::run(debug_on_error, || writer(&sink));
+            match result {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => log::debug!("event client {id}: writer ended: {e}"),
+                Err(p) => hooks.panicked("writer", &p),
+            }
+            // The writer is done: end the stream once its events are out.
+            client.inner.closing.store(true, Ordering::SeqCst);
+        }
+        None => idle(&client),
+    }
+    finish(events, streams, &client);
+    log::debug!("event client {id} closed");
+    if let Some(hook) = &events.on_close {
+        hooks.call("on_close", || hook(&client));
+    }
+}
+
+/// Joins the stream's client list and queues the head and the replay, all
+/// under the stream's lock, so no live event comes before them.
+fn open(events: &EventStream, hooks: &Hooks<'_>, head: &[u8]) {
+    let client = hooks.client;
+    let last_id = client.last_event_id();
+    // The application's event for an unknown id: computed outside the lock,
+    // since the hook may use a publisher.
+    let mut fallback: Option<Option<Vec<u8>>> = None;
+    loop {
+        let mut st = events.shared.state.lock();
+        let replay = st.replay(last_id);
+        if let (Replay::Unknown, None, Some(hook)) = (&replay, &fallback, &events.on_unknown_id) {
+            drop(st);
+            let mut event = None;
+            hooks.call("on_unknown_id", || event = hook(client.request()));
+            fallback = Some(event.and_then(|e| match e.encode() {
+                Ok(bytes) => Some(bytes),
+                Err(err) => {
+                    log::warn!(
+                        "event client {}: on_unknown_id event not sent: {err}",
+                        client.id()
+                    );
+                    None
+                }
+            }));
+            continue;
+        }
+        st.clients.insert(client.id(), client.clone());
+        let _ = client.push(head);
+        match replay {
+            Replay::Nothing => {}
+            Replay::Missed(missed) => {
+                log::debug!(
+                    "event client {}: replaying {} events",
+                    client.id(),
+                    missed.len()
+                );
+                for bytes in missed {
+                    let _ = client.push_shared(bytes);
+                }
+            }
+            Replay::Unknown => {
+                log::debug!(
+                    "event client {}: Last-Event-ID not in the history",
+                    client.id()
+                );
+                if let Some(Some(bytes)) = &fallback {
+                    let _ = client.push(bytes);
+                }
+            }
+        }
+        return;
+    }
+}
+
+/// Blocks reading until the client hangs up or the stream is closed.
+fn idle(client: &EventClient) {
+    let mut scratch = [0u8; 256];
+    loop {
+        match (&*client.inner.stream).read(&mut scratch) {
+            Ok(0) => return,
+            Ok(_) => {} // A client has nothing to say on an event stream.
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(_) => return,
+        }
+    }
+}
+
+/// Leaves the client list, gives queued events a bounded chance to leave
+/// (unless the client hung up), and shuts the socket.
+fn finish(events: &EventStream, streams: &Streams, client: &EventClient) {
+    let inner = &client.inner;
+    let hung_up = !inner.closing.swap(true, Ordering::SeqCst);
+    events.shared.state.lock().clients.remove(&inner.id);
+    if !hung_up {
+        let deadline = Instant::now() + inner.hub.close_timeout();
+        while inner.outbox.backlog() > 0
+            && Instant::now() < deadline
+            && !inner.forced.load(Ordering::SeqCst)
+        {
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    }
+    let _ = inner.stream.shutdown(Shutdown::Both);
+    streams.clients.lock().remove(&inner.id);
+}
+
+/// Runs a client's hooks, catching panics.
+struct Hooks<'a> {
+    client: &'a EventClient,
+    debug_on_error: bool,
+}
+
+impl Hooks<'_> {
+    fn call(&self, name: &str, f: impl FnOnce()) {
+        if let Err(p) = guard::run(self.debug_on_error, f) {
+            self.panicked(name, &p);
+        }
+    }
+
+    /// As for WebSockets: with `debug_on_error` the panic is logged at
+    /// error level and the stream is closed; without it, logged at debug.
+    fn panicked(&self, name: &str, p: &guard::Panic) {
+        let id = self.client.id();
+        if self.debug_on_error {
+            log::error!(
+                "event client {id}: {name} hook panicked at {}: {}",
+                p.location,
+                p.message
+            );
+            self.client.close();
+        } else {
+            log::debug!(
+                "event client {id}: {name} hook panicked at {}: {}",
+                p.location,
+                p.message
+            );
+        }
+    }
+}
+
+/// A server's event streams and open event clients: what shutdown, the
+/// housekeeper and [`ServerHandle::event_stream`](crate::ServerHandle::event_stream) need.
+pub(crate) struct Streams {
+    streams: Vec<Arc<Shared>>,
+    clients: Mutex<HashMap<u64, EventClient>>,
+    keepalive: Option<Duration>,
+    write_timeout: Duration,
+}
+
+impl Streams {
+    /// Takes the streams for one running server.
+    ///
+    /// # Errors
+    /// [`Error::Route`] when another running server serves one of them.
+    pub(crate) fn claim(
+        streams: &[Arc<EventStream>],
+        keepalive: Option<Duration>,
+        write_timeout: Duration,
+    ) -> Result<Streams, Error> {
+        let mut claimed: Vec<Arc<Shared>> = Vec::new();
+        for s in streams {
+            if s.shared.serving.swap(true, Ordering::SeqCst) {
+                for c in &claimed {
+                    c.serving.store(false, Ordering::SeqCst);
+                }
+                let route = s.shared.route.get().map_or("?", String::as_str);
+                return Err(Error::Route(format!(
+                    "event stream {route} is already served by a running server"
+                )));
+            }
+            claimed.push(Arc::clone(&s.shared));
+        }
+        Ok(Streams {
+            streams: claimed,
+            clients: Mutex::new(HashMap::new()),
+            keepalive,
+            write_timeout,
+        })
+    }
+
+    /// Lets another server serve these streams (after shutdown).
+    pub(crate) fn release(&self) {
+        for s in &self.streams {
+            s.serving.store(false, Ordering::SeqCst);
+        }
+    }
+
+    /// The publisher of the stream defined at `route`.
+    pub(crate) fn publisher(&self, route: &str) -> Option<EventPublisher> {
+        self.streams
+            .iter()
+            .find(|s| s.route.get().is_some_and(|r| r == route))
+            .map(|s| EventPublisher::new(Arc::clone(s)))
+    }
+
+    /// Ends the stream of client `id` gracefully, if it is one of ours.
+    pub(crate) fn close_client(&self, id: u64) -> bool {
+        let client = self.clients.lock().get(&id).cloned();
+        client.map(|c| c.close()).is_some()
+    }
+
+    /// How many event clients are open.
+    pub(crate) fn count(&self) -> usize {
+        self.clients.lock().len()
+    }
+}
+
+impl Chores for Streams {
+    fn flush_stalled(&self, id: u64, now: u64) -> Option<bool> {
+        let client = self.clients.lock().get(&id).cloned()?;
+        let inner = &client.inner;
+        Some(match inner.outbox.resume(&mut &*inner.stream) {
+            Flushed::Done => {
+                inner.stalled_since.store(0, Ordering::Relaxed);
+                false
+            }
+            Flushed::Stalled => {
+                let since = inner.stalled_since.load(Ordering::Relaxed);
+                let limit = self.write_timeout.as_millis() as u64;
+                if since != 0 && now.saturating_sub(since) >= limit {
+                    inner.force_end("client too slow: write timeout");
+                    return Some(false);
+                }
+                true
+            }
+            Flushed::Failed(e) => {
+                inner.handle_flushed(Flushed::Failed(e));
+                false
+            }
+        })
+    }
+
+    fn scan(&self, now: u64) -> Option<u64> {
+        let interval = self.keepalive?.as_millis() as u64;
+        let clients: Vec<EventClient> = self.clients.lock().values().cloned().collect();
+        let mut next: Option<u64> = None;
+        for c in clients {
+            let inner = &c.inner;
+            if !inner.ready.load(Ordering::SeqCst) || inner.closing.load(Ordering::SeqCst) {
+                continue;
+            }
+            let due = inner.last_sent.load(Ordering::Relaxed) + interval;
+            let at = if now >= due {
+                log::trace!("event client {}: keep-alive", inner.id);
+                let _ = c.push(event::KEEPALIVE);
+                now + interval
+            } else {
+                due
+            };
+            next = Some(next.map_or(at, |n| n.min(at)));
+        }
+        next
+    }
+}
+
+#[allow(dead_code)] // because this only checks at compile time.
+fn assert_traits() {
+    fn send_sync<T: Send + Sync + Clone>() {}
+    send_sync::<EventPublisher>();
+    send_sync::<EventClient>();
+    send_sync::<Event>();
+}
