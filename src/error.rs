@@ -118,6 +118,14 @@ impl From<io::Error> for Error {
     }
 }
 
+/// A failed send becomes [`Error::Closed`] (the message is dropped), so that
+/// `?` works in functions returning `Result<_, Error>`.
+impl<T> From<SendError<T>> for Error {
+    fn from(_: SendError<T>) -> Error {
+        Error::Closed
+    }
+}
+
 /// A send that could not be made: the connection is closed or closing.
 /// The message is given back in `.0`, as in crossbeam's `SendError`.
 #[derive(PartialEq, Eq, Clone)]
