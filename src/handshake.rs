@@ -46,7 +46,18 @@ pub(crate) fn upgrade(req: &Request, res: &Resource) -> Result<Upgrade, Reject> 
         _ => return Err(Reject::new(400).body("missing or malformed Sec-WebSocket-Key")),
     };
     let accept = match &res.on_handshake {
-        Some(hook) => hook(req)?,
+        // A panicking hook refuses the upgrade; it never takes the thread down.
+        Some(hook) => match crate::guard::run(false, || hook(req)) {
+            Ok(answer) => answer?,
+            Err(p) => {
+                log::error!(
+                    "on_handshake hook panicked at {}: {}",
+                    p.location,
+                    p.message
+                );
+                return Err(Reject::new(500).body("internal error"));
+            }
+        },
         None => crate::Accept::new(),
     };
     let offered: Vec<&str> = req
@@ -118,6 +129,12 @@ mod tests {
                 .status,
             400
         );
+    }
+
+    #[test]
+    fn a_panicking_hook_is_a_500() {
+        let r = Resource::new().on_handshake(|_| panic!("nope"));
+        assert_eq!(upgrade(&req(GOOD), &r).err().unwrap().status, 500);
     }
 
     #[test]
