@@ -25,7 +25,7 @@ use parking_lot::{Condvar, Mutex};
 
 use self::handshake::{Response, Target};
 use crate::connection::Parts;
-use crate::hub::{Hub, Timing};
+use crate::hub::Hub;
 use crate::protocol::{FrameReader, Limits, Role};
 use crate::{Config, Connection, Error, Message, Request, Resource};
 
@@ -193,15 +193,7 @@ impl Client {
             max_message: c.max_message_size,
         };
         let reader = FrameReader::new(Role::Client, limits, c.read_buffer_size, &leftover);
-        let hub = Hub::start(
-            c.max_backlog,
-            Timing {
-                ping_interval: c.ping_interval,
-                ping_timeout: c.ping_timeout,
-                close_timeout: c.close_timeout,
-                write_timeout: c.write_timeout,
-            },
-        )?;
+        let hub = Hub::for_config(c)?;
         let parts = Parts {
             stream: Arc::new(stream),
             request,

@@ -93,6 +93,19 @@ impl Hub {
             .collect()
     }
 
+    /// Creates the hub for a server or client with these settings.
+    pub(crate) fn for_config(c: &crate::Config) -> std::io::Result<Arc<Hub>> {
+        Hub::start(
+            c.max_backlog,
+            Timing {
+                ping_interval: c.ping_interval,
+                ping_timeout: c.ping_timeout,
+                close_timeout: c.close_timeout,
+                write_timeout: c.write_timeout,
+            },
+        )
+    }
+
     /// Stops and joins the housekeeper.
     pub(crate) fn stop(&self) {
         let _ = self.wake.send(Wake::Stop);

@@ -18,7 +18,7 @@ use parking_lot::{Condvar, Mutex};
 
 use crate::connection::Parts;
 use crate::http::{self, HeadError, Request};
-use crate::hub::{Hub, Timing};
+use crate::hub::Hub;
 use crate::page::Page;
 use crate::protocol::{FrameReader, Limits, Role};
 use crate::route::Routes;
@@ -151,15 +151,7 @@ impl Server {
         let listener = TcpListener::bind(&addr).map_err(bind_err)?;
         let local_addr = listener.local_addr().map_err(bind_err)?;
         let c = &self.config;
-        let hub = Hub::start(
-            c.max_backlog,
-            Timing {
-                ping_interval: c.ping_interval,
-                ping_timeout: c.ping_timeout,
-                close_timeout: c.close_timeout,
-                write_timeout: c.write_timeout,
-            },
-        )?;
+        let hub = Hub::for_config(c)?;
         let sse = match Streams::claim(&self.event_streams, c.sse_keepalive, c.write_timeout) {
             Ok(sse) => Arc::new(sse),
             Err(e) => {
