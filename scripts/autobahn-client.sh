@@ -47,13 +47,11 @@
 set -euo pipefail
 
 EXAMPLE=autobahn_client
-ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-cd "$ROOT"
+# shellcheck source-path=SCRIPTDIR source=lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"  # cds to ROOT; sets WORK, VENV, PYTHON
+LOG_NAME=autobahn-client
 
 KOSOKU_VERSION="${KOSOKU_VERSION:-0.1.0}"
-PYTHON="${PYTHON:-python3}"
-WORK="$ROOT/.ci-work"
-VENV="$WORK/venv"
 OUT="${AUTOBAHN_OUT:-$WORK/autobahn/client}"
 AGENT="${AUTOBAHN_AGENT:-wsportal}"
 CLIENT_TIMEOUT="${AUTOBAHN_TIMEOUT:-1200}"
@@ -64,113 +62,20 @@ CLOSE_MODE="${AUTOBAHN_CLOSE:-must}"
 # Cases in sections 1-10 with kosoku 0.1.0 (1:16 2:11 3:7 4:10 5:20 6:145 7:37 9:54 10:1).
 MIN_CASES=301
 
-T0=$SECONDS
-log() { printf '[autobahn-client %4ds] %s\n' "$((SECONDS - T0))" "$*"; }
-die() { printf '[autobahn-client %4ds] FAILED: %s\n' "$((SECONDS - T0))" "$*" >&2; exit 1; }
-
 KOSOKU_PID=""
 KOSOKU_LOG="$WORK/autobahn/client-kosoku.log"
 CLIENT_LOG="$WORK/autobahn/client-$EXAMPLE.log"
 
-# Foreground work runs through run_bounded (timeout in the background + wait)
-# so that a signal to this script (e.g. CI's own step timeout) can stop it:
-# `timeout` puts its command in a process group of its own, out of reach of a
-# signal sent to ours.
-CHILD_PID=""
-run_bounded() {
-    local secs=$1 rc=0
-    shift
-    timeout -k 10 "$secs" "$@" &
-    CHILD_PID=$!
-    wait "$CHILD_PID" || rc=$?
-    CHILD_PID=""
-    return "$rc"
-}
-stop_child() {
-    if [[ -n "$CHILD_PID" ]]; then
-        kill -TERM "$CHILD_PID" 2>/dev/null || true
-        wait "$CHILD_PID" 2>/dev/null || true
-        CHILD_PID=""
-    fi
-}
-stop_kosoku() {
-    if [[ -n "$KOSOKU_PID" ]] && kill -0 "$KOSOKU_PID" 2>/dev/null; then
-        kill -TERM "$KOSOKU_PID" 2>/dev/null || true
-        for _ in $(seq 1 50); do
-            kill -0 "$KOSOKU_PID" 2>/dev/null || break
-            sleep 0.1
-        done
-        kill -KILL "$KOSOKU_PID" 2>/dev/null || true
-        wait "$KOSOKU_PID" 2>/dev/null || true
-    fi
-    KOSOKU_PID=""
-}
+stop_kosoku() { term_then_kill "$KOSOKU_PID"; KOSOKU_PID=""; }
 cleanup() { stop_child; stop_kosoku; }
-trap cleanup EXIT
-trap 'log "interrupted by SIGTERM"; cleanup; exit 143' TERM
-trap 'log "interrupted by SIGINT"; cleanup; exit 130' INT
-trap 'log "interrupted by SIGHUP"; cleanup; exit 129' HUP
-
-show_log() {  # FILE WHAT
-    if [[ -s "$1" ]]; then
-        echo "---- last 40 lines of $2 ($1) ----" >&2
-        tail -n 40 "$1" >&2 || true
-        echo "---- end of $2 ----" >&2
-    fi
-}
-
-# ---------------------------------------------------------------- venv
-ensure_venv() {
-    mkdir -p "$WORK"
-    if [[ ! -x "$VENV/bin/python" ]]; then
-        log "creating venv $VENV"
-        run_bounded 300 "$PYTHON" -m venv "$VENV" </dev/null || die "could not create venv at $VENV with $PYTHON (is python3-venv installed?)"
-    fi
-    local have
-    have="$("$VENV/bin/python" -c 'import importlib.metadata as m; print(m.version("kosoku"))' 2>/dev/null || true)"
-    if [[ "$have" != "$KOSOKU_VERSION" ]]; then
-        log "pip install kosoku==$KOSOKU_VERSION"
-        run_bounded 600 "$VENV/bin/python" -m pip install --disable-pip-version-check -q "kosoku==$KOSOKU_VERSION" </dev/null \
-            || die "pip install kosoku==$KOSOKU_VERSION failed"
-    fi
-    if [[ -n "${AUTOBAHN_PIP_EXTRA:-}" ]]; then
-        # shellcheck disable=SC2086 # word splitting intended: a package list
-        run_bounded 600 "$VENV/bin/python" -m pip install --disable-pip-version-check -q $AUTOBAHN_PIP_EXTRA </dev/null \
-            || die "pip install $AUTOBAHN_PIP_EXTRA failed"
-    fi
-    run_bounded 60 "$VENV/bin/kosoku" --help >/dev/null </dev/null || die "kosoku is installed but \`kosoku --help\` does not run"
-}
+trap_cleanup
 
 # ---------------------------------------------------------------- main
 log "out=$OUT agent=$AGENT"
 ensure_venv
-log "kosoku $KOSOKU_VERSION ready in $VENV"
 
-if [[ -n "${CLIENT_CMD:-}" ]]; then
-    log "CLIENT_CMD override: $CLIENT_CMD (no cargo build)"
-    CLIENT_ARGV=(bash -c "exec $CLIENT_CMD \"\$@\"" client-cmd)
-else
-    command -v cargo >/dev/null || die "cargo not found on PATH"
-    has_example="$(timeout 300 cargo metadata --no-deps --format-version 1 </dev/null 2>/dev/null \
-        | "$VENV/bin/python" -c '
-import json, sys
-name = sys.argv[1]
-meta = json.load(sys.stdin)
-print(any(t["name"] == name and "example" in t["kind"] for p in meta["packages"] for t in p["targets"]))
-' "$EXAMPLE" 2>/dev/null || echo unknown)"
-    if [[ "$has_example" == "False" ]]; then
-        die "the crate has no example named '$EXAMPLE' yet (expected examples/$EXAMPLE.rs: an Autobahn client driver taking HOST:PORT, agent 'wsportal')"
-    fi
-    log "cargo build --release --example $EXAMPLE"
-    b0=$SECONDS
-    run_bounded "$BUILD_TIMEOUT" cargo build --release --example "$EXAMPLE" </dev/null \
-        || die "cargo build --release --example $EXAMPLE failed (or exceeded ${BUILD_TIMEOUT}s)"
-    log "build took $((SECONDS - b0))s"
-    target_dir="${CARGO_TARGET_DIR:-$ROOT/target}"
-    BIN="$target_dir/release/examples/$EXAMPLE"
-    [[ -x "$BIN" ]] || die "built example not found at $BIN"
-    CLIENT_ARGV=("$BIN")
-fi
+program_argv CLIENT_CMD client-cmd "$EXAMPLE" "the crate has no example named '$EXAMPLE' yet (expected examples/$EXAMPLE.rs: an Autobahn client driver taking HOST:PORT, agent 'wsportal')"
+CLIENT_ARGV=("${PROGRAM_ARGV[@]}")
 
 rm -rf "$OUT"
 mkdir -p "$OUT" "$(dirname "$KOSOKU_LOG")"
@@ -191,22 +96,13 @@ timeout -k 10 "$ks_budget" "$VENV/bin/kosoku" -m fuzzingserver "${sel[@]}" -o "$
     </dev/null >"$KOSOKU_LOG" 2>&1 &
 KOSOKU_PID=$!
 
-ADDR=""
-deadline=$((SECONDS + READY_TIMEOUT))
-while (( SECONDS < deadline )); do
-    line="$(grep -m1 'listening on' "$KOSOKU_LOG" 2>/dev/null || true)"
-    if [[ -n "$line" ]]; then
-        ADDR="$(sed -n 's#.*listening on[: ]*\(ws://\|http://\)\{0,1\}\([^ /]*\).*#\2#p' <<<"$line")"
-        break
-    fi
-    if ! kill -0 "$KOSOKU_PID" 2>/dev/null; then
-        rc=0; wait "$KOSOKU_PID" || rc=$?
-        KOSOKU_PID=""
-        show_log "$KOSOKU_LOG" "kosoku log"
-        die "kosoku fuzzingserver exited (status $rc) before listening"
-    fi
-    sleep 0.1
-done
+ready=0
+wait_listening "$KOSOKU_PID" "$KOSOKU_LOG" "$READY_TIMEOUT" || ready=$?
+if (( ready == 2 )); then
+    KOSOKU_PID=""
+    show_log "$KOSOKU_LOG" "kosoku log"
+    die "kosoku fuzzingserver exited (status $LISTEN_STATUS) before listening"
+fi
 [[ -n "$ADDR" && "$ADDR" =~ :[0-9]+$ ]] || { show_log "$KOSOKU_LOG" "kosoku log"; die "kosoku fuzzingserver did not report a listening HOST:PORT within ${READY_TIMEOUT}s"; }
 log "kosoku fuzzingserver pid $KOSOKU_PID listening on $ADDR"
 

@@ -44,13 +44,11 @@
 set -euo pipefail
 
 EXAMPLE="${1:-echo}"
-ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-cd "$ROOT"
+# shellcheck source-path=SCRIPTDIR source=lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"  # cds to ROOT; sets WORK, VENV, PYTHON
+LOG_NAME=autobahn-server
 
 KOSOKU_VERSION="${KOSOKU_VERSION:-0.1.0}"
-PYTHON="${PYTHON:-python3}"
-WORK="$ROOT/.ci-work"
-VENV="$WORK/venv"
 OUT="${AUTOBAHN_OUT:-$WORK/autobahn/server-$EXAMPLE}"
 SECTIONS="${AUTOBAHN_SECTIONS:-1 2 3 4 5 6 7 9 10}"
 SECTION_TIMEOUT="${AUTOBAHN_SECTION_TIMEOUT:-600}"
@@ -62,115 +60,19 @@ CLOSE_MODE="${AUTOBAHN_CLOSE:-must}"
 # Cases in sections 1-10 with kosoku 0.1.0 (1:16 2:11 3:7 4:10 5:20 6:145 7:37 9:54 10:1).
 MIN_CASES=301
 
-T0=$SECONDS
-log() { printf '[autobahn-server %4ds] %s\n' "$((SECONDS - T0))" "$*"; }
-die() { printf '[autobahn-server %4ds] FAILED: %s\n' "$((SECONDS - T0))" "$*" >&2; exit 1; }
-
 SERVER_PID=""
 SERVER_LOG="$WORK/autobahn/server-$EXAMPLE.log"
 
-stop_server() {
-    if [[ -n "$SERVER_PID" ]] && kill -0 "$SERVER_PID" 2>/dev/null; then
-        kill -TERM "$SERVER_PID" 2>/dev/null || true
-        for _ in $(seq 1 50); do
-            kill -0 "$SERVER_PID" 2>/dev/null || break
-            sleep 0.1
-        done
-        if kill -0 "$SERVER_PID" 2>/dev/null; then
-            log "server (pid $SERVER_PID) ignored SIGTERM for 5s, sending SIGKILL"
-            kill -KILL "$SERVER_PID" 2>/dev/null || true
-        fi
-        wait "$SERVER_PID" 2>/dev/null || true
-    fi
-    SERVER_PID=""
-}
-# Foreground work runs through run_bounded (timeout in the background + wait)
-# so that a signal to this script (e.g. CI's own step timeout) can stop it:
-# `timeout` puts its command in a process group of its own, out of reach of a
-# signal sent to ours.
-CHILD_PID=""
-run_bounded() {
-    local secs=$1 rc=0
-    shift
-    timeout -k 10 "$secs" "$@" &
-    CHILD_PID=$!
-    wait "$CHILD_PID" || rc=$?
-    CHILD_PID=""
-    return "$rc"
-}
-stop_child() {
-    if [[ -n "$CHILD_PID" ]]; then
-        kill -TERM "$CHILD_PID" 2>/dev/null || true
-        wait "$CHILD_PID" 2>/dev/null || true
-        CHILD_PID=""
-    fi
-}
+stop_server() { term_then_kill "$SERVER_PID" server; SERVER_PID=""; }
 cleanup() { stop_child; stop_server; }
-trap cleanup EXIT
-trap 'log "interrupted by SIGTERM"; cleanup; exit 143' TERM
-trap 'log "interrupted by SIGINT"; cleanup; exit 130' INT
-trap 'log "interrupted by SIGHUP"; cleanup; exit 129' HUP
-
-show_server_log() {
-    if [[ -s "$SERVER_LOG" ]]; then
-        echo "---- last 40 lines of server log ($SERVER_LOG) ----" >&2
-        tail -n 40 "$SERVER_LOG" >&2 || true
-        echo "---- end of server log ----" >&2
-    fi
-}
-
-# ---------------------------------------------------------------- venv
-ensure_venv() {
-    mkdir -p "$WORK"
-    if [[ ! -x "$VENV/bin/python" ]]; then
-        log "creating venv $VENV"
-        run_bounded 300 "$PYTHON" -m venv "$VENV" </dev/null || die "could not create venv at $VENV with $PYTHON (is python3-venv installed?)"
-    fi
-    local have
-    have="$("$VENV/bin/python" -c 'import importlib.metadata as m; print(m.version("kosoku"))' 2>/dev/null || true)"
-    if [[ "$have" != "$KOSOKU_VERSION" ]]; then
-        log "pip install kosoku==$KOSOKU_VERSION"
-        run_bounded 600 "$VENV/bin/python" -m pip install --disable-pip-version-check -q "kosoku==$KOSOKU_VERSION" </dev/null \
-            || die "pip install kosoku==$KOSOKU_VERSION failed"
-    fi
-    if [[ -n "${AUTOBAHN_PIP_EXTRA:-}" ]]; then
-        # shellcheck disable=SC2086 # word splitting intended: a package list
-        run_bounded 600 "$VENV/bin/python" -m pip install --disable-pip-version-check -q $AUTOBAHN_PIP_EXTRA </dev/null \
-            || die "pip install $AUTOBAHN_PIP_EXTRA failed"
-    fi
-    run_bounded 60 "$VENV/bin/kosoku" --help >/dev/null </dev/null || die "kosoku is installed but \`kosoku --help\` does not run"
-}
+trap_cleanup
 
 # ---------------------------------------------------------------- main
 log "example=$EXAMPLE out=$OUT"
 ensure_venv
-log "kosoku $KOSOKU_VERSION ready in $VENV"
 
-if [[ -n "${SERVER_CMD:-}" ]]; then
-    log "SERVER_CMD override: $SERVER_CMD (no cargo build)"
-    SERVER_ARGV=(bash -c "exec $SERVER_CMD \"\$@\"" server-cmd)
-else
-    command -v cargo >/dev/null || die "cargo not found on PATH"
-    has_example="$(timeout 300 cargo metadata --no-deps --format-version 1 </dev/null 2>/dev/null \
-        | "$VENV/bin/python" -c '
-import json, sys
-name = sys.argv[1]
-meta = json.load(sys.stdin)
-print(any(t["name"] == name and "example" in t["kind"] for p in meta["packages"] for t in p["targets"]))
-' "$EXAMPLE" 2>/dev/null || echo unknown)"
-    if [[ "$has_example" == "False" ]]; then
-        die "the crate has no example named '$EXAMPLE' (expected examples/$EXAMPLE.rs)"
-    fi
-    log "cargo build --release --example $EXAMPLE"
-    b0=$SECONDS
-    run_bounded "$BUILD_TIMEOUT" cargo build --release --example "$EXAMPLE" </dev/null \
-        || die "cargo build --release --example $EXAMPLE failed (or exceeded ${BUILD_TIMEOUT}s)"
-    log "build took $((SECONDS - b0))s"
-    target_dir="${CARGO_TARGET_DIR:-$ROOT/target}"
-    BIN="$target_dir/release/examples/$EXAMPLE"
-    [[ -x "$BIN" ]] || die "built example not found at $BIN"
-    SERVER_ARGV=("$BIN")
-fi
+program_argv SERVER_CMD server-cmd "$EXAMPLE" "the crate has no example named '$EXAMPLE' (expected examples/$EXAMPLE.rs)"
+SERVER_ARGV=("${PROGRAM_ARGV[@]}")
 
 rm -rf "$OUT"
 mkdir -p "$OUT" "$(dirname "$SERVER_LOG")"
@@ -180,27 +82,18 @@ log "starting server: ${SERVER_ARGV[*]} 127.0.0.1:0"
 PATH="$VENV/bin:$PATH" RUST_BACKTRACE=1 "${SERVER_ARGV[@]}" 127.0.0.1:0 </dev/null >"$SERVER_LOG" 2>&1 &
 SERVER_PID=$!
 
-ADDR=""
-deadline=$((SECONDS + READY_TIMEOUT))
-while (( SECONDS < deadline )); do
-    line="$(grep -m1 'listening on' "$SERVER_LOG" 2>/dev/null || true)"
-    if [[ -n "$line" ]]; then
-        ADDR="$(sed -n 's#.*listening on[: ]*\(ws://\|http://\)\{0,1\}\([^ /]*\).*#\2#p' <<<"$line")"
-        break
-    fi
-    if ! kill -0 "$SERVER_PID" 2>/dev/null; then
-        rc=0; wait "$SERVER_PID" || rc=$?
-        SERVER_PID=""
-        show_server_log
-        die "server exited (status $rc) before printing 'listening on'"
-    fi
-    sleep 0.1
-done
+ready=0
+wait_listening "$SERVER_PID" "$SERVER_LOG" "$READY_TIMEOUT" || ready=$?
+if (( ready == 2 )); then
+    SERVER_PID=""
+    show_log "$SERVER_LOG" "server log"
+    die "server exited (status $LISTEN_STATUS) before printing 'listening on'"
+fi
 if [[ -z "$ADDR" ]]; then
-    show_server_log
+    show_log "$SERVER_LOG" "server log"
     die "server did not print 'listening on HOST:PORT' within ${READY_TIMEOUT}s"
 fi
-[[ "$ADDR" =~ :[0-9]+$ ]] || { show_server_log; die "could not parse HOST:PORT from: $line"; }
+[[ "$ADDR" =~ :[0-9]+$ ]] || { show_log "$SERVER_LOG" "server log"; die "could not parse HOST:PORT from: $LISTEN_LINE"; }
 log "server pid $SERVER_PID listening on $ADDR"
 
 # ---------------------------------------------------------------- kosoku runs
@@ -248,7 +141,7 @@ for chunk in "${CHUNKS[@]}"; do
         SERVER_PID=""
         run_failed+=" server-died(status-$rc,during-section-$chunk)"
         log "server exited (status $rc) during section $chunk"
-        show_server_log
+        show_log "$SERVER_LOG" "server log"
         break
     fi
 done

@@ -18,45 +18,40 @@
 # is bounded.
 
 set -euo pipefail
-cd "$(dirname "${BASH_SOURCE[0]}")/.."
+# shellcheck source-path=SCRIPTDIR source=lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"  # cds to ROOT
+LOG_NAME=browser-test
+LOG_CLOCK=0 # log lines are "[browser-test] MSG", without the time
 
 SHOT="${BROWSER_TEST_SCREENSHOT:-/tmp/wsportal-demo.png}"
 PAGE_WAIT="${BROWSER_TEST_WAIT:-30}" # seconds for the page to pass its self-test
 
-say() { printf '[browser-test] %s\n' "$*"; }
-fail() {
-    say "FAILED: $*" >&2
-    exit 1
-}
-
 # ------------------------------------------------------------------ chromium
 if ! command -v chromium >/dev/null 2>&1; then
-    [[ "$(id -u)" == 0 ]] || fail "chromium is missing and installing it needs root (apt-get install -y chromium)"
-    say "installing chromium with apt-get"
+    [[ "$(id -u)" == 0 ]] || die "chromium is missing and installing it needs root (apt-get install -y chromium)"
+    log "installing chromium with apt-get"
     export DEBIAN_FRONTEND=noninteractive
-    timeout 600 apt-get update -q || fail "apt-get update"
-    timeout 1200 apt-get install -y -q chromium || fail "apt-get install chromium"
+    timeout 600 apt-get update -q || die "apt-get update"
+    timeout 1200 apt-get install -y -q chromium || die "apt-get install chromium"
 fi
-command -v python3 >/dev/null 2>&1 || fail "python3 is needed to drive chromium"
-say "$(timeout 60 chromium --version 2>/dev/null || echo 'chromium (version unknown)')"
+command -v python3 >/dev/null 2>&1 || die "python3 is needed to drive chromium"
+log "$(timeout 60 chromium --version 2>/dev/null || echo 'chromium (version unknown)')"
 
 # ------------------------------------------------------------------ the demo
-say "building the demo"
-timeout 1200 cargo build --release --example demo || fail "cargo build --release --example demo"
+log "building the demo"
+timeout 1200 cargo build --release --example demo || die "cargo build --release --example demo"
 
-WORK="$(mktemp -d /tmp/wsportal-browser.XXXXXX)"
+# (Not $WORK: lib.sh's WORK is .ci-work, which must survive the cleanup.)
+SCRATCH="$(mktemp -d /tmp/wsportal-browser.XXXXXX)"
 DEMO_PID=""
 cleanup() {
-    if [[ -n "$DEMO_PID" ]]; then
-        kill "$DEMO_PID" 2>/dev/null || true
-        wait "$DEMO_PID" 2>/dev/null || true
-    fi
-    rm -rf "$WORK"
+    term_and_reap "$DEMO_PID"
+    rm -rf "$SCRATCH"
 }
 trap cleanup EXIT
 
 # Port 0: the demo prints the address it got ("listening on ADDR").
-exec 3< <(exec timeout 300 target/release/examples/demo 127.0.0.1:0 2>"$WORK/demo.err")
+exec 3< <(exec timeout 300 target/release/examples/demo 127.0.0.1:0 2>"$SCRATCH/demo.err")
 DEMO_PID=$!
 ADDR=""
 while IFS= read -r -t 30 -u 3 line; do
@@ -66,13 +61,13 @@ while IFS= read -r -t 30 -u 3 line; do
         break
     fi
 done
-[[ -n "$ADDR" ]] || fail "the demo did not print 'listening on ADDR' within 30 s: $(cat "$WORK/demo.err")"
+[[ -n "$ADDR" ]] || die "the demo did not print 'listening on ADDR' within 30 s: $(cat "$SCRATCH/demo.err")"
 URL="http://$ADDR/?selftest=1"
-say "loading $URL"
+log "loading $URL"
 
 # ------------------------------------------------------------------ the browser
 set +e
-timeout $((PAGE_WAIT + 60)) python3 - "$URL" "$SHOT" "$PAGE_WAIT" "$WORK" >"$WORK/dom.html" <<'PY'
+timeout $((PAGE_WAIT + 60)) python3 - "$URL" "$SHOT" "$PAGE_WAIT" "$SCRATCH" >"$SCRATCH/dom.html" <<'PY'
 """Drives headless Chromium over --remote-debugging-pipe (fds 3 and 4, NUL-
 separated JSON): opens the page, waits (bounded) for its self-test markers,
 prints the DOM and saves a screenshot."""
@@ -194,13 +189,13 @@ DRIVER=$?
 set -e
 
 # ------------------------------------------------------------------ verdict
-[[ -s "$WORK/dom.html" ]] || fail "no DOM from the browser (driver exit $DRIVER); chromium log: $(tail -n 20 "$WORK/chromium.log" 2>/dev/null)"
-body="$(grep -o '<body[^>]*>' "$WORK/dom.html" | head -n1 || true)"
-say "resulting <body>: $body"
+[[ -s "$SCRATCH/dom.html" ]] || die "no DOM from the browser (driver exit $DRIVER); chromium log: $(tail -n 20 "$SCRATCH/chromium.log" 2>/dev/null)"
+body="$(grep -o '<body[^>]*>' "$SCRATCH/dom.html" | head -n1 || true)"
+log "resulting <body>: $body"
 for marker in echo chat tick sse-chat; do
-    grep -q "data-$marker-ok=\"yes\"" <<<"$body" || fail "the page did not mark data-$marker-ok (driver exit $DRIVER)"
+    grep -q "data-$marker-ok=\"yes\"" <<<"$body" || die "the page did not mark data-$marker-ok (driver exit $DRIVER)"
 done
-[[ -s "$SHOT" ]] || fail "no screenshot at $SHOT"
-kill -0 "$DEMO_PID" 2>/dev/null || fail "the demo exited during the test: $(cat "$WORK/demo.err")"
-say "screenshot: $SHOT"
-say "passed: echo, chat, tick and chat-as-event all arrived in a real browser"
+[[ -s "$SHOT" ]] || die "no screenshot at $SHOT"
+kill -0 "$DEMO_PID" 2>/dev/null || die "the demo exited during the test: $(cat "$SCRATCH/demo.err")"
+log "screenshot: $SHOT"
+log "passed: echo, chat, tick and chat-as-event all arrived in a real browser"

@@ -26,31 +26,19 @@
 
 set -euo pipefail
 
-ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-cd "$ROOT"
+# shellcheck source-path=SCRIPTDIR source=lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"  # cds to ROOT; sets WORK, VENV, PYTHON
+LOG_NAME=interop
 
 WEBSOCKETS_VERSION="${WEBSOCKETS_VERSION:-17.4}"
 WS_VERSION="${WS_VERSION:-8.23.0}"
 PAIR_TIMEOUT="${INTEROP_TIMEOUT:-120}"
-PYTHON="${PYTHON:-python3}"
-WORK="$ROOT/.ci-work"
-VENV="$WORK/venv"
 NODE_DIR="$WORK/node"
 LOGS="$WORK/interop"
 BIN="${CARGO_TARGET_DIR:-$ROOT/target}/release/examples/interop"
 
-T0=$SECONDS
-log() { printf '[interop %4ds] %s\n' "$((SECONDS - T0))" "$*"; }
-die() { printf '[interop %4ds] FAILED: %s\n' "$((SECONDS - T0))" "$*" >&2; exit 1; }
-
 SERVER_PID=""
-stop_server() {
-    if [[ -n "$SERVER_PID" ]]; then
-        kill -TERM "$SERVER_PID" 2>/dev/null || true
-        wait "$SERVER_PID" 2>/dev/null || true
-        SERVER_PID=""
-    fi
-}
+stop_server() { term_and_reap "$SERVER_PID"; SERVER_PID=""; }
 trap stop_server EXIT
 trap 'stop_server; exit 143' TERM
 trap 'stop_server; exit 130' INT
@@ -63,8 +51,7 @@ if [[ ! -x "$VENV/bin/python" ]]; then
     log "creating venv $VENV"
     timeout 300 "$PYTHON" -m venv "$VENV" </dev/null || die "could not create a venv with $PYTHON"
 fi
-have="$("$VENV/bin/python" -c 'import importlib.metadata as m; print(m.version("websockets"))' 2>/dev/null || true)"
-if [[ "$have" != "$WEBSOCKETS_VERSION" ]]; then
+if ! venv_has websockets "$WEBSOCKETS_VERSION"; then
     log "pip install websockets==$WEBSOCKETS_VERSION"
     timeout 600 "$VENV/bin/python" -m pip install --disable-pip-version-check -q "websockets==$WEBSOCKETS_VERSION" </dev/null \
         || die "pip install websockets==$WEBSOCKETS_VERSION failed"
