@@ -41,4 +41,4 @@ if [ "${EXTRA_PEERS:-1}" = 1 ]; then
 fi
 
 # Hard stop as a safety net; the runner bounds every step itself.
-exec timeout --kill-after=10 "${BENCH_TIMEOUT:-1500}" target/release/bench-runner
+exec timeout --kill-after=10 "${BENCH_TIMEOUT:-900}" target/release/bench-runner

@@ -41,20 +41,16 @@ pub mod server_args {
 
 /// Raises the soft open-file limit to the hard limit (10,000 connections need it).
 /// Child processes inherit the raised limit.
-pub fn raise_nofile_limit() -> u64 {
+pub fn raise_nofile_limit() {
     // SAFETY: getrlimit/setrlimit only read/write the struct we pass.
     unsafe {
         let mut lim = libc::rlimit {
             rlim_cur: 0,
             rlim_max: 0,
         };
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) != 0 {
-            return 0;
-        }
-        if lim.rlim_cur < lim.rlim_max {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 && lim.rlim_cur < lim.rlim_max {
             lim.rlim_cur = lim.rlim_max;
             libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
         }
-        lim.rlim_cur as u64
     }
 }

@@ -84,7 +84,11 @@ impl<S> Net<S> {
         let id = self.free.pop().unwrap_or(self.conns.len());
         self.poll
             .registry()
-            .register(&mut sock, Token(id), Interest::READABLE | Interest::WRITABLE)
+            .register(
+                &mut sock,
+                Token(id),
+                Interest::READABLE | Interest::WRITABLE,
+            )
             .map_err(|e| format!("register: {e}"))?;
         let key = tungstenite::handshake::client::generate_key();
         let mut rd = FrameReader::new(self.read_capacity);
@@ -120,7 +124,9 @@ impl<S> Net<S> {
 
     /// Ids of all live connections.
     pub fn ids(&self) -> Vec<usize> {
-        (0..self.conns.len()).filter(|&i| self.conns[i].is_some()).collect()
+        (0..self.conns.len())
+            .filter(|&i| self.conns[i].is_some())
+            .collect()
     }
 
     pub fn state(&mut self, id: usize) -> Option<&mut S> {
@@ -136,7 +142,12 @@ impl<S> Net<S> {
 
     /// Stops (false) or resumes (true) reading an open connection. Resuming
     /// runs the connection at once, since no readiness event will repeat.
-    pub fn set_reading(&mut self, id: usize, reading: bool, h: &mut impl Handler<S>) -> Result<(), String> {
+    pub fn set_reading(
+        &mut self,
+        id: usize,
+        reading: bool,
+        h: &mut impl Handler<S>,
+    ) -> Result<(), String> {
         if let Some(c) = self.conns.get_mut(id).and_then(Option::as_mut) {
             c.reading = reading;
             if reading {
@@ -281,7 +292,9 @@ fn check_upgrade<S>(c: &mut Conn<S>) -> Result<(), Fail> {
     }
     let accept = lines.find_map(|l| {
         let (name, value) = l.split_once(':')?;
-        name.trim().eq_ignore_ascii_case("sec-websocket-accept").then(|| value.trim())
+        name.trim()
+            .eq_ignore_ascii_case("sec-websocket-accept")
+            .then(|| value.trim())
     });
     if accept != Some(c.accept.as_str()) {
         return Err(Fail::Fatal(format!("bad Sec-WebSocket-Accept: {accept:?}")));

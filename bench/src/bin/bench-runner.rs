@@ -29,6 +29,8 @@ struct Server {
     raw: bool,
     /// Counted when picking the best peer for the ratio column.
     peer: bool,
+    /// Built by this harness: takes `--nodelay` (when NODELAY=1).
+    ours: bool,
     /// Why the row is skipped, if it is.
     skip: Option<String>,
 }
@@ -58,10 +60,15 @@ struct Run {
     error: Option<String>,
     cpu_s: Option<f64>,
     hwm_mib: Option<f64>,
+    /// CPU used by other processes during the loadgen run, % of one core.
+    others_pct: Option<f64>,
 }
 
 fn env_f(name: &str, default: f64) -> f64 {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
 }
 
 fn env_s(name: &str, default: &str) -> String {
@@ -76,13 +83,13 @@ fn main() {
     wsportal_bench::raise_nofile_limit();
     let quick = env_s("QUICK", "0") == "1";
     let q = |quick_value: f64, full: f64| if quick { quick_value } else { full };
-    let warmup = env_f("WARMUP", q(0.5, 1.0));
-    let duration = env_f("DURATION", q(1.5, 5.0));
-    let idle_conns = env_f("IDLE_CONNS", q(2000.0, 10000.0));
-    let idle_hold = env_f("IDLE_HOLD", q(2.0, 10.0));
-    let bc_clients = env_f("BCAST_CLIENTS", q(300.0, 1000.0));
-    let bc_secs = env_f("BCAST_SECS", q(2.0, 10.0));
-    let bc_idle = env_f("BCAST_IDLE", q(1.0, 3.0));
+    let warmup = env_f("WARMUP", q(0.3, 1.0));
+    let duration = env_f("DURATION", q(1.0, 5.0));
+    let idle_conns = env_f("IDLE_CONNS", q(1000.0, 10000.0));
+    let idle_hold = env_f("IDLE_HOLD", q(1.0, 10.0));
+    let bc_clients = env_f("BCAST_CLIENTS", q(200.0, 1000.0));
+    let bc_secs = env_f("BCAST_SECS", q(1.5, 10.0));
+    let bc_idle = env_f("BCAST_IDLE", q(0.5, 3.0));
     let bc_rate = env_f("BCAST_RATE", 50.0);
     let chat_path = env_s("CHAT_PATH", "/chat");
 
@@ -97,9 +104,16 @@ fn main() {
     let broadcast = |size: &str| {
         let a = strings(&["broadcast", "--size", size, "--stalled", "5"]);
         let b = [
-            "--clients", &bc_clients.to_string(), "--hold", &bc_idle.to_string(),
-            "--duration", &bc_secs.to_string(), "--rate", &bc_rate.to_string(),
-            "--path", &chat_path,
+            "--clients",
+            &bc_clients.to_string(),
+            "--hold",
+            &bc_idle.to_string(),
+            "--duration",
+            &bc_secs.to_string(),
+            "--rate",
+            &bc_rate.to_string(),
+            "--path",
+            &chat_path,
         ];
         [a, strings(&b)].concat()
     };
@@ -116,7 +130,18 @@ fn main() {
         Scenario {
             name: "echo64",
             what: "64 B text echo, 100 clients x 8 in flight",
-            args: with(&["echo", "--size", "64", "--clients", "100", "--inflight", "8"], &timed),
+            args: with(
+                &[
+                    "echo",
+                    "--size",
+                    "64",
+                    "--clients",
+                    "100",
+                    "--inflight",
+                    "8",
+                ],
+                &timed,
+            ),
             metric: ("msgs_per_s", "msg/s", true),
             extra: vec![
                 ("p50_us", "p50 µs"),
@@ -133,7 +158,16 @@ fn main() {
             name: "echo64k",
             what: "64 KiB binary echo, 10 clients x 4 in flight",
             args: with(
-                &["echo", "--size", "65536", "--binary", "--clients", "10", "--inflight", "4"],
+                &[
+                    "echo",
+                    "--size",
+                    "65536",
+                    "--binary",
+                    "--clients",
+                    "10",
+                    "--inflight",
+                    "4",
+                ],
                 &timed,
             ),
             metric: ("msgs_per_s", "msg/s", true),
@@ -166,7 +200,10 @@ fn main() {
         Scenario {
             name: "pingpong",
             what: "one client, one 64 B message in flight, client and server on one core",
-            args: with(&["echo", "--size", "64", "--clients", "1", "--inflight", "1"], &timed),
+            args: with(
+                &["echo", "--size", "64", "--clients", "1", "--inflight", "1"],
+                &timed,
+            ),
             metric: ("p50_us", "p50 µs", false),
             extra: vec![("p99_us", "p99 µs"), ("msgs_per_s", "msg/s")],
             chat: false,
@@ -179,7 +216,12 @@ fn main() {
             what: "idle connections held, then one echo each; RSS growth per connection",
             args: [
                 strings(&["idle", "--size", "64", "--concurrency", "100"]),
-                strings(&["--clients", &idle_conns.to_string(), "--hold", &idle_hold.to_string()]),
+                strings(&[
+                    "--clients",
+                    &idle_conns.to_string(),
+                    "--hold",
+                    &idle_hold.to_string(),
+                ]),
             ]
             .concat(),
             metric: ("kib_per_conn", "KiB/conn", false),
@@ -230,6 +272,9 @@ fn main() {
     let out_dir = Path::new("target/bench");
     fs::create_dir_all(out_dir.join("logs")).expect("create target/bench/logs");
 
+    // Other programs' CPU use spoils figures: before each run, wait (within
+    // a total budget) until the machine is quiet.
+    let mut quiet_budget = Duration::from_secs_f64(env_f("QUIET_WAIT", q(15.0, 120.0)));
     let started = Instant::now();
     let mut port = env_f("BASE_PORT", 19200.0) as u16;
     let mut report = String::new();
@@ -246,18 +291,49 @@ fn main() {
             report += &format!("\nSkipped {}: {why}\n", s.name);
         }
     }
+    println!("{report}");
     for sc in &scenarios {
         let mut runs: Vec<(&Server, Run)> = Vec::new();
         for server in servers.iter().filter(|s| s.skip.is_none()) {
-            let cmd = if sc.chat { &server.chat } else { &server.echo };
-            let Some(cmd) = cmd else { continue };
             if server.raw && !sc.raw_ok {
                 continue;
             }
-            port += 1;
-            eprintln!("[{:>4.0}s] {} / {} ...", started.elapsed().as_secs_f64(), sc.name, server.name);
-            let cpus = (&server_cpu, if sc.same_core { &server_cpu } else { &loadgen_cpu });
-            let extra_flags = if server.peer && nodelay { vec!["--nodelay".to_string()] } else { vec![] };
+            let cmd = if sc.chat { &server.chat } else { &server.echo };
+            let Some(cmd) = cmd else {
+                // Shown as a "skipped" row (wsportal's chat example missing).
+                let fields = BTreeMap::new();
+                let error = Some("skipped: no server program for this scenario".to_string());
+                let run = Run {
+                    fields,
+                    error,
+                    cpu_s: None,
+                    hwm_mib: None,
+                    others_pct: None,
+                };
+                runs.push((server, run));
+                continue;
+            };
+            port = free_port(port + 1);
+            quiet_budget = quiet_budget.saturating_sub(wait_for_quiet(quiet_budget));
+            eprintln!(
+                "[{:>4.0}s] {} / {} ...",
+                started.elapsed().as_secs_f64(),
+                sc.name,
+                server.name
+            );
+            let cpus = (
+                &server_cpu,
+                if sc.same_core {
+                    &server_cpu
+                } else {
+                    &loadgen_cpu
+                },
+            );
+            let extra_flags = if server.ours && nodelay {
+                vec!["--nodelay".to_string()]
+            } else {
+                vec![]
+            };
             let run = run_one(sc, server, cmd, &extra_flags, port, cpus, out_dir);
             match &run.error {
                 Some(e) => eprintln!("        error: {e}"),
@@ -265,17 +341,63 @@ fn main() {
             }
             runs.push((server, run));
         }
-        report += &table(sc, &runs);
+        // Print and save each table as soon as it is complete, so that even
+        // an interrupted run leaves its results.
+        let t = table(sc, &runs);
+        println!("{t}");
+        report += &t;
+        fs::write(out_dir.join("results.md"), &report).expect("write results");
     }
-    report += &format!("\nTotal bench time: {:.0} s\n", started.elapsed().as_secs_f64());
-    println!("{report}");
+    let total = format!(
+        "\nTotal bench time: {:.0} s",
+        started.elapsed().as_secs_f64()
+    );
+    println!("{total}");
+    report += &total;
     let path = out_dir.join("results.md");
     fs::write(&path, &report).expect("write results");
     eprintln!("results written to {}", path.display());
 }
 
+/// Waits until other processes use under 15 % of a core (sampled over
+/// 0.5 s), for at most `budget`; returns the time spent.
+fn wait_for_quiet(budget: Duration) -> Duration {
+    let start = Instant::now();
+    let mut warned = false;
+    while start.elapsed() < budget {
+        let (Some(b0), t0) = (procfs::machine_busy(), Instant::now()) else {
+            break;
+        };
+        std::thread::sleep(Duration::from_millis(500));
+        let Some(b1) = procfs::machine_busy() else {
+            break;
+        };
+        let pct = b1.saturating_sub(b0).as_secs_f64() * 100.0 / t0.elapsed().as_secs_f64();
+        if pct < 15.0 {
+            break;
+        }
+        if !warned {
+            eprintln!("        machine busy ({pct:.0} % of a core used by others); waiting...");
+            warned = true;
+        }
+    }
+    start.elapsed()
+}
+
+/// The first port from `from` on that can be bound on 127.0.0.1 right now
+/// (another run or program may hold some). Ports under 32768 stay clear of
+/// the kernel's ephemeral range used by loadgen's own connections.
+fn free_port(from: u16) -> u16 {
+    (from..32000)
+        .find(|&p| std::net::TcpListener::bind(("127.0.0.1", p)).is_ok())
+        .expect("no free port")
+}
+
 fn fmt_fields(f: &BTreeMap<String, String>) -> String {
-    f.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(" ")
+    f.iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// The servers, in table order. Missing optional ones are marked skipped.
@@ -287,6 +409,7 @@ fn servers() -> Vec<Server> {
         chat: Some(vec![bin(name)]),
         raw: false,
         peer: true,
+        ours: true,
         skip: None,
     };
     let mut list = vec![
@@ -301,13 +424,17 @@ fn servers() -> Vec<Server> {
     ];
     // Optional extra peers, set up by scripts/bench.sh when possible.
     let py = "bench/.venv/bin/python";
-    let py_cmd = vec![py.to_string(), "bench/peers/websockets_server.py".to_string()];
+    let py_cmd = vec![
+        py.to_string(),
+        "bench/peers/websockets_server.py".to_string(),
+    ];
     list.push(Server {
         name: "python-websockets".into(),
         echo: Some(py_cmd.clone()),
         chat: Some(py_cmd),
         raw: false,
         peer: true,
+        ours: true,
         skip: (!Path::new(py).exists()).then(|| "no bench/.venv (pip install failed?)".into()),
     });
     let node_cmd = vec!["node".to_string(), "bench/node/ws_server.js".to_string()];
@@ -317,6 +444,7 @@ fn servers() -> Vec<Server> {
         chat: Some(node_cmd),
         raw: false,
         peer: true,
+        ours: true,
         skip: (!Path::new("bench/node/node_modules/ws").exists())
             .then(|| "no bench/node/node_modules/ws (npm install failed?)".into()),
     });
@@ -328,6 +456,7 @@ fn servers() -> Vec<Server> {
         chat: Path::new(chat).exists().then(|| vec![chat.into()]),
         raw: false,
         peer: false,
+        ours: false,
         skip: match std::env::var("WSPORTAL_SKIP") {
             Ok(why) => Some(why),
             Err(_) => (!Path::new(echo).exists()).then(|| format!("{echo} not built")),
@@ -354,9 +483,12 @@ fn run_one(
         error: None,
         cpu_s: None,
         hwm_mib: None,
+        others_pct: None,
     };
     let addr = format!("127.0.0.1:{port}");
-    let log_path = out_dir.join("logs").join(format!("{}-{}.log", sc.name, server.name));
+    let log_path = out_dir
+        .join("logs")
+        .join(format!("{}-{}.log", sc.name, server.name));
     let log = File::create(&log_path).expect("create log");
     let spawned = Command::new("taskset")
         .args(["-c", server_cpu])
@@ -376,7 +508,10 @@ fn run_one(
     };
     let pid = child.id();
     if let Err(e) = wait_listening(&mut child, log, Duration::from_secs(15)) {
-        run.error = Some(format!("server not ready: {e} (see {})", log_path.display()));
+        run.error = Some(format!(
+            "server not ready: {e} (see {})",
+            log_path.display()
+        ));
         stop(&mut child);
         return run;
     }
@@ -389,9 +524,24 @@ fn run_one(
         lg.arg("--raw");
     }
     let stderr_log = File::options().append(true).open(&log_path).expect("log");
+    // Everything else the machine does meanwhile is noise: measure it.
+    let busy0 = procfs::machine_busy();
+    let server0 = procfs::cpu_time(pid);
+    let loadgen0 = procfs::children_cpu();
+    let t0 = Instant::now();
     match run_loadgen(lg, stderr_log, sc.timeout) {
         Ok(line) => parse_result(&line, &mut run),
         Err(e) => run.error = Some(e),
+    }
+    if let (Some(b0), Some(b1), Some(s0), Some(s1)) = (
+        busy0,
+        procfs::machine_busy(),
+        server0,
+        procfs::cpu_time(pid),
+    ) {
+        let ours = (s1.saturating_sub(s0)) + procfs::children_cpu().saturating_sub(loadgen0);
+        let others = b1.saturating_sub(b0).saturating_sub(ours);
+        run.others_pct = Some(others.as_secs_f64() * 100.0 / t0.elapsed().as_secs_f64());
     }
     if let Ok(Some(status)) = child.try_wait() {
         run.error = Some(format!("server exited during the run ({status})"));
@@ -418,7 +568,8 @@ fn wait_listening(child: &mut Child, mut log: File, timeout: Duration) -> Result
             }
         }
     });
-    rx.recv_timeout(timeout).map_err(|_| format!("no 'listening on' line within {timeout:?}"))
+    rx.recv_timeout(timeout)
+        .map_err(|_| format!("no 'listening on' line within {timeout:?}"))
 }
 
 /// Runs loadgen with a time limit and returns its last RESULT line.
@@ -450,7 +601,11 @@ fn run_loadgen(mut cmd: Command, log: File, timeout: Duration) -> Result<String,
             Err(e) => return Err(format!("waiting for loadgen: {e}")),
         }
     }
-    reader.join().ok().flatten().ok_or_else(|| "loadgen printed no RESULT line".to_string())
+    reader
+        .join()
+        .ok()
+        .flatten()
+        .ok_or_else(|| "loadgen printed no RESULT line".to_string())
 }
 
 /// Parses `RESULT k=v k=v ...` or `RESULT error=text`.
@@ -493,12 +648,15 @@ fn table(sc: &Scenario, runs: &[(&Server, Run)]) -> String {
         .filter_map(|(_, r)| value(r))
         .reduce(|a, b| if (a > b) == higher { a } else { b });
     let arrow = if higher { "↑" } else { "↓" };
-    let mut t = format!("\n### {}: {}\n\n| server | {label} {arrow} | vs best peer |", sc.name, sc.what);
+    let mut t = format!(
+        "\n### {}: {}\n\n| server | {label} {arrow} | vs best peer |",
+        sc.name, sc.what
+    );
     for (_, l) in &sc.extra {
         t += &format!(" {l} |");
     }
-    t += " server CPU s | peak RSS MiB |\n|---|---:|---:|";
-    t += &"---:|".repeat(sc.extra.len() + 2);
+    t += " server CPU s | peak RSS MiB | other load % |\n|---|---:|---:|";
+    t += &"---:|".repeat(sc.extra.len() + 3);
     t += "\n";
     for (server, r) in runs {
         let mut name = server.name.clone();
@@ -506,7 +664,13 @@ fn table(sc: &Scenario, runs: &[(&Server, Run)]) -> String {
             name += " (TCP ceiling)";
         }
         if let Some(e) = &r.error {
-            t += &format!("| {name} | ERROR: {} |\n", e.replace('|', "/"));
+            let e = e.replace('|', "/");
+            let label = if e.starts_with("skipped") {
+                ""
+            } else {
+                "ERROR: "
+            };
+            t += &format!("| {name} | {label}{e} |\n");
             continue;
         }
         let v = value(r);
@@ -520,7 +684,8 @@ fn table(sc: &Scenario, runs: &[(&Server, Run)]) -> String {
             t += &format!(" {} |", show(k));
         }
         let num = |x: Option<f64>| x.map_or("-".into(), |x| format!("{x:.2}"));
-        t += &format!(" {} | {} |\n", num(r.cpu_s), num(r.hwm_mib));
+        let others = r.others_pct.map_or("-".into(), |x| format!("{x:.0}"));
+        t += &format!(" {} | {} | {others} |\n", num(r.cpu_s), num(r.hwm_mib));
     }
     t
 }

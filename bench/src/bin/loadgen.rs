@@ -70,6 +70,10 @@ fn main() {
 fn parse_opts() -> Result<Opts, String> {
     let mut args = std::env::args().skip(1);
     let scenario = args.next().ok_or("missing SCENARIO")?;
+    if scenario == "--help" || scenario == "-h" {
+        println!("{USAGE}");
+        std::process::exit(0);
+    }
     let mut o = Opts {
         scenario,
         addr: "127.0.0.1:9001".parse().unwrap(),
@@ -119,7 +123,8 @@ fn parse_opts() -> Result<Opts, String> {
 
 /// Parses a numeric option value.
 fn num<T: std::str::FromStr>(flag: &str, v: &str) -> Result<T, String> {
-    v.parse().map_err(|_| format!("bad value for {flag}: {v:?}"))
+    v.parse()
+        .map_err(|_| format!("bad value for {flag}: {v:?}"))
 }
 
 fn secs(s: f64) -> Duration {
@@ -138,13 +143,18 @@ fn own_cpu() -> Duration {
 
 /// Server CPU use over a wall-clock span, in percent of one core.
 fn cpu_pct(cpu: Duration, wall: Duration) -> String {
-    format!("{:.1}", cpu.as_secs_f64() * 100.0 / wall.as_secs_f64().max(1e-9))
+    format!(
+        "{:.1}",
+        cpu.as_secs_f64() * 100.0 / wall.as_secs_f64().max(1e-9)
+    )
 }
 
 /// Deterministic payload of `size` bytes: printable ASCII (valid UTF-8, so
 /// usable as text), with a varying pattern so shifted or mixed data is caught.
 fn payload(size: usize) -> Vec<u8> {
-    (0..size).map(|i| b'!' + ((i * 7 + i / 95) % 94) as u8).collect()
+    (0..size)
+        .map(|i| b'!' + ((i * 7 + i / 95) % 94) as u8)
+        .collect()
 }
 
 /// A client masking key; fixed per run, which servers cannot tell apart
@@ -174,20 +184,27 @@ fn open_all<S>(
     let (mut started, mut opened) = (0, 0);
     while opened < n {
         if start.elapsed() > timeout {
-            return Err(format!("only {opened}/{n} connections opened in {timeout:?}"));
+            return Err(format!(
+                "only {opened}/{n} connections opened in {timeout:?}"
+            ));
         }
         while started < n && started - opened < o.concurrency.max(1) {
             net.connect(make(started))?;
             started += 1;
         }
-        net.poll(Duration::from_millis(10), &mut |_, _: &mut S, _: &mut Vec<u8>, ev: Ev| match ev {
-            Ev::Open => {
-                opened += 1;
-                Ok(())
-            }
-            Ev::Msg(op, _) => Err(format!("unexpected frame (opcode {op}) before any was sent")),
-            Ev::Closed(why) => Err(format!("connection closed while opening: {why}")),
-        })?;
+        net.poll(
+            Duration::from_millis(10),
+            &mut |_, _: &mut S, _: &mut Vec<u8>, ev: Ev| match ev {
+                Ev::Open => {
+                    opened += 1;
+                    Ok(())
+                }
+                Ev::Msg(op, _) => Err(format!(
+                    "unexpected frame (opcode {op}) before any was sent"
+                )),
+                Ev::Closed(why) => Err(format!("connection closed while opening: {why}")),
+            },
+        )?;
     }
     Ok(start.elapsed())
 }
@@ -198,10 +215,16 @@ fn open_all<S>(
 /// With `--raw` the same frames go over plain TCP (for `raw-echo`).
 fn echo(o: &Opts) -> Result<Report, String> {
     let op = if o.binary { OP_BINARY } else { OP_TEXT };
-    let data = payload(o.size);
-    let frame = client_frame(op, &data, MASK);
-    let mut net: Net<VecDeque<Instant>> = Net::new(o.addr, &o.path, o.raw, 2 * o.size + 4096)
-        .map_err(|e| e.to_string())?;
+    let frame = client_frame(op, &payload(o.size), MASK);
+    // What must come back: the payload, or in raw mode the masked payload
+    // (the frame's tail), since raw frames are compared without unmasking.
+    let data = if o.raw {
+        frame[frame.len() - o.size..].to_vec()
+    } else {
+        payload(o.size)
+    };
+    let mut net: Net<VecDeque<Instant>> =
+        Net::new(o.addr, &o.path, o.raw, 2 * o.size + 4096).map_err(|e| e.to_string())?;
     open_all(&mut net, o, o.clients, secs(30.0), |_| VecDeque::new())?;
 
     let start = Instant::now();
@@ -269,7 +292,10 @@ fn echo(o: &Opts) -> Result<Report, String> {
     let (cpu, own) = (s1.saturating_sub(s0), l1.saturating_sub(l0));
     Ok(vec![
         ("msgs_per_s", format!("{:.0}", count as f64 / d)),
-        ("mb_per_s", format!("{:.1}", (count * o.size as u64) as f64 / d / 1e6)),
+        (
+            "mb_per_s",
+            format!("{:.1}", (count * o.size as u64) as f64 / d / 1e6),
+        ),
         ("p50_us", format!("{:.1}", pct(&rtts, 50.0) as f64 / 1e3)),
         ("p99_us", format!("{:.1}", pct(&rtts, 99.0) as f64 / 1e3)),
         ("server_cpu_pct", cpu_pct(cpu, secs(d))),
@@ -311,7 +337,9 @@ fn connect(o: &Opts) -> Result<Report, String> {
             break;
         }
         if now >= give_up {
-            return Err(format!("{active} connections did not finish their close handshake"));
+            return Err(format!(
+                "{active} connections did not finish their close handshake"
+            ));
         }
         while now < w1 && active < o.concurrency {
             net.connect(Cycle::default())?;
@@ -329,38 +357,43 @@ fn connect(o: &Opts) -> Result<Report, String> {
                 }
             }
         }
-        net.poll(Duration::from_millis(5), &mut |_, c: &mut Cycle, out: &mut Vec<u8>, ev: Ev| {
-            match (c.stage, ev) {
-                (0, Ev::Open) => {
-                    out.extend_from_slice(&frame);
-                    c.stage = 1;
-                }
-                (1, Ev::Msg(op, got)) if op == OP_TEXT && got == &data[..] => {
-                    out.extend_from_slice(&close);
-                    c.stage = 2;
-                }
-                (2, Ev::Msg(OP_CLOSE, _)) => {
-                    c.stage = 3;
-                    c.since = Some(Instant::now());
-                }
-                (3, Ev::Closed(_)) => {
-                    active -= 1;
-                    let now = Instant::now();
-                    if now >= w0 && now < w1 {
-                        count += 1;
+        net.poll(
+            Duration::from_millis(5),
+            &mut |_, c: &mut Cycle, out: &mut Vec<u8>, ev: Ev| {
+                match (c.stage, ev) {
+                    (0, Ev::Open) => {
+                        out.extend_from_slice(&frame);
+                        c.stage = 1;
                     }
+                    (1, Ev::Msg(op, got)) if op == OP_TEXT && got == &data[..] => {
+                        out.extend_from_slice(&close);
+                        c.stage = 2;
+                    }
+                    (2, Ev::Msg(OP_CLOSE, _)) => {
+                        c.stage = 3;
+                        c.since = Some(Instant::now());
+                    }
+                    (3, Ev::Closed(_)) => {
+                        active -= 1;
+                        let now = Instant::now();
+                        if now >= w0 && now < w1 {
+                            count += 1;
+                        }
+                    }
+                    (stage, Ev::Msg(op, got)) => {
+                        return Err(format!(
+                            "unexpected frame at stage {stage}: opcode {op}, {} bytes",
+                            got.len()
+                        ))
+                    }
+                    (stage, Ev::Closed(why)) => {
+                        return Err(format!("closed at stage {stage}: {why}"))
+                    }
+                    (stage, Ev::Open) => return Err(format!("unexpected open at stage {stage}")),
                 }
-                (stage, Ev::Msg(op, got)) => {
-                    return Err(format!(
-                        "unexpected frame at stage {stage}: opcode {op}, {} bytes",
-                        got.len()
-                    ))
-                }
-                (stage, Ev::Closed(why)) => return Err(format!("closed at stage {stage}: {why}")),
-                (stage, Ev::Open) => return Err(format!("unexpected open at stage {stage}")),
-            }
-            Ok(())
-        })?;
+                Ok(())
+            },
+        )?;
     }
     let ((s0, l0), (s1, l1)) = (cpu0.unwrap_or_default(), cpu1.unwrap_or_default());
     let (cpu, own) = (s1.saturating_sub(s0), l1.saturating_sub(l0));
@@ -383,16 +416,23 @@ fn idle(o: &Opts) -> Result<Report, String> {
     let frame = client_frame(OP_TEXT, &data, MASK);
     let mut net: Net<bool> = Net::new(o.addr, &o.path, false, 1024).map_err(|e| e.to_string())?;
     let rss0 = rss("VmRSS")?;
-    let open_time = open_all(&mut net, o, o.clients, secs(120.0), |_| false)?;
+    let open_time = open_all(&mut net, o, o.clients, secs(60.0), |_| false)?;
 
     // Hold: nothing but (possibly) server pings, answered by `Net`.
     let cpu0 = server_cpu(o);
     let held = Instant::now();
     while held.elapsed() < secs(o.hold) {
-        net.poll(Duration::from_millis(100), &mut |_, _: &mut bool, _: &mut Vec<u8>, ev: Ev| match ev {
-            Ev::Closed(why) => Err(format!("idle connection closed by server: {why}")),
-            _ => Err("unexpected message on an idle connection".into()),
-        })?;
+        net.poll(
+            Duration::from_millis(100),
+            &mut |_, _: &mut bool, _: &mut Vec<u8>, ev: Ev| match ev {
+                Ev::Closed(why) => Err(format!("idle connection closed by server: {why}")),
+                Ev::Msg(op, got) => Err(format!(
+                    "unexpected frame on an idle connection: opcode {op}, {} bytes",
+                    got.len()
+                )),
+                Ev::Open => Ok(()),
+            },
+        )?;
     }
     let hold_cpu = server_cpu(o).saturating_sub(cpu0);
     let rss1 = rss("VmRSS")?;
@@ -407,7 +447,12 @@ fn idle(o: &Opts) -> Result<Report, String> {
             Ok(())
         }
         Ev::Closed(why) => Err(format!("connection closed during the final echo: {why}")),
-        _ => Err("bad or duplicate echo after the idle hold".into()),
+        Ev::Msg(op, got) => Err(format!(
+            "bad or duplicate echo after the idle hold: opcode {op}, {} bytes: {:?}",
+            got.len(),
+            String::from_utf8_lossy(&got[..got.len().min(80)])
+        )),
+        Ev::Open => Ok(()),
     };
     for id in net.ids() {
         net.send(id, &frame, &mut on_event)?;
@@ -417,12 +462,19 @@ fn idle(o: &Opts) -> Result<Report, String> {
         net.poll(Duration::from_millis(10), &mut on_event)?;
     }
     if answered.get() < o.clients {
-        return Err(format!("only {}/{} idle connections answered the echo", answered.get(), o.clients));
+        return Err(format!(
+            "only {}/{} idle connections answered the echo",
+            answered.get(),
+            o.clients
+        ));
     }
     let per_conn = (rss1 as f64 - rss0 as f64) / o.clients as f64;
     Ok(vec![
         ("kib_per_conn", format!("{per_conn:.1}")),
-        ("hold_cpu_ms", format!("{:.0}", hold_cpu.as_secs_f64() * 1e3)),
+        (
+            "hold_cpu_ms",
+            format!("{:.0}", hold_cpu.as_secs_f64() * 1e3),
+        ),
         ("open_s", format!("{:.2}", open_time.as_secs_f64())),
         ("rss_before_kib", rss0.to_string()),
         ("rss_after_kib", rss1.to_string()),
@@ -468,12 +520,12 @@ fn parse_chat(got: &[u8], size: usize) -> Option<(u64, u64)> {
 /// Reports delivery latency and how many stalled members the server closed.
 fn broadcast(o: &Opts) -> Result<Report, String> {
     let epoch = Instant::now();
-    let mut net: Net<Member> = Net::new(o.addr, &o.path, false, 2 * o.size + 4096)
-        .map_err(|e| e.to_string())?;
+    let mut net: Net<Member> =
+        Net::new(o.addr, &o.path, false, 2 * o.size + 4096).map_err(|e| e.to_string())?;
     let n = o.clients;
     let stalled_from = n.saturating_sub(o.stalled);
     // Members 0..n (the last `stalled` never read), then the publisher.
-    let open_time = open_all(&mut net, o, n + 1, secs(120.0), |i| Member {
+    let open_time = open_all(&mut net, o, n + 1, secs(30.0), |i| Member {
         stalled: i >= stalled_from && i < n,
         ..Member::default()
     })?;
@@ -488,10 +540,13 @@ fn broadcast(o: &Opts) -> Result<Report, String> {
     let cpu0 = server_cpu(o);
     let t = Instant::now();
     while t.elapsed() < secs(o.hold) {
-        net.poll(Duration::from_millis(100), &mut |_, _: &mut Member, _: &mut Vec<u8>, ev: Ev| match ev {
-            Ev::Closed(why) => Err(format!("member closed while idle: {why}")),
-            _ => Err("unexpected message while idle".into()),
-        })?;
+        net.poll(
+            Duration::from_millis(100),
+            &mut |_, _: &mut Member, _: &mut Vec<u8>, ev: Ev| match ev {
+                Ev::Closed(why) => Err(format!("member closed while idle: {why}")),
+                _ => Err("unexpected message while idle".into()),
+            },
+        )?;
     }
     let idle_cpu = server_cpu(o).saturating_sub(cpu0);
     let idle_wall = t.elapsed();
@@ -513,15 +568,18 @@ fn broadcast(o: &Opts) -> Result<Report, String> {
             Ev::Msg(op, _) => return Err(format!("member {id}: unexpected opcode {op}")),
             Ev::Open => return Ok(()),
         };
-        let (seq, nanos) =
-            parse_chat(got, size).ok_or_else(|| format!("member {id}: corrupt message ({} bytes)", got.len()))?;
+        let (seq, nanos) = parse_chat(got, size)
+            .ok_or_else(|| format!("member {id}: corrupt message ({} bytes)", got.len()))?;
         if m.stalled {
             m.gap |= seq != m.next;
             m.next = seq + 1;
             return Ok(());
         }
         if seq != m.next {
-            return Err(format!("member {id}: expected message {} but got {seq}", m.next));
+            return Err(format!(
+                "member {id}: expected message {} but got {seq}",
+                m.next
+            ));
         }
         m.next += 1;
         if m.next == total {
@@ -542,7 +600,9 @@ fn broadcast(o: &Opts) -> Result<Report, String> {
                 let m = net.state(id).ok_or("a member vanished")?;
                 behind += usize::from(!m.stalled && m.next < total);
             }
-            return Err(format!("{behind} reading members did not get all {total} messages"));
+            return Err(format!(
+                "{behind} reading members did not get all {total} messages"
+            ));
         }
         // Send every message that is due (50/s -> one per 20 ms).
         while sent < total && now >= t0 + secs(sent as f64 / o.rate) {
@@ -556,13 +616,13 @@ fn broadcast(o: &Opts) -> Result<Report, String> {
     let pub_cpu = server_cpu(o).saturating_sub(cpu1);
     let own_pub_cpu = own_cpu().saturating_sub(own1);
 
-    // Stalled members: now read what is there, for up to 2 s, to see
+    // Stalled members: now read what is there, for 1 s, to see
     // whether the server closed them.
     for &id in &ids[stalled_from..n] {
         net.set_reading(id, true, &mut on_event)?;
     }
     let t = Instant::now();
-    while t.elapsed() < secs(2.0) {
+    while t.elapsed() < secs(1.0) {
         net.poll(Duration::from_millis(20), &mut on_event)?;
     }
     let (mut closed, mut gaps, mut min_got) = (0, 0, u64::MAX);
@@ -583,7 +643,10 @@ fn broadcast(o: &Opts) -> Result<Report, String> {
     Ok(vec![
         ("p50_us", format!("{:.0}", pct(&lat, 50.0) as f64 / 1e3)),
         ("p99_us", format!("{:.0}", pct(&lat, 99.0) as f64 / 1e3)),
-        ("max_us", format!("{:.0}", lat.last().copied().unwrap_or(0) as f64 / 1e3)),
+        (
+            "max_us",
+            format!("{:.0}", lat.last().copied().unwrap_or(0) as f64 / 1e3),
+        ),
         ("stalled_closed", format!("{closed}/{}", n - stalled_from)),
         ("idle_cpu_pct", cpu_pct(idle_cpu, idle_wall)),
         ("pub_cpu_pct", cpu_pct(pub_cpu, pub_wall)),
@@ -591,7 +654,14 @@ fn broadcast(o: &Opts) -> Result<Report, String> {
         ("deliveries", lat.len().to_string()),
         ("messages", total.to_string()),
         ("stalled_gaps", gaps.to_string()),
-        ("stalled_min_got", if min_got == u64::MAX { "-".into() } else { min_got.to_string() }),
+        (
+            "stalled_min_got",
+            if min_got == u64::MAX {
+                "-".into()
+            } else {
+                min_got.to_string()
+            },
+        ),
         ("open_s", format!("{:.2}", open_time.as_secs_f64())),
     ])
 }

@@ -19,7 +19,10 @@ async fn main() {
     let args = wsportal_bench::server_args::parse();
     wsportal_bench::raise_nofile_limit();
     let listener = TcpListener::bind(&args.addr).await.expect("bind");
-    println!("tokio-tungstenite listening on {}", listener.local_addr().unwrap());
+    println!(
+        "tokio-tungstenite listening on {}",
+        listener.local_addr().unwrap()
+    );
     let (room, _) = broadcast::channel::<Message>(ROOM_CAPACITY);
     loop {
         let Ok((stream, _)) = listener.accept().await else {
@@ -34,6 +37,8 @@ async fn main() {
 
 async fn handle(stream: TcpStream, room: broadcast::Sender<Message>) {
     let mut path = String::new();
+    // The closure's signature is tungstenite's `Callback`, large error and all.
+    #[allow(clippy::result_large_err)]
     let callback = |req: &Request, resp: Response| {
         path = req.uri().path().to_string();
         Ok(resp)

@@ -22,7 +22,10 @@ fn main() {
     let args = wsportal_bench::server_args::parse();
     wsportal_bench::raise_nofile_limit();
     let listener = std::net::TcpListener::bind(&args.addr).expect("bind");
-    println!("tungstenite-naive listening on {}", listener.local_addr().unwrap());
+    println!(
+        "tungstenite-naive listening on {}",
+        listener.local_addr().unwrap()
+    );
     let room: Room = Arc::default();
     for stream in listener.incoming() {
         let Ok(stream) = stream else { continue };
@@ -37,6 +40,8 @@ fn main() {
 fn handle(stream: TcpStream, room: Room) {
     // Remember the request path while accepting the upgrade.
     let mut path = String::new();
+    // The closure's signature is tungstenite's `Callback`, large error and all.
+    #[allow(clippy::result_large_err)]
     let callback = |req: &Request, resp: Response| {
         path = req.uri().path().to_string();
         Ok(resp)
@@ -77,7 +82,9 @@ fn chat(mut ws: WebSocket<TcpStream>, room: Room) {
     while let Ok(msg) = ws.read() {
         if msg.is_text() {
             // Send to everyone; forget clients whose writer thread is gone.
-            room.lock().unwrap().retain(|tx| tx.send(msg.clone()).is_ok());
+            room.lock()
+                .unwrap()
+                .retain(|tx| tx.send(msg.clone()).is_ok());
         }
     }
     // Our own sender stays in the room until a later broadcast finds the
