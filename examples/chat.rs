@@ -6,7 +6,7 @@
 //!
 //! Try it with two terminals running `cargo run --example client -- ws://127.0.0.1:9003/chat/lobby`.
 
-use wsportal::{Message, Resource, Server};
+use wsportal::{Config, Message, Resource, Server};
 
 fn main() -> Result<(), wsportal::Error> {
     env_logger::init();
@@ -14,7 +14,12 @@ fn main() -> Result<(), wsportal::Error> {
         .nth(1)
         .unwrap_or_else(|| "127.0.0.1:9003".into());
 
-    let mut server = Server::new();
+    // Chat messages are short. A client that falls 1 MiB behind (it stopped
+    // reading) is closed with 1008 rather than holding the room's memory.
+    let config = Config::default()
+        .max_message_size(64 << 10)
+        .max_backlog(1 << 20);
+    let mut server = Server::with_config(config);
     // `/chat` is one room: relay to every connection of this resource.
     server.define_resource(
         "/chat",

@@ -6,7 +6,7 @@
 //! housekeeper sleeps until the earliest deadline and does not wake otherwise.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -52,6 +52,8 @@ pub(crate) struct Hub {
     conns: Mutex<HashMap<u64, Connection>>,
     groups: Mutex<HashMap<String, HashMap<u64, Connection>>>,
     wake: Sender<Wake>,
+    /// When the housekeeper will next scan anyway (`u64::MAX`: not at all).
+    next_due: AtomicU64,
     thread: Mutex<Option<JoinHandle<()>>>,
     /// Other sockets' timed work (weak: their owner outlives the housekeeper).
     chores: Mutex<Vec<Weak<dyn Chores>>>,
@@ -68,6 +70,7 @@ impl Hub {
             conns: Mutex::new(HashMap::new()),
             groups: Mutex::new(HashMap::new()),
             wake,
+            next_due: AtomicU64::new(u64::MAX),
             thread: Mutex::new(None),
             chores: Mutex::new(Vec::new()),
         });
@@ -147,7 +150,11 @@ impl Hub {
     /// Tells the housekeeper that something will be due after `d` (a new
     /// connection's first ping, a close handshake's timeout...).
     pub(crate) fn due_in(&self, d: Duration) {
-        let _ = self.wake.send(Wake::Due(self.now() + d.as_millis() as u64));
+        let at = self.now() + d.as_millis() as u64;
+        // A scan already due sooner will see to it: no need to wake anyone.
+        if at < self.next_due.load(Ordering::Relaxed) {
+            let _ = self.wake.send(Wake::Due(at));
+        }
     }
 
     /// How long a stalled socket may make no progress.
@@ -315,6 +322,8 @@ fn housekeeper(hub: &Hub, rx: &Receiver<Wake>) {
             let now = hub.now();
             next_scan = scan(hub).map(|at| at.max(now + hub.slack()));
         }
+        hub.next_due
+            .store(next_scan.unwrap_or(u64::MAX), Ordering::Relaxed);
     }
 }
 

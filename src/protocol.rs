@@ -17,6 +17,8 @@ use crate::{Error, Message};
 const GROW_LIMIT: usize = 64 * 1024;
 /// The stack buffer a quiet connection reads into.
 const IDLE_SCRATCH: usize = 512;
+/// Reads shorter than this (two in a row) make a connection quiet.
+const QUIET_READ: usize = IDLE_SCRATCH / 2;
 
 /// What the peer sent, once a whole unit has arrived.
 #[derive(Debug, PartialEq, Eq)]
@@ -98,9 +100,13 @@ impl FrameReader {
             self.end = 0;
             // A quiet connection (two small reads in a row) may be about to
             // sit idle for hours: it waits without a heap buffer.
-            if self.last_read.max(self.prev_read) < self.initial {
+            if self.last_read.max(self.prev_read) < QUIET_READ {
                 return self.fill_idle(stream);
             }
+        }
+        if self.buf.len() < self.initial {
+            // Busy again after a quiet spell: back to a full-size buffer.
+            self.buf.resize(self.initial, 0);
         }
         let need = self.need.max(self.buffered() + 1);
         if self.start + need > self.buf.len() {
