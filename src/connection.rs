@@ -20,7 +20,7 @@ use crate::{Error, Message, Request, SendError};
 type PongHook = Box<dyn FnOnce(&Connection) + Send>;
 
 /// Messages at least this long are sent from their own buffer, not copied.
-const ZERO_COPY_MIN: usize = 8 << 10;
+const ZERO_COPY_MIN: usize = 1 << 10;
 
 /// A handle to one WebSocket connection. Cheap to clone, `Send + Sync`: keep
 /// it, hand it to other threads, and send from anywhere at any time.

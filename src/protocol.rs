@@ -14,7 +14,7 @@ use crate::{Error, Message};
 
 /// Reads stop growing the buffer for throughput past this size; a single
 /// larger frame still gets the room it needs.
-const GROW_LIMIT: usize = 64 * 1024;
+const GROW_LIMIT: usize = 256 * 1024;
 /// The stack buffer a quiet connection reads into.
 const IDLE_SCRATCH: usize = 512;
 /// Reads shorter than this (two in a row) make a connection quiet.
@@ -86,6 +86,11 @@ impl FrameReader {
             limits,
             partial: None,
         }
+    }
+
+    /// What the last `fill` read.
+    pub(crate) fn last_read(&self) -> usize {
+        self.last_read
     }
 
     /// Bytes buffered but not yet consumed.
