@@ -12,6 +12,8 @@ use std::io::{self, Read};
 use crate::frame::{self, Header, OpCode};
 use crate::{Error, Message};
 
+/// Data frames at least this long are read straight into their own buffer.
+const DIRECT_MIN: usize = 16 * 1024;
 /// Reads stop growing the buffer for throughput past this size; a single
 /// larger frame still gets the room it needs.
 const GROW_LIMIT: usize = 256 * 1024;
@@ -68,6 +70,23 @@ pub(crate) struct FrameReader {
     role: Role,
     limits: Limits,
     partial: Option<Partial>,
+    /// A large data frame being read straight into its own buffer.
+    direct: Option<Direct>,
+}
+
+/// A large data frame whose payload is read into the vector that becomes the
+/// message: no copy out of the read buffer, no compaction behind it.
+#[derive(Debug)]
+struct Direct {
+    header: Header,
+    data: Vec<u8>,
+    filled: usize,
+}
+
+/// Where a frame's unmasked payload is.
+enum Payload {
+    Buffered(usize, usize),
+    Owned(Vec<u8>),
 }
 
 impl FrameReader {
@@ -85,6 +104,7 @@ impl FrameReader {
             role,
             limits,
             partial: None,
+            direct: None,
         }
     }
 
@@ -100,6 +120,15 @@ impl FrameReader {
 
     /// One `read` call into the buffer. Returns what `read` returned (0 = EOF).
     pub(crate) fn fill(&mut self, stream: &mut impl Read) -> io::Result<usize> {
+        if let Some(d) = self.direct.as_mut().filter(|d| d.filled < d.data.len()) {
+            // The read buffer is empty: everything buffered went into `data`.
+            let n = stream.read(&mut d.data[d.filled..])?;
+            d.filled += n;
+            self.filled = false;
+            self.prev_read = self.last_read;
+            self.last_read = n;
+            return Ok(n);
+        }
         if self.start == self.end {
             self.start = 0;
             self.end = 0;
@@ -152,6 +181,22 @@ impl FrameReader {
     /// The next complete event in the buffer, or `None` if more bytes are needed.
     pub(crate) fn next_event(&mut self) -> Result<Option<Event>, Error> {
         loop {
+            if let Some(d) = self.direct.take() {
+                if d.filled < d.data.len() {
+                    self.direct = Some(d);
+                    return Ok(None);
+                }
+                let Direct {
+                    header, mut data, ..
+                } = d;
+                if let Some(mask) = header.mask {
+                    frame::apply_mask(&mut data, mask, 0);
+                }
+                match self.on_frame(&header, Payload::Owned(data))? {
+                    Some(event) => return Ok(Some(event)),
+                    None => continue,
+                }
+            }
             let avail = &self.buf[self.start..self.end];
             let header = match frame::parse_header(avail) {
                 Ok(Some(h)) => h,
@@ -163,7 +208,24 @@ impl FrameReader {
             };
             self.check_header(&header)?;
             // Because check_header bounded payload_len by max_frame (a usize).
-            let total = header.header_len + header.payload_len as usize;
+            let len = header.payload_len as usize;
+            let total = header.header_len + len;
+            if len >= DIRECT_MIN && !header.opcode.is_control() && avail.len() < total {
+                // Move what arrived of the payload into the frame's own buffer.
+                let at = self.start + header.header_len;
+                let have = self.end - at;
+                let mut data = Vec::with_capacity(len);
+                data.extend_from_slice(&self.buf[at..self.end]);
+                data.resize(len, 0);
+                self.start = self.end;
+                self.need = 0;
+                self.direct = Some(Direct {
+                    header,
+                    data,
+                    filled: have,
+                });
+                continue;
+            }
             if avail.len() < total {
                 self.need = total;
                 return Ok(None);
@@ -171,11 +233,11 @@ impl FrameReader {
             self.need = 0;
             let payload_start = self.start + header.header_len;
             self.start += total;
-            let payload = &mut self.buf[payload_start..payload_start + total - header.header_len];
             if let Some(mask) = header.mask {
-                frame::apply_mask(payload, mask, 0);
+                frame::apply_mask(&mut self.buf[payload_start..payload_start + len], mask, 0);
             }
-            if let Some(event) = self.on_frame(&header, payload_start, total - header.header_len)? {
+            let payload = Payload::Buffered(payload_start, len);
+            if let Some(event) = self.on_frame(&header, payload)? {
                 return Ok(Some(event));
             }
         }
@@ -204,12 +266,15 @@ impl FrameReader {
         Ok(())
     }
 
-    fn on_frame(&mut self, h: &Header, at: usize, len: usize) -> Result<Option<Event>, Error> {
-        let payload = &self.buf[at..at + len];
+    fn on_frame(&mut self, h: &Header, payload: Payload) -> Result<Option<Event>, Error> {
+        let bytes: &[u8] = match &payload {
+            Payload::Buffered(at, len) => &self.buf[*at..*at + *len],
+            Payload::Owned(v) => v,
+        };
         match h.opcode {
-            OpCode::Ping => Ok(Some(Event::Ping(payload.to_vec()))),
-            OpCode::Pong => Ok(Some(Event::Pong(payload.to_vec()))),
-            OpCode::Close => parse_close(payload).map(|c| Some(Event::Close(c))),
+            OpCode::Ping => Ok(Some(Event::Ping(bytes.to_vec()))),
+            OpCode::Pong => Ok(Some(Event::Pong(bytes.to_vec()))),
+            OpCode::Close => parse_close(bytes).map(|c| Some(Event::Close(c))),
             OpCode::Text | OpCode::Binary => {
                 if self.partial.is_some() {
                     return Err(Error::Protocol(
@@ -218,15 +283,19 @@ impl FrameReader {
                 }
                 let text = h.opcode == OpCode::Text;
                 if h.fin {
-                    self.check_message_size(len as u64)?;
-                    return finish(text, payload.to_vec()).map(Some);
+                    self.check_message_size(bytes.len() as u64)?;
+                    let data = match payload {
+                        Payload::Owned(v) => v,
+                        Payload::Buffered(at, len) => self.buf[at..at + len].to_vec(),
+                    };
+                    return finish(text, data).map(Some);
                 }
                 let mut p = Partial {
                     text,
                     data: Vec::new(),
                     checked: 0,
                 };
-                self.append(&mut p, at, len)?;
+                self.append(&mut p, bytes)?;
                 self.partial = Some(p);
                 Ok(None)
             }
@@ -234,7 +303,7 @@ impl FrameReader {
                 let Some(mut p) = self.partial.take() else {
                     return Err(Error::Protocol("continuation frame without a message"));
                 };
-                self.append(&mut p, at, len)?;
+                self.append(&mut p, bytes)?;
                 if h.fin {
                     finish(p.text, p.data).map(Some)
                 } else {
@@ -245,9 +314,9 @@ impl FrameReader {
         }
     }
 
-    fn append(&self, p: &mut Partial, at: usize, len: usize) -> Result<(), Error> {
-        self.check_message_size((p.data.len() + len) as u64)?;
-        p.data.extend_from_slice(&self.buf[at..at + len]);
+    fn append(&self, p: &mut Partial, bytes: &[u8]) -> Result<(), Error> {
+        self.check_message_size((p.data.len() + bytes.len()) as u64)?;
+        p.data.extend_from_slice(bytes);
         if p.text {
             // Fail fast: only an incomplete sequence at the very end may wait.
             match std::str::from_utf8(&p.data[p.checked..]) {
@@ -351,6 +420,39 @@ mod tests {
                 Event::Message(Message::Text("héllo".into()))
             ]
         );
+    }
+
+    #[test]
+    fn large_frames_are_read_into_their_own_buffer() {
+        let big: Vec<u8> = (0..100_000u32).map(|i| (i % 251) as u8).collect();
+        let mut bytes = client_frame(true, OpCode::Binary, &big);
+        bytes.extend(client_frame(false, OpCode::Text, &[b'a'; 20_000]));
+        bytes.extend(client_frame(true, OpCode::Ping, b"p"));
+        bytes.extend(client_frame(true, OpCode::Continuation, &[b'b'; 30_000]));
+        bytes.extend(client_frame(true, OpCode::Text, b"small"));
+        let mut text = vec![b'a'; 20_000];
+        text.extend([b'b'; 30_000]);
+        let expected = vec![
+            Event::Message(Message::Binary(big)),
+            Event::Ping(b"p".to_vec()),
+            Event::Message(Message::Text(String::from_utf8(text).unwrap())),
+            Event::Message(Message::Text("small".into())),
+        ];
+        // Byte by byte, and in larger reads.
+        let (events, err) = run(&bytes);
+        assert!(err.is_none());
+        assert_eq!(events, expected);
+        let mut r = FrameReader::new(Role::Server, LIMITS, 4096, &[]);
+        let mut src = &bytes[..];
+        let mut events = Vec::new();
+        loop {
+            match r.next_event().unwrap() {
+                Some(e) => events.push(e),
+                None if r.fill(&mut src).unwrap() == 0 => break,
+                None => {}
+            }
+        }
+        assert_eq!(events, expected);
     }
 
     #[test]
