@@ -29,10 +29,6 @@ use crate::hub::Hub;
 use crate::protocol::{FrameReader, Limits, Role};
 use crate::{Config, Connection, Error, Message, Request, Resource};
 
-/// The send timeout that makes socket writes effectively non-blocking (as on
-/// the server): a full socket hands the backlog to the housekeeper.
-const TINY: Duration = Duration::from_micros(1);
-
 /// A WebSocket client's settings: the `ws://` URL, subprotocols to offer,
 /// extra request headers, the connect timeout and the [`Config`] limits.
 /// [`Client::connect`] and [`Client::connect_with`] open a connection and
@@ -178,7 +174,7 @@ impl Client {
         }
         let protocol = handshake::verify(&response, &key, &self.protocols)?;
         stream.set_read_timeout(None)?;
-        stream.set_write_timeout(Some(TINY))?;
+        stream.set_write_timeout(Some(crate::outbox::SEND_TIMEOUT))?;
 
         let request = Request {
             method: "GET".to_owned(),

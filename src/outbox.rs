@@ -18,6 +18,10 @@ use std::sync::Arc;
 
 use parking_lot::Mutex;
 
+/// The socket send timeout that makes writes effectively non-blocking (the
+/// kernel rounds it up to one tick). Every socket with an outbox has it.
+pub(crate) const SEND_TIMEOUT: std::time::Duration = std::time::Duration::from_micros(1);
+
 /// Small frames are appended to the last buffer while it is below this size.
 const COALESCE_LIMIT: usize = 64 * 1024;
 /// A corked queue is flushed anyway once it holds this much.

@@ -27,9 +27,6 @@ use crate::{Broadcaster, Config, Connection, Error, Reject, Resource};
 
 /// How long an idle pooled connection thread waits for the next client.
 const IDLE_THREAD: Duration = Duration::from_secs(10);
-/// The send timeout that makes socket writes effectively non-blocking; the
-/// kernel rounds it up to one tick.
-const TINY: Duration = Duration::from_micros(1);
 
 /// What a path leads to.
 pub(crate) enum Endpoint {
@@ -382,7 +379,7 @@ fn handle(core: &Core, id: u64, stream: &Arc<TcpStream>, peer: SocketAddr) {
                 return;
             }
             let _ = stream.set_read_timeout(None);
-            let _ = stream.set_write_timeout(Some(TINY));
+            let _ = stream.set_write_timeout(Some(crate::outbox::SEND_TIMEOUT));
             let parts = Parts {
                 stream: Arc::clone(stream),
                 request: req,

@@ -35,9 +35,6 @@ use crate::hub::{Chores, Hub};
 use crate::outbox::Flushed;
 use crate::{Accept, Error, Reject, Request};
 
-/// The send timeout that makes socket writes effectively non-blocking.
-const TINY: Duration = Duration::from_micros(1);
-
 /// Decides whether to answer with the stream: only `GET`, then the
 /// `on_connect` hook. `Err` is the refusal to send.
 pub(crate) fn admit(
@@ -88,7 +85,7 @@ pub(crate) fn run(events: &EventStream, streams: &Streams, opened: Opened) {
         debug_on_error,
     } = opened;
     let _ = stream.set_read_timeout(None);
-    let _ = stream.set_write_timeout(Some(TINY));
+    let _ = stream.set_write_timeout(Some(crate::outbox::SEND_TIMEOUT));
     let mut headers: Vec<(String, String)> = [
         ("Content-Type", "text/event-stream"),
         ("Cache-Control", "no-store"),
