@@ -218,3 +218,24 @@ fn sending_while_the_reader_is_blocked() {
     assert_eq!(recv(&mut ws), tungstenite::Message::text("pushed"));
     pusher.join().unwrap();
 }
+
+#[test]
+fn a_vanished_peer_is_dropped_by_keepalive_and_leaves_its_groups() {
+    let config = Config::default()
+        .ping_interval(Some(Duration::from_millis(100)))
+        .ping_timeout(Duration::from_millis(200));
+    let (h, opened, closed) = server(config, "/room/:room");
+    // A raw client that never answers pings: like a peer whose cable was pulled.
+    let silent = raw_upgraded(h.local_addr(), "/room/lost");
+    opened.next();
+    assert_eq!(h.broadcaster().group_members("lost").len(), 1);
+    let (code, reason) = closed.next();
+    assert_eq!(code, 1006);
+    assert!(reason.contains("keepalive"), "{reason}");
+    assert!(matches!(
+        h.broadcaster().to_group("lost", "anyone?"),
+        Err(Error::NoConnections(_))
+    ));
+    assert_eq!(h.connection_count(), 0);
+    drop(silent);
+}
