@@ -100,7 +100,8 @@ impl Connection {
         }
     }
 
-    /// A number unique among this server's connections.
+    /// A number unique among this server's connections (a client's own
+    /// connection is always 1).
     pub fn id(&self) -> u64 {
         self.inner.id
     }

@@ -59,7 +59,11 @@
 //! [`Error::HandlerPanic`]. With [`Config::debug_on_error`] on (the default,
 //! as in portal) the panic is then logged at error level with its location
 //! and the connection is closed with 1011; with it off, the connection
-//! carries on. A panicking hook never takes down the server.
+//! carries on. A panicking hook never takes down the server. (To know where a
+//! hook panicked, the first hook call installs a process-wide panic hook: it
+//! records the location of panics inside wsportal hooks, keeps them off
+//! stderr when `debug_on_error` is off, and hands every other panic to the
+//! hook that was installed before.)
 //!
 //! ## Sending from other threads
 //!
