@@ -13,7 +13,7 @@ use crate::protocol::{Event, FrameReader};
 use crate::{Connection, Error, Resource};
 
 /// Reads at least this long suggest a busy peer (see `read_loop`).
-const YIELD_AFTER: usize = 2048;
+const YIELD_AFTER: usize = 256;
 
 /// Runs a connection to its end. Returns the close code and reason that
 /// `on_close` was given.
