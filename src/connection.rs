@@ -41,6 +41,13 @@ pub(crate) struct Ending {
     pub(crate) forced: Option<(u16, String)>,
 }
 
+impl Ending {
+    /// Whether we began the end: a close frame sent, or a cut-off.
+    pub(crate) fn begun(&self) -> bool {
+        self.sent.is_some() || self.forced.is_some()
+    }
+}
+
 pub(crate) struct Inner {
     pub(crate) id: u64,
     pub(crate) stream: Arc<TcpStream>,
@@ -61,8 +68,6 @@ pub(crate) struct Inner {
     pub(crate) ping_sent: AtomicU64,
     /// When we sent a close frame (0: not yet).
     pub(crate) close_sent: AtomicU64,
-    /// When the outbox last stalled (0: not stalled).
-    pub(crate) stalled_since: AtomicU64,
 }
 
 /// Everything a connection is built from.
@@ -95,7 +100,6 @@ impl Connection {
                 last_seen: AtomicU64::new(now),
                 ping_sent: AtomicU64::new(0),
                 close_sent: AtomicU64::new(0),
-                stalled_since: AtomicU64::new(0),
             }),
         }
     }
@@ -217,8 +221,7 @@ impl Connection {
 
     /// Whether messages can still be sent (no close has begun).
     pub fn is_open(&self) -> bool {
-        let e = self.inner.ending.lock();
-        e.sent.is_none() && e.forced.is_none()
+        !self.inner.ending.lock().begun()
     }
 
     /// The request path (without query).
@@ -315,7 +318,7 @@ impl Inner {
     pub(crate) fn send_close(&self, code: u16, reason: &str) {
         {
             let mut e = self.ending.lock();
-            if e.sent.is_some() || e.forced.is_some() {
+            if e.begun() {
                 return;
             }
             e.sent = Some((code, reason.to_owned()));
@@ -368,11 +371,7 @@ impl Inner {
     pub(crate) fn handle_flushed(self: &Inner, flushed: Flushed) {
         match flushed {
             Flushed::Done => {}
-            Flushed::Stalled => {
-                let now = self.hub.now().max(1);
-                self.stalled_since.store(now, Ordering::Relaxed);
-                self.hub.stalled(self.id);
-            }
+            Flushed::Stalled => self.hub.stalled(self.id),
             Flushed::Failed(e) => {
                 log::debug!("connection {}: write failed: {e}", self.id);
                 let _ = self.stream.shutdown(Shutdown::Both);

@@ -39,7 +39,7 @@ enum Wake {
 pub(crate) trait Chores: Send + Sync {
     /// One write attempt for the stalled socket `id`: whether it is still
     /// stalled, or `None` when `id` is not one of these sockets.
-    fn flush_stalled(&self, id: u64, now: u64) -> Option<bool>;
+    fn flush_stalled(&self, id: u64) -> Option<bool>;
     /// Does what is due at `now`; returns when something is next due.
     fn scan(&self, now: u64) -> Option<u64>;
 }
@@ -330,20 +330,14 @@ fn housekeeper(hub: &Hub, rx: &Receiver<Wake>) {
 /// One write attempt for a stalled connection; whether it is still stalled.
 fn flush_stalled(hub: &Hub, id: u64) -> bool {
     let Some(conn) = hub.connection(id) else {
-        let now = hub.now();
-        let other = hub.chores().iter().find_map(|c| c.flush_stalled(id, now));
+        let other = hub.chores().iter().find_map(|c| c.flush_stalled(id));
         return other.unwrap_or(false);
     };
     let inner = &conn.inner;
     match inner.resume_writing() {
-        Flushed::Done => {
-            inner.stalled_since.store(0, Ordering::Relaxed);
-            false
-        }
+        Flushed::Done => false,
         Flushed::Stalled => {
-            let since = inner.stalled_since.load(Ordering::Relaxed);
-            let limit = hub.timing.write_timeout.as_millis() as u64;
-            if since != 0 && hub.now().saturating_sub(since) >= limit {
+            if inner.outbox.stalled_for() >= hub.timing.write_timeout {
                 inner.force_end(1008, "client too slow: write timeout");
                 return false;
             }

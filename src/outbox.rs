@@ -15,12 +15,13 @@
 use std::collections::VecDeque;
 use std::io::{self, IoSlice, Write};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 
 /// The socket send timeout that makes writes effectively non-blocking (the
 /// kernel rounds it up to one tick). Every socket with an outbox has it.
-pub(crate) const SEND_TIMEOUT: std::time::Duration = std::time::Duration::from_micros(1);
+pub(crate) const SEND_TIMEOUT: Duration = Duration::from_micros(1);
 
 /// Small frames are appended to the last buffer while it is below this size.
 const COALESCE_LIMIT: usize = 64 * 1024;
@@ -74,8 +75,8 @@ struct State {
     head_written: usize,
     /// Bytes queued and not yet written.
     queued: usize,
-    /// Bytes written since the start, to tell a slow peer from a stuck one.
-    total_written: u64,
+    /// While stalled: when the socket last took a byte (or the stall began).
+    stalled_at: Option<Instant>,
     writing: bool,
     corked: bool,
     closed: bool,
@@ -103,9 +104,13 @@ impl Outbox {
         self.state.lock().queued
     }
 
-    /// Bytes written to the socket so far.
-    pub(crate) fn total_written(&self) -> u64 {
-        self.state.lock().total_written
+    /// How long the socket has taken no byte while bytes wait (zero when
+    /// not stalled): the one clock behind every write timeout.
+    pub(crate) fn stalled_for(&self) -> Duration {
+        self.state
+            .lock()
+            .stalled_at
+            .map_or(Duration::ZERO, |t| t.elapsed())
     }
 
     /// Queues a frame that `encode` appends to a buffer (`len` bytes long),
@@ -245,10 +250,12 @@ impl Outbox {
     /// Writes until the queue is empty, the socket is full, or it fails.
     /// The caller holds the writer role; it is released unless `Stalled`.
     fn write_loop(&self, sink: &mut impl Write) -> Flushed {
+        let mut progressed = false;
         loop {
             let (mut batch, mut skip) = {
                 let mut st = self.state.lock();
                 if st.queue.is_empty() {
+                    st.stalled_at = None;
                     st.writing = false;
                     return Flushed::Done;
                 }
@@ -290,7 +297,7 @@ impl Outbox {
             };
             let mut st = self.state.lock();
             st.queued -= written.min(st.queued);
-            st.total_written += written as u64;
+            progressed |= written > 0;
             match result {
                 Ok(()) => {}
                 Err(e) if is_full(&e) => {
@@ -299,6 +306,9 @@ impl Outbox {
                         st.queue.push_front(c);
                     }
                     st.head_written = skip;
+                    if progressed || st.stalled_at.is_none() {
+                        st.stalled_at = Some(Instant::now());
+                    }
                     return Flushed::Stalled;
                 }
                 Err(e) => {
@@ -306,6 +316,7 @@ impl Outbox {
                     st.queued = 0;
                     st.closed = true;
                     st.writing = false;
+                    st.stalled_at = None;
                     return Flushed::Failed(e);
                 }
             }
@@ -397,6 +408,29 @@ mod tests {
         assert!(matches!(ob.resume(&mut s), Flushed::Done));
         assert_eq!(s.out, b"abcdefgh");
         assert_eq!(ob.backlog(), 0);
+    }
+
+    #[test]
+    fn the_stall_clock_restarts_on_progress_and_stops_when_drained() {
+        let ob = Outbox::new(1 << 20);
+        let mut s = sink(0);
+        assert_eq!(ob.stalled_for(), Duration::ZERO);
+        assert!(matches!(
+            ob.push_with(&mut s, 4, false, |v| v.extend([0; 4])),
+            Ok(Flushed::Stalled)
+        ));
+        let first = ob.state.lock().stalled_at.unwrap();
+        // No progress: the clock keeps its start.
+        assert!(matches!(ob.resume(&mut s), Flushed::Stalled));
+        assert_eq!(ob.state.lock().stalled_at, Some(first));
+        // One byte taken: the clock restarts.
+        s.room = 1;
+        assert!(matches!(ob.resume(&mut s), Flushed::Stalled));
+        assert!(ob.state.lock().stalled_at.unwrap() >= first);
+        assert_ne!(ob.state.lock().stalled_at, Some(first));
+        s.room = 100;
+        assert!(matches!(ob.resume(&mut s), Flushed::Done));
+        assert_eq!(ob.stalled_for(), Duration::ZERO);
     }
 
     #[test]

@@ -82,7 +82,7 @@ impl Session<'_> {
             }
             match reader.fill(&mut &*inner.stream) {
                 Ok(0) => {
-                    if reader.buffered() > 0 && !self.ended_by_us() {
+                    if reader.buffered() > 0 && self.conn.is_open() {
                         self.error(&Error::Io(io::ErrorKind::UnexpectedEof.into()));
                     }
                     return self.ending_or(1006, "connection closed without a close frame");
@@ -98,7 +98,7 @@ impl Session<'_> {
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => {
-                    if !self.ended_by_us() {
+                    if self.conn.is_open() {
                         self.error(&Error::Io(e));
                     }
                     return self.ending_or(1006, "connection failed");
@@ -159,27 +159,14 @@ impl Session<'_> {
     /// without progress, then cuts the peer off as too slow.
     fn flush_own(&self, mut flushed: Flushed) {
         let inner = &self.conn.inner;
-        let mut since = Instant::now();
-        let mut written = inner.outbox.total_written();
         while let Flushed::Stalled = flushed {
-            let now_written = inner.outbox.total_written();
-            if now_written > written {
-                since = Instant::now();
-                written = now_written;
-            }
-            if since.elapsed() >= inner.hub.write_timeout() {
+            if inner.outbox.stalled_for() >= inner.hub.write_timeout() {
                 inner.force_end(1008, "client too slow: write timeout");
                 return;
             }
             flushed = inner.resume_writing();
         }
         inner.handle_flushed(flushed);
-    }
-
-    /// Whether we began the end (a close frame, a cut-off, a shutdown).
-    fn ended_by_us(&self) -> bool {
-        let e = self.conn.inner.ending.lock();
-        e.sent.is_some() || e.forced.is_some()
     }
 
     /// The reason we ended it for, if we did; else the given one.

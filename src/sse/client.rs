@@ -44,8 +44,6 @@ pub(crate) struct ClientInner {
     pub(crate) ready: AtomicBool,
     /// Milliseconds (hub clock) of the last push, for keep-alive.
     pub(crate) last_sent: AtomicU64,
-    /// When the outbox last stalled (0: not stalled).
-    pub(crate) stalled_since: AtomicU64,
     groups: Mutex<Vec<String>>,
 }
 
@@ -72,7 +70,6 @@ impl EventClient {
                 forced: AtomicBool::new(false),
                 ready: AtomicBool::new(false),
                 last_sent: AtomicU64::new(now),
-                stalled_since: AtomicU64::new(0),
                 groups: Mutex::new(Vec::new()),
             }),
         }
@@ -236,11 +233,7 @@ impl ClientInner {
     pub(crate) fn handle_flushed(&self, flushed: Flushed) {
         match flushed {
             Flushed::Done => {}
-            Flushed::Stalled => {
-                self.stalled_since
-                    .store(self.hub.now().max(1), Ordering::Relaxed);
-                self.hub.stalled(self.id);
-            }
+            Flushed::Stalled => self.hub.stalled(self.id),
             Flushed::Failed(e) => {
                 log::debug!("event client {}: write failed: {e}", self.id);
                 self.gone();

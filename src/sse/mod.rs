@@ -328,18 +328,13 @@ impl Streams {
 }
 
 impl Chores for Streams {
-    fn flush_stalled(&self, id: u64, now: u64) -> Option<bool> {
+    fn flush_stalled(&self, id: u64) -> Option<bool> {
         let client = self.clients.lock().get(&id).cloned()?;
         let inner = &client.inner;
         Some(match inner.outbox.resume(&mut &*inner.stream) {
-            Flushed::Done => {
-                inner.stalled_since.store(0, Ordering::Relaxed);
-                false
-            }
+            Flushed::Done => false,
             Flushed::Stalled => {
-                let since = inner.stalled_since.load(Ordering::Relaxed);
-                let limit = self.write_timeout.as_millis() as u64;
-                if since != 0 && now.saturating_sub(since) >= limit {
+                if inner.outbox.stalled_for() >= self.write_timeout {
                     inner.force_end("client too slow: write timeout");
                     return Some(false);
                 }
