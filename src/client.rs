@@ -278,7 +278,7 @@ fn exchange(
     let mut buf = vec![0u8; 1024];
     let mut len = 0;
     loop {
-        if let Some(end) = handshake::find_head_end(&buf[..len]) {
+        if let Some(end) = crate::http::find_head_end(&buf[..len]) {
             let response = handshake::parse_response(&buf[..end])?;
             return Ok((response, buf[end..len].to_vec()));
         }
@@ -510,11 +510,7 @@ impl ClientHandle {
 
     /// A header of the server's `101` answer, by case-insensitive name.
     pub fn response_header(&self, name: &str) -> Option<&str> {
-        self.shared
-            .response
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
+        crate::http::header_value(&self.shared.response, name)
     }
 
     /// Every header of the server's `101` answer, as received.

@@ -44,10 +44,7 @@ impl Request {
 
     /// The first value of a header, by case-insensitive name.
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
+        header_value(&self.headers, name)
     }
 
     /// All headers, in the order received.
@@ -63,11 +60,7 @@ impl Request {
     /// Whether a comma-separated header contains `token` (case-insensitive),
     /// looking at every occurrence of the header.
     pub(crate) fn header_has_token(&self, name: &str, token: &str) -> bool {
-        self.headers
-            .iter()
-            .filter(|(k, _)| k.eq_ignore_ascii_case(name))
-            .flat_map(|(_, v)| v.split(','))
-            .any(|t| t.trim().eq_ignore_ascii_case(token))
+        has_token(&self.headers, name, token)
     }
 }
 
@@ -127,12 +120,46 @@ pub(crate) fn read_head(
     }
 }
 
-/// Where the blank line ending the head is (index just past it).
-fn find_head_end(buf: &[u8]) -> Option<usize> {
+/// Where the blank line ending a head is (index just past it).
+pub(crate) fn find_head_end(buf: &[u8]) -> Option<usize> {
     buf.windows(4).position(|w| w == b"\r\n\r\n").map(|i| i + 4)
 }
 
-fn is_token(s: &str) -> bool {
+/// The first value of a header in `headers`, by case-insensitive name.
+pub(crate) fn header_value<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    headers
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case(name))
+        .map(|(_, v)| v.as_str())
+}
+
+/// Whether a comma-separated header contains `token` (case-insensitive),
+/// looking at every occurrence of the header.
+pub(crate) fn has_token(headers: &[(String, String)], name: &str, token: &str) -> bool {
+    headers
+        .iter()
+        .filter(|(k, _)| k.eq_ignore_ascii_case(name))
+        .flat_map(|(_, v)| v.split(','))
+        .any(|t| t.trim().eq_ignore_ascii_case(token))
+}
+
+/// Parses `name: value` lines up to the first empty one; `None` if one is malformed.
+pub(crate) fn parse_header_lines<'a>(
+    lines: impl Iterator<Item = &'a str>,
+) -> Option<Vec<(String, String)>> {
+    let mut headers = Vec::new();
+    for line in lines.take_while(|l| !l.is_empty()) {
+        let (name, value) = line.split_once(':')?;
+        if !is_token(name) {
+            return None;
+        }
+        headers.push((name.to_owned(), value.trim().to_owned()));
+    }
+    Some(headers)
+}
+
+/// Whether `s` is an HTTP token (RFC 9110): method names, header names...
+pub(crate) fn is_token(s: &str) -> bool {
     !s.is_empty()
         && s.bytes()
             .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
@@ -161,16 +188,7 @@ pub(crate) fn parse_head(head: &[u8], peer: SocketAddr) -> Result<Request, HeadE
         Some((p, q)) => (p, Some(q.to_owned())),
         None => (target, None),
     };
-    let mut headers = Vec::new();
-    for line in lines.take_while(|l| !l.is_empty()) {
-        let Some((name, value)) = line.split_once(':') else {
-            return Err(HeadError::Malformed("header line without a colon"));
-        };
-        if !is_token(name) {
-            return Err(HeadError::Malformed("bad header name"));
-        }
-        headers.push((name.to_owned(), value.trim().to_owned()));
-    }
+    let headers = parse_header_lines(lines).ok_or(HeadError::Malformed("bad header line"))?;
     Ok(Request {
         method: method.to_owned(),
         path: path.to_owned(),

@@ -5,6 +5,7 @@
 
 use tungstenite::http::Uri;
 
+use crate::http::{has_token, header_value, is_token, parse_header_lines};
 use crate::Error;
 
 /// Where a `ws://` URL points.
@@ -80,12 +81,6 @@ const RESERVED: [&str; 6] = [
     "sec-websocket-extensions",
 ];
 
-fn is_token(s: &str) -> bool {
-    !s.is_empty()
-        && s.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
-}
-
 /// The headers of the opening request, in the order they are written:
 /// `Host` (unless `extra` has one), the handshake headers, the offered
 /// subprotocols, then `extra`.
@@ -153,29 +148,17 @@ pub(crate) struct Response {
 
 impl Response {
     pub(crate) fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
+        header_value(&self.headers, name)
     }
 
     fn has_token(&self, name: &str, token: &str) -> bool {
-        self.headers
-            .iter()
-            .filter(|(k, _)| k.eq_ignore_ascii_case(name))
-            .flat_map(|(_, v)| v.split(','))
-            .any(|t| t.trim().eq_ignore_ascii_case(token))
+        has_token(&self.headers, name, token)
     }
 
     /// The `Content-Length`, if there is a valid one.
     pub(crate) fn content_length(&self) -> Option<usize> {
         self.header("content-length")?.trim().parse().ok()
     }
-}
-
-/// Where the blank line ending a head is (index just past it).
-pub(crate) fn find_head_end(buf: &[u8]) -> Option<usize> {
-    buf.windows(4).position(|w| w == b"\r\n\r\n").map(|i| i + 4)
 }
 
 /// Parses a response head (status line and headers, up to the blank line).
@@ -196,16 +179,7 @@ pub(crate) fn parse_response(head: &[u8]) -> Result<Response, Error> {
         Ok(s) if (100..1000).contains(&s) && code.len() == 3 => s,
         _ => return Err(bad),
     };
-    let mut headers = Vec::new();
-    for line in lines.take_while(|l| !l.is_empty()) {
-        let Some((name, value)) = line.split_once(':') else {
-            return Err(bad);
-        };
-        if !is_token(name) {
-            return Err(bad);
-        }
-        headers.push((name.to_owned(), value.trim().to_owned()));
-    }
+    let headers = parse_header_lines(lines).ok_or(bad)?;
     Ok(Response { status, headers })
 }
 
@@ -348,6 +322,9 @@ mod tests {
         ] {
             assert!(parse_response(bad).is_err());
         }
-        assert_eq!(find_head_end(b"HTTP/1.1 200 OK\r\n\r\nbody"), Some(19));
+        assert_eq!(
+            crate::http::find_head_end(b"HTTP/1.1 200 OK\r\n\r\nbody"),
+            Some(19)
+        );
     }
 }
