@@ -7,7 +7,7 @@
 //! quiet: an idle connection waits in `read` on a small stack buffer and holds
 //! no heap buffer at all.
 
-use std::io::{self, Read};
+use std::io::{self, IoSliceMut, Read};
 
 use crate::frame::{self, Header, OpCode};
 use crate::{Error, Message};
@@ -108,11 +108,6 @@ impl FrameReader {
         }
     }
 
-    /// What the last `fill` read.
-    pub(crate) fn last_read(&self) -> usize {
-        self.last_read
-    }
-
     /// Bytes buffered but not yet consumed.
     pub(crate) fn buffered(&self) -> usize {
         self.end - self.start
@@ -122,8 +117,20 @@ impl FrameReader {
     pub(crate) fn fill(&mut self, stream: &mut impl Read) -> io::Result<usize> {
         if let Some(d) = self.direct.as_mut().filter(|d| d.filled < d.data.len()) {
             // The read buffer is empty: everything buffered went into `data`.
-            let n = stream.read(&mut d.data[d.filled..])?;
-            d.filled += n;
+            // Whatever follows the frame lands in the buffer in the same call,
+            // so a stream of large frames costs about one read each.
+            if self.buf.len() < self.initial {
+                self.buf.resize(self.initial, 0);
+            }
+            let rest = d.data.len() - d.filled;
+            let mut into = [
+                IoSliceMut::new(&mut d.data[d.filled..]),
+                IoSliceMut::new(&mut self.buf),
+            ];
+            let n = stream.read_vectored(&mut into)?;
+            d.filled += n.min(rest);
+            self.start = 0;
+            self.end = n.saturating_sub(rest);
             self.filled = false;
             self.prev_read = self.last_read;
             self.last_read = n;
@@ -389,20 +396,45 @@ mod tests {
 
     /// Feeds `bytes` one byte per read and collects events until an error or EOF.
     fn run(bytes: &[u8]) -> (Vec<Event>, Option<Error>) {
-        let mut r = FrameReader::new(Role::Server, LIMITS, 16, &[]);
+        run_in(bytes, 1, 16)
+    }
+
+    /// Feeds `bytes` in reads of at most `chunk` bytes to a reader whose
+    /// buffer starts at `initial` bytes.
+    fn run_in(bytes: &[u8], chunk: usize, initial: usize) -> (Vec<Event>, Option<Error>) {
+        let mut r = FrameReader::new(Role::Server, LIMITS, initial, &[]);
         let mut events = Vec::new();
-        let mut input = bytes.chunks(1);
+        let mut src = Chunked { rest: bytes, chunk };
         loop {
             match r.next_event() {
                 Ok(Some(e)) => events.push(e),
-                Ok(None) => match input.next() {
-                    Some(mut chunk) => {
-                        r.fill(&mut chunk).unwrap();
+                Ok(None) => {
+                    if r.fill(&mut src).unwrap() == 0 {
+                        return (events, None);
                     }
-                    None => return (events, None),
-                },
+                }
                 Err(e) => return (events, Some(e)),
             }
+        }
+    }
+
+    /// A source that hands out at most `chunk` bytes per read, as a socket
+    /// hands out what has arrived.
+    struct Chunked<'a> {
+        rest: &'a [u8],
+        chunk: usize,
+    }
+
+    impl Read for Chunked<'_> {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            self.read_vectored(&mut [IoSliceMut::new(buf)])
+        }
+
+        fn read_vectored(&mut self, bufs: &mut [IoSliceMut<'_>]) -> io::Result<usize> {
+            let mut now = &self.rest[..self.chunk.min(self.rest.len())];
+            let n = now.read_vectored(bufs)?;
+            self.rest = &self.rest[n..];
+            Ok(n)
         }
     }
 
@@ -438,21 +470,15 @@ mod tests {
             Event::Message(Message::Text(String::from_utf8(text).unwrap())),
             Event::Message(Message::Text("small".into())),
         ];
-        // Byte by byte, and in larger reads.
-        let (events, err) = run(&bytes);
-        assert!(err.is_none());
-        assert_eq!(events, expected);
-        let mut r = FrameReader::new(Role::Server, LIMITS, 4096, &[]);
-        let mut src = &bytes[..];
-        let mut events = Vec::new();
-        loop {
-            match r.next_event().unwrap() {
-                Some(e) => events.push(e),
-                None if r.fill(&mut src).unwrap() == 0 => break,
-                None => {}
+        // Byte by byte, and in larger reads that end anywhere: a read that
+        // completes a large frame also brings in the start of the next one.
+        for chunk in [1, 999, 7000, 65_536, bytes.len()] {
+            for initial in [16, 4096] {
+                let (events, err) = run_in(&bytes, chunk, initial);
+                assert!(err.is_none(), "chunk {chunk}, initial {initial}: {err:?}");
+                assert_eq!(events, expected, "chunk {chunk}, initial {initial}");
             }
         }
-        assert_eq!(events, expected);
     }
 
     #[test]

@@ -12,9 +12,6 @@ use crate::outbox::Flushed;
 use crate::protocol::{Event, FrameReader};
 use crate::{Connection, Error, Resource};
 
-/// Reads at least this long suggest a busy peer (see `read_loop`).
-const YIELD_AFTER: usize = 256;
-
 /// Runs a connection to its end. Returns the close code and reason that
 /// `on_close` was given.
 pub(crate) fn run(
@@ -71,14 +68,6 @@ impl Session<'_> {
             self.flush_own(inner.outbox.uncork(&mut &*inner.stream));
             if let Step::End(code, reason) = step {
                 return (code, reason);
-            }
-            // After a large read, let other connections run first: on a busy
-            // machine more of this peer's data arrives meanwhile and the next
-            // read takes it all, instead of one wake-up per message. (Not
-            // after small reads: a lone request/response pair would only
-            // wait longer.)
-            if reader.last_read() >= YIELD_AFTER {
-                std::thread::yield_now();
             }
             match reader.fill(&mut &*inner.stream) {
                 Ok(0) => {
