@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 use wsportal_bench::procfs;
 
 /// One server implementation; `None` commands mean "not available".
+#[derive(Clone)]
 struct Server {
     name: String,
     /// Command for echo-type scenarios (the address is appended).
@@ -29,10 +30,24 @@ struct Server {
     raw: bool,
     /// Counted when picking the best peer for the ratio column.
     peer: bool,
-    /// Built by this harness: takes `--nodelay` (when NODELAY=1).
+    /// Built by this harness: takes `--nodelay`, and has a second row
+    /// without it in the scenarios where Nagle's algorithm matters.
     ours: bool,
+    /// This row is the harness-built server run without `--nodelay`.
+    nagle: bool,
     /// Why the row is skipped, if it is.
     skip: Option<String>,
+}
+
+impl Server {
+    /// The row's name in tables and log file names.
+    fn label(&self) -> String {
+        if self.nagle {
+            format!("{} (no NODELAY)", self.name)
+        } else {
+            self.name.clone()
+        }
+    }
 }
 
 /// One scenario: loadgen arguments and how to present the result.
@@ -52,6 +67,9 @@ struct Scenario {
     same_core: bool,
     /// Loadgen is killed if it runs longer than this.
     timeout: Duration,
+    /// Run `ROUNDS` times, interleaved across servers; the median counts.
+    /// Also adds the peers' rows without TCP_NODELAY.
+    repeat: bool,
 }
 
 /// Outcome of one run: RESULT fields or an error, plus server figures.
@@ -62,6 +80,8 @@ struct Run {
     hwm_mib: Option<f64>,
     /// CPU used by other processes during the loadgen run, % of one core.
     others_pct: Option<f64>,
+    /// The headline figure of every round (shown when there are several).
+    rounds: Vec<String>,
 }
 
 fn env_f(name: &str, default: f64) -> f64 {
@@ -83,8 +103,12 @@ fn main() {
     wsportal_bench::raise_nofile_limit();
     let quick = env_s("QUICK", "0") == "1";
     let q = |quick_value: f64, full: f64| if quick { quick_value } else { full };
-    let warmup = env_f("WARMUP", q(0.3, 1.0));
-    let duration = env_f("DURATION", q(1.0, 5.0));
+    let warmup = env_f("WARMUP", q(0.3, 0.5));
+    let duration = env_f("DURATION", q(1.0, 2.0));
+    // Several short rounds, interleaved: this VM's speed drifts (by up to
+    // 2x for a few seconds), which one long run per server would take as
+    // a difference between servers.
+    let rounds = env_f("ROUNDS", q(1.0, 3.0)).max(1.0) as usize;
     let idle_conns = env_f("IDLE_CONNS", q(1000.0, 10000.0));
     let idle_hold = env_f("IDLE_HOLD", q(1.0, 10.0));
     let bc_clients = env_f("BCAST_CLIENTS", q(200.0, 1000.0));
@@ -153,6 +177,7 @@ fn main() {
             raw_ok: true,
             same_core: false,
             timeout: echo_timeout,
+            repeat: true,
         },
         Scenario {
             name: "echo64k",
@@ -181,6 +206,7 @@ fn main() {
             raw_ok: true,
             same_core: false,
             timeout: echo_timeout,
+            repeat: true,
         },
         Scenario {
             name: "connect",
@@ -196,6 +222,7 @@ fn main() {
             raw_ok: false,
             same_core: false,
             timeout: echo_timeout,
+            repeat: true,
         },
         Scenario {
             name: "pingpong",
@@ -210,6 +237,7 @@ fn main() {
             raw_ok: true,
             same_core: true,
             timeout: echo_timeout,
+            repeat: true,
         },
         Scenario {
             name: "idle",
@@ -235,6 +263,7 @@ fn main() {
             raw_ok: false,
             same_core: false,
             timeout: Duration::from_secs_f64(idle_hold + 300.0),
+            repeat: false,
         },
         Scenario {
             name: "broadcast64",
@@ -246,6 +275,7 @@ fn main() {
             raw_ok: false,
             same_core: false,
             timeout: bc_timeout,
+            repeat: false,
         },
         Scenario {
             name: "broadcast16k",
@@ -257,6 +287,7 @@ fn main() {
             raw_ok: false,
             same_core: false,
             timeout: bc_timeout,
+            repeat: false,
         },
     ];
 
@@ -268,7 +299,6 @@ fn main() {
     let servers = servers();
     let server_cpu = env_s("SERVER_CPU", "0");
     let loadgen_cpu = env_s("LOADGEN_CPU", "1");
-    let nodelay = env_s("NODELAY", "1") == "1";
     let out_dir = Path::new("target/bench");
     fs::create_dir_all(out_dir.join("logs")).expect("create target/bench/logs");
 
@@ -282,7 +312,8 @@ fn main() {
         "# wsportal benchmark ({})\n\nserver on CPU {server_cpu}, loadgen on CPU {loadgen_cpu} \
          (pingpong: both on CPU {server_cpu}); warmup {warmup} s, measure {duration} s; \
          idle: {idle_conns} conns held {idle_hold} s; broadcast: {bc_clients} members + 1 \
-         publisher, {bc_rate} msg/s for {bc_secs} s; peers' TCP_NODELAY: {nodelay}.\n",
+         publisher, {bc_rate} msg/s for {bc_secs} s; echo, connect and pingpong: median of \
+         {rounds} interleaved rounds.\n",
         if quick { "QUICK" } else { "full" }
     );
     for s in &servers {
@@ -293,54 +324,56 @@ fn main() {
     }
     println!("{report}");
     for sc in &scenarios {
-        let mut runs: Vec<(&Server, Run)> = Vec::new();
-        for server in servers.iter().filter(|s| s.skip.is_none()) {
-            if server.raw && !sc.raw_ok {
-                continue;
-            }
-            let cmd = if sc.chat { &server.chat } else { &server.echo };
-            let Some(cmd) = cmd else {
-                // Shown as a "skipped" row (wsportal's chat example missing).
-                let fields = BTreeMap::new();
-                let error = Some("skipped: no server program for this scenario".to_string());
-                let run = Run {
-                    fields,
-                    error,
-                    cpu_s: None,
-                    hwm_mib: None,
-                    others_pct: None,
+        let active: Vec<&Server> = servers
+            .iter()
+            .filter(|s| s.skip.is_none() && (sc.raw_ok || !s.raw) && (sc.repeat || !s.nagle))
+            .collect();
+        let rounds = if sc.repeat { rounds } else { 1 };
+        let mut all: Vec<Vec<Run>> = active.iter().map(|_| Vec::new()).collect();
+        for round in 1..=rounds {
+            for (server, runs) in active.iter().zip(&mut all) {
+                let cmd = if sc.chat { &server.chat } else { &server.echo };
+                let Some(cmd) = cmd else {
+                    // Shown as a "skipped" row (wsportal's chat example missing).
+                    let mut run = Run::new();
+                    run.error = Some("skipped: no server program for this scenario".to_string());
+                    runs.push(run);
+                    continue;
                 };
-                runs.push((server, run));
-                continue;
-            };
-            port = free_port(port + 1);
-            quiet_budget = quiet_budget.saturating_sub(wait_for_quiet(quiet_budget));
-            eprintln!(
-                "[{:>4.0}s] {} / {} ...",
-                started.elapsed().as_secs_f64(),
-                sc.name,
-                server.name
-            );
-            let cpus = (
-                &server_cpu,
-                if sc.same_core {
-                    &server_cpu
+                port = free_port(port + 1);
+                quiet_budget = quiet_budget.saturating_sub(wait_for_quiet(quiet_budget));
+                eprintln!(
+                    "[{:>4.0}s] {} / {} (round {round}/{rounds}) ...",
+                    started.elapsed().as_secs_f64(),
+                    sc.name,
+                    server.label()
+                );
+                let cpus = (
+                    &server_cpu,
+                    if sc.same_core {
+                        &server_cpu
+                    } else {
+                        &loadgen_cpu
+                    },
+                );
+                let extra_flags = if server.ours && !server.nagle {
+                    vec!["--nodelay".to_string()]
                 } else {
-                    &loadgen_cpu
-                },
-            );
-            let extra_flags = if server.ours && nodelay {
-                vec!["--nodelay".to_string()]
-            } else {
-                vec![]
-            };
-            let run = run_one(sc, server, cmd, &extra_flags, port, cpus, out_dir);
-            match &run.error {
-                Some(e) => eprintln!("        error: {e}"),
-                None => eprintln!("        {}", fmt_fields(&run.fields)),
+                    vec![]
+                };
+                let run = run_one(sc, server, cmd, &extra_flags, port, cpus, out_dir);
+                match &run.error {
+                    Some(e) => eprintln!("        error: {e}"),
+                    None => eprintln!("        {}", fmt_fields(&run.fields)),
+                }
+                runs.push(run);
             }
-            runs.push((server, run));
         }
+        let runs: Vec<(&Server, Run)> = active
+            .into_iter()
+            .zip(all)
+            .map(|(server, runs)| (server, median(sc, runs)))
+            .collect();
         // Print and save each table as soon as it is complete, so that even
         // an interrupted run leaves its results.
         let t = table(sc, &runs);
@@ -410,18 +443,24 @@ fn servers() -> Vec<Server> {
         raw: false,
         peer: true,
         ours: true,
+        nagle: false,
         skip: None,
     };
-    let mut list = vec![
-        Server {
-            chat: None,
-            raw: true,
-            peer: false,
-            ..peer("raw-echo")
-        },
-        peer("tungstenite-naive"),
-        peer("tokio-tungstenite"),
-    ];
+    let raw = Server {
+        chat: None,
+        raw: true,
+        peer: false,
+        ..peer("raw-echo")
+    };
+    // Each harness-built server also without TCP_NODELAY, right after it.
+    let mut list = Vec::new();
+    for s in [raw, peer("tungstenite-naive"), peer("tokio-tungstenite")] {
+        let nagle = Server {
+            nagle: true,
+            ..s.clone()
+        };
+        list.extend([s, nagle]);
+    }
     // Optional extra peers, set up by scripts/bench.sh when possible.
     let py = "bench/.venv/bin/python";
     let py_cmd = vec![
@@ -435,6 +474,7 @@ fn servers() -> Vec<Server> {
         raw: false,
         peer: true,
         ours: true,
+        nagle: false,
         skip: (!Path::new(py).exists()).then(|| "no bench/.venv (pip install failed?)".into()),
     });
     let node_cmd = vec!["node".to_string(), "bench/node/ws_server.js".to_string()];
@@ -445,6 +485,7 @@ fn servers() -> Vec<Server> {
         raw: false,
         peer: true,
         ours: true,
+        nagle: false,
         skip: (!Path::new("bench/node/node_modules/ws").exists())
             .then(|| "no bench/node/node_modules/ws (npm install failed?)".into()),
     });
@@ -457,6 +498,7 @@ fn servers() -> Vec<Server> {
         raw: false,
         peer: false,
         ours: false,
+        nagle: false,
         skip: match std::env::var("WSPORTAL_SKIP") {
             Ok(why) => Some(why),
             Err(_) => (!Path::new(echo).exists()).then(|| format!("{echo} not built")),
@@ -465,6 +507,55 @@ fn servers() -> Vec<Server> {
     let only = env_s("SERVERS", "");
     list.retain(|s| only.is_empty() || only.split(',').any(|n| n == s.name));
     list
+}
+
+impl Run {
+    fn new() -> Run {
+        Run {
+            fields: BTreeMap::new(),
+            error: None,
+            cpu_s: None,
+            hwm_mib: None,
+            others_pct: None,
+            rounds: Vec::new(),
+        }
+    }
+}
+
+/// The run with the median headline figure (the worse middle one for an
+/// even count), or the first error if no round succeeded. Its `rounds`
+/// lists every round's figure, in order.
+fn median(sc: &Scenario, runs: Vec<Run>) -> Run {
+    let (key, _, higher) = sc.metric;
+    let value = |r: &Run| -> Option<f64> { r.fields.get(key)?.parse().ok() };
+    let figures = runs
+        .iter()
+        .map(|r| match (&r.error, r.fields.get(key)) {
+            (None, Some(v)) => v.clone(),
+            _ => "error".into(),
+        })
+        .collect();
+    let mut ok: Vec<(f64, Run)> = Vec::new();
+    let mut first_error = None;
+    for r in runs {
+        match value(&r).filter(|_| r.error.is_none()) {
+            Some(v) => ok.push((v, r)),
+            None => first_error = first_error.or(Some(r)),
+        }
+    }
+    // Best first, so the middle index of an even count is the worse one.
+    ok.sort_by(|a, b| {
+        let order = a.0.total_cmp(&b.0);
+        if higher { order.reverse() } else { order }
+    });
+    let mut chosen = if ok.is_empty() {
+        first_error.unwrap_or_else(Run::new)
+    } else {
+        let mid = ok.len() / 2;
+        ok.swap_remove(mid).1
+    };
+    chosen.rounds = figures;
+    chosen
 }
 
 /// Starts the server, waits for its "listening on" line, runs loadgen,
@@ -478,17 +569,11 @@ fn run_one(
     (server_cpu, loadgen_cpu): (&String, &String),
     out_dir: &Path,
 ) -> Run {
-    let mut run = Run {
-        fields: BTreeMap::new(),
-        error: None,
-        cpu_s: None,
-        hwm_mib: None,
-        others_pct: None,
-    };
+    let mut run = Run::new();
     let addr = format!("127.0.0.1:{port}");
     let log_path = out_dir
         .join("logs")
-        .join(format!("{}-{}.log", sc.name, server.name));
+        .join(format!("{}-{}.log", sc.name, server.label().replace(' ', "_")));
     let log = File::create(&log_path).expect("create log");
     let spawned = Command::new("taskset")
         .args(["-c", server_cpu])
@@ -655,11 +740,15 @@ fn table(sc: &Scenario, runs: &[(&Server, Run)]) -> String {
     for (_, l) in &sc.extra {
         t += &format!(" {l} |");
     }
+    let several = runs.iter().any(|(_, r)| r.rounds.len() > 1);
+    if several {
+        t += " every round |";
+    }
     t += " server CPU s | peak RSS MiB | other load % |\n|---|---:|---:|";
-    t += &"---:|".repeat(sc.extra.len() + 3);
+    t += &"---:|".repeat(sc.extra.len() + 3 + usize::from(several));
     t += "\n";
     for (server, r) in runs {
-        let mut name = server.name.clone();
+        let mut name = server.label();
         if server.raw {
             name += " (TCP ceiling)";
         }
@@ -682,6 +771,9 @@ fn table(sc: &Scenario, runs: &[(&Server, Run)]) -> String {
         t += &format!("| {name} | {} | {ratio} |", show(key));
         for (k, _) in &sc.extra {
             t += &format!(" {} |", show(k));
+        }
+        if several {
+            t += &format!(" {} |", r.rounds.join(" / "));
         }
         let num = |x: Option<f64>| x.map_or("-".into(), |x| format!("{x:.2}"));
         let others = r.others_pct.map_or("-".into(), |x| format!("{x:.0}"));
