@@ -18,6 +18,10 @@ use crate::frame::{self, OpCode};
 use crate::outbox::Flushed;
 use crate::{Connection, Error, Message};
 
+/// How often the housekeeper retries stalled sockets while any are stalled:
+/// soon enough for a slow reader's latency, rarely enough not to spin.
+const STALL_RETRY: Duration = Duration::from_millis(1);
+
 /// The timed settings the housekeeper enforces.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Timing {
@@ -291,10 +295,11 @@ fn housekeeper(hub: &Hub, rx: &Receiver<Wake>) {
     let mut next_scan: Option<u64> = None;
     let earliest = |a: Option<u64>, b: u64| Some(a.map_or(b, |a| a.min(b)));
     loop {
-        let timeout = if !stalled.is_empty() {
-            Some(Duration::ZERO)
+        let until_scan = next_scan.map(|at| Duration::from_millis(at.saturating_sub(hub.now())));
+        let timeout = if stalled.is_empty() {
+            until_scan
         } else {
-            next_scan.map(|at| Duration::from_millis(at.saturating_sub(hub.now())))
+            Some(until_scan.map_or(STALL_RETRY, |t| t.min(STALL_RETRY)))
         };
         let first = match timeout {
             Some(t) => rx.recv_timeout(t),

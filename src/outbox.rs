@@ -274,10 +274,15 @@ impl Outbox {
                     slices[i] = IoSlice::new(if i == 0 { &bytes[skip..] } else { bytes });
                     n += 1;
                 }
+                let offered: usize = slices[..n].iter().map(|s| s.len()).sum();
                 match sink.write_vectored(&slices[..n]) {
                     Ok(0) => break Err(io::ErrorKind::WriteZero.into()),
                     Ok(mut k) => {
                         written += k;
+                        // A socket's short write means its buffer is full. Another
+                        // write now would wait out SEND_TIMEOUT, which the kernel
+                        // rounds up to a whole tick (4 ms at HZ=250): stop here.
+                        let full = k < offered;
                         while k > 0 {
                             let left = batch[0].bytes().len() - skip;
                             if k < left {
@@ -289,6 +294,9 @@ impl Outbox {
                             if let Some(Chunk::Owned(v)) = batch.pop_front() {
                                 self.recycle(v);
                             }
+                        }
+                        if full {
+                            break Err(io::ErrorKind::WouldBlock.into());
                         }
                     }
                     Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -346,7 +354,8 @@ pub(crate) fn is_full(e: &io::Error) -> bool {
 mod tests {
     use super::*;
 
-    /// A sink that accepts at most `room` bytes, then reports WouldBlock.
+    /// A sink that accepts at most `room` bytes, then reports WouldBlock;
+    /// like a socket, one vectored write takes from every slice it has room for.
     struct Throttled {
         out: Vec<u8>,
         room: usize,
@@ -355,13 +364,20 @@ mod tests {
 
     impl Write for Throttled {
         fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            self.write_vectored(&[IoSlice::new(buf)])
+        }
+        fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
             self.calls += 1;
             if self.room == 0 {
                 return Err(io::ErrorKind::WouldBlock.into());
             }
-            let n = buf.len().min(self.room);
-            self.room -= n;
-            self.out.extend_from_slice(&buf[..n]);
+            let mut n = 0;
+            for b in bufs {
+                let take = b.len().min(self.room);
+                self.room -= take;
+                self.out.extend_from_slice(&b[..take]);
+                n += take;
+            }
             Ok(n)
         }
         fn flush(&mut self) -> io::Result<()> {
@@ -399,6 +415,8 @@ mod tests {
             ob.push_with(&mut s, 5, false, |v| v.extend_from_slice(b"abcde")),
             Ok(Flushed::Stalled)
         ));
+        // A short write is taken as "full": no second write waits out the timeout.
+        assert_eq!(s.calls, 1);
         // The writer role is held (by the housekeeper): pushes only queue.
         let shared: Arc<[u8]> = Arc::from(&b"fg"[..]);
         assert!(matches!(ob.push_shared(&mut s, shared), Ok(Flushed::Done)));
