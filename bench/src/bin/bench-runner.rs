@@ -546,7 +546,11 @@ fn median(sc: &Scenario, runs: Vec<Run>) -> Run {
     // Best first, so the middle index of an even count is the worse one.
     ok.sort_by(|a, b| {
         let order = a.0.total_cmp(&b.0);
-        if higher { order.reverse() } else { order }
+        if higher {
+            order.reverse()
+        } else {
+            order
+        }
     });
     let mut chosen = if ok.is_empty() {
         first_error.unwrap_or_else(Run::new)
@@ -571,9 +575,11 @@ fn run_one(
 ) -> Run {
     let mut run = Run::new();
     let addr = format!("127.0.0.1:{port}");
-    let log_path = out_dir
-        .join("logs")
-        .join(format!("{}-{}.log", sc.name, server.label().replace(' ', "_")));
+    let log_path = out_dir.join("logs").join(format!(
+        "{}-{}.log",
+        sc.name,
+        server.label().replace(' ', "_")
+    ));
     let log = File::create(&log_path).expect("create log");
     let spawned = Command::new("taskset")
         .args(["-c", server_cpu])
