@@ -520,6 +520,11 @@ impl Run {
             rounds: Vec::new(),
         }
     }
+
+    /// The numeric value of RESULT field `key`, if it has one.
+    fn figure(&self, key: &str) -> Option<f64> {
+        self.fields.get(key)?.parse().ok()
+    }
 }
 
 /// The run with the median headline figure (the worse middle one for an
@@ -527,7 +532,6 @@ impl Run {
 /// lists every round's figure, in order.
 fn median(sc: &Scenario, runs: Vec<Run>) -> Run {
     let (key, _, higher) = sc.metric;
-    let value = |r: &Run| -> Option<f64> { r.fields.get(key)?.parse().ok() };
     let figures = runs
         .iter()
         .map(|r| match (&r.error, r.fields.get(key)) {
@@ -538,7 +542,7 @@ fn median(sc: &Scenario, runs: Vec<Run>) -> Run {
     let mut ok: Vec<(f64, Run)> = Vec::new();
     let mut first_error = None;
     for r in runs {
-        match value(&r).filter(|_| r.error.is_none()) {
+        match r.figure(key).filter(|_| r.error.is_none()) {
             Some(v) => ok.push((v, r)),
             None => first_error = first_error.or(Some(r)),
         }
@@ -732,11 +736,10 @@ fn stop(child: &mut Child) {
 /// the best peer (raw-echo and wsportal are not peers).
 fn table(sc: &Scenario, runs: &[(&Server, Run)]) -> String {
     let (key, label, higher) = sc.metric;
-    let value = |r: &Run| -> Option<f64> { r.fields.get(key)?.parse().ok() };
     let best = runs
         .iter()
         .filter(|(s, r)| s.peer && r.error.is_none())
-        .filter_map(|(_, r)| value(r))
+        .filter_map(|(_, r)| r.figure(key))
         .reduce(|a, b| if (a > b) == higher { a } else { b });
     let arrow = if higher { "↑" } else { "↓" };
     let mut t = format!(
@@ -768,7 +771,7 @@ fn table(sc: &Scenario, runs: &[(&Server, Run)]) -> String {
             t += &format!("| {name} | {label}{e} |\n");
             continue;
         }
-        let v = value(r);
+        let v = r.figure(key);
         let ratio = match (v, best) {
             (Some(v), Some(b)) if b > 0.0 => format!("{:.2}x", v / b),
             _ => "-".into(),
