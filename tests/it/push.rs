@@ -156,6 +156,10 @@ fn a_client_that_stops_reading_is_closed_and_others_are_not() {
     opened.next();
     let b = h.broadcaster();
     const N: usize = 300;
+    // The reader reports each message it has taken, so the producer can keep
+    // the reading client within its backlog: a broadcast never waits for
+    // anyone, so an unpaced burst would (rightly) close the reader too.
+    let (got, taken) = crossbeam_channel::unbounded();
     let reader = thread::spawn(move || {
         for i in 0..N {
             match recv(&mut good) {
@@ -165,11 +169,16 @@ fn a_client_that_stops_reading_is_closed_and_others_are_not() {
                 }
                 other => panic!("unexpected {other:?}"),
             }
+            got.send(i).unwrap();
         }
         good
     });
-    // 300 x 64 KiB is far more than the kernel buffers of the stalled client.
+    // 300 x 64 KiB is far more than the kernel buffers of the stalled client;
+    // at most two messages (128 KiB) are ever on their way to the reader.
     for i in 0..N {
+        if i >= 2 {
+            assert_eq!(taken.recv_timeout(WAIT).expect("reader fell silent"), i - 2);
+        }
         b.to_all(vec![i as u8; 64 << 10]).unwrap();
     }
     let good = reader.join().unwrap();
