@@ -225,11 +225,13 @@
 
 mod broadcast;
 mod client;
+mod closer;
 mod config;
 mod connection;
 mod error;
 mod frame;
 mod guard;
+mod handler;
 mod handshake;
 mod http;
 mod hub;
@@ -237,17 +239,21 @@ mod message;
 mod outbox;
 mod page;
 mod protocol;
+mod query;
 mod resource;
 mod route;
 mod server;
 mod session;
+mod state;
 mod sse;
 
 pub use crate::broadcast::Broadcaster;
 pub use crate::client::{Client, ClientHandle};
+pub use crate::closer::Closer;
 pub use crate::config::Config;
 pub use crate::connection::Connection;
 pub use crate::error::{Error, SendError};
+pub use crate::handler::Response;
 pub use crate::http::Request;
 pub use crate::message::Message;
 pub use crate::resource::{Accept, Reject, Resource};
