@@ -531,7 +531,9 @@ impl ServerHandle {
         self.core.sse.publisher(route)
     }
 
-    /// How many event-stream (SSE) clients are connected.
+    /// How many event-stream (SSE) clients are connected, counting every
+    /// stream of this server; one stream's count is
+    /// [`EventPublisher::client_count`].
     pub fn event_client_count(&self) -> usize {
         self.core.sse.count()
     }
