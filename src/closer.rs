@@ -9,7 +9,8 @@ use parking_lot::{Condvar, Mutex};
 
 /// Asks a running server to close, from any thread: a Ctrl-C handler, a
 /// hook, a timer. Cheap to clone, `Send + Sync`; get one from
-/// [`ServerHandle::closer`](crate::ServerHandle::closer).
+/// [`ServerHandle::closer`](crate::ServerHandle::closer), or before the
+/// start from [`Server::closer`](crate::Server::closer).
 ///
 /// [`Closer::close`] only *asks*: it returns at once, and the thread blocked
 /// in [`ServerHandle::wait`](crate::ServerHandle::wait) (or
@@ -61,6 +62,12 @@ impl Closer {
         Closer {
             state: Arc::new((Mutex::new(false), Condvar::new())),
         }
+    }
+
+    /// The same closer, made ready for a new start of its server.
+    pub(crate) fn reopened(&self) -> Closer {
+        *self.state.0.lock() = false;
+        self.clone()
     }
 
     /// Asks the server to close, and wakes every thread waiting on a

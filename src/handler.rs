@@ -99,13 +99,18 @@ impl Response {
     }
 
     fn has(&self, name: &str) -> bool {
-        self.headers.iter().any(|(k, _)| k.eq_ignore_ascii_case(name))
+        self.headers
+            .iter()
+            .any(|(k, _)| k.eq_ignore_ascii_case(name))
     }
 
     /// What is wrong with this response, if it cannot be sent as it is.
     fn invalid(&self) -> Option<String> {
         if !(200..=999).contains(&self.status) || self.status == 101 {
-            return Some(format!("status {} cannot answer a plain request", self.status));
+            return Some(format!(
+                "status {} cannot answer a plain request",
+                self.status
+            ));
         }
         let bad_value = |v: &str| v.chars().any(|c| c.is_control() && c != '\t');
         self.headers.iter().find_map(|(k, v)| {
@@ -127,7 +132,11 @@ impl Response {
             headers.push(("Content-Length".to_owned(), self.body.len().to_string()));
         }
         headers.push(("Connection".to_owned(), "close".to_owned()));
-        let body: &[u8] = if head_only || bodiless { &[] } else { &self.body };
+        let body: &[u8] = if head_only || bodiless {
+            &[]
+        } else {
+            &self.body
+        };
         crate::http::response_bytes(self.status, &headers, body)
     }
 }
@@ -175,7 +184,11 @@ impl Handler {
                     .to_bytes()
             }
         };
-        let failed = || Response::new(500).text_body("internal error").to_bytes(head_only);
+        let failed = || {
+            Response::new(500)
+                .text_body("internal error")
+                .to_bytes(head_only)
+        };
         match guard::run(debug_on_error, || (self.f)(req)) {
             Ok(response) => match response.invalid() {
                 None => response.to_bytes(head_only),
@@ -225,10 +238,13 @@ mod tests {
     #[test]
     fn get_head_and_other_methods() {
         let h = Handler::new(|req| {
-            Response::json(format!("{{\"x\":{:?}}}", req.query_param("x").unwrap_or_default()))
-                .status(201)
-                .header("X-Id", "7")
-                .header("content-length", "999")
+            Response::json(format!(
+                "{{\"x\":{:?}}}",
+                req.query_param("x").unwrap_or_default()
+            ))
+            .status(201)
+            .header("X-Id", "7")
+            .header("content-length", "999")
         });
         let get = answer(&h, "GET");
         assert!(get.starts_with("HTTP/1.1 201 "), "{get}");

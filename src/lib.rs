@@ -295,8 +295,8 @@ mod resource;
 mod route;
 mod server;
 mod session;
-mod state;
 mod sse;
+mod state;
 
 pub use crate::broadcast::Broadcaster;
 pub use crate::client::{Client, ClientHandle};

@@ -17,9 +17,9 @@ use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use parking_lot::{Condvar, Mutex};
 
 use crate::connection::Parts;
+use crate::handler::Handler;
 use crate::http::{self, HeadError, Request};
 use crate::hub::Hub;
-use crate::handler::Handler;
 use crate::page::Page;
 use crate::protocol::{FrameReader, Limits, Role};
 use crate::route::Routes;
@@ -59,6 +59,8 @@ pub struct Server {
     /// The hub of the first running server started from this one, made
     /// early so that [`Server::broadcaster`] works before `start`.
     hub: Arc<Hub>,
+    /// The closer of that same server, for [`Server::closer`].
+    closer: Closer,
 }
 
 impl fmt::Debug for Server {
@@ -85,6 +87,7 @@ impl Server {
     pub fn with_config(config: Config) -> Server {
         Server {
             hub: Hub::idle_for_config(&config),
+            closer: Closer::new(),
             config,
             routes: Routes::default(),
             route_error: None,
@@ -162,6 +165,15 @@ impl Server {
         Broadcaster::new(Arc::clone(&self.hub))
     }
 
+    /// A [`Closer`] for this server, to hand to hooks set up before
+    /// [`Server::start`] (an "admin: stop" message, say): it asks the server
+    /// to close once it runs, as [`ServerHandle::closer`] does. (A close
+    /// asked before the start is forgotten by it; as for
+    /// [`Server::broadcaster`], it is the first running server's.)
+    pub fn closer(&self) -> Closer {
+        self.closer.clone()
+    }
+
     fn define(&mut self, path: &str, endpoint: Endpoint) -> &mut Server {
         if let Err(e) = self.routes.add(path, Arc::new(endpoint)) {
             self.route_error.get_or_insert(e);
@@ -189,9 +201,9 @@ impl Server {
         let c = &self.config;
         // Our own hub (the one `Server::broadcaster` reaches) unless another
         // running server started from this one has it.
-        let hub = match self.hub.run()? {
-            true => Arc::clone(&self.hub),
-            false => Hub::for_config(c)?,
+        let (hub, closer) = match self.hub.run()? {
+            true => (Arc::clone(&self.hub), self.closer.reopened()),
+            false => (Hub::for_config(c)?, Closer::new()),
         };
         let sse = match Streams::claim(&self.event_streams, c.sse_keepalive, c.write_timeout) {
             Ok(sse) => Arc::new(sse),
@@ -233,7 +245,7 @@ impl Server {
             core,
             acceptor: Some(acceptor),
             local_addr,
-            closer: Closer::new(),
+            closer,
         })
     }
 }

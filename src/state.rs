@@ -45,7 +45,10 @@ impl Connection {
             }
         };
         // Because the value at `i` was stored under `TypeId::of::<T>()`, it is a `T`.
-        let value = values[i].1.downcast_mut::<T>().expect("a value of its type id");
+        let value = values[i]
+            .1
+            .downcast_mut::<T>()
+            .expect("a value of its type id");
         f(value)
     }
 

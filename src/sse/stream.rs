@@ -444,9 +444,11 @@ impl State {
                     .iter()
                     .rposition(|r| r.id.as_deref() == last_id)
                     .unwrap_or(0);
-                let kept = self.history.iter().skip(i + 1).filter(|r| {
-                    keeps(filter, client, &r.event)
-                });
+                let kept = self
+                    .history
+                    .iter()
+                    .skip(i + 1)
+                    .filter(|r| keeps(filter, client, &r.event));
                 Replay::Missed(kept.map(|r| Arc::clone(&r.bytes)).collect())
             }
             other => other,

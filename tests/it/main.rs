@@ -3,6 +3,8 @@
 
 mod client;
 mod core;
+mod ergonomics;
+mod logtail;
 mod page;
 mod push;
 mod sse;
