@@ -4,6 +4,7 @@
 mod client;
 mod core;
 mod ergonomics;
+mod examples;
 mod logtail;
 mod page;
 mod push;
