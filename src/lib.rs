@@ -240,12 +240,17 @@
 //! [`ServerHandle::closer`]). wsportal depends on no signal crate; with
 //! `ctrlc` in your application's `Cargo.toml`, Ctrl-C is:
 //!
-//! ```ignore
+//! ```no_run
+//! # mod ctrlc { // a stand-in, so that this example compiles without the crate
+//! #     pub fn set_handler(_: impl FnMut() + Send + 'static) -> Result<(), String> { Ok(()) }
+//! # }
+//! # let server = wsportal::Server::new();
 //! let handle = server.start("127.0.0.1:9001")?;
 //! let closer = handle.closer();
 //! ctrlc::set_handler(move || closer.close()).expect("a Ctrl-C handler");
 //! handle.wait(); // serve until Ctrl-C (or any other `closer.close()`)
 //! handle.close(); // 1001 to every client, then every thread is joined
+//! # Ok::<(), wsportal::Error>(())
 //! ```
 //!
 //! A background thread that pushes in a loop pauses with

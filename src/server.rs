@@ -631,10 +631,8 @@ impl ServerHandle {
     /// # let server = wsportal::Server::new();
     /// let handle = server.start("127.0.0.1:9001")?;
     /// let closer = handle.closer();
-    /// // Stop on Ctrl-C, with a signal crate in your application (wsportal
-    /// // itself depends on none), e.g. `ctrlc`:
-    /// //     ctrlc::set_handler(move || closer.close())?;
-    /// # drop(closer);
+    /// // Elsewhere: a hook, a timer, or a Ctrl-C handler (see the crate docs).
+    /// std::thread::spawn(move || closer.close());
     /// handle.wait(); // serves until then
     /// handle.close(); // 1001 to every client, then every thread is joined
     /// # Ok::<(), wsportal::Error>(())
