@@ -6,13 +6,18 @@
 //!
 //! Try it with two terminals running `cargo run --example client -- ws://127.0.0.1:9003/chat/lobby`.
 
+use std::time::Duration;
+
 use wsportal::{Config, Message, Resource, Server};
 
 fn main() -> Result<(), wsportal::Error> {
     env_logger::init();
-    let addr = std::env::args()
-        .nth(1)
-        .unwrap_or_else(|| "127.0.0.1:9003".into());
+    run(&std::env::args().skip(1).collect::<Vec<_>>())
+}
+
+/// Serves on `args[0]` (default 127.0.0.1:9003); `--seconds N` stops it cleanly after N seconds.
+pub fn run(args: &[String]) -> Result<(), wsportal::Error> {
+    let addr = args.first().map_or("127.0.0.1:9003", String::as_str);
 
     // Chat messages are short. A client that falls 1 MiB behind (it stopped
     // reading) is closed with 1008 rather than holding the room's memory.
@@ -42,11 +47,17 @@ fn main() -> Result<(), wsportal::Error> {
             }),
     );
 
-    let handle = server.start(&addr)?;
+    let handle = server.start(addr)?;
     println!("listening on ws://{}/chat", handle.local_addr());
-    loop {
-        std::thread::park();
+    // Serve until the process is stopped (Ctrl-C), or for `--seconds N`;
+    // then stop cleanly: 1001 to every client, every thread joined.
+    let seconds = args.iter().skip_while(|a| *a != "--seconds").nth(1);
+    match seconds.and_then(|n| n.parse().ok()) {
+        Some(n) => _ = handle.wait_timeout(Duration::from_secs(n)),
+        None => handle.wait(),
     }
+    handle.close();
+    Ok(())
 }
 
 /// Group names get a prefix so that a room cannot collide with other groups.

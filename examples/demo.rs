@@ -11,7 +11,8 @@
 //! - `/events`  Server-Sent Events: a `tick` with the server's time every second,
 //!   and every chat message again as a `chat` event
 //!
-//! `RUST_LOG=debug` shows clients come and go. Ctrl-C stops it.
+//! `RUST_LOG=debug` shows clients come and go. Ctrl-C stops it;
+//! `--seconds N` after the address stops it cleanly after N seconds.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -20,15 +21,18 @@ use wsportal::{Event, EventStream, Message, Resource, Server};
 
 fn main() -> Result<(), wsportal::Error> {
     env_logger::init();
-    let addr = std::env::args()
-        .nth(1)
-        .unwrap_or_else(|| "127.0.0.1:8080".into());
+    run(&std::env::args().skip(1).collect::<Vec<_>>())
+}
+
+/// Serves on `args[0]` (default 127.0.0.1:8080); `--seconds N` stops it cleanly after N seconds.
+pub fn run(args: &[String]) -> Result<(), wsportal::Error> {
+    let addr = args.first().map_or("127.0.0.1:8080", String::as_str);
 
     // The event stream. It keeps the last 100 chat events (they have ids), so
     // a browser that reconnects gets the ones it missed. A publisher pushes
     // events to every client of the stream, from any thread.
     let events = EventStream::new().history(100);
-    let publisher = events.publisher();
+    let publisher = events.publisher().allow_nobody(); // nobody listening: Ok(0)
 
     let mut server = Server::new();
     server.define_page("/", "text/html; charset=utf-8", PAGE);
@@ -52,26 +56,37 @@ fn main() -> Result<(), wsportal::Error> {
             if let Message::Text(text) = &msg {
                 let id = chat_ids.fetch_add(1, Ordering::Relaxed) + 1;
                 let event = Event::new(text.as_str()).name("chat").id(id.to_string());
-                // Err(NoConnections) only means that nobody is listening there.
-                let _ = chat_events.send(&event);
-                let _ = ws.broadcaster().to_resource("/chat", msg);
+                if let Err(e) = chat_events.send(&event) {
+                    log::warn!("chat event not sent: {e}");
+                }
+                let _ = ws.broadcaster().to_resource("/chat", msg); // the sender is there
             }
         }),
     );
 
-    let handle = server.start(&addr)?;
+    let handle = server.start(addr)?;
     println!("open http://{}/ in a browser", handle.local_addr());
     println!("listening on {}", handle.local_addr());
 
-    // The clock: a thread of our own sends a `tick` every second. Ticks have
-    // no id, so they are live only (never replayed).
-    let clock = std::thread::spawn(move || loop {
-        std::thread::sleep(Duration::from_secs(1));
-        let _ = publisher.send(&Event::new(utc_time()).name("tick"));
+    // The clock: a thread of our own sends a `tick` every second until the
+    // server closes. Ticks have no id, so they are live only (never replayed).
+    let closer = handle.closer();
+    let clock = std::thread::spawn(move || {
+        while !closer.wait_timeout(Duration::from_secs(1)) {
+            if let Err(e) = publisher.send(&Event::new(utc_time()).name("tick")) {
+                log::warn!("tick not sent: {e}");
+            }
+        }
     });
-    // Serve until the process is stopped (Ctrl-C).
-    let _ = clock.join();
+    // Serve until the process is stopped (Ctrl-C), or for `--seconds N`;
+    // then stop cleanly: 1001 to every client, every thread joined.
+    let seconds = args.iter().skip_while(|a| *a != "--seconds").nth(1);
+    match seconds.and_then(|n| n.parse().ok()) {
+        Some(n) => _ = handle.wait_timeout(Duration::from_secs(n)),
+        None => handle.wait(),
+    }
     handle.close();
+    clock.join().expect("the clock does not panic");
     Ok(())
 }
 

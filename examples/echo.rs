@@ -2,16 +2,22 @@
 //! comes straight back. This is what the Autobahn conformance suite drives.
 //!
 //!     cargo run --example echo -- 127.0.0.1:9001
+//!     cargo run --example echo -- 127.0.0.1:9001 --seconds 60   # then stops cleanly
 //!
 //! `RUST_LOG=debug` shows each connection open and close.
+
+use std::time::Duration;
 
 use wsportal::{Config, Resource, Server};
 
 fn main() -> Result<(), wsportal::Error> {
     env_logger::init();
-    let addr = std::env::args()
-        .nth(1)
-        .unwrap_or_else(|| "127.0.0.1:9001".into());
+    run(&std::env::args().skip(1).collect::<Vec<_>>())
+}
+
+/// Serves on `args[0]` (default 127.0.0.1:9001); `--seconds N` stops it cleanly after N seconds.
+pub fn run(args: &[String]) -> Result<(), wsportal::Error> {
+    let addr = args.first().map_or("127.0.0.1:9001", String::as_str);
 
     // Keepalive pings would be noise to a conformance suite; switch them off.
     let mut server = Server::with_config(Config::default().ping_interval(None));
@@ -25,10 +31,15 @@ fn main() -> Result<(), wsportal::Error> {
         );
     }
 
-    let handle = server.start(&addr)?;
+    let handle = server.start(addr)?;
     println!("listening on ws://{}", handle.local_addr());
-    // Serve until the process is stopped (Ctrl-C).
-    loop {
-        std::thread::park();
+    // Serve until the process is stopped (Ctrl-C), or for `--seconds N`;
+    // then stop cleanly: 1001 to every client, every thread joined.
+    let seconds = args.iter().skip_while(|a| *a != "--seconds").nth(1);
+    match seconds.and_then(|n| n.parse().ok()) {
+        Some(n) => _ = handle.wait_timeout(Duration::from_secs(n)),
+        None => handle.wait(),
     }
+    handle.close();
+    Ok(())
 }

@@ -6,13 +6,18 @@
 //! Connect to ws://127.0.0.1:9002/err and send anything: a number is doubled,
 //! anything else makes the hook panic, and the error text comes back.
 
+use std::time::Duration;
+
 use wsportal::{Config, Resource, Server};
 
 fn main() -> Result<(), wsportal::Error> {
     env_logger::init();
-    let addr = std::env::args()
-        .nth(1)
-        .unwrap_or_else(|| "127.0.0.1:9002".into());
+    run(&std::env::args().skip(1).collect::<Vec<_>>())
+}
+
+/// Serves on `args[0]` (default 127.0.0.1:9002); `--seconds N` stops it cleanly after N seconds.
+pub fn run(args: &[String]) -> Result<(), wsportal::Error> {
+    let addr = args.first().map_or("127.0.0.1:9002", String::as_str);
 
     // Like `(setq pws:debug-on-error nil)`: a panic goes to on_error and the
     // connection carries on, instead of being closed with 1011.
@@ -37,9 +42,15 @@ fn main() -> Result<(), wsportal::Error> {
             }),
     );
 
-    let handle = server.start(&addr)?;
+    let handle = server.start(addr)?;
     println!("listening on ws://{}/err", handle.local_addr());
-    loop {
-        std::thread::park();
+    // Serve until the process is stopped (Ctrl-C), or for `--seconds N`;
+    // then stop cleanly: 1001 to every client, every thread joined.
+    let seconds = args.iter().skip_while(|a| *a != "--seconds").nth(1);
+    match seconds.and_then(|n| n.parse().ok()) {
+        Some(n) => _ = handle.wait_timeout(Duration::from_secs(n)),
+        None => handle.wait(),
     }
+    handle.close();
+    Ok(())
 }

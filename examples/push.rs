@@ -4,8 +4,10 @@
 //!
 //!     cargo run --example push -- 127.0.0.1:9004
 //!
-//! When nobody is connected the push fails with `Error::NoConnections`,
-//! which the loop simply notes and ignores.
+//! Nobody connected is the normal case for such a loop: its broadcaster is
+//! made with `allow_nobody`, so a push to nobody is `Ok(0)` and `Err` means
+//! a real failure. The loop pauses on the server's `Closer`, so it ends as
+//! soon as the server closes (`--seconds N` closes it after N seconds).
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -13,29 +15,43 @@ use wsportal::{Error, Resource, Server};
 
 fn main() -> Result<(), Error> {
     env_logger::init();
-    let addr = std::env::args()
-        .nth(1)
-        .unwrap_or_else(|| "127.0.0.1:9004".into());
+    run(&std::env::args().skip(1).collect::<Vec<_>>())
+}
+
+/// Serves on `args[0]` (default 127.0.0.1:9004); `--seconds N` stops it cleanly after N seconds.
+pub fn run(args: &[String]) -> Result<(), Error> {
+    let addr = args.first().map_or("127.0.0.1:9004", String::as_str);
 
     let mut server = Server::new();
     // The resource needs no message hook: the server only pushes.
     server.define_resource("/counter", Resource::new());
-    let handle = server.start(&addr)?;
+    let handle = server.start(addr)?;
     println!("listening on ws://{}/counter", handle.local_addr());
 
-    // A broadcaster is a cheap handle that any thread may own.
-    let push = handle.broadcaster();
-    for counter in 0u64.. {
-        std::thread::sleep(Duration::from_secs(1));
-        let secs = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs());
-        let text = format!("{{\"counter\":{counter},\"unix_time\":{secs}}}");
-        match push.to_resource("/counter", text) {
-            Ok(n) => log::debug!("pushed {counter} to {n} clients"),
-            Err(Error::NoConnections(_)) => log::debug!("nobody to push {counter} to"),
-            Err(e) => return Err(e),
+    // A broadcaster and a closer are cheap handles that any thread may own.
+    let (push, closer) = (handle.broadcaster().allow_nobody(), handle.closer());
+    let pusher = std::thread::spawn(move || -> Result<(), Error> {
+        // Once a second until the server closes.
+        for counter in 0u64.. {
+            if closer.wait_timeout(Duration::from_secs(1)) {
+                break;
+            }
+            let secs = SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs());
+            let text = format!("{{\"counter\":{counter},\"unix_time\":{secs}}}");
+            let n = push.to_resource("/counter", text)?; // Ok(0) when nobody listens
+            log::debug!("pushed {counter} to {n} clients");
         }
+        Ok(())
+    });
+    // Serve until the process is stopped (Ctrl-C), or for `--seconds N`;
+    // then stop cleanly: 1001 to every client, every thread joined.
+    let seconds = args.iter().skip_while(|a| *a != "--seconds").nth(1);
+    match seconds.and_then(|n| n.parse().ok()) {
+        Some(n) => _ = handle.wait_timeout(Duration::from_secs(n)),
+        None => handle.wait(),
     }
-    Ok(())
+    handle.close();
+    pusher.join().expect("the pusher does not panic")
 }

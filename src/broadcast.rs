@@ -18,6 +18,8 @@ use crate::{Connection, Error, Message};
 #[derive(Clone)]
 pub struct Broadcaster {
     hub: Arc<Hub>,
+    /// Pushing to nobody is `Ok(0)`, not an error ([`Broadcaster::allow_nobody`]).
+    nobody_ok: bool,
 }
 
 impl fmt::Debug for Broadcaster {
@@ -30,7 +32,10 @@ impl fmt::Debug for Broadcaster {
 
 impl Broadcaster {
     pub(crate) fn new(hub: Arc<Hub>) -> Broadcaster {
-        Broadcaster { hub }
+        Broadcaster {
+            hub,
+            nobody_ok: false,
+        }
     }
 
     /// Sends to every open connection of the resource registered as `route`
@@ -41,7 +46,7 @@ impl Broadcaster {
     /// connections the message was queued for.
     pub fn to_resource(&self, route: &str, msg: impl Into<Message>) -> Result<usize, Error> {
         let recipients = self.hub.on_route(route);
-        self.hub.deliver(route, recipients, &msg.into())
+        self.deliver(route, recipients, &msg.into())
     }
 
     /// Sends to every member of `group`.
@@ -50,7 +55,7 @@ impl Broadcaster {
     /// [`Error::NoConnections`] when the group has no open connection.
     pub fn to_group(&self, group: &str, msg: impl Into<Message>) -> Result<usize, Error> {
         let recipients = self.hub.group_members(group);
-        self.hub.deliver(group, recipients, &msg.into())
+        self.deliver(group, recipients, &msg.into())
     }
 
     /// Sends to every open connection.
@@ -59,7 +64,7 @@ impl Broadcaster {
     /// [`Error::NoConnections`] when none is open.
     pub fn to_all(&self, msg: impl Into<Message>) -> Result<usize, Error> {
         let recipients = self.hub.connections();
-        self.hub.deliver("all connections", recipients, &msg.into())
+        self.deliver("all connections", recipients, &msg.into())
     }
 
     /// How many connections are open.
@@ -85,6 +90,85 @@ impl Broadcaster {
     /// The members of `group`, by id.
     pub fn group_members(&self, group: &str) -> Vec<Connection> {
         self.hub.group_members(group)
+    }
+}
+
+/// Filtered sends, resource membership, and pushing to nobody without an error.
+impl Broadcaster {
+    /// The same broadcaster, except that a push finding nobody returns
+    /// `Ok(0)` instead of [`Error::NoConnections`]: for a background loop,
+    /// where nobody listening is the normal case, so that `?` or `expect`
+    /// is left for real failures.
+    ///
+    /// ```
+    /// # let server = wsportal::Server::new();
+    /// let push = server.broadcaster().allow_nobody();
+    /// assert_eq!(push.to_all("tick")?, 0); // nobody is connected yet
+    /// # Ok::<(), wsportal::Error>(())
+    /// ```
+    pub fn allow_nobody(mut self) -> Broadcaster {
+        self.nobody_ok = true;
+        self
+    }
+
+    /// Sends to each of `connections` (from [`Broadcaster::connections`],
+    /// [`Broadcaster::resource_connections`], kept handles...), encoding the
+    /// message once. Connections of another server, repeated ones and
+    /// closed ones are skipped.
+    ///
+    /// # Errors
+    /// [`Error::NoConnections`] when none of them is open here (unless
+    /// [`Broadcaster::allow_nobody`]). Otherwise returns how many
+    /// connections the message was queued for.
+    pub fn to_connections<'a>(
+        &self,
+        connections: impl IntoIterator<Item = &'a Connection>,
+        msg: impl Into<Message>,
+    ) -> Result<usize, Error> {
+        let mut seen = std::collections::HashSet::new();
+        let recipients: Vec<Connection> = connections
+            .into_iter()
+            .filter(|c| Arc::ptr_eq(&c.inner.hub, &self.hub) && seen.insert(c.id()))
+            .cloned()
+            .collect();
+        self.deliver("the given connections", recipients, &msg.into())
+    }
+
+    /// Sends to the open connections of the resource registered as `route`
+    /// for which `keep` returns true, encoding the message once: a
+    /// per-client filter (read what to keep from [`Connection::data`] or
+    /// [`Connection::with_state`]). `keep` runs on the calling thread, once
+    /// per connection, before anything is sent.
+    ///
+    /// # Errors
+    /// [`Error::NoConnections`] when no connection is kept (unless
+    /// [`Broadcaster::allow_nobody`]).
+    pub fn to_resource_where(
+        &self,
+        route: &str,
+        keep: impl FnMut(&Connection) -> bool,
+        msg: impl Into<Message>,
+    ) -> Result<usize, Error> {
+        let recipients = self.hub.on_route(route).into_iter().filter(keep).collect();
+        self.deliver(route, recipients, &msg.into())
+    }
+
+    /// The open connections of the resource registered as `route` (the
+    /// pattern as given to `define_resource`), by id.
+    pub fn resource_connections(&self, route: &str) -> Vec<Connection> {
+        self.hub.on_route(route)
+    }
+
+    /// How many connections of the resource registered as `route` are open.
+    pub fn resource_count(&self, route: &str) -> usize {
+        self.hub.on_route(route).len()
+    }
+
+    fn deliver(&self, target: &str, to: Vec<Connection>, msg: &Message) -> Result<usize, Error> {
+        match self.hub.deliver(target, to, msg) {
+            Err(Error::NoConnections(_)) if self.nobody_ok => Ok(0),
+            delivered => delivered,
+        }
     }
 }
 

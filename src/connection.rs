@@ -68,6 +68,8 @@ pub(crate) struct Inner {
     pub(crate) ping_sent: AtomicU64,
     /// When we sent a close frame (0: not yet).
     pub(crate) close_sent: AtomicU64,
+    /// Values for `Connection::with_state`.
+    pub(crate) states: crate::state::States,
 }
 
 /// Everything a connection is built from.
@@ -100,6 +102,7 @@ impl Connection {
                 last_seen: AtomicU64::new(now),
                 ping_sent: AtomicU64::new(0),
                 close_sent: AtomicU64::new(0),
+                states: crate::state::States::default(),
             }),
         }
     }
@@ -259,7 +262,11 @@ impl Connection {
         "13"
     }
 
-    /// The per-connection data attached by the handshake hook, if it has type `T`.
+    /// The per-connection data attached by the handshake hook
+    /// ([`Accept::data`](crate::Accept::data)), read-only. `None` when there
+    /// is none *or when it is not a `T`* (asking for the wrong type is not an
+    /// error): ask for exactly the type that was attached. For state that
+    /// changes, see [`Connection::with_state`].
     pub fn data<T: Any + Send + Sync>(&self) -> Option<&T> {
         self.inner.data.as_deref().and_then(|d| d.downcast_ref())
     }

@@ -51,8 +51,9 @@ pub enum Error {
     /// A push found no open connection to deliver to (reblocks-websocket's
     /// `no-active-websockets`). The text names the target.
     NoConnections(String),
-    /// An HTTP request was refused: by the server a client connected to, or
-    /// an event name or id was invalid.
+    /// A [`Client`](crate::Client)'s connection was refused by the server
+    /// with this HTTP status. (An invalid SSE event name or id is
+    /// [`Error::InvalidInput`].)
     Http {
         /// The HTTP status code.
         status: u16,

@@ -56,6 +56,8 @@ pub(crate) struct Hub {
     conns: Mutex<HashMap<u64, Connection>>,
     groups: Mutex<HashMap<String, HashMap<u64, Connection>>>,
     wake: Sender<Wake>,
+    /// The housekeeper's end of `wake` (kept, so a hub can be run again).
+    wake_rx: Receiver<Wake>,
     /// When the housekeeper will next scan anyway (`u64::MAX`: not at all).
     next_due: AtomicU64,
     thread: Mutex<Option<JoinHandle<()>>>,
@@ -64,32 +66,48 @@ pub(crate) struct Hub {
 }
 
 impl Hub {
-    /// Creates the hub and starts its housekeeper thread.
-    pub(crate) fn start(max_backlog: usize, timing: Timing) -> std::io::Result<Arc<Hub>> {
-        let (wake, rx) = crossbeam_channel::unbounded();
-        let hub = Arc::new(Hub {
+    /// Creates the hub without a housekeeper: nothing runs until [`Hub::run`].
+    pub(crate) fn new(max_backlog: usize, timing: Timing) -> Arc<Hub> {
+        let (wake, wake_rx) = crossbeam_channel::unbounded();
+        Arc::new(Hub {
             epoch: Instant::now(),
             max_backlog,
             timing,
             conns: Mutex::new(HashMap::new()),
             groups: Mutex::new(HashMap::new()),
             wake,
+            wake_rx,
             next_due: AtomicU64::new(u64::MAX),
             thread: Mutex::new(None),
             chores: Mutex::new(Vec::new()),
-        });
-        let h = Arc::clone(&hub);
-        let thread = std::thread::Builder::new()
-            .name("wsportal-housekeeper".into())
-            .stack_size(128 << 10)
-            .spawn(move || housekeeper(&h, &rx))?;
-        *hub.thread.lock() = Some(thread);
-        Ok(hub)
+        })
+    }
+
+    /// Starts the housekeeper, unless it runs already: whether it was
+    /// started (a hub serves one running server at a time).
+    pub(crate) fn run(self: &Arc<Hub>) -> std::io::Result<bool> {
+        let mut thread = self.thread.lock();
+        if thread.is_some() {
+            return Ok(false);
+        }
+        // Wakes left from an earlier run are stale; a new run starts idle.
+        while self.wake_rx.try_recv().is_ok() {}
+        self.next_due.store(u64::MAX, Ordering::Relaxed);
+        let (h, rx) = (Arc::clone(self), self.wake_rx.clone());
+        *thread = Some(
+            std::thread::Builder::new()
+                .name("wsportal-housekeeper".into())
+                .stack_size(128 << 10)
+                .spawn(move || housekeeper(&h, &rx))?,
+        );
+        Ok(true)
     }
 
     /// Has the housekeeper also do `chores`.
     pub(crate) fn add_chores(&self, chores: Weak<dyn Chores>) {
-        self.chores.lock().push(chores);
+        let mut all = self.chores.lock();
+        all.retain(|c| c.strong_count() > 0);
+        all.push(chores);
     }
 
     fn chores(&self) -> Vec<Arc<dyn Chores>> {
@@ -102,7 +120,14 @@ impl Hub {
 
     /// Creates the hub for a server or client with these settings.
     pub(crate) fn for_config(c: &crate::Config) -> std::io::Result<Arc<Hub>> {
-        Hub::start(
+        let hub = Hub::idle_for_config(c);
+        hub.run()?;
+        Ok(hub)
+    }
+
+    /// Creates the hub for these settings without starting it.
+    pub(crate) fn idle_for_config(c: &crate::Config) -> Arc<Hub> {
+        Hub::new(
             c.max_backlog,
             Timing {
                 ping_interval: c.ping_interval,
@@ -115,8 +140,8 @@ impl Hub {
 
     /// Stops and joins the housekeeper.
     pub(crate) fn stop(&self) {
-        let _ = self.wake.send(Wake::Stop);
         if let Some(t) = self.thread.lock().take() {
+            let _ = self.wake.send(Wake::Stop);
             let _ = t.join();
         }
     }

@@ -74,10 +74,39 @@
 //!
 //! ## Broadcasting
 //!
-//! [`Broadcaster`] (from [`ServerHandle::broadcaster`] or
-//! [`Connection::broadcaster`]) pushes one message, encoded once, to every
-//! connection of a resource, to a named group ([`Connection::join`]), or to
-//! all. Pushing to nobody is [`Error::NoConnections`].
+//! [`Broadcaster`] (from [`Server::broadcaster`], before the server starts,
+//! [`ServerHandle::broadcaster`] or [`Connection::broadcaster`]) pushes one
+//! message, encoded once, to every connection of a resource, to a named
+//! group ([`Connection::join`]), to all, to a set of connections
+//! ([`Broadcaster::to_connections`]), or to the connections of a resource
+//! that a per-client filter keeps ([`Broadcaster::to_resource_where`]).
+//! Pushing to nobody is [`Error::NoConnections`]; a background loop, where
+//! nobody listening is normal, uses [`Broadcaster::allow_nobody`] to get
+//! `Ok(0)` instead and keeps `?` for real failures.
+//!
+//! State that a connection changes (a filter the client sets by message)
+//! lives in [`Connection::with_state`], one value per type; data from the
+//! handshake hook ([`Accept::data`]) is read-only.
+//!
+//! ```
+//! use wsportal::{Resource, Server};
+//! #[derive(Default)]
+//! struct Filter(String);
+//!
+//! let mut server = Server::new();
+//! let push = server.broadcaster().allow_nobody(); // works before start
+//! server.define_resource("/logs", Resource::new().on_message(|ws, msg| {
+//!     let text = msg.as_text().unwrap_or("").to_owned();
+//!     ws.set_state(Filter(text)); // this client now wants lines with `text`
+//! }));
+//! let handle = server.start("127.0.0.1:0")?;
+//! let line = "GET /index.html 200";
+//! let wants = |ws: &wsportal::Connection| ws.with_state(|f: &mut Filter| line.contains(&f.0));
+//! let sent = push.to_resource_where("/logs", wants, line)?; // encoded once
+//! assert_eq!(sent, 0); // nobody is connected: Ok(0), not an error
+//! handle.close();
+//! # Ok::<(), wsportal::Error>(())
+//! ```
 //!
 //! ## Slow clients and keepalive
 //!
@@ -92,7 +121,7 @@
 //! An [`EventStream`], registered with [`Server::define_event_stream`],
 //! answers `GET` with `Content-Type: text/event-stream` (plus `Cache-Control:
 //! no-store` and `X-Accel-Buffering: no`) on the same listener and port as the
-//! WebSockets. Its `on_connect` hook sees the [`Request`] and answers
+//! WebSockets. Its `on_handshake` hook sees the [`Request`] and answers
 //! [`Accept`] (extra headers such as CORS, per-client data) or [`Reject`]
 //! (`401`, `403`, or `204`, which tells an `EventSource` to stop
 //! reconnecting). Events are [`Event`]s: data split into one `data:` line per
@@ -114,8 +143,8 @@
 //!
 //! let events = EventStream::new()
 //!     .history(100) // replay missed events to clients that reconnect
-//!     .on_connect(|req| match req.query() {
-//!         Some("token=secret") => Ok(Accept::new().header("Access-Control-Allow-Origin", "*")),
+//!     .on_handshake(|req| match req.query_param("token") {
+//!         Some(t) if t == "secret" => Ok(Accept::new().header("Access-Control-Allow-Origin", "*")),
 //!         _ => Err(Reject::new(204)), // an EventSource stops reconnecting
 //!     })
 //!     .on_open(|client| {
@@ -147,8 +176,13 @@
 //! housekeeper sends a comment line to streams silent for
 //! [`Config::sse_keepalive`] so proxies keep them open.
 //!
+//! [`EventStream::filter`] picks, per client, which events it gets, for
+//! live events and a resuming client's replay alike.
+//!
 //! [`Server::define_page`] serves a fixed page (`GET` and `HEAD`) on the same
-//! port, enough for a demo or a small dashboard; it is not a web framework.
+//! port, and [`Server::define_handler`] a fresh [`Response`] computed from
+//! the [`Request`] (a `/stats` page); enough for a demo or a small
+//! dashboard, not a web framework (no request bodies, no middleware).
 //!
 //! ## Client
 //!
@@ -201,6 +235,28 @@
 //! [`Config::shutdown_grace`] for their close handshakes, then cuts off the
 //! rest and joins every thread it started.
 //!
+//! To stop on a signal or from a hook, block the main thread in
+//! [`ServerHandle::wait`] and ask from elsewhere with a [`Closer`] (from
+//! [`ServerHandle::closer`]). wsportal depends on no signal crate; with
+//! `ctrlc` in your application's `Cargo.toml`, Ctrl-C is:
+//!
+//! ```no_run
+//! # mod ctrlc { // a stand-in, so that this example compiles without the crate
+//! #     pub fn set_handler(_: impl FnMut() + Send + 'static) -> Result<(), String> { Ok(()) }
+//! # }
+//! # let server = wsportal::Server::new();
+//! let handle = server.start("127.0.0.1:9001")?;
+//! let closer = handle.closer();
+//! ctrlc::set_handler(move || closer.close()).expect("a Ctrl-C handler");
+//! handle.wait(); // serve until Ctrl-C (or any other `closer.close()`)
+//! handle.close(); // 1001 to every client, then every thread is joined
+//! # Ok::<(), wsportal::Error>(())
+//! ```
+//!
+//! A background thread that pushes in a loop pauses with
+//! [`Closer::wait_timeout`] rather than `thread::sleep`, so it ends as soon
+//! as the server closes and can be joined.
+//!
 //! ## Errors
 //!
 //! One enum, [`Error`]. Starting fails with [`Error::Bind`] naming the address,
@@ -225,11 +281,13 @@
 
 mod broadcast;
 mod client;
+mod closer;
 mod config;
 mod connection;
 mod error;
 mod frame;
 mod guard;
+mod handler;
 mod handshake;
 mod http;
 mod hub;
@@ -237,17 +295,21 @@ mod message;
 mod outbox;
 mod page;
 mod protocol;
+mod query;
 mod resource;
 mod route;
 mod server;
 mod session;
 mod sse;
+mod state;
 
 pub use crate::broadcast::Broadcaster;
 pub use crate::client::{Client, ClientHandle};
+pub use crate::closer::Closer;
 pub use crate::config::Config;
 pub use crate::connection::Connection;
 pub use crate::error::{Error, SendError};
+pub use crate::handler::Response;
 pub use crate::http::Request;
 pub use crate::message::Message;
 pub use crate::resource::{Accept, Reject, Resource};

@@ -167,7 +167,10 @@ impl Accept {
         self
     }
 
-    /// Attaches typed per-connection data.
+    /// Attaches typed per-connection data, read back (read-only) with
+    /// [`Connection::data::<T>()`](crate::Connection::data) or
+    /// [`EventClient::data`](crate::EventClient::data) with the same `T`;
+    /// any other type reads `None`. Mutable state: [`Connection::with_state`].
     pub fn data<T: Any + Send + Sync>(mut self, data: T) -> Accept {
         self.data = Some(Arc::new(data));
         self

@@ -17,13 +17,14 @@ use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use parking_lot::{Condvar, Mutex};
 
 use crate::connection::Parts;
+use crate::handler::Handler;
 use crate::http::{self, HeadError, Request};
 use crate::hub::Hub;
 use crate::page::Page;
 use crate::protocol::{FrameReader, Limits, Role};
 use crate::route::Routes;
 use crate::sse::{EventPublisher, EventStream, Streams};
-use crate::{Broadcaster, Config, Connection, Error, Reject, Resource};
+use crate::{Broadcaster, Closer, Config, Connection, Error, Reject, Resource, Response};
 
 /// How long an idle pooled connection thread waits for the next client.
 const IDLE_THREAD: Duration = Duration::from_secs(10);
@@ -33,6 +34,7 @@ pub(crate) enum Endpoint {
     Socket(Arc<Resource>),
     Events(Arc<EventStream>),
     Page(Page),
+    Handler(Handler),
 }
 
 /// A server being set up: its settings and its routes. Start it with
@@ -54,6 +56,11 @@ pub struct Server {
     routes: Routes<Arc<Endpoint>>,
     route_error: Option<Error>,
     event_streams: Vec<Arc<EventStream>>,
+    /// The hub of the first running server started from this one, made
+    /// early so that [`Server::broadcaster`] works before `start`.
+    hub: Arc<Hub>,
+    /// The closer of that same server, for [`Server::closer`].
+    closer: Closer,
 }
 
 impl fmt::Debug for Server {
@@ -79,6 +86,8 @@ impl Server {
     /// A server with these settings.
     pub fn with_config(config: Config) -> Server {
         Server {
+            hub: Hub::idle_for_config(&config),
+            closer: Closer::new(),
             config,
             routes: Routes::default(),
             route_error: None,
@@ -123,6 +132,48 @@ impl Server {
         self.define(path, Endpoint::Page(Page::new(content_type, body.into())))
     }
 
+    /// Registers a dynamic page at `path` (same path syntax as
+    /// [`Server::define_resource`]; read named segments with
+    /// [`Request::param`]): `GET` answers what `handler` returns for the
+    /// request, `HEAD` the same head without the body, any other method
+    /// `405` with `Allow: GET, HEAD`. The handler runs on the connection's
+    /// thread; a panic in it is answered `500` (and logged at error level
+    /// under [`Config::debug_on_error`], at debug level otherwise).
+    ///
+    /// ```
+    /// use wsportal::{Response, Server};
+    /// let mut server = Server::new();
+    /// let counts = server.broadcaster();
+    /// server.define_handler("/stats", move |_req| {
+    ///     Response::json(format!("{{\"clients\":{}}}", counts.connection_count()))
+    /// });
+    /// ```
+    pub fn define_handler(
+        &mut self,
+        path: &str,
+        handler: impl Fn(&Request) -> Response + Send + Sync + 'static,
+    ) -> &mut Server {
+        self.define(path, Endpoint::Handler(Handler::new(handler)))
+    }
+
+    /// A handle for pushing to this server's WebSocket connections from any
+    /// thread, to hand to hooks and threads set up before [`Server::start`].
+    /// It reaches the server once it runs (until then, and after it closes,
+    /// every push finds nobody). If this `Server` is started more than once
+    /// at a time, it reaches the first of those that is running.
+    pub fn broadcaster(&self) -> Broadcaster {
+        Broadcaster::new(Arc::clone(&self.hub))
+    }
+
+    /// A [`Closer`] for this server, to hand to hooks set up before
+    /// [`Server::start`] (an "admin: stop" message, say): it asks the server
+    /// to close once it runs, as [`ServerHandle::closer`] does. (A close
+    /// asked before the start is forgotten by it; as for
+    /// [`Server::broadcaster`], it is the first running server's.)
+    pub fn closer(&self) -> Closer {
+        self.closer.clone()
+    }
+
     fn define(&mut self, path: &str, endpoint: Endpoint) -> &mut Server {
         if let Err(e) = self.routes.add(path, Arc::new(endpoint)) {
             self.route_error.get_or_insert(e);
@@ -148,7 +199,12 @@ impl Server {
         let listener = TcpListener::bind(&addr).map_err(bind_err)?;
         let local_addr = listener.local_addr().map_err(bind_err)?;
         let c = &self.config;
-        let hub = Hub::for_config(c)?;
+        // Our own hub (the one `Server::broadcaster` reaches) unless another
+        // running server started from this one has it.
+        let (hub, closer) = match self.hub.run()? {
+            true => (Arc::clone(&self.hub), self.closer.reopened()),
+            false => (Hub::for_config(c)?, Closer::new()),
+        };
         let sse = match Streams::claim(&self.event_streams, c.sse_keepalive, c.write_timeout) {
             Ok(sse) => Arc::new(sse),
             Err(e) => {
@@ -189,6 +245,7 @@ impl Server {
             core,
             acceptor: Some(acceptor),
             local_addr,
+            closer,
         })
     }
 }
@@ -414,6 +471,10 @@ fn handle(core: &Core, id: u64, stream: &Arc<TcpStream>, peer: SocketAddr) {
             log::debug!("{peer}: {} {}", req.method(), req.path);
             answer(stream, &page.response(&req));
         }
+        Endpoint::Handler(handler) => {
+            log::debug!("{peer}: {} {}", req.method(), req.path);
+            answer(stream, &handler.respond(&req, c.debug_on_error));
+        }
     }
 }
 
@@ -447,6 +508,7 @@ pub struct ServerHandle {
     core: Arc<Core>,
     acceptor: Option<JoinHandle<()>>,
     local_addr: SocketAddr,
+    closer: Closer,
 }
 
 impl fmt::Debug for ServerHandle {
@@ -481,7 +543,9 @@ impl ServerHandle {
         self.core.sse.publisher(route)
     }
 
-    /// How many event-stream (SSE) clients are connected.
+    /// How many event-stream (SSE) clients are connected, counting every
+    /// stream of this server; one stream's count is
+    /// [`EventPublisher::client_count`].
     pub fn event_client_count(&self) -> usize {
         self.core.sse.count()
     }
@@ -495,6 +559,8 @@ impl ServerHandle {
         let Some(acceptor) = self.acceptor.take() else {
             return;
         };
+        // Loops pausing on a `Closer` end now, not after the grace period.
+        self.closer.close();
         let core = &self.core;
         core.stopping.store(true, Ordering::SeqCst);
         // Wake the blocked accept() by connecting to ourselves.
@@ -545,6 +611,41 @@ impl ServerHandle {
         core.hub.stop();
         core.sse.release();
         log::debug!("server on {} stopped", self.local_addr);
+    }
+}
+
+/// Waiting for a close asked for elsewhere (see [`Closer`]).
+impl ServerHandle {
+    /// A handle that asks this server to close, from any thread (a Ctrl-C
+    /// handler, a hook, a timer); the thread in [`ServerHandle::wait`] then
+    /// closes it.
+    pub fn closer(&self) -> Closer {
+        self.closer.clone()
+    }
+
+    /// Blocks until a [`Closer`] of this server asks it to close. Then
+    /// call [`ServerHandle::close`] (or drop the handle), which does the
+    /// closing on this thread:
+    ///
+    /// ```no_run
+    /// # let server = wsportal::Server::new();
+    /// let handle = server.start("127.0.0.1:9001")?;
+    /// let closer = handle.closer();
+    /// // Elsewhere: a hook, a timer, or a Ctrl-C handler (see the crate docs).
+    /// std::thread::spawn(move || closer.close());
+    /// handle.wait(); // serves until then
+    /// handle.close(); // 1001 to every client, then every thread is joined
+    /// # Ok::<(), wsportal::Error>(())
+    /// ```
+    pub fn wait(&self) {
+        self.closer.wait();
+    }
+
+    /// Blocks until a [`Closer`] asks this server to close or `timeout`
+    /// has passed; returns whether a close was asked for. The server keeps
+    /// running either way until [`ServerHandle::close`].
+    pub fn wait_timeout(&self, timeout: Duration) -> bool {
+        self.closer.wait_timeout(timeout)
     }
 }
 

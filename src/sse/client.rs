@@ -147,7 +147,7 @@ impl EventClient {
         self.inner.request.peer_addr()
     }
 
-    /// The per-client data attached by the `on_connect` hook's
+    /// The per-client data attached by the `on_handshake` hook's
     /// [`Accept::data`](crate::Accept::data), if it has type `T`.
     pub fn data<T: Any + Send + Sync>(&self) -> Option<&T> {
         self.inner.data.as_deref().and_then(|d| d.downcast_ref())

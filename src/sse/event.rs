@@ -119,6 +119,24 @@ impl Event {
     }
 }
 
+/// What an event holds, for a stream's [`filter`](crate::EventStream::filter).
+impl Event {
+    /// The data, as given.
+    pub fn data(&self) -> &str {
+        &self.data
+    }
+
+    /// The event type set with [`Event::name`], if any.
+    pub fn event_name(&self) -> Option<&str> {
+        self.name.as_deref()
+    }
+
+    /// The id set with [`Event::id`], if any.
+    pub fn event_id(&self) -> Option<&str> {
+        self.id.as_deref()
+    }
+}
+
 impl From<&str> for Event {
     fn from(data: &str) -> Event {
         Event::new(data)

@@ -149,7 +149,7 @@ fn open(events: &EventStream, hooks: &Hooks<'_>, head: &[u8]) {
     let mut fallback: Option<Option<Vec<u8>>> = None;
     loop {
         let mut st = events.shared.state.lock();
-        let replay = st.replay(last_id);
+        let replay = st.replay_for(client, last_id);
         if let (Replay::Unknown, None, Some(hook)) = (&replay, &fallback, &events.on_unknown_id) {
             drop(st);
             let mut event = None;

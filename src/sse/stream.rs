@@ -15,12 +15,13 @@ type ConnectHook = dyn Fn(&Request) -> Result<Accept, Reject> + Send + Sync;
 type ClientHook = dyn Fn(&EventClient) + Send + Sync;
 type WriterHook = dyn Fn(&EventSink<'_>) -> Result<(), Error> + Send + Sync;
 type UnknownIdHook = dyn Fn(&Request) -> Option<Event> + Send + Sync;
+type FilterHook = dyn Fn(&EventClient, &Event) -> bool + Send + Sync;
 
 /// A Server-Sent Events endpoint, registered with
 /// [`Server::define_event_stream`](crate::Server::define_event_stream).
 ///
 /// Every hook is optional. For each client, on the client's own thread:
-/// `on_connect` decides (from the [`Request`]) whether to answer with the
+/// `on_handshake` decides (from the [`Request`]) whether to answer with the
 /// stream or refuse; then the missed events are replayed (see
 /// [`EventStream::history`]); then `on_open` runs; then the `writer`, if
 /// there is one, runs until it returns (which ends the stream) or the client
@@ -32,7 +33,7 @@ type UnknownIdHook = dyn Fn(&Request) -> Option<Event> + Send + Sync;
 /// use wsportal::{Accept, Event, EventStream, Reject};
 /// let stream = EventStream::new()
 ///     .history(100)
-///     .on_connect(|req| match req.header("authorization") {
+///     .on_handshake(|req| match req.header("authorization") {
 ///         Some(_) => Ok(Accept::new().header("Access-Control-Allow-Origin", "*")),
 ///         None => Err(Reject::new(401)),
 ///     })
@@ -89,6 +90,7 @@ impl EventStream {
                     clients: BTreeMap::new(),
                     history: VecDeque::new(),
                     history_cap: 0,
+                    filter: None,
                 }),
             }),
         }
@@ -99,13 +101,23 @@ impl EventStream {
     /// per-client data read back with [`EventClient::data`]) or
     /// `Err(Reject)` to answer with a status, headers and body instead
     /// (`401`, `403`, or `204`, which tells an `EventSource` to stop
-    /// reconnecting).
-    pub fn on_connect(
+    /// reconnecting). The same hook, by the same name, as
+    /// [`Resource::on_handshake`](crate::Resource::on_handshake).
+    pub fn on_handshake(
         mut self,
         hook: impl Fn(&Request) -> Result<Accept, Reject> + Send + Sync + 'static,
     ) -> EventStream {
         self.on_connect = Some(Box::new(hook));
         self
+    }
+
+    /// The old name of [`EventStream::on_handshake`].
+    #[deprecated(since = "0.1.0", note = "renamed to `on_handshake`, as for `Resource`")]
+    pub fn on_connect(
+        self,
+        hook: impl Fn(&Request) -> Result<Accept, Reject> + Send + Sync + 'static,
+    ) -> EventStream {
+        self.on_handshake(hook)
     }
 
     /// Runs once the response head and any replayed events are queued,
@@ -200,12 +212,16 @@ pub(crate) struct State {
     pub(crate) clients: BTreeMap<u64, EventClient>,
     history: VecDeque<Recorded>,
     history_cap: usize,
+    /// Which events each client gets ([`EventStream::filter`]).
+    filter: Option<Arc<FilterHook>>,
 }
 
 /// An event kept for replay.
 struct Recorded {
     id: Option<String>,
     bytes: Arc<[u8]>,
+    /// The event itself, for the stream's filter.
+    event: Event,
 }
 
 /// What a joining client is owed, given its `Last-Event-ID`.
@@ -250,6 +266,7 @@ impl State {
         self.history.push_back(Recorded {
             id: event.id.clone(),
             bytes: Arc::clone(bytes),
+            event: event.clone(),
         });
     }
 }
@@ -264,6 +281,8 @@ impl State {
 #[derive(Clone)]
 pub struct EventPublisher {
     shared: Arc<Shared>,
+    /// Pushing to nobody is `Ok(0)` ([`EventPublisher::allow_nobody`]).
+    nobody_ok: bool,
 }
 
 impl fmt::Debug for EventPublisher {
@@ -277,7 +296,10 @@ impl fmt::Debug for EventPublisher {
 
 impl EventPublisher {
     pub(crate) fn new(shared: Arc<Shared>) -> EventPublisher {
-        EventPublisher { shared }
+        EventPublisher {
+            shared,
+            nobody_ok: false,
+        }
     }
 
     /// Sends an event to every client of the stream, and keeps it in the
@@ -296,7 +318,7 @@ impl EventPublisher {
         let queued = st
             .clients
             .values()
-            .filter(|c| c.push_shared(Arc::clone(&bytes)).is_ok())
+            .filter(|c| st.keeps(c, event) && c.push_shared(Arc::clone(&bytes)).is_ok())
             .count();
         drop(st);
         self.counted(queued)
@@ -314,10 +336,12 @@ impl EventPublisher {
         let queued = st
             .clients
             .values()
-            .filter(|c| c.in_group(group) && c.push_shared(Arc::clone(&bytes)).is_ok())
+            .filter(|c| {
+                c.in_group(group) && st.keeps(c, event) && c.push_shared(Arc::clone(&bytes)).is_ok()
+            })
             .count();
         drop(st);
-        if queued == 0 {
+        if queued == 0 && !self.nobody_ok {
             return Err(Error::NoConnections(format!(
                 "group {group} of {}",
                 self.shared.target()
@@ -362,9 +386,105 @@ impl EventPublisher {
     }
 
     fn counted(&self, queued: usize) -> Result<usize, Error> {
-        if queued == 0 {
+        if queued == 0 && !self.nobody_ok {
             return Err(Error::NoConnections(self.shared.target()));
         }
         Ok(queued)
+    }
+}
+
+/// Per-client filters, and pushing to nobody without an error.
+impl EventStream {
+    /// Decides, for each client and each event pushed to many clients
+    /// ([`EventPublisher::send`], [`EventPublisher::to_group`]) or replayed
+    /// from the history, whether the client gets it: a per-client filter
+    /// that a resuming client's replay obeys too, so it misses nothing it
+    /// wants and gets nothing it does not. Read what the client wants from
+    /// its request ([`Request::query_param`]) or its
+    /// [`EventClient::data`]. Events sent to one client
+    /// ([`EventClient::send`], [`EventPublisher::to_client`], `on_open`,
+    /// the writer) are not filtered.
+    ///
+    /// It runs under the stream's lock, once per client and event: keep it
+    /// quick, and do not push to this stream from it. A panic in it counts
+    /// as `false` (and is logged at error level).
+    ///
+    /// ```
+    /// use wsportal::{Event, EventStream};
+    /// // `/logs?level=error` gets only `error` events; without `level`, all.
+    /// let logs = EventStream::new().history(1000).filter(|client, event: &Event| {
+    ///     match client.request().query_param("level") {
+    ///         Some(level) => event.event_name() == Some(level.as_str()),
+    ///         None => true,
+    ///     }
+    /// });
+    /// # let _ = logs;
+    /// ```
+    pub fn filter(
+        self,
+        keep: impl Fn(&EventClient, &Event) -> bool + Send + Sync + 'static,
+    ) -> EventStream {
+        self.shared.state.lock().filter = Some(Arc::new(keep));
+        self
+    }
+}
+
+impl State {
+    /// What a joining client is owed, given its `Last-Event-ID`, through
+    /// the stream's filter.
+    pub(crate) fn replay_for(&self, client: &EventClient, last_id: Option<&str>) -> Replay {
+        let Some(filter) = &self.filter else {
+            return self.replay(last_id);
+        };
+        match self.replay(last_id) {
+            Replay::Missed(_) => {
+                // Because `replay` found it, the id is in the history.
+                let i = self
+                    .history
+                    .iter()
+                    .rposition(|r| r.id.as_deref() == last_id)
+                    .unwrap_or(0);
+                let kept = self
+                    .history
+                    .iter()
+                    .skip(i + 1)
+                    .filter(|r| keeps(filter, client, &r.event));
+                Replay::Missed(kept.map(|r| Arc::clone(&r.bytes)).collect())
+            }
+            other => other,
+        }
+    }
+
+    /// Whether the stream's filter lets `client` have `event`.
+    fn keeps(&self, client: &EventClient, event: &Event) -> bool {
+        self.filter.as_ref().is_none_or(|f| keeps(f, client, event))
+    }
+}
+
+/// Runs a filter; a panic is a no.
+fn keeps(filter: &Arc<FilterHook>, client: &EventClient, event: &Event) -> bool {
+    match crate::guard::run(true, || filter(client, event)) {
+        Ok(keep) => keep,
+        Err(p) => {
+            log::error!(
+                "event client {}: filter panicked at {}: {}",
+                client.id(),
+                p.location,
+                p.message
+            );
+            false
+        }
+    }
+}
+
+impl EventPublisher {
+    /// The same publisher, except that [`EventPublisher::send`] and
+    /// [`EventPublisher::to_group`] return `Ok(0)` instead of
+    /// [`Error::NoConnections`] when they find nobody: for background
+    /// loops, where nobody listening is the normal case.
+    /// ([`EventPublisher::to_client`] still says when its client is gone.)
+    pub fn allow_nobody(mut self) -> EventPublisher {
+        self.nobody_ok = true;
+        self
     }
 }

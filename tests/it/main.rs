@@ -3,6 +3,9 @@
 
 mod client;
 mod core;
+mod ergonomics;
+mod examples;
+mod logtail;
 mod page;
 mod push;
 mod sse;

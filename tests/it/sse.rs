@@ -130,7 +130,7 @@ fn reporting(opens: &Events<u64>, closes: &Events<u64>) -> EventStream {
 
 #[test]
 fn hook_refuses_with_status_headers_and_body() {
-    let stream = EventStream::new().on_connect(|req| match req.query() {
+    let stream = EventStream::new().on_handshake(|req| match req.query() {
         Some("who=nobody") => Err(Reject::new(401).header("WWW-Authenticate", "Bearer")),
         Some("who=banned") => Err(Reject::new(403).body("banned")),
         Some("who=done") => Err(Reject::new(204).header("X-Reason", "finished")),
@@ -169,7 +169,7 @@ fn hook_refuses_with_status_headers_and_body() {
 fn accepts_with_extra_headers_and_per_client_data() {
     struct User(String);
     let stream = EventStream::new()
-        .on_connect(|req| {
+        .on_handshake(|req| {
             let name = req.query().unwrap_or("anonymous").to_owned();
             Ok(Accept::new()
                 .header("Access-Control-Allow-Origin", "https://example.com")
