@@ -227,6 +227,7 @@ mod broadcast;
 mod client;
 mod config;
 mod connection;
+mod deadline;
 mod error;
 mod frame;
 mod guard;
