@@ -155,7 +155,7 @@ impl Client {
         let target = handshake::parse_url(&self.url)?;
         let key = tungstenite::handshake::client::generate_key();
         let headers = handshake::request_headers(&target, &key, &self.protocols, &self.headers)?;
-        let deadline = Instant::now() + self.timeout.unwrap_or(c.handshake_timeout);
+        let deadline = crate::deadline::after(self.timeout.unwrap_or(c.handshake_timeout));
 
         let (stream, peer) = open_socket(&target, deadline)?;
         let _ = stream.set_nodelay(c.nodelay);
@@ -530,7 +530,7 @@ impl ClientHandle {
     /// Waits at most `timeout` for the connection to end; returns how it
     /// ended, or `None` if it is still running.
     pub fn wait_closed(&self, timeout: Duration) -> Option<(u16, String)> {
-        let deadline = Instant::now() + timeout;
+        let deadline = crate::deadline::after(timeout);
         let mut status = self.shared.ended.status.lock();
         while status.is_none() {
             if self

@@ -11,7 +11,7 @@ use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use parking_lot::{Condvar, Mutex};
@@ -332,7 +332,7 @@ fn handle(core: &Core, id: u64, stream: &Arc<TcpStream>, peer: SocketAddr) {
     let c = &core.config;
     let _ = stream.set_nodelay(c.nodelay);
     let _ = stream.set_write_timeout(Some(c.handshake_timeout));
-    let deadline = Instant::now() + c.handshake_timeout;
+    let deadline = crate::deadline::after(c.handshake_timeout);
     let mut set_timeout = |d: Duration| stream.set_read_timeout(Some(d));
     let head = http::read_head(
         &mut &**stream,
@@ -519,7 +519,7 @@ impl ServerHandle {
                 }
             }
         }
-        let deadline = Instant::now() + core.config.shutdown_grace;
+        let deadline = crate::deadline::after(core.config.shutdown_grace);
         let mut open = core.sockets.lock();
         while !open.is_empty()
             && !core

@@ -170,7 +170,7 @@ impl Session<'_> {
     /// Gives queued bytes (the close frame) a bounded chance to leave.
     fn linger(&self) {
         let inner = &self.conn.inner;
-        let deadline = Instant::now() + inner.hub.close_timeout();
+        let deadline = crate::deadline::after(inner.hub.close_timeout());
         while inner.outbox.backlog() > 0 && Instant::now() < deadline && !self.is_forced() {
             std::thread::sleep(Duration::from_millis(2));
         }

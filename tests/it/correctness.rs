@@ -2,11 +2,14 @@
 //! threads, deadlines from huge durations, what a connection reports once it
 //! has ended, and shutdown from inside a hook.
 
+use std::io::Write;
+use std::net::TcpStream;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Barrier};
 use std::thread;
+use std::time::Duration;
 
-use wsportal::{Config, Connection, Resource, Server, ServerHandle};
+use wsportal::{Client, Config, Connection, EventStream, Resource, Server, ServerHandle};
 
 use crate::support::*;
 
@@ -65,4 +68,91 @@ fn concurrent_join_and_leave_agree() {
     joiner.join().unwrap();
     stop.store(true, Ordering::Relaxed);
     hammer.join().unwrap();
+}
+
+/// Every duration setting at its largest.
+fn forever() -> Config {
+    Config::default()
+        .handshake_timeout(Duration::MAX)
+        .close_timeout(Duration::MAX)
+        .ping_interval(Some(Duration::MAX))
+        .ping_timeout(Duration::MAX)
+        .write_timeout(Duration::MAX)
+        .sse_keepalive(Some(Duration::MAX))
+}
+
+/// Issue 17.6: `Duration::MAX` settings are "never", and closing a
+/// connection (either side first) still runs `on_close` and frees it.
+#[test]
+fn huge_duration_settings_do_not_kill_connections() {
+    init_logs();
+    let closes: Events<u16> = Events::new();
+    let tx = closes.tx.clone();
+    let mut server = Server::with_config(forever());
+    server.define_resource(
+        "/",
+        Resource::new()
+            .on_message(|ws, _| ws.close(4000, "bye"))
+            .on_close(move |_, code, _| tx.send(code).unwrap()),
+    );
+    let h = server.start("127.0.0.1:0").expect("server starts");
+    // The server closes first.
+    let mut ws = connect(h.local_addr(), "/");
+    ws.send(tungstenite::Message::text("close me")).unwrap();
+    assert_eq!(recv_close(&mut ws).0, 4000);
+    assert_eq!(closes.next(), 4000);
+    // The peer closes first.
+    let mut ws = connect(h.local_addr(), "/");
+    ws.close(None).unwrap();
+    assert_eq!(recv_close(&mut ws).0, 1005);
+    assert_eq!(closes.next(), 1005);
+    h.close();
+}
+
+/// Issue 19.12: a client's deadlines from huge durations saturate.
+#[test]
+fn client_waits_with_huge_durations() {
+    let (h, ev) = server_giving_connections(Config::default());
+    let ws = Client::new(format!("ws://{}/", h.local_addr()))
+        .timeout(Duration::MAX)
+        .config(forever())
+        .connect()
+        .expect("connects");
+    let server_side = ev.next();
+    server_side.close(4001, "done");
+    let (done_tx, done_rx) = crossbeam_channel::bounded(1);
+    let waiter = ws.clone();
+    thread::spawn(move || {
+        let _ = done_tx.send(waiter.wait_closed(Duration::MAX));
+    });
+    let status = done_rx.recv_timeout(WAIT).expect("wait_closed returned");
+    assert_eq!(status, Some((4001, "done".to_owned())));
+    assert_eq!(ws.disconnect(1000, ""), Some((4001, "done".to_owned())));
+}
+
+/// Issue 19.12: `EventSink::wait(Duration::MAX)` waits until the client goes.
+#[test]
+fn event_sink_waits_with_a_huge_duration() {
+    init_logs();
+    let ends: Events<String> = Events::new();
+    let (opened, ended) = (ends.tx.clone(), ends.tx.clone());
+    let mut server = Server::with_config(forever());
+    server.define_event_stream(
+        "/events",
+        EventStream::new()
+            .on_open(move |_| opened.send("open".into()).unwrap())
+            .writer(move |sink| {
+                let got = sink.wait(Duration::MAX);
+                ended.send(format!("{got:?}")).unwrap();
+                got
+            }),
+    );
+    let h = server.start("127.0.0.1:0").expect("server starts");
+    let mut s = TcpStream::connect(h.local_addr()).unwrap();
+    s.set_read_timeout(Some(WAIT)).unwrap();
+    s.write_all(b"GET /events HTTP/1.1\r\nHost: x\r\nAccept: text/event-stream\r\n\r\n")
+        .unwrap();
+    assert_eq!(ends.next(), "open");
+    drop(s);
+    assert_eq!(ends.next(), "Err(Closed)");
 }
