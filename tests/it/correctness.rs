@@ -156,3 +156,36 @@ fn event_sink_waits_with_a_huge_duration() {
     drop(s);
     assert_eq!(ends.next(), "Err(Closed)");
 }
+
+/// Issue 17.7: once a peer vanished (1006), `is_open` is false and sends
+/// fail, in `on_close` and afterwards.
+#[test]
+fn a_vanished_peer_is_not_open() {
+    init_logs();
+    let seen: Events<(bool, bool, u16)> = Events::new();
+    let tx = seen.tx.clone();
+    let held: Events<Connection> = Events::new();
+    let keep = held.tx.clone();
+    let mut server = Server::new();
+    server.define_resource(
+        "/",
+        Resource::new()
+            .on_open(move |ws| keep.send(ws.clone()).unwrap())
+            .on_close(move |ws, code, _| {
+                tx.send((ws.is_open(), ws.send_text("late").is_ok(), code))
+                    .unwrap()
+            }),
+    );
+    let h = server.start("127.0.0.1:0").expect("server starts");
+    let s = raw_upgraded(h.local_addr(), "/");
+    let conn = held.next();
+    drop(s);
+    assert_eq!(
+        seen.next(),
+        (false, false, 1006),
+        "(is_open, sent, code) in on_close"
+    );
+    assert!(!conn.is_open());
+    assert!(conn.send_text("later").is_err());
+    assert!(conn.send(wsportal::Message::Binary(vec![0; 4096])).is_err());
+}
