@@ -189,3 +189,22 @@ fn a_vanished_peer_is_not_open() {
     assert!(conn.send_text("later").is_err());
     assert!(conn.send(wsportal::Message::Binary(vec![0; 4096])).is_err());
 }
+
+/// Issue 17 (suspected): two `disconnect`s at once both return how the
+/// connection ended; neither waits for ever.
+#[test]
+fn concurrent_disconnects_both_return() {
+    let (h, _ev) = server_giving_connections(Config::default());
+    let ws = Client::new(format!("ws://{}/", h.local_addr()))
+        .connect()
+        .expect("connects");
+    let (done_tx, done_rx) = crossbeam_channel::unbounded();
+    for _ in 0..2 {
+        let (ws, tx) = (ws.clone(), done_tx.clone());
+        thread::spawn(move || tx.send(ws.disconnect(4002, "twice")).unwrap());
+    }
+    for _ in 0..2 {
+        let status = done_rx.recv_timeout(WAIT).expect("disconnect returned");
+        assert_eq!(status.map(|s| s.0), Some(4002));
+    }
+}
