@@ -5,7 +5,7 @@
 use std::io::Write;
 use std::net::TcpStream;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Barrier};
+use std::sync::{Arc, Barrier, Mutex};
 use std::thread;
 use std::time::Duration;
 
@@ -207,4 +207,43 @@ fn concurrent_disconnects_both_return() {
         let status = done_rx.recv_timeout(WAIT).expect("disconnect returned");
         assert_eq!(status.map(|s| s.0), Some(4002));
     }
+}
+
+/// Issue 17 (suspected): `ServerHandle::close` from inside one of the
+/// server's own hooks stops the server and returns; the hook's own client
+/// gets 1001 and its `on_close` runs.
+#[test]
+fn close_from_inside_a_hook() {
+    init_logs();
+    let seen: Events<String> = Events::new();
+    let (tx, closed) = (seen.tx.clone(), seen.tx.clone());
+    let slot: Arc<Mutex<Option<ServerHandle>>> = Arc::new(Mutex::new(None));
+    let hook_slot = Arc::clone(&slot);
+    let mut server = Server::with_config(Config::default().shutdown_grace(Duration::from_secs(5)));
+    server.define_resource(
+        "/",
+        Resource::new()
+            .on_message(move |_, _| {
+                let handle = hook_slot.lock().unwrap().take();
+                if let Some(h) = handle {
+                    h.close();
+                    tx.send("closed".into()).unwrap();
+                }
+            })
+            .on_close(move |_, code, _| closed.send(format!("on_close {code}")).unwrap()),
+    );
+    let h = server.start("127.0.0.1:0").expect("server starts");
+    let addr = h.local_addr();
+    *slot.lock().unwrap() = Some(h);
+    let mut other = connect(addr, "/");
+    let mut ws = connect(addr, "/");
+    ws.send(tungstenite::Message::text("stop the server"))
+        .unwrap();
+    // The other client answers its 1001 at once; the server then returns.
+    assert_eq!(recv_close(&mut other).0, 1001);
+    let mut got = vec![seen.next(), seen.next(), seen.next()];
+    got.sort();
+    assert_eq!(got, ["closed", "on_close 1001", "on_close 1001"]);
+    assert_eq!(recv_close(&mut ws).0, 1001);
+    assert!(TcpStream::connect(addr).is_err(), "the listener is closed");
 }
