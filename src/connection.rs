@@ -217,7 +217,9 @@ impl Connection {
         self.inner.send_close(code, reason);
     }
 
-    /// Whether messages can still be sent (no close has begun).
+    /// Whether messages can still be sent: no close has begun and the
+    /// connection has not ended (false from the end of the read loop, also
+    /// when the peer vanished without a close frame).
     pub fn is_open(&self) -> bool {
         !self.inner.ending.lock().begun()
     }
