@@ -14,6 +14,10 @@ use crate::{Error, Message};
 
 /// Data frames at least this long are read straight into their own buffer.
 const DIRECT_MIN: usize = 16 * 1024;
+/// A large frame's own buffer grows by this factor when its room is full:
+/// few reads and copies for an honest frame, and at most this many times
+/// the bytes that arrived for a frame that never comes.
+const DIRECT_GROWTH: usize = 4;
 /// Reads stop growing the buffer for throughput past this size; a single
 /// larger frame still gets the room it needs.
 const GROW_LIMIT: usize = 256 * 1024;
@@ -77,10 +81,10 @@ pub(crate) struct FrameReader {
 /// A large data frame whose payload is read into the vector that becomes the
 /// message: no copy out of the read buffer, no compaction behind it.
 ///
-/// The vector grows with the bytes that arrive (doubling when its room is
-/// full), never to the length the header announced before they come: a
-/// header alone commits at most `DIRECT_MIN` bytes, and a frame's buffer is
-/// never more than twice what arrived of it.
+/// The vector grows with the bytes that arrive (by `DIRECT_GROWTH` when its
+/// room is full), never to the length the header announced before they
+/// come: a header alone commits at most `DIRECT_MIN` bytes, and a frame's
+/// buffer is never more than `DIRECT_GROWTH` times what arrived of it.
 #[derive(Debug)]
 struct Direct {
     header: Header,
@@ -93,11 +97,13 @@ struct Direct {
 }
 
 impl Direct {
-    /// Makes room for the next read once the room is full: twice as much,
-    /// up to the end of the frame.
+    /// Makes room for the next read once the room is full: `DIRECT_GROWTH`
+    /// times as much, up to the end of the frame.
     fn grow(&mut self) {
         if self.filled == self.data.len() && self.data.len() < self.len {
-            let room = (self.data.len() * 2).max(DIRECT_MIN).min(self.len);
+            let room = (self.data.len() * DIRECT_GROWTH)
+                .max(DIRECT_MIN)
+                .min(self.len);
             self.data.resize(room, 0);
         }
     }
@@ -249,11 +255,11 @@ impl FrameReader {
             let total = header.header_len + len;
             if len >= DIRECT_MIN && !header.opcode.is_control() && avail.len() < total {
                 // Move what arrived of the payload into the frame's own
-                // buffer, with room for as much again (not for what the
-                // header announced: that may never come).
+                // buffer, with room for a few times as much (not for what
+                // the header announced: that may never come).
                 let at = self.start + header.header_len;
                 let have = self.end - at;
-                let room = (have * 2).max(DIRECT_MIN).min(len);
+                let room = (have * DIRECT_GROWTH).max(DIRECT_MIN).min(len);
                 let mut data = Vec::with_capacity(room);
                 data.extend_from_slice(&self.buf[at..self.end]);
                 data.resize(room, 0);
@@ -546,7 +552,7 @@ mod tests {
             "a bare header holds {} bytes",
             held(&r)
         );
-        // As payload trickles in, memory stays within twice what arrived.
+        // As payload trickles in, memory stays within a few times what arrived.
         let payload = vec![7u8; 1 << 20];
         let mut src = Chunked {
             rest: &payload,
@@ -556,7 +562,7 @@ mod tests {
         while arrived < payload.len() {
             arrived += r.fill(&mut src).unwrap();
             assert_eq!(r.next_event().unwrap(), None);
-            let bound = 2 * arrived + DIRECT_MIN + 4096;
+            let bound = DIRECT_GROWTH * arrived + DIRECT_MIN + 4096;
             assert!(held(&r) <= bound, "{} held after {arrived} bytes", held(&r));
         }
     }
