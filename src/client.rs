@@ -155,7 +155,7 @@ impl Client {
         let target = handshake::parse_url(&self.url)?;
         let key = tungstenite::handshake::client::generate_key();
         let headers = handshake::request_headers(&target, &key, &self.protocols, &self.headers)?;
-        let deadline = Instant::now() + self.timeout.unwrap_or(c.handshake_timeout);
+        let deadline = crate::deadline::after(self.timeout.unwrap_or(c.handshake_timeout));
 
         let (stream, peer) = open_socket(&target, deadline)?;
         let _ = stream.set_nodelay(c.nodelay);
@@ -339,6 +339,27 @@ struct Ended {
     cv: Condvar,
 }
 
+/// The end of a client's reader thread, however it ends (even by a panic
+/// outside the hooks): stops the housekeeper, records how the connection
+/// ended and wakes every handle waiting for it.
+struct ReaderEnd {
+    conn: Connection,
+    ended: Arc<Ended>,
+    status: Option<(u16, String)>,
+}
+
+impl Drop for ReaderEnd {
+    fn drop(&mut self) {
+        self.conn.inner.hub.stop();
+        let status = self.status.take().unwrap_or_else(|| {
+            self.conn.inner.force_end(1006, "client thread failed");
+            (1006, "client thread failed".to_owned())
+        });
+        *self.ended.status.lock() = Some(status);
+        self.ended.cv.notify_all();
+    }
+}
+
 /// Signals connect() when dropped: after `on_open` has run, or if it panicked.
 struct Opened(Sender<()>);
 
@@ -391,10 +412,18 @@ fn start(
         .name("wsportal-client".into())
         .stack_size(c.thread_stack_size)
         .spawn(move || {
-            let status = crate::session::run(&thread_conn, reader, &hooks, debug_on_error);
-            thread_conn.inner.hub.stop();
-            *thread_ended.status.lock() = Some(status);
-            thread_ended.cv.notify_all();
+            let mut end = ReaderEnd {
+                conn: thread_conn,
+                ended: thread_ended,
+                status: None,
+            };
+            end.status = Some(crate::session::run(
+                &end.conn,
+                reader,
+                &hooks,
+                debug_on_error,
+            ));
+            drop(end);
             // Dropping the hooks and the sender now ends every recv().
             drop((hooks, tx));
         });
@@ -530,7 +559,7 @@ impl ClientHandle {
     /// Waits at most `timeout` for the connection to end; returns how it
     /// ended, or `None` if it is still running.
     pub fn wait_closed(&self, timeout: Duration) -> Option<(u16, String)> {
-        let deadline = Instant::now() + timeout;
+        let deadline = crate::deadline::after(timeout);
         let mut status = self.shared.ended.status.lock();
         while status.is_none() {
             if self

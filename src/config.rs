@@ -8,6 +8,9 @@ use crate::Error;
 /// chain the setters; values are checked when the server starts, and a bad
 /// one is refused with [`Error::Config`] naming the setting.
 ///
+/// Durations may be as long as `Duration::MAX`, which means "never" (any
+/// deadline further than about a century away is never reached).
+///
 /// ```
 /// use std::time::Duration;
 /// let config = wsportal::Config::default()
@@ -105,13 +108,13 @@ setters! {
     /// handshakes before cutting them off (default 2 s).
     shutdown_grace: Duration;
     /// How long a close handshake we began may wait for the peer's reply
-    /// before the socket is closed anyway (default 5 s).
+    /// before the socket is closed anyway (default 5 s; at least 1 ms).
     close_timeout: Duration;
-    /// Send a ping when a connection has been silent this long (default 30 s);
-    /// `None` disables keepalive.
+    /// Send a ping when a connection has been silent this long (default 30 s;
+    /// at least 1 ms); `None` disables keepalive.
     ping_interval: Option<Duration>;
     /// Close a connection whose keepalive ping has no answer (no frame at all)
-    /// within this time (default 10 s).
+    /// within this time (default 10 s; at least 1 ms).
     ping_timeout: Duration;
     /// Most bytes queued for one slow client (default 32 MiB). Past it the
     /// client is closed with 1008.
@@ -122,8 +125,8 @@ setters! {
     /// coalesced so small messages still share packets under load.
     nodelay: bool;
     /// Send an SSE comment line (`: keep-alive`) to an event stream that has
-    /// sent nothing for this long, so proxies keep it open (default 15 s);
-    /// `None` disables it.
+    /// sent nothing for this long, so proxies keep it open (default 15 s; at
+    /// least 1 ms, the housekeeper's resolution); `None` disables it.
     sse_keepalive: Option<Duration>;
 }
 
@@ -137,6 +140,9 @@ impl Config {
             })
         }
         let nonzero = |d: Duration| !d.is_zero();
+        // The housekeeper's clock counts whole milliseconds: a shorter timer
+        // would round to 0 and fire on every scan.
+        let ms = Duration::from_millis(1);
         if self.max_frame_size == 0 {
             return bad("max_frame_size", "must be at least 1");
         }
@@ -158,17 +164,14 @@ impl Config {
         if self.thread_stack_size < (32 << 10) {
             return bad("thread_stack_size", "must be at least 32 KiB");
         }
-        if !nonzero(self.close_timeout) {
-            return bad("close_timeout", "must be longer than zero");
+        if self.close_timeout < ms {
+            return bad("close_timeout", "must be at least 1 ms");
         }
-        if self.ping_interval.is_some_and(|d| d.is_zero()) {
-            return bad(
-                "ping_interval",
-                "must be longer than zero (None disables it)",
-            );
+        if self.ping_interval.is_some_and(|d| d < ms) {
+            return bad("ping_interval", "must be at least 1 ms (None disables it)");
         }
-        if !nonzero(self.ping_timeout) {
-            return bad("ping_timeout", "must be longer than zero");
+        if self.ping_timeout < ms {
+            return bad("ping_timeout", "must be at least 1 ms");
         }
         if self.max_backlog < (64 << 10) {
             return bad("max_backlog", "must be at least 64 KiB");
@@ -176,11 +179,8 @@ impl Config {
         if !nonzero(self.write_timeout) {
             return bad("write_timeout", "must be longer than zero");
         }
-        if self.sse_keepalive.is_some_and(|d| d.is_zero()) {
-            return bad(
-                "sse_keepalive",
-                "must be longer than zero (None disables it)",
-            );
+        if self.sse_keepalive.is_some_and(|d| d < ms) {
+            return bad("sse_keepalive", "must be at least 1 ms (None disables it)");
         }
         if self.max_backlog <= self.max_message_size {
             log::warn!(
@@ -211,5 +211,45 @@ mod tests {
             .validate()
             .unwrap_err();
         assert!(err.to_string().contains("ping_interval"), "{err}");
+    }
+
+    /// Issue 19: a timer the housekeeper's millisecond clock would round to
+    /// zero is refused, naming the setting.
+    #[test]
+    fn sub_millisecond_timers_are_refused() {
+        let tiny = Duration::from_micros(999);
+        let configs = [
+            ("sse_keepalive", Config::default().sse_keepalive(Some(tiny))),
+            ("ping_interval", Config::default().ping_interval(Some(tiny))),
+            ("ping_timeout", Config::default().ping_timeout(tiny)),
+            ("close_timeout", Config::default().close_timeout(tiny)),
+        ];
+        for (name, config) in configs {
+            let err = config.validate().unwrap_err();
+            assert!(err.to_string().contains(name), "{err}");
+        }
+        let one = Duration::from_millis(1);
+        Config::default()
+            .sse_keepalive(Some(one))
+            .ping_interval(Some(one))
+            .ping_timeout(one)
+            .close_timeout(one)
+            .validate()
+            .unwrap();
+    }
+
+    /// Issue 17.6: huge durations are valid ("never"); they saturate where used.
+    #[test]
+    fn huge_durations_are_valid() {
+        Config::default()
+            .handshake_timeout(Duration::MAX)
+            .shutdown_grace(Duration::MAX)
+            .close_timeout(Duration::MAX)
+            .ping_interval(Some(Duration::MAX))
+            .ping_timeout(Duration::MAX)
+            .write_timeout(Duration::MAX)
+            .sse_keepalive(Some(Duration::MAX))
+            .validate()
+            .unwrap();
     }
 }

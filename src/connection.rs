@@ -193,17 +193,15 @@ impl Connection {
         if payload.len() > 125 {
             return Err(SendError(payload.to_vec()));
         }
-        self.inner
-            .pings
-            .lock()
-            .push((payload.to_vec(), Box::new(on_pong)));
-        self.push_frame(OpCode::Ping, payload, false).map_err(|_| {
-            let mut pings = self.inner.pings.lock();
-            if let Some(i) = pings.iter().rposition(|(p, _)| p == payload) {
-                drop(pings.remove(i));
-            }
-            SendError(payload.to_vec())
-        })
+        // The hook is registered only once the ping is queued, so a failure
+        // has nothing to undo (and cannot remove another thread's hook for
+        // the same payload). The lock is held across the push so that the
+        // pong cannot be handled before its hook is in place.
+        let mut pings = self.inner.pings.lock();
+        self.push_frame(OpCode::Ping, payload, false)
+            .map_err(|_| SendError(payload.to_vec()))?;
+        pings.push((payload.to_vec(), Box::new(on_pong)));
+        Ok(())
     }
 
     /// Starts the closing handshake with `code` and `reason` (cut to 123
@@ -222,7 +220,9 @@ impl Connection {
         self.inner.send_close(code, reason);
     }
 
-    /// Whether messages can still be sent (no close has begun).
+    /// Whether messages can still be sent: no close has begun and the
+    /// connection has not ended (false from the end of the read loop, also
+    /// when the peer vanished without a close frame).
     pub fn is_open(&self) -> bool {
         !self.inner.ending.lock().begun()
     }

@@ -6,7 +6,7 @@
 //! housekeeper sleeps until the earliest deadline and does not wake otherwise.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{fence, AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use parking_lot::Mutex;
 
+use crate::deadline;
 use crate::frame::{self, OpCode};
 use crate::outbox::Flushed;
 use crate::{Connection, Error, Message};
@@ -21,6 +22,10 @@ use crate::{Connection, Error, Message};
 /// How often the housekeeper retries stalled sockets while any are stalled:
 /// soon enough for a slow reader's latency, rarely enough not to spin.
 const STALL_RETRY: Duration = Duration::from_millis(1);
+
+/// `Hub::next_due` while a scan runs: every `due_in` must then wake the
+/// housekeeper.
+const SCANNING: u64 = 0;
 
 /// The timed settings the housekeeper enforces.
 #[derive(Debug, Clone, Copy)]
@@ -58,7 +63,8 @@ pub(crate) struct Hub {
     wake: Sender<Wake>,
     /// The housekeeper's end of `wake` (kept, so a hub can be run again).
     wake_rx: Receiver<Wake>,
-    /// When the housekeeper will next scan anyway (`u64::MAX`: not at all).
+    /// When the housekeeper will next scan anyway (`u64::MAX`: not at all;
+    /// `SCANNING` while a scan runs).
     next_due: AtomicU64,
     thread: Mutex<Option<JoinHandle<()>>>,
     /// Other sockets' timed work (weak: their owner outlives the housekeeper).
@@ -178,10 +184,19 @@ impl Hub {
 
     /// Tells the housekeeper that something will be due after `d` (a new
     /// connection's first ping, a close handshake's timeout...).
+    ///
+    /// Call it after storing the state the deadline belongs to (`close_sent`,
+    /// `ping_sent`...): the wake is skipped only when a scan that has not yet
+    /// begun is due no later than `at`, and that scan will see the state. While
+    /// a scan runs `next_due` is `SCANNING`, so nothing is skipped (the scan may already
+    /// have passed this connection).
     pub(crate) fn due_in(&self, d: Duration) {
-        let at = self.now() + d.as_millis() as u64;
-        // A scan already due sooner will see to it: no need to wake anyone.
-        if at < self.next_due.load(Ordering::Relaxed) {
+        let at = self.now().saturating_add(deadline::millis(d));
+        // Pairs with the fence in `housekeeper`: either this load sees the
+        // `SCANNING` stored before the next scan, or that scan sees the caller's state.
+        fence(Ordering::SeqCst);
+        let next = self.next_due.load(Ordering::SeqCst);
+        if next == SCANNING || at < next {
             let _ = self.wake.send(Wake::Due(at));
         }
     }
@@ -204,7 +219,7 @@ impl Hub {
             .flatten()
             .min()
             .unwrap_or(t.close_timeout);
-        (shortest.as_millis() as u64 / 10).clamp(1, 500)
+        (deadline::millis(shortest) / 10).clamp(1, 500)
     }
 
     /// Tells the housekeeper that a connection's socket is full.
@@ -241,7 +256,10 @@ impl Hub {
     }
 
     pub(crate) fn leave(&self, conn: &Connection, group: &str) {
-        conn.inner.groups.lock().retain(|g| g != group);
+        // Held until the hub's map is updated too, as in `join`: a join in
+        // between would otherwise be listed by the connection but not the hub.
+        let mut mine = conn.inner.groups.lock();
+        mine.retain(|g| g != group);
         let mut groups = self.groups.lock();
         if let Some(members) = groups.get_mut(group) {
             members.remove(&conn.id());
@@ -348,12 +366,16 @@ fn housekeeper(hub: &Hub, rx: &Receiver<Wake>) {
         }
         stalled.retain(|id| flush_stalled(hub, *id));
         if next_scan.is_some_and(|at| at <= hub.now()) {
+            // No `due_in` may be skipped while the scan runs: it may already
+            // have passed the connection whose deadline is being announced.
+            hub.next_due.store(SCANNING, Ordering::SeqCst);
+            fence(Ordering::SeqCst);
             // A scan visits every connection: keep them at least `slack` apart.
             let now = hub.now();
-            next_scan = scan(hub).map(|at| at.max(now + hub.slack()));
+            next_scan = scan(hub).map(|at| at.max(now.saturating_add(hub.slack())));
         }
         hub.next_due
-            .store(next_scan.unwrap_or(u64::MAX), Ordering::Relaxed);
+            .store(next_scan.unwrap_or(u64::MAX), Ordering::SeqCst);
     }
 }
 
@@ -384,14 +406,14 @@ fn flush_stalled(hub: &Hub, id: u64) -> bool {
 fn scan(hub: &Hub) -> Option<u64> {
     let now = hub.now();
     let t = hub.timing;
-    let ms = |d: Duration| d.as_millis() as u64;
+    let ms = deadline::millis;
     let mut next: Option<u64> = None;
     let mut due = |at: u64| next = Some(next.map_or(at, |n| n.min(at)));
     for conn in hub.connections() {
         let inner = &conn.inner;
         let close_sent = inner.close_sent.load(Ordering::Relaxed);
         if close_sent != 0 {
-            let deadline = close_sent + ms(t.close_timeout);
+            let deadline = close_sent.saturating_add(ms(t.close_timeout));
             if now >= deadline {
                 log::debug!("connection {}: close handshake timed out", inner.id);
                 let _ = inner.stream.shutdown(std::net::Shutdown::Both);
@@ -405,7 +427,7 @@ fn scan(hub: &Hub) -> Option<u64> {
         };
         let ping_sent = inner.ping_sent.load(Ordering::Relaxed);
         if ping_sent != 0 {
-            let deadline = ping_sent + ms(t.ping_timeout);
+            let deadline = ping_sent.saturating_add(ms(t.ping_timeout));
             if now >= deadline {
                 inner.force_end(1006, "keepalive timeout: no answer to ping");
             } else {
@@ -413,11 +435,14 @@ fn scan(hub: &Hub) -> Option<u64> {
             }
             continue;
         }
-        let ping_at = inner.last_seen.load(Ordering::Relaxed) + ms(interval);
+        let ping_at = inner
+            .last_seen
+            .load(Ordering::Relaxed)
+            .saturating_add(ms(interval));
         if now >= ping_at {
             inner.ping_sent.store(now.max(1), Ordering::Relaxed);
             let _ = conn.push_frame(OpCode::Ping, b"wsportal-keepalive", false);
-            due(now.max(1) + ms(t.ping_timeout));
+            due(now.max(1).saturating_add(ms(t.ping_timeout)));
         } else {
             due(ping_at);
         }
@@ -428,4 +453,68 @@ fn scan(hub: &Hub) -> Option<u64> {
         }
     }
     next
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::OnceLock;
+
+    /// Chores whose first scan announces a new deadline, as another thread
+    /// calling `due_in` while a scan runs would; every scan is reported.
+    struct Probe {
+        hub: OnceLock<Weak<Hub>>,
+        scans: Mutex<u32>,
+        seen: Sender<u32>,
+    }
+
+    impl Chores for Probe {
+        fn flush_stalled(&self, _: u64) -> Option<bool> {
+            None
+        }
+
+        fn scan(&self, _now: u64) -> Option<u64> {
+            let mut scans = self.scans.lock();
+            *scans += 1;
+            if *scans == 1 {
+                if let Some(hub) = self.hub.get().and_then(Weak::upgrade) {
+                    hub.due_in(Duration::from_millis(20));
+                }
+            }
+            let _ = self.seen.send(*scans);
+            None
+        }
+    }
+
+    /// Issue 17.1: a deadline announced while a scan runs (after the scan
+    /// passed its connection, before it stored its own next time) is kept.
+    #[test]
+    fn a_deadline_announced_during_a_scan_is_not_lost() {
+        let timing = Timing {
+            ping_interval: None,
+            ping_timeout: Duration::from_secs(10),
+            close_timeout: Duration::from_secs(10),
+            write_timeout: Duration::from_secs(10),
+        };
+        let hub = Hub::new(1 << 20, timing);
+        hub.run().unwrap();
+        let (seen, scans) = crossbeam_channel::unbounded();
+        let probe = Arc::new(Probe {
+            hub: OnceLock::new(),
+            scans: Mutex::new(0),
+            seen,
+        });
+        let _ = probe.hub.set(Arc::downgrade(&hub));
+        let weak: Weak<Probe> = Arc::downgrade(&probe);
+        hub.add_chores(weak);
+        hub.due_in(Duration::from_millis(10));
+        let wait = Duration::from_secs(10);
+        assert_eq!(scans.recv_timeout(wait), Ok(1));
+        assert_eq!(
+            scans.recv_timeout(wait),
+            Ok(2),
+            "the deadline announced during the first scan was lost"
+        );
+        hub.stop();
+    }
 }

@@ -233,7 +233,10 @@
 //! once, sends 1001 Going Away to every open connection and ends every event
 //! stream (after its queued events), waits up to
 //! [`Config::shutdown_grace`] for their close handshakes, then cuts off the
-//! rest and joins every thread it started.
+//! rest and joins every thread it started. Called from one of the server's
+//! own hooks, it cannot join the thread that hook runs on: it cuts that
+//! hook's client off with 1001, does everything else, and returns; that
+//! thread ends when the hook returns.
 //!
 //! To stop on a signal or from a hook, block the main thread in
 //! [`ServerHandle::wait`] and ask from elsewhere with a [`Closer`] (from
@@ -284,6 +287,7 @@ mod client;
 mod closer;
 mod config;
 mod connection;
+mod deadline;
 mod error;
 mod frame;
 mod guard;

@@ -14,6 +14,10 @@ use crate::{Error, Message};
 
 /// Data frames at least this long are read straight into their own buffer.
 const DIRECT_MIN: usize = 16 * 1024;
+/// A large frame's own buffer grows by this factor when its room is full:
+/// few reads and copies for an honest frame, and at most this many times
+/// the bytes that arrived for a frame that never comes.
+const DIRECT_GROWTH: usize = 4;
 /// Reads stop growing the buffer for throughput past this size; a single
 /// larger frame still gets the room it needs.
 const GROW_LIMIT: usize = 256 * 1024;
@@ -76,11 +80,33 @@ pub(crate) struct FrameReader {
 
 /// A large data frame whose payload is read into the vector that becomes the
 /// message: no copy out of the read buffer, no compaction behind it.
+///
+/// The vector grows with the bytes that arrive (by `DIRECT_GROWTH` when its
+/// room is full), never to the length the header announced before they
+/// come: a header alone commits at most `DIRECT_MIN` bytes, and a frame's
+/// buffer is never more than `DIRECT_GROWTH` times what arrived of it.
 #[derive(Debug)]
 struct Direct {
     header: Header,
+    /// The payload so far: every byte is room for the next read (zeroed),
+    /// the first `filled` of them arrived.
     data: Vec<u8>,
     filled: usize,
+    /// The whole payload's length, as announced.
+    len: usize,
+}
+
+impl Direct {
+    /// Makes room for the next read once the room is full: `DIRECT_GROWTH`
+    /// times as much, up to the end of the frame.
+    fn grow(&mut self) {
+        if self.filled == self.data.len() && self.data.len() < self.len {
+            let room = (self.data.len() * DIRECT_GROWTH)
+                .max(DIRECT_MIN)
+                .min(self.len);
+            self.data.resize(room, 0);
+        }
+    }
 }
 
 /// Where a frame's unmasked payload is.
@@ -115,14 +141,24 @@ impl FrameReader {
 
     /// One `read` call into the buffer. Returns what `read` returned (0 = EOF).
     pub(crate) fn fill(&mut self, stream: &mut impl Read) -> io::Result<usize> {
-        if let Some(d) = self.direct.as_mut().filter(|d| d.filled < d.data.len()) {
+        if let Some(d) = self.direct.as_mut().filter(|d| d.filled < d.len) {
             // The read buffer is empty: everything buffered went into `data`.
-            // Whatever follows the frame lands in the buffer in the same call,
-            // so a stream of large frames costs about one read each.
+            d.grow();
+            let rest = d.data.len() - d.filled;
+            if d.data.len() < d.len {
+                // More of this frame is due than there is room for yet.
+                let n = stream.read(&mut d.data[d.filled..])?;
+                d.filled += n;
+                self.prev_read = self.last_read;
+                self.last_read = n;
+                return Ok(n);
+            }
+            // The room reaches the end of the frame: whatever follows it
+            // lands in the buffer in the same call, so a stream of large
+            // frames costs about one read each.
             if self.buf.len() < self.initial {
                 self.buf.resize(self.initial, 0);
             }
-            let rest = d.data.len() - d.filled;
             let mut into = [
                 IoSliceMut::new(&mut d.data[d.filled..]),
                 IoSliceMut::new(&mut self.buf),
@@ -189,7 +225,7 @@ impl FrameReader {
     pub(crate) fn next_event(&mut self) -> Result<Option<Event>, Error> {
         loop {
             if let Some(d) = self.direct.take() {
-                if d.filled < d.data.len() {
+                if d.filled < d.len {
                     self.direct = Some(d);
                     return Ok(None);
                 }
@@ -218,18 +254,22 @@ impl FrameReader {
             let len = header.payload_len as usize;
             let total = header.header_len + len;
             if len >= DIRECT_MIN && !header.opcode.is_control() && avail.len() < total {
-                // Move what arrived of the payload into the frame's own buffer.
+                // Move what arrived of the payload into the frame's own
+                // buffer, with room for a few times as much (not for what
+                // the header announced: that may never come).
                 let at = self.start + header.header_len;
                 let have = self.end - at;
-                let mut data = Vec::with_capacity(len);
+                let room = (have * DIRECT_GROWTH).max(DIRECT_MIN).min(len);
+                let mut data = Vec::with_capacity(room);
                 data.extend_from_slice(&self.buf[at..self.end]);
-                data.resize(len, 0);
+                data.resize(room, 0);
                 self.start = self.end;
                 self.need = 0;
                 self.direct = Some(Direct {
                     header,
                     data,
                     filled: have,
+                    len,
                 });
                 continue;
             }
@@ -478,6 +518,52 @@ mod tests {
                 assert!(err.is_none(), "chunk {chunk}, initial {initial}: {err:?}");
                 assert_eq!(events, expected, "chunk {chunk}, initial {initial}");
             }
+        }
+    }
+
+    /// Heap bytes the reader holds: its buffer and a large frame's own.
+    fn held(r: &FrameReader) -> usize {
+        r.buf.capacity() + r.direct.as_ref().map_or(0, |d| d.data.capacity())
+    }
+
+    /// Abuse (issue 17.5): a header announcing a huge payload commits no
+    /// memory for it; the frame's buffer follows the bytes that arrive.
+    #[test]
+    fn abuse_a_huge_frame_header_commits_nothing() {
+        let limits = Limits {
+            max_frame: 16 << 20,
+            max_message: 16 << 20,
+        };
+        let mut r = FrameReader::new(Role::Server, limits, 4096, &[]);
+        let mut header = Vec::new();
+        frame::encode_header(
+            &mut header,
+            true,
+            OpCode::Binary,
+            16 << 20,
+            Some([1, 2, 3, 4]),
+        );
+        assert_eq!(header.len(), 14);
+        let mut src = &header[..];
+        r.fill(&mut src).unwrap();
+        assert_eq!(r.next_event().unwrap(), None);
+        assert!(
+            held(&r) <= 64 << 10,
+            "a bare header holds {} bytes",
+            held(&r)
+        );
+        // As payload trickles in, memory stays within a few times what arrived.
+        let payload = vec![7u8; 1 << 20];
+        let mut src = Chunked {
+            rest: &payload,
+            chunk: 10_000,
+        };
+        let mut arrived = 0;
+        while arrived < payload.len() {
+            arrived += r.fill(&mut src).unwrap();
+            assert_eq!(r.next_event().unwrap(), None);
+            let bound = DIRECT_GROWTH * arrived + DIRECT_MIN + 4096;
+            assert!(held(&r) <= bound, "{} held after {arrived} bytes", held(&r));
         }
     }
 

@@ -11,7 +11,7 @@ use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use parking_lot::{Condvar, Mutex};
@@ -28,6 +28,21 @@ use crate::{Broadcaster, Closer, Config, Connection, Error, Reject, Resource, Re
 
 /// How long an idle pooled connection thread waits for the next client.
 const IDLE_THREAD: Duration = Duration::from_secs(10);
+
+thread_local! {
+    /// On a pool thread: the server (its `Core`'s address) and the socket id
+    /// it is serving, so that a shutdown begun by a hook knows its own thread.
+    static SERVING: std::cell::Cell<Option<(usize, u64)>> = const { std::cell::Cell::new(None) };
+}
+
+/// The socket this thread is serving for `core`, if it is one of its pool
+/// threads (then it runs the hook that called us).
+fn serving_here(core: &Core) -> Option<u64> {
+    let key = core as *const Core as usize;
+    SERVING
+        .with(std::cell::Cell::get)
+        .and_then(|(c, id)| (c == key).then_some(id))
+}
 
 /// What a path leads to.
 pub(crate) enum Endpoint {
@@ -264,6 +279,7 @@ struct Core {
     sse: Arc<Streams>,
     /// Every socket being served, handshaking or open, for shutdown.
     sockets: Mutex<HashMap<u64, Arc<TcpStream>>>,
+    /// Notified whenever a socket leaves `sockets`.
     sockets_empty: Condvar,
     next_id: AtomicU64,
     active: AtomicUsize,
@@ -376,20 +392,20 @@ fn serve(core: &Core, stream: TcpStream, peer: SocketAddr) {
     let stream = Arc::new(stream);
     core.sockets.lock().insert(id, Arc::clone(&stream));
     if !core.stopping.load(Ordering::SeqCst) {
+        SERVING.with(|s| s.set(Some((core as *const Core as usize, id))));
         handle(core, id, &stream, peer);
+        SERVING.with(|s| s.set(None));
     }
-    let mut sockets = core.sockets.lock();
-    sockets.remove(&id);
-    if sockets.is_empty() {
-        core.sockets_empty.notify_all();
-    }
+    core.sockets.lock().remove(&id);
+    // Every departure: a shutdown begun by a hook waits for all but one.
+    core.sockets_empty.notify_all();
 }
 
 fn handle(core: &Core, id: u64, stream: &Arc<TcpStream>, peer: SocketAddr) {
     let c = &core.config;
     let _ = stream.set_nodelay(c.nodelay);
     let _ = stream.set_write_timeout(Some(c.handshake_timeout));
-    let deadline = Instant::now() + c.handshake_timeout;
+    let deadline = crate::deadline::after(c.handshake_timeout);
     let mut set_timeout = |d: Duration| stream.set_read_timeout(Some(d));
     let head = http::read_head(
         &mut &**stream,
@@ -551,6 +567,12 @@ impl ServerHandle {
     }
 
     /// Stops the server and waits until every thread it started has ended.
+    ///
+    /// Called (or the handle dropped) from one of this server's own hooks,
+    /// it cannot wait for the thread that hook runs on: it does everything
+    /// else (the listener closes, every other client gets its grace period,
+    /// every other thread is joined), cuts the hook's own client off with
+    /// 1001, and returns; that thread ends as soon as the hook returns.
     pub fn close(mut self) {
         self.shutdown();
     }
@@ -569,7 +591,10 @@ impl ServerHandle {
         log::debug!("listener on {} closed", self.local_addr);
 
         // Going Away to open connections, the end of the stream to event
-        // clients; anything still handshaking is cut.
+        // clients; anything still handshaking is cut. From a hook, the hook's
+        // own connection is cut off below instead: its thread cannot read
+        // the answer until the hook returns.
+        let own = serving_here(core);
         let sockets: Vec<(u64, Arc<TcpStream>)> = core
             .sockets
             .lock()
@@ -578,6 +603,7 @@ impl ServerHandle {
             .collect();
         for (id, stream) in &sockets {
             match core.hub.connection(*id) {
+                Some(_) if Some(*id) == own => {}
                 Some(conn) => conn.inner.send_close(1001, "server shutting down"),
                 None if core.sse.close_client(*id) => {}
                 None => {
@@ -585,9 +611,10 @@ impl ServerHandle {
                 }
             }
         }
-        let deadline = Instant::now() + core.config.shutdown_grace;
+        // From a hook, the hook's own socket stays open until it returns.
+        let deadline = crate::deadline::after(core.config.shutdown_grace);
         let mut open = core.sockets.lock();
-        while !open.is_empty()
+        while open.keys().any(|id| Some(*id) != own)
             && !core
                 .sockets_empty
                 .wait_until(&mut open, deadline)
@@ -605,8 +632,13 @@ impl ServerHandle {
             }
         }
         let threads = std::mem::take(&mut core.pool.lock().threads);
+        let me = std::thread::current().id();
         for t in threads {
-            let _ = t.join();
+            // Our own thread (`own` above) cannot be joined; it is cut off
+            // and ends when its hook returns.
+            if t.thread().id() != me {
+                let _ = t.join();
+            }
         }
         core.hub.stop();
         core.sse.release();

@@ -37,6 +37,11 @@ pub(crate) fn run(
         s.call("on_open", || hook(conn));
     }
     let (code, reason) = s.read_loop(&mut reader);
+    if conn.is_open() {
+        // The peer went without a close handshake (1006): record it, so that
+        // `is_open` is false and sends fail from now on.
+        conn.inner.force_end(code, &reason);
+    }
     s.linger();
     let _ = conn.inner.stream.shutdown(Shutdown::Both);
     hub.unregister(conn);
@@ -170,7 +175,7 @@ impl Session<'_> {
     /// Gives queued bytes (the close frame) a bounded chance to leave.
     fn linger(&self) {
         let inner = &self.conn.inner;
-        let deadline = Instant::now() + inner.hub.close_timeout();
+        let deadline = crate::deadline::after(inner.hub.close_timeout());
         while inner.outbox.backlog() > 0 && Instant::now() < deadline && !self.is_forced() {
             std::thread::sleep(Duration::from_millis(2));
         }

@@ -324,7 +324,7 @@ impl<'a> EventSink<'a> {
     /// [`Error::Closed`] when the client has gone or the stream is closing.
     pub fn wait(&self, timeout: Duration) -> Result<(), Error> {
         let inner = &self.client.inner;
-        let deadline = Instant::now() + timeout;
+        let deadline = crate::deadline::after(timeout);
         let mut scratch = [0u8; 256];
         loop {
             if inner.closing.load(Ordering::SeqCst) {

@@ -214,7 +214,7 @@ fn finish(events: &EventStream, streams: &Streams, client: &EventClient) {
     let hung_up = !inner.closing.swap(true, Ordering::SeqCst);
     events.shared.state.lock().clients.remove(&inner.id);
     if !hung_up {
-        let deadline = Instant::now() + inner.hub.close_timeout();
+        let deadline = crate::deadline::after(inner.hub.close_timeout());
         while inner.outbox.backlog() > 0
             && Instant::now() < deadline
             && !inner.forced.load(Ordering::SeqCst)
@@ -348,7 +348,7 @@ impl Chores for Streams {
     }
 
     fn scan(&self, now: u64) -> Option<u64> {
-        let interval = self.keepalive?.as_millis() as u64;
+        let interval = crate::deadline::millis(self.keepalive?);
         let clients: Vec<EventClient> = self.clients.lock().values().cloned().collect();
         let mut next: Option<u64> = None;
         for c in clients {
@@ -356,11 +356,14 @@ impl Chores for Streams {
             if !inner.ready.load(Ordering::SeqCst) || inner.closing.load(Ordering::SeqCst) {
                 continue;
             }
-            let due = inner.last_sent.load(Ordering::Relaxed) + interval;
+            let due = inner
+                .last_sent
+                .load(Ordering::Relaxed)
+                .saturating_add(interval);
             let at = if now >= due {
                 log::trace!("event client {}: keep-alive", inner.id);
                 let _ = c.push(event::KEEPALIVE);
-                now + interval
+                now.saturating_add(interval)
             } else {
                 due
             };

@@ -3,6 +3,7 @@
 
 mod client;
 mod core;
+mod correctness;
 mod ergonomics;
 mod examples;
 mod logtail;
