@@ -1,18 +1,31 @@
 //! `tokio-tungstenite ADDR [--nodelay]`: tokio multi-thread runtime with
-//! tokio-tungstenite, one task per connection.
+//! tokio-tungstenite, one task per connection, written the way
+//! tokio-tungstenite's own examples are (version 0.30):
 //!
-//! * Any path: echo every text and binary message.
-//! * `/chat`: relay text messages to every `/chat` client, sender included,
-//!   through a `tokio::sync::broadcast` channel. A client that falls more
-//!   than `ROOM_CAPACITY` messages behind gets `Lagged` and is closed.
+//! * Any path: echo every text and binary message, as in
+//!   `examples/echo-server.rs`: `read.try_filter(..).forward(write)`, which
+//!   feeds messages into the sink while input is ready and flushes once
+//!   when it runs dry (not once per message).
+//! * `/chat`: the room of `examples/server.rs`: every member has an
+//!   unbounded channel in a shared map; a text message is cloned into every
+//!   member's channel (sender included, unlike the example, since every
+//!   server in this harness relays to the sender too), and each member's
+//!   channel is forwarded into its sink (`rx.map(Ok).forward(outgoing)`).
+//!   Messages are reference-counted (`Bytes`), so a member that never reads
+//!   costs a queue entry per message, not a copy. Nobody is ever closed for
+//!   being slow, as in the example.
 
-use futures_util::{SinkExt, StreamExt};
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+
+use futures_channel::mpsc::{unbounded, UnboundedSender};
+use futures_util::{future, pin_mut, StreamExt, TryStreamExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::broadcast;
 use tokio_tungstenite::tungstenite::handshake::server::{Request, Response};
 use tokio_tungstenite::tungstenite::Message;
 
-const ROOM_CAPACITY: usize = 1024;
+type PeerMap = Arc<Mutex<HashMap<SocketAddr, UnboundedSender<Message>>>>;
 
 #[tokio::main]
 async fn main() {
@@ -23,19 +36,19 @@ async fn main() {
         "tokio-tungstenite listening on {}",
         listener.local_addr().unwrap()
     );
-    let (room, _) = broadcast::channel::<Message>(ROOM_CAPACITY);
+    let room = PeerMap::default();
     loop {
-        let Ok((stream, _)) = listener.accept().await else {
+        let Ok((stream, addr)) = listener.accept().await else {
             continue;
         };
         if args.nodelay {
             let _ = stream.set_nodelay(true);
         }
-        tokio::spawn(handle(stream, room.clone()));
+        tokio::spawn(handle(stream, addr, room.clone()));
     }
 }
 
-async fn handle(stream: TcpStream, room: broadcast::Sender<Message>) {
+async fn handle(stream: TcpStream, addr: SocketAddr, room: PeerMap) {
     let mut path = String::new();
     // The closure's signature is tungstenite's `Callback`, large error and all.
     #[allow(clippy::result_large_err)]
@@ -46,37 +59,28 @@ async fn handle(stream: TcpStream, room: broadcast::Sender<Message>) {
     let Ok(ws) = tokio_tungstenite::accept_hdr_async(stream, callback).await else {
         return;
     };
-    let (mut sink, mut source) = ws.split();
+    let (write, read) = ws.split();
     if path != "/chat" {
-        while let Some(Ok(msg)) = source.next().await {
-            if (msg.is_text() || msg.is_binary()) && sink.send(msg).await.is_err() {
-                return;
-            }
-        }
+        // examples/echo-server.rs
+        let _ = read
+            .try_filter(|msg| future::ready(msg.is_text() || msg.is_binary()))
+            .forward(write)
+            .await;
         return;
     }
-    let mut rx = room.subscribe();
-    loop {
-        tokio::select! {
-            incoming = source.next() => match incoming {
-                Some(Ok(msg)) if msg.is_text() => {
-                    let _ = room.send(msg);
-                }
-                Some(Ok(_)) => {}
-                _ => return,
-            },
-            relayed = rx.recv() => match relayed {
-                Ok(msg) => {
-                    if sink.send(msg).await.is_err() {
-                        return;
-                    }
-                }
-                // Lagged (too slow) or closed: drop the client.
-                Err(_) => {
-                    let _ = sink.close().await;
-                    return;
-                }
-            },
+    // examples/server.rs
+    let (tx, rx) = unbounded();
+    room.lock().unwrap().insert(addr, tx);
+    let relay = read.try_for_each(|msg| {
+        if msg.is_text() {
+            for member in room.lock().unwrap().values() {
+                let _ = member.unbounded_send(msg.clone());
+            }
         }
-    }
+        future::ok(())
+    });
+    let receive = rx.map(Ok).forward(write);
+    pin_mut!(relay, receive);
+    future::select(relay, receive).await;
+    room.lock().unwrap().remove(&addr);
 }
