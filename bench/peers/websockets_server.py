@@ -1,4 +1,4 @@
-"""Python `websockets` peer: `websockets_server.py ADDR [--nodelay] [--sync]`.
+"""Python `websockets` peer: `websockets_server.py [--sync] ADDR [--nodelay]`.
 
 Echoes text and binary messages on any path; on /chat relays every text
 message to every /chat client, sender included. Written as the library's
@@ -19,7 +19,8 @@ import socket
 import sys
 import threading
 
-NODELAY = "--nodelay" in sys.argv[2:]
+ADDR = next(a for a in sys.argv[1:] if not a.startswith("-"))
+NODELAY = "--nodelay" in sys.argv[1:]
 
 
 def set_nodelay(sock):
@@ -53,7 +54,7 @@ async def async_main(host, port):
     from websockets.asyncio.server import serve
 
     async with serve(async_handler, host, port) as server:
-        print(f"python-websockets listening on {sys.argv[1]}", flush=True)
+        print(f"python-websockets listening on {ADDR}", flush=True)
         await server.serve_forever()
 
 
@@ -101,13 +102,13 @@ def sync_main(host, port):
     from websockets.sync.server import serve
 
     with serve(sync_handler, host, port) as server:
-        print(f"python-websockets listening on {sys.argv[1]}", flush=True)
+        print(f"python-websockets listening on {ADDR}", flush=True)
         server.serve_forever()
 
 
 if __name__ == "__main__":
-    host, port = sys.argv[1].rsplit(":", 1)
-    if "--sync" in sys.argv[2:]:
+    host, port = ADDR.rsplit(":", 1)
+    if "--sync" in sys.argv[1:]:
         sync_main(host, int(port))
     else:
         asyncio.run(async_main(host, int(port)))

@@ -14,29 +14,50 @@
 //!   Messages are reference-counted (`Bytes`), so a member that never reads
 //!   costs a queue entry per message, not a copy. Nobody is ever closed for
 //!   being slow, as in the example.
+//! * `/chat` with `--broadcast` (the `tokio-tungstenite-broadcast` row): the
+//!   other common form, a `tokio::sync::broadcast` channel (capacity
+//!   `ROOM_CAPACITY`) that every member's task `select!`s on together with
+//!   its input, sending each relayed message with `sink.send(msg).await`. A
+//!   member that falls `ROOM_CAPACITY` messages behind gets `Lagged` and is
+//!   closed. A task blocked on a full socket is not woken by new messages,
+//!   which the mpsc form does for every message.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
 use futures_channel::mpsc::{unbounded, UnboundedSender};
-use futures_util::{future, pin_mut, StreamExt, TryStreamExt};
+use futures_util::{future, pin_mut, SinkExt, StreamExt, TryStreamExt};
 use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::broadcast;
 use tokio_tungstenite::tungstenite::handshake::server::{Request, Response};
 use tokio_tungstenite::tungstenite::Message;
 
 type PeerMap = Arc<Mutex<HashMap<SocketAddr, UnboundedSender<Message>>>>;
 
+const ROOM_CAPACITY: usize = 1024;
+
+/// The room, in one of the two forms.
+#[derive(Clone)]
+enum Room {
+    Mpsc(PeerMap),
+    Broadcast(broadcast::Sender<Message>),
+}
+
 #[tokio::main]
 async fn main() {
-    let args = wsportal_bench::server_args::parse();
+    let args = wsportal_bench::server_args::parse_with(&["--broadcast"]);
     wsportal_bench::raise_nofile_limit();
     let listener = TcpListener::bind(&args.addr).await.expect("bind");
     println!(
         "tokio-tungstenite listening on {}",
         listener.local_addr().unwrap()
     );
-    let room = PeerMap::default();
+    let room = if args.flags.iter().any(|f| f == "--broadcast") {
+        Room::Broadcast(broadcast::channel(ROOM_CAPACITY).0)
+    } else {
+        Room::Mpsc(PeerMap::default())
+    };
     loop {
         let Ok((stream, addr)) = listener.accept().await else {
             continue;
@@ -48,7 +69,7 @@ async fn main() {
     }
 }
 
-async fn handle(stream: TcpStream, addr: SocketAddr, room: PeerMap) {
+async fn handle(stream: TcpStream, addr: SocketAddr, room: Room) {
     let mut path = String::new();
     // The closure's signature is tungstenite's `Callback`, large error and all.
     #[allow(clippy::result_large_err)]
@@ -68,6 +89,10 @@ async fn handle(stream: TcpStream, addr: SocketAddr, room: PeerMap) {
             .await;
         return;
     }
+    let room = match room {
+        Room::Mpsc(map) => map,
+        Room::Broadcast(room) => return chat_broadcast(write, read, room).await,
+    };
     // examples/server.rs
     let (tx, rx) = unbounded();
     room.lock().unwrap().insert(addr, tx);
@@ -83,4 +108,37 @@ async fn handle(stream: TcpStream, addr: SocketAddr, room: PeerMap) {
     pin_mut!(relay, receive);
     future::select(relay, receive).await;
     room.lock().unwrap().remove(&addr);
+}
+
+/// The `tokio::sync::broadcast` form of the room.
+async fn chat_broadcast(
+    mut sink: impl futures_util::Sink<Message> + Unpin,
+    mut source: impl futures_util::Stream<Item = Result<Message, tokio_tungstenite::tungstenite::Error>>
+        + Unpin,
+    room: broadcast::Sender<Message>,
+) {
+    let mut rx = room.subscribe();
+    loop {
+        tokio::select! {
+            incoming = source.next() => match incoming {
+                Some(Ok(msg)) if msg.is_text() => {
+                    let _ = room.send(msg);
+                }
+                Some(Ok(_)) => {}
+                _ => return,
+            },
+            relayed = rx.recv() => match relayed {
+                Ok(msg) => {
+                    if sink.send(msg).await.is_err() {
+                        return;
+                    }
+                }
+                // Lagged (too slow) or closed: drop the client.
+                Err(_) => {
+                    let _ = sink.close().await;
+                    return;
+                }
+            },
+        }
+    }
 }
