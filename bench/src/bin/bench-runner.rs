@@ -35,8 +35,6 @@ struct Server {
     ours: bool,
     /// This row is the harness-built server run without `--nodelay`.
     nagle: bool,
-    /// Only run when named in `SERVERS` (a variant kept for comparisons).
-    opt_in: bool,
     /// Why the row is skipped, if it is.
     skip: Option<String>,
 }
@@ -413,7 +411,14 @@ fn main() {
             .filter(|s| s.skip.is_none() && (sc.raw_ok || !s.raw) && (sc.nagle_rows || !s.nagle))
             // A harness-built server without a program for this scenario has
             // no row (wsportal's missing example gets a "skipped" row).
-            .filter(|s| !s.ours || if sc.chat { s.chat.is_some() } else { s.echo.is_some() })
+            .filter(|s| {
+                !s.ours
+                    || if sc.chat {
+                        s.chat.is_some()
+                    } else {
+                        s.echo.is_some()
+                    }
+            })
             .filter(|s| servers_named || sc.servers.is_none_or(|only| only.contains(&&*s.name)))
             .collect();
         let rounds = sc.rounds;
@@ -540,7 +545,6 @@ fn servers() -> Vec<Server> {
         peer: true,
         ours: true,
         nagle: false,
-        opt_in: false,
         skip: None,
     };
     let raw = Server {
@@ -587,7 +591,6 @@ fn servers() -> Vec<Server> {
             peer: true,
             ours: true,
             nagle: false,
-            opt_in: false,
             skip: (!Path::new(py).exists()).then(|| "no bench/.venv (pip install failed?)".into()),
         });
     }
@@ -600,7 +603,6 @@ fn servers() -> Vec<Server> {
         peer: true,
         ours: true,
         nagle: false,
-        opt_in: false,
         skip: (!Path::new("bench/node/node_modules/ws").exists())
             .then(|| "no bench/node/node_modules/ws (npm install failed?)".into()),
     });
@@ -614,7 +616,6 @@ fn servers() -> Vec<Server> {
         peer: false,
         ours: false,
         nagle: false,
-        opt_in: false,
         skip: match std::env::var("WSPORTAL_SKIP") {
             Ok(why) => Some(why),
             Err(_) => (!Path::new(echo).exists()).then(|| format!("{echo} not built")),
@@ -632,18 +633,11 @@ fn servers() -> Vec<Server> {
             peer: false,
             ours: false,
             nagle: false,
-            opt_in: false,
             skip: (!Path::new(&echo).exists()).then(|| format!("{echo} not built")),
         });
     }
     let only = env_s("SERVERS", "");
-    list.retain(|s| {
-        if only.is_empty() {
-            !s.opt_in
-        } else {
-            only.split(',').any(|n| n == s.name)
-        }
-    });
+    list.retain(|s| only.is_empty() || only.split(',').any(|n| n == s.name));
     list
 }
 
@@ -891,8 +885,23 @@ fn table(sc: &Scenario, runs: &[(&Server, Run)]) -> String {
     if several {
         t += " every round |";
     }
+    // With a wsportal-baseline row: wsportal's headline and CPU cost as a
+    // ratio to the baseline's (before/after in one run).
+    let baseline = runs
+        .iter()
+        .find(|(s, r)| s.name == "wsportal-baseline" && r.error.is_none())
+        .map(|(_, r)| r);
+    let cost = sc
+        .extra
+        .iter()
+        .map(|(k, _)| *k)
+        .find(|k| k.starts_with("cpu_us_per"));
+    if baseline.is_some() {
+        t += " wsportal vs baseline |";
+    }
     t += " server CPU s | peak RSS MiB | other load % |\n|---|---:|---:|";
-    t += &"---:|".repeat(sc.extra.len() + 3 + usize::from(several));
+    t += &"---:|"
+        .repeat(sc.extra.len() + 3 + usize::from(several) + usize::from(baseline.is_some()));
     t += "\n";
     for (server, r) in runs {
         let mut name = server.label();
@@ -922,13 +931,26 @@ fn table(sc: &Scenario, runs: &[(&Server, Run)]) -> String {
         if several {
             t += &format!(" {} |", r.rounds.join(" / "));
         }
+        if let Some(b) = baseline {
+            let mut cell = String::new();
+            if server.name == "wsportal" {
+                let ratio = |k: &str| match (r.figure(k), b.figure(k)) {
+                    (Some(x), Some(y)) if y > 0.0 => format!("{:.2}x", x / y),
+                    _ => "-".into(),
+                };
+                cell = format!("{} {arrow}", ratio(key));
+                if let Some(k) = cost {
+                    cell += &format!(", CPU/item {} ↓", ratio(k));
+                }
+            }
+            t += &format!(" {cell} |");
+        }
         let num = |x: Option<f64>| x.map_or("-".into(), |x| format!("{x:.2}"));
         let others = r.others_pct.map_or("-".into(), |x| format!("{x:.0}"));
         t += &format!(" {} | {} | {others} |\n", num(r.cpu_s), num(r.hwm_mib));
     }
     t
 }
-
 
 /// The stalled scenarios side by side: one row per number of never-reading
 /// members, one column per server; p99 to the reading members (and its
