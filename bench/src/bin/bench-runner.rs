@@ -157,7 +157,7 @@ fn main() {
     let echo_timeout = Duration::from_secs_f64(warmup + duration + 60.0);
     let with = |base: &[&str], more: &[String]| [strings(base), more.to_vec()].concat();
     // Broadcast: `members` join the room, `stalled` of them never read.
-    let broadcast = |size: usize, members: f64, stalled: usize, secs: f64| {
+    let broadcast = |size: usize, members: f64, stalled: usize, secs: f64, idle: f64| {
         strings(&[
             "broadcast",
             "--size",
@@ -167,7 +167,7 @@ fn main() {
             "--stalled",
             &stalled.to_string(),
             "--hold",
-            &bc_idle.to_string(),
+            &idle.to_string(),
             "--duration",
             &secs.to_string(),
             "--rate",
@@ -311,7 +311,7 @@ fn main() {
             ..Scenario::new(
                 &format!("broadcast{}", if size == 64 { "64" } else { "16k" }),
                 &format!("room relay of {label} text, 1 publisher, 5 stalled members"),
-                broadcast(size, bc_clients - 5.0, 5, bc_secs),
+                broadcast(size, bc_clients - 5.0, 5, bc_secs, bc_idle),
                 bc_timeout(bc_secs),
             )
         });
@@ -321,6 +321,7 @@ fn main() {
     let st_secs = env_f("STALLED_SECS", q(2.0, 10.0));
     let st_size = env_f("STALLED_SIZE", 16384.0) as usize;
     let st_rounds = env_f("STALLED_ROUNDS", q(1.0, 2.0)).max(1.0) as usize;
+    let st_idle = env_f("STALLED_IDLE", q(0.5, 1.0));
     let st_counts: Vec<usize> = env_s("STALLED_COUNTS", "0,40,200")
         .split(',')
         .filter_map(|n| n.trim().parse().ok())
@@ -346,7 +347,7 @@ fn main() {
                     "room of {st_readers} reading members + {n} that never read, 1 publisher, \
                      {bc_rate} msg/s of {st_size} B text for {st_secs} s"
                 ),
-                broadcast(st_size, st_readers, n, st_secs),
+                broadcast(st_size, st_readers, n, st_secs, st_idle),
                 bc_timeout(st_secs),
             )
         });
