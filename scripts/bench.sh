@@ -6,6 +6,9 @@
 #   bash scripts/bench.sh            # full run, well under 15 minutes
 #   QUICK=1 bash scripts/bench.sh    # about 2 minutes
 #   SERVERS=tokio-tungstenite,wsportal SCENARIOS=echo64 bash scripts/bench.sh
+#   SCENARIOS=stalled bash scripts/bench.sh      # issue 11's stalled-members table
+#   BASELINE=main bash scripts/bench.sh          # adds a wsportal-baseline row: the
+#                                                # examples built from that commit
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -33,11 +36,28 @@ if [ "${EXTRA_PEERS:-1}" = 1 ]; then
     { python3 -m venv bench/.venv && bench/.venv/bin/pip install --quiet -r bench/peers/requirements.txt; } \
       || { echo "warning: Python websockets unavailable; its row is skipped" >&2; rm -rf bench/.venv; }
   fi
-  if [ ! -d bench/node/node_modules/ws ]; then
+  if [ ! -d bench/node/node_modules/ws ] || [ ! -d bench/node/node_modules/bufferutil ]; then
     echo "== installing Node ws into bench/node" >&2
     (cd bench/node && npm ci --silent --no-audit --no-fund) \
       || echo "warning: Node ws unavailable; its row is skipped" >&2
   fi
+fi
+
+# BASELINE=REV: wsportal's echo and chat examples as of commit REV, built
+# from a clean export in their own target dir (never mixed with this tree's
+# binaries), become the `wsportal-baseline` row: before/after in one run.
+if [ -n "${BASELINE:-}" ]; then
+  rev=$(git rev-parse --verify "${BASELINE}^{commit}")
+  base=target/bench/baseline/${rev:0:12}
+  if [ ! -x "$base/bin/echo" ] || [ ! -x "$base/bin/chat" ]; then
+    echo "== building wsportal's examples as of $BASELINE (${rev:0:12}) in $base" >&2
+    rm -rf "$base/src" "$base/bin"
+    mkdir -p "$base/src" "$base/bin"
+    git archive "$rev" | tar -x -C "$base/src"
+    (cd "$base/src" && cargo build --release --quiet --examples --target-dir ../target)
+    cp "$base/target/release/examples/echo" "$base/target/release/examples/chat" "$base/bin/"
+  fi
+  export WSPORTAL_BASELINE_DIR="$PWD/$base/bin"
 fi
 
 # Hard stop as a safety net; the runner bounds every step itself.

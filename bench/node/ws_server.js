@@ -1,15 +1,21 @@
 // Node `ws` peer: `node ws_server.js ADDR [--nodelay]`.
-// Echoes text and binary messages on any path; on /chat relays every text
-// message to every /chat client, sender included. ws already sets
+// Written as ws's own README writes it ("Simple server", "Server broadcast"),
+// with the library's defaults (no permessage-deflate on the server):
+// echoes text and binary messages on any path; on /chat relays every text
+// message to every open /chat client, sender included (the README's
+// broadcast loop, over a set of /chat clients instead of wss.clients, since
+// echo clients share the server). Nothing is done about slow clients, as
+// in the README: ws buffers for them without limit. ws already sets
 // TCP_NODELAY on its sockets, so --nodelay is accepted and ignored.
 'use strict';
-const { WebSocketServer } = require('ws');
+const { WebSocketServer, WebSocket } = require('ws');
 
 const [host, port] = process.argv[2].split(':');
 const room = new Set();
 const wss = new WebSocketServer({ host, port: Number(port) });
 
 wss.on('connection', (ws, req) => {
+  ws.on('error', console.error);
   const path = new URL(req.url, 'http://x').pathname;
   if (path !== '/chat') {
     ws.on('message', (data, isBinary) => ws.send(data, { binary: isBinary }));
@@ -19,7 +25,9 @@ wss.on('connection', (ws, req) => {
   ws.on('close', () => room.delete(ws));
   ws.on('message', (data, isBinary) => {
     if (isBinary) return;
-    for (const member of room) member.send(data, { binary: false });
+    for (const client of room) {
+      if (client.readyState === WebSocket.OPEN) client.send(data, { binary: false });
+    }
   });
 });
 

@@ -16,21 +16,34 @@ pub mod server_args {
         pub addr: String,
         /// Set `TCP_NODELAY` on accepted sockets.
         pub nodelay: bool,
+        /// Further flags given, out of those the server accepts.
+        pub flags: Vec<String>,
     }
 
     /// Parses `ADDR [--nodelay]` from the process arguments; exits on misuse.
     pub fn parse() -> ServerArgs {
+        parse_with(&[])
+    }
+
+    /// Like [`parse`], also accepting the flags in `allowed` (e.g. a variant).
+    pub fn parse_with(allowed: &[&str]) -> ServerArgs {
         let mut addr = None;
         let mut nodelay = false;
+        let mut flags = Vec::new();
         for arg in std::env::args().skip(1) {
             match arg.as_str() {
                 "--nodelay" => nodelay = true,
+                a if allowed.contains(&a) => flags.push(a.to_string()),
                 a if !a.starts_with('-') && addr.is_none() => addr = Some(a.to_string()),
                 other => usage(other),
             }
         }
         let addr = addr.unwrap_or_else(|| usage("missing ADDR"));
-        ServerArgs { addr, nodelay }
+        ServerArgs {
+            addr,
+            nodelay,
+            flags,
+        }
     }
 
     fn usage(what: &str) -> ! {

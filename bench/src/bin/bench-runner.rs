@@ -52,8 +52,10 @@ impl Server {
 
 /// One scenario: loadgen arguments and how to present the result.
 struct Scenario {
-    name: &'static str,
-    what: &'static str,
+    name: String,
+    /// Also selected by this name in `SCENARIOS` (e.g. `stalled`).
+    group: &'static str,
+    what: String,
     args: Vec<String>,
     /// Key of the headline figure, its label, and whether higher is better.
     metric: (&'static str, &'static str, bool),
@@ -67,9 +69,38 @@ struct Scenario {
     same_core: bool,
     /// Loadgen is killed if it runs longer than this.
     timeout: Duration,
-    /// Run `ROUNDS` times, interleaved across servers; the median counts.
-    /// Also adds the peers' rows without TCP_NODELAY.
-    repeat: bool,
+    /// Rounds, interleaved across servers; the median counts.
+    rounds: usize,
+    /// Adds the harness-built peers' rows without TCP_NODELAY.
+    nagle_rows: bool,
+    /// Servers run when `SERVERS` is not set (`None`: all).
+    servers: Option<&'static [&'static str]>,
+    /// Only run when named (or its group named) in `SCENARIOS`, or with
+    /// `SCENARIOS=all`.
+    opt_in: bool,
+}
+
+impl Scenario {
+    /// A scenario with the defaults of most: one round, all servers, no
+    /// raw TCP row, no Nagle rows, loadgen on its own core.
+    fn new(name: &str, what: &str, args: Vec<String>, timeout: Duration) -> Scenario {
+        Scenario {
+            name: name.to_string(),
+            group: "",
+            what: what.to_string(),
+            args,
+            metric: ("", "", true),
+            extra: Vec::new(),
+            chat: false,
+            raw_ok: false,
+            same_core: false,
+            timeout,
+            rounds: 1,
+            nagle_rows: false,
+            servers: None,
+            opt_in: false,
+        }
+    }
 }
 
 /// Outcome of one run: RESULT fields or an error, plus server figures.
@@ -125,36 +156,51 @@ fn main() {
     ];
     let echo_timeout = Duration::from_secs_f64(warmup + duration + 60.0);
     let with = |base: &[&str], more: &[String]| [strings(base), more.to_vec()].concat();
-    let broadcast = |size: &str| {
-        let a = strings(&["broadcast", "--size", size, "--stalled", "5"]);
-        let b = [
+    // Broadcast: `members` join the room, `stalled` of them never read.
+    let broadcast = |size: usize, members: f64, stalled: usize, secs: f64, idle: f64| {
+        strings(&[
+            "broadcast",
+            "--size",
+            &size.to_string(),
             "--clients",
-            &bc_clients.to_string(),
+            &(members as usize + stalled).to_string(),
+            "--stalled",
+            &stalled.to_string(),
             "--hold",
-            &bc_idle.to_string(),
+            &idle.to_string(),
             "--duration",
-            &bc_secs.to_string(),
+            &secs.to_string(),
             "--rate",
             &bc_rate.to_string(),
             "--path",
             &chat_path,
-        ];
-        [a, strings(&b)].concat()
+        ])
     };
     let bc_extra = vec![
         ("p50_us", "p50 µs"),
         ("max_us", "max µs"),
+        ("lost", "lost"),
+        ("readers_closed", "readers closed"),
         ("stalled_closed", "stalled closed"),
+        ("cpu_us_per_delivery", "CPU µs/delivery"),
         ("idle_cpu_pct", "idle CPU %"),
         ("pub_cpu_pct", "CPU % publishing"),
         ("loadgen_cpu_pct", "loadgen CPU %"),
     ];
-    let bc_timeout = Duration::from_secs_f64(bc_idle + bc_secs + 200.0);
-    let all_scenarios = vec![
-        Scenario {
-            name: "echo64",
-            what: "64 B text echo, 100 clients x 8 in flight",
-            args: with(
+    let bc_timeout = |secs: f64| Duration::from_secs_f64(bc_idle + secs + 200.0);
+    let echo = |name: &str, what: &str, args: Vec<String>, extra| Scenario {
+        metric: ("msgs_per_s", "msg/s", true),
+        extra,
+        raw_ok: true,
+        rounds,
+        nagle_rows: true,
+        ..Scenario::new(name, what, args, echo_timeout)
+    };
+    let mut all_scenarios = vec![
+        echo(
+            "echo64",
+            "64 B text echo, 100 clients x 8 in flight",
+            with(
                 &[
                     "echo",
                     "--size",
@@ -166,23 +212,18 @@ fn main() {
                 ],
                 &timed,
             ),
-            metric: ("msgs_per_s", "msg/s", true),
-            extra: vec![
+            vec![
+                ("cpu_us_per_msg", "CPU µs/msg"),
                 ("p50_us", "p50 µs"),
                 ("p99_us", "p99 µs"),
                 ("server_cpu_pct", "CPU %"),
                 ("loadgen_cpu_pct", "loadgen CPU %"),
             ],
-            chat: false,
-            raw_ok: true,
-            same_core: false,
-            timeout: echo_timeout,
-            repeat: true,
-        },
-        Scenario {
-            name: "echo64k",
-            what: "64 KiB binary echo, 10 clients x 4 in flight",
-            args: with(
+        ),
+        echo(
+            "echo64k",
+            "64 KiB binary echo, 10 clients x 4 in flight",
+            with(
                 &[
                     "echo",
                     "--size",
@@ -195,63 +236,49 @@ fn main() {
                 ],
                 &timed,
             ),
-            metric: ("msgs_per_s", "msg/s", true),
-            extra: vec![
+            vec![
+                ("cpu_us_per_msg", "CPU µs/msg"),
                 ("mb_per_s", "MB/s"),
                 ("p99_us", "p99 µs"),
                 ("server_cpu_pct", "CPU %"),
                 ("loadgen_cpu_pct", "loadgen CPU %"),
             ],
-            chat: false,
-            raw_ok: true,
-            same_core: false,
-            timeout: echo_timeout,
-            repeat: true,
-        },
+        ),
         Scenario {
-            name: "connect",
-            what: "connect + upgrade + one 64 B echo + close handshake, 20 at a time",
-            args: with(&["connect", "--size", "64", "--concurrency", "20"], &timed),
             metric: ("conns_per_s", "conn/s", true),
             extra: vec![
+                ("cpu_us_per_conn", "CPU µs/conn"),
                 ("server_cpu_pct", "CPU %"),
                 ("loadgen_cpu_pct", "loadgen CPU %"),
                 ("no_tcp_close", "no TCP close"),
             ],
-            chat: false,
             raw_ok: false,
-            same_core: false,
-            timeout: echo_timeout,
-            repeat: true,
+            ..echo(
+                "connect",
+                "connect + upgrade + one 64 B echo + close handshake, 20 at a time",
+                with(&["connect", "--size", "64", "--concurrency", "20"], &timed),
+                vec![],
+            )
         },
         Scenario {
-            name: "pingpong",
-            what: "one client, one 64 B message in flight, client and server on one core",
-            args: with(
-                &["echo", "--size", "64", "--clients", "1", "--inflight", "1"],
-                &timed,
-            ),
             metric: ("p50_us", "p50 µs", false),
-            extra: vec![("p99_us", "p99 µs"), ("msgs_per_s", "msg/s")],
-            chat: false,
-            raw_ok: true,
+            extra: vec![
+                ("p99_us", "p99 µs"),
+                ("msgs_per_s", "msg/s"),
+                ("cpu_us_per_msg", "CPU µs/msg"),
+            ],
             same_core: true,
-            timeout: echo_timeout,
-            repeat: true,
+            ..echo(
+                "pingpong",
+                "one client, one 64 B message in flight, client and server on one core",
+                with(
+                    &["echo", "--size", "64", "--clients", "1", "--inflight", "1"],
+                    &timed,
+                ),
+                vec![],
+            )
         },
         Scenario {
-            name: "idle",
-            what: "idle connections held, then one echo each; RSS growth per connection",
-            args: [
-                strings(&["idle", "--size", "64", "--concurrency", "100"]),
-                strings(&[
-                    "--clients",
-                    &idle_conns.to_string(),
-                    "--hold",
-                    &idle_hold.to_string(),
-                ]),
-            ]
-            .concat(),
             metric: ("kib_per_conn", "KiB/conn", false),
             extra: vec![
                 ("hold_cpu_ms", "CPU ms in hold"),
@@ -259,43 +286,85 @@ fn main() {
                 ("server_threads", "threads"),
                 ("echo_ok", "echo ok"),
             ],
-            chat: false,
-            raw_ok: false,
-            same_core: false,
-            timeout: Duration::from_secs_f64(idle_hold + 300.0),
-            repeat: false,
+            ..Scenario::new(
+                "idle",
+                "idle connections held, then one echo each; RSS growth per connection",
+                [
+                    strings(&["idle", "--size", "64", "--concurrency", "100"]),
+                    strings(&[
+                        "--clients",
+                        &idle_conns.to_string(),
+                        "--hold",
+                        &idle_hold.to_string(),
+                    ]),
+                ]
+                .concat(),
+                Duration::from_secs_f64(idle_hold + 300.0),
+            )
         },
-        Scenario {
-            name: "broadcast64",
-            what: "room relay of 64 B text, 1 publisher, 5 stalled members",
-            args: broadcast("64"),
+    ];
+    for (size, label) in [(64, "64 B"), (16384, "16 KiB")] {
+        all_scenarios.push(Scenario {
             metric: ("p99_us", "p99 µs", false),
             extra: bc_extra.clone(),
             chat: true,
-            raw_ok: false,
-            same_core: false,
-            timeout: bc_timeout,
-            repeat: false,
-        },
-        Scenario {
-            name: "broadcast16k",
-            what: "room relay of 16 KiB text, 1 publisher, 5 stalled members",
-            args: broadcast("16384"),
+            ..Scenario::new(
+                &format!("broadcast{}", if size == 64 { "64" } else { "16k" }),
+                &format!("room relay of {label} text, 1 publisher, 5 stalled members"),
+                broadcast(size, bc_clients - 5.0, 5, bc_secs, bc_idle),
+                bc_timeout(bc_secs),
+            )
+        });
+    }
+    // Issue 11: a room of reading members plus N members that never read.
+    let st_readers = env_f("STALLED_READERS", q(200.0, 1000.0));
+    let st_secs = env_f("STALLED_SECS", q(2.0, 10.0));
+    let st_size = env_f("STALLED_SIZE", 16384.0) as usize;
+    let st_rounds = env_f("STALLED_ROUNDS", q(1.0, 2.0)).max(1.0) as usize;
+    let st_idle = env_f("STALLED_IDLE", q(0.5, 1.0));
+    let st_counts: Vec<usize> = env_s("STALLED_COUNTS", "0,40,200")
+        .split(',')
+        .filter_map(|n| n.trim().parse().ok())
+        .collect();
+    for &n in &st_counts {
+        all_scenarios.push(Scenario {
+            group: "stalled",
             metric: ("p99_us", "p99 µs", false),
-            extra: bc_extra,
+            extra: bc_extra.clone(),
             chat: true,
-            raw_ok: false,
-            same_core: false,
-            timeout: bc_timeout,
-            repeat: false,
-        },
-    ];
+            rounds: st_rounds,
+            servers: Some(&[
+                "node-ws",
+                "tokio-tungstenite",
+                "tokio-tungstenite-broadcast",
+                "wsportal",
+                "wsportal-baseline",
+            ]),
+            opt_in: true,
+            ..Scenario::new(
+                &format!("stalled{n}"),
+                &format!(
+                    "room of {st_readers} reading members + {n} that never read, 1 publisher, \
+                     {bc_rate} msg/s of {st_size} B text for {st_secs} s"
+                ),
+                broadcast(st_size, st_readers, n, st_secs, st_idle),
+                bc_timeout(st_secs),
+            )
+        });
+    }
 
     let only_scen = env_s("SCENARIOS", "");
     let scenarios: Vec<Scenario> = all_scenarios
         .into_iter()
-        .filter(|s| only_scen.is_empty() || only_scen.split(',').any(|n| n == s.name))
+        .filter(|s| match only_scen.as_str() {
+            "" => !s.opt_in,
+            "all" => true,
+            only => only
+                .split(',')
+                .any(|n| !n.is_empty() && (n == s.name || n == s.group)),
+        })
         .collect();
+    let servers_named = !env_s("SERVERS", "").is_empty();
     let servers = servers();
     let server_cpu = env_s("SERVER_CPU", "0");
     let loadgen_cpu = env_s("LOADGEN_CPU", "1");
@@ -316,6 +385,18 @@ fn main() {
          {rounds} interleaved rounds.\n",
         if quick { "QUICK" } else { "full" }
     );
+    if scenarios.iter().any(|s| s.group == "stalled") {
+        report += &format!(
+            "stalled: {st_readers} reading members + N never reading (N = {}) + 1 publisher, \
+             {bc_rate} msg/s of {st_size} B for {st_secs} s; median of {st_rounds} interleaved \
+             rounds.\n",
+            st_counts
+                .iter()
+                .map(|n| n.to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
     for s in &servers {
         if let Some(why) = &s.skip {
             eprintln!("skipping {}: {why}", s.name);
@@ -323,12 +404,25 @@ fn main() {
         }
     }
     println!("{report}");
+    // The stalled scenarios' medians, for the summary table at the end.
+    let mut stalled: Vec<(&Scenario, Vec<(String, Run)>)> = Vec::new();
     for sc in &scenarios {
         let active: Vec<&Server> = servers
             .iter()
-            .filter(|s| s.skip.is_none() && (sc.raw_ok || !s.raw) && (sc.repeat || !s.nagle))
+            .filter(|s| s.skip.is_none() && (sc.raw_ok || !s.raw) && (sc.nagle_rows || !s.nagle))
+            // A harness-built server without a program for this scenario has
+            // no row (wsportal's missing example gets a "skipped" row).
+            .filter(|s| {
+                !s.ours
+                    || if sc.chat {
+                        s.chat.is_some()
+                    } else {
+                        s.echo.is_some()
+                    }
+            })
+            .filter(|s| servers_named || sc.servers.is_none_or(|only| only.contains(&&*s.name)))
             .collect();
-        let rounds = if sc.repeat { rounds } else { 1 };
+        let rounds = sc.rounds;
         let mut all: Vec<Vec<Run>> = active.iter().map(|_| Vec::new()).collect();
         for round in 1..=rounds {
             for (server, runs) in active.iter().zip(&mut all) {
@@ -379,7 +473,15 @@ fn main() {
         let t = table(sc, &runs);
         println!("{t}");
         report += &t;
+        if sc.group == "stalled" {
+            stalled.push((sc, runs.into_iter().map(|(s, r)| (s.label(), r)).collect()));
+        }
         fs::write(out_dir.join("results.md"), &report).expect("write results");
+    }
+    if !stalled.is_empty() {
+        let t = stalled_summary(&stalled);
+        println!("{t}");
+        report += &t;
     }
     let total = format!(
         "\nTotal bench time: {:.0} s",
@@ -461,22 +563,38 @@ fn servers() -> Vec<Server> {
         };
         list.extend([s, nagle]);
     }
+    // tokio-tungstenite's other idiomatic room (a broadcast channel), for
+    // the broadcast scenarios only (its echo is the same as the row above).
+    list.push(Server {
+        echo: None,
+        chat: Some(vec![bin("tokio-tungstenite"), "--broadcast".into()]),
+        ..peer("tokio-tungstenite-broadcast")
+    });
     // Optional extra peers, set up by scripts/bench.sh when possible.
     let py = "bench/.venv/bin/python";
     let py_cmd = vec![
         py.to_string(),
         "bench/peers/websockets_server.py".to_string(),
     ];
-    list.push(Server {
-        name: "python-websockets".into(),
-        echo: Some(py_cmd.clone()),
-        chat: Some(py_cmd),
-        raw: false,
-        peer: true,
-        ours: true,
-        nagle: false,
-        skip: (!Path::new(py).exists()).then(|| "no bench/.venv (pip install failed?)".into()),
-    });
+    // Its two documented forms: asyncio, and threaded (`--sync`). The
+    // threaded one has no broadcast rows: with 1,000 members its handshake
+    // timeout closes connections while thousands of threads share the GIL.
+    let py_sync_cmd = [py_cmd.clone(), vec!["--sync".to_string()]].concat();
+    for (name, cmd, chat) in [
+        ("python-websockets", py_cmd.clone(), Some(py_cmd)),
+        ("python-websockets-sync", py_sync_cmd, None),
+    ] {
+        list.push(Server {
+            name: name.into(),
+            echo: Some(cmd),
+            chat,
+            raw: false,
+            peer: true,
+            ours: true,
+            nagle: false,
+            skip: (!Path::new(py).exists()).then(|| "no bench/.venv (pip install failed?)".into()),
+        });
+    }
     let node_cmd = vec!["node".to_string(), "bench/node/ws_server.js".to_string()];
     list.push(Server {
         name: "node-ws".into(),
@@ -504,6 +622,21 @@ fn servers() -> Vec<Server> {
             Err(_) => (!Path::new(echo).exists()).then(|| format!("{echo} not built")),
         },
     });
+    // The same examples built from an older commit (`BASELINE=REV` in
+    // scripts/bench.sh), for before/after comparisons in one run.
+    if let Ok(dir) = std::env::var("WSPORTAL_BASELINE_DIR") {
+        let (echo, chat) = (format!("{dir}/echo"), format!("{dir}/chat"));
+        list.push(Server {
+            name: "wsportal-baseline".into(),
+            echo: Some(vec![echo.clone()]),
+            chat: Path::new(&chat).exists().then(|| vec![chat]),
+            raw: false,
+            peer: false,
+            ours: false,
+            nagle: false,
+            skip: (!Path::new(&echo).exists()).then(|| format!("{echo} not built")),
+        });
+    }
     let only = env_s("SERVERS", "");
     list.retain(|s| only.is_empty() || only.split(',').any(|n| n == s.name));
     list
@@ -753,8 +886,23 @@ fn table(sc: &Scenario, runs: &[(&Server, Run)]) -> String {
     if several {
         t += " every round |";
     }
+    // With a wsportal-baseline row: wsportal's headline and CPU cost as a
+    // ratio to the baseline's (before/after in one run).
+    let baseline = runs
+        .iter()
+        .find(|(s, r)| s.name == "wsportal-baseline" && r.error.is_none())
+        .map(|(_, r)| r);
+    let cost = sc
+        .extra
+        .iter()
+        .map(|(k, _)| *k)
+        .find(|k| k.starts_with("cpu_us_per"));
+    if baseline.is_some() {
+        t += " wsportal vs baseline |";
+    }
     t += " server CPU s | peak RSS MiB | other load % |\n|---|---:|---:|";
-    t += &"---:|".repeat(sc.extra.len() + 3 + usize::from(several));
+    t += &"---:|"
+        .repeat(sc.extra.len() + 3 + usize::from(several) + usize::from(baseline.is_some()));
     t += "\n";
     for (server, r) in runs {
         let mut name = server.label();
@@ -784,9 +932,104 @@ fn table(sc: &Scenario, runs: &[(&Server, Run)]) -> String {
         if several {
             t += &format!(" {} |", r.rounds.join(" / "));
         }
+        if let Some(b) = baseline {
+            let mut cell = String::new();
+            if server.name == "wsportal" {
+                let ratio = |k: &str| match (r.figure(k), b.figure(k)) {
+                    (Some(x), Some(y)) if y > 0.0 => format!("{:.2}x", x / y),
+                    _ => "-".into(),
+                };
+                cell = format!("{} {arrow}", ratio(key));
+                if let Some(k) = cost {
+                    cell += &format!(", CPU/item {} ↓", ratio(k));
+                }
+            }
+            t += &format!(" {cell} |");
+        }
         let num = |x: Option<f64>| x.map_or("-".into(), |x| format!("{x:.2}"));
         let others = r.others_pct.map_or("-".into(), |x| format!("{x:.0}"));
         t += &format!(" {} | {} | {others} |\n", num(r.cpu_s), num(r.hwm_mib));
+    }
+    t
+}
+
+/// The stalled scenarios side by side: one row per number of never-reading
+/// members, one column per server; p99 to the reading members (and its
+/// ratio to the same server's row with the fewest stalled members), then
+/// the server's CPU per delivered message and how many stalled members it
+/// closed.
+fn stalled_summary(rows: &[(&Scenario, Vec<(String, Run)>)]) -> String {
+    fn find<'a>(row: &'a [(String, Run)], server: &str) -> Option<&'a Run> {
+        row.iter()
+            .find(|(l, r)| l == server && r.error.is_none())
+            .map(|(_, r)| r)
+    }
+    let mut servers: Vec<&str> = Vec::new();
+    for (_, runs) in rows {
+        for (label, _) in runs {
+            if !servers.contains(&label.as_str()) {
+                servers.push(label);
+            }
+        }
+    }
+    let base = |server: &str| {
+        rows.first()
+            .and_then(|(_, row)| find(row, server))
+            .and_then(|r| r.figure("p99_us"))
+    };
+    let header = |what: &str| {
+        let mut t = format!("\n| {what} |");
+        for s in &servers {
+            t += &format!(" {s} |");
+        }
+        t += "\n|---|";
+        t += &"---:|".repeat(servers.len());
+        t + "\n"
+    };
+    let mut t = String::from(
+        "\n### stalled: summary\n\np99 delivery latency to the reading members (x the \
+         same server's first row); `lost N` marks messages a reading member never got.\n",
+    );
+    t += &header("never-reading members");
+    for (sc, row) in rows {
+        t += &format!("| {} |", sc.name.trim_start_matches("stalled"));
+        for s in &servers {
+            let cell = match (find(row, s), row.iter().any(|(l, _)| l == s)) {
+                (Some(r), _) => {
+                    let p99 = r.figure("p99_us").unwrap_or(f64::NAN);
+                    let mut c = format!("{:.1} ms", p99 / 1e3);
+                    if let Some(b) = base(s).filter(|b| *b > 0.0) {
+                        c += &format!(" ({:.2}x)", p99 / b);
+                    }
+                    match r.figure("lost") {
+                        Some(lost) if lost > 0.0 => c += &format!(" lost {lost}"),
+                        _ => {}
+                    }
+                    c
+                }
+                (None, true) => "ERROR".into(),
+                (None, false) => "-".into(),
+            };
+            t += &format!(" {cell} |");
+        }
+        t += "\n";
+    }
+    t += "\nServer CPU µs per delivered message; stalled members the server closed.\n";
+    t += &header("never-reading members");
+    for (sc, row) in rows {
+        t += &format!("| {} |", sc.name.trim_start_matches("stalled"));
+        for s in &servers {
+            let cell = find(row, s).map_or("-".into(), |r| {
+                let get = |k: &str| r.fields.get(k).map_or("-", String::as_str);
+                format!(
+                    "{} µs; closed {}",
+                    get("cpu_us_per_delivery"),
+                    get("stalled_closed")
+                )
+            });
+            t += &format!(" {cell} |");
+        }
+        t += "\n";
     }
     t
 }

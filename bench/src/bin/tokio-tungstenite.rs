@@ -1,41 +1,75 @@
 //! `tokio-tungstenite ADDR [--nodelay]`: tokio multi-thread runtime with
-//! tokio-tungstenite, one task per connection.
+//! tokio-tungstenite, one task per connection, written the way
+//! tokio-tungstenite's own examples are (version 0.30):
 //!
-//! * Any path: echo every text and binary message.
-//! * `/chat`: relay text messages to every `/chat` client, sender included,
-//!   through a `tokio::sync::broadcast` channel. A client that falls more
-//!   than `ROOM_CAPACITY` messages behind gets `Lagged` and is closed.
+//! * Any path: echo every text and binary message, as in
+//!   `examples/echo-server.rs`: `read.try_filter(..).forward(write)`, which
+//!   feeds messages into the sink while input is ready and flushes once
+//!   when it runs dry (not once per message).
+//! * `/chat`: the room of `examples/server.rs`: every member has an
+//!   unbounded channel in a shared map; a text message is cloned into every
+//!   member's channel (sender included, unlike the example, since every
+//!   server in this harness relays to the sender too), and each member's
+//!   channel is forwarded into its sink (`rx.map(Ok).forward(outgoing)`).
+//!   Messages are reference-counted (`Bytes`), so a member that never reads
+//!   costs a queue entry per message, not a copy. Nobody is ever closed for
+//!   being slow, as in the example.
+//! * `/chat` with `--broadcast` (the `tokio-tungstenite-broadcast` row): the
+//!   other common form, a `tokio::sync::broadcast` channel (capacity
+//!   `ROOM_CAPACITY`) that every member's task `select!`s on together with
+//!   its input, sending each relayed message with `sink.send(msg).await`. A
+//!   member that falls `ROOM_CAPACITY` messages behind gets `Lagged` and is
+//!   closed. A task blocked on a full socket is not woken by new messages,
+//!   which the mpsc form does for every message.
 
-use futures_util::{SinkExt, StreamExt};
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+
+use futures_channel::mpsc::{unbounded, UnboundedSender};
+use futures_util::{future, pin_mut, SinkExt, StreamExt, TryStreamExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::broadcast;
 use tokio_tungstenite::tungstenite::handshake::server::{Request, Response};
 use tokio_tungstenite::tungstenite::Message;
 
+type PeerMap = Arc<Mutex<HashMap<SocketAddr, UnboundedSender<Message>>>>;
+
 const ROOM_CAPACITY: usize = 1024;
+
+/// The room, in one of the two forms.
+#[derive(Clone)]
+enum Room {
+    Mpsc(PeerMap),
+    Broadcast(broadcast::Sender<Message>),
+}
 
 #[tokio::main]
 async fn main() {
-    let args = wsportal_bench::server_args::parse();
+    let args = wsportal_bench::server_args::parse_with(&["--broadcast"]);
     wsportal_bench::raise_nofile_limit();
     let listener = TcpListener::bind(&args.addr).await.expect("bind");
     println!(
         "tokio-tungstenite listening on {}",
         listener.local_addr().unwrap()
     );
-    let (room, _) = broadcast::channel::<Message>(ROOM_CAPACITY);
+    let room = if args.flags.iter().any(|f| f == "--broadcast") {
+        Room::Broadcast(broadcast::channel(ROOM_CAPACITY).0)
+    } else {
+        Room::Mpsc(PeerMap::default())
+    };
     loop {
-        let Ok((stream, _)) = listener.accept().await else {
+        let Ok((stream, addr)) = listener.accept().await else {
             continue;
         };
         if args.nodelay {
             let _ = stream.set_nodelay(true);
         }
-        tokio::spawn(handle(stream, room.clone()));
+        tokio::spawn(handle(stream, addr, room.clone()));
     }
 }
 
-async fn handle(stream: TcpStream, room: broadcast::Sender<Message>) {
+async fn handle(stream: TcpStream, addr: SocketAddr, room: Room) {
     let mut path = String::new();
     // The closure's signature is tungstenite's `Callback`, large error and all.
     #[allow(clippy::result_large_err)]
@@ -46,15 +80,43 @@ async fn handle(stream: TcpStream, room: broadcast::Sender<Message>) {
     let Ok(ws) = tokio_tungstenite::accept_hdr_async(stream, callback).await else {
         return;
     };
-    let (mut sink, mut source) = ws.split();
+    let (write, read) = ws.split();
     if path != "/chat" {
-        while let Some(Ok(msg)) = source.next().await {
-            if (msg.is_text() || msg.is_binary()) && sink.send(msg).await.is_err() {
-                return;
-            }
-        }
+        // examples/echo-server.rs
+        let _ = read
+            .try_filter(|msg| future::ready(msg.is_text() || msg.is_binary()))
+            .forward(write)
+            .await;
         return;
     }
+    let room = match room {
+        Room::Mpsc(map) => map,
+        Room::Broadcast(room) => return chat_broadcast(write, read, room).await,
+    };
+    // examples/server.rs
+    let (tx, rx) = unbounded();
+    room.lock().unwrap().insert(addr, tx);
+    let relay = read.try_for_each(|msg| {
+        if msg.is_text() {
+            for member in room.lock().unwrap().values() {
+                let _ = member.unbounded_send(msg.clone());
+            }
+        }
+        future::ok(())
+    });
+    let receive = rx.map(Ok).forward(write);
+    pin_mut!(relay, receive);
+    future::select(relay, receive).await;
+    room.lock().unwrap().remove(&addr);
+}
+
+/// The `tokio::sync::broadcast` form of the room.
+async fn chat_broadcast(
+    mut sink: impl futures_util::Sink<Message> + Unpin,
+    mut source: impl futures_util::Stream<Item = Result<Message, tokio_tungstenite::tungstenite::Error>>
+        + Unpin,
+    room: broadcast::Sender<Message>,
+) {
     let mut rx = room.subscribe();
     loop {
         tokio::select! {
