@@ -242,12 +242,13 @@ mod route;
 mod server;
 mod session;
 mod sse;
+mod transport;
 
 pub use crate::broadcast::Broadcaster;
 pub use crate::client::{Client, ClientHandle};
 pub use crate::config::Config;
 pub use crate::connection::Connection;
-pub use crate::error::{Error, SendError};
+pub use crate::error::{Error, SendError, SendTimeoutError};
 pub use crate::http::Request;
 pub use crate::message::Message;
 pub use crate::resource::{Accept, Reject, Resource};
