@@ -7,3 +7,4 @@ mod page;
 mod push;
 mod sse;
 mod support;
+mod write;
