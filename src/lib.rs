@@ -68,9 +68,49 @@
 //! ## Sending from other threads
 //!
 //! [`Connection`] is a cheap `Clone + Send + Sync` handle. Any thread may send
-//! at any time, even while the connection's thread is blocked reading; the
-//! message leaves at once. Frames never interleave. Sends after a close has
-//! begun return [`SendError`] with the message inside.
+//! at any time, even while the connection's thread is blocked reading or
+//! busy in a hook; the message leaves at once. Frames never interleave. Sends
+//! after a close has begun return [`SendError`] with the message inside.
+//!
+//! Two policies, side by side:
+//!
+//! - **[`Connection::send`] and broadcasts never wait.** A message goes into
+//!   the connection's backlog ([`Config::max_backlog`]) and is written
+//!   without waiting for the socket; a client whose backlog is full is too
+//!   slow and is closed with 1008. Right for a room: one slow client never
+//!   holds up the others. [`Broadcaster`] and [`EventPublisher`] always work
+//!   this way.
+//! - **[`Connection::send_timeout`] waits for this client.** While the
+//!   backlog has no room it blocks the calling thread (up to the timeout)
+//!   until bytes leave, so one producer streaming to one client slows to its
+//!   pace, as a blocking socket write would. A timeout gives the message back
+//!   in [`SendTimeoutError::Timeout`] and leaves the connection open.
+//!   [`Connection::flush`] waits until everything queued so far is written.
+//!   Both also work on the connection's own thread, in a hook (they wait
+//!   while other threads and the housekeeper write), and on a client's
+//!   [`ClientHandle`].
+//!
+//! ```no_run
+//! use std::time::Duration;
+//! use wsportal::{Connection, SendTimeoutError};
+//!
+//! /// Streams a log to one client at the client's pace.
+//! fn tail(ws: &Connection, lines: Vec<String>) {
+//!     for line in lines {
+//!         match ws.send_timeout(line, Duration::from_secs(10)) {
+//!             Ok(()) => {}
+//!             Err(SendTimeoutError::Timeout(_)) => {
+//!                 // Ten seconds without room: this client is not reading.
+//!                 ws.close(1008, "too slow");
+//!                 return;
+//!             }
+//!             Err(SendTimeoutError::Closed(_)) => return,
+//!         }
+//!     }
+//!     let _ = ws.flush(Duration::from_secs(10));
+//! }
+//! # let _ = tail;
+//! ```
 //!
 //! ## Broadcasting
 //!
@@ -83,7 +123,8 @@
 //!
 //! Each connection has a bounded backlog ([`Config::max_backlog`]) and a
 //! write timeout: a client that stops reading is closed with 1008 and never
-//! blocks a sender. The server pings connections that have been silent for
+//! blocks a sender (writes never wait for a full socket; the housekeeper
+//! retries it, less and less often while it takes nothing). The server pings connections that have been silent for
 //! [`Config::ping_interval`] and drops those that do not answer within
 //! [`Config::ping_timeout`]. One housekeeper thread does every timed job.
 //!
