@@ -13,7 +13,7 @@ use parking_lot::Mutex;
 
 use crate::frame::{self, OpCode};
 use crate::hub::Hub;
-use crate::outbox::{Admit, Flushed, Outbox, PushError};
+use crate::outbox::{Admit, Flushed, Lane, Outbox, PushError};
 use crate::protocol::Role;
 use crate::resource::Data;
 use crate::transport::Transport;
@@ -26,13 +26,13 @@ const ZERO_COPY_MIN: usize = 1 << 10;
 
 /// Why a message was not queued.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Refused {
+pub(crate) enum Refused {
     Closed,
     TimedOut,
 }
 
 /// When a wait of `timeout` from now ends (a huge timeout: in a century).
-fn deadline_after(timeout: Duration) -> Instant {
+pub(crate) fn deadline_after(timeout: Duration) -> Instant {
     let now = Instant::now();
     now.checked_add(timeout)
         .or_else(|| now.checked_add(Duration::from_secs(100 * 365 * 86_400)))
@@ -225,32 +225,11 @@ impl Connection {
         };
         let mut header = Vec::with_capacity(frame::MAX_HEADER_LEN);
         frame::encode_header(&mut header, true, op, payload.len(), None);
-        let len = header.len() + payload.len();
-        let admit = if deadline.is_some() {
-            Admit::Waited
-        } else {
-            Admit::Limit
-        };
-        let why = loop {
-            let pushed =
-                self.inner
-                    .outbox
-                    .push_owned(&mut self.inner.nowait(), &header, payload, admit);
-            match pushed {
-                Ok(flushed) => {
-                    self.inner.handle_flushed(flushed);
-                    return Ok(());
-                }
-                Err((e, given_back)) => {
-                    payload = given_back;
-                    let waited = match (e, deadline) {
-                        (PushError::TooSlow, Some(deadline)) => self.wait_for_room(len, deadline),
-                        (e, _) => Err(self.refused(e)),
-                    };
-                    if let Err(why) = waited {
-                        break why;
-                    }
-                }
+        let why = match self.push_owned_until(&header, payload, Lane::Data, deadline) {
+            Ok(()) => return Ok(()),
+            Err((why, given_back)) => {
+                payload = given_back;
+                why
             }
         };
         let msg = if text {
@@ -260,6 +239,50 @@ impl Connection {
             Message::Binary(payload)
         };
         Err((why, msg))
+    }
+
+    /// Queues a frame header and its payload (no copy); with a deadline,
+    /// waits for room until then. On refusal the payload is given back.
+    pub(crate) fn push_owned_until(
+        &self,
+        header: &[u8],
+        mut payload: Vec<u8>,
+        lane: Lane,
+        deadline: Option<Instant>,
+    ) -> Result<(), (Refused, Vec<u8>)> {
+        let len = header.len() + payload.len();
+        let admit = if deadline.is_some() {
+            Admit::Waited
+        } else {
+            Admit::Limit
+        };
+        loop {
+            let pushed = self.inner.outbox.push_owned(
+                &mut self.inner.nowait(),
+                header,
+                payload,
+                admit,
+                lane,
+            );
+            match pushed {
+                Ok(flushed) => {
+                    self.inner.handle_flushed(flushed);
+                    return Ok(());
+                }
+                Err((e, given_back)) => {
+                    payload = given_back;
+                    let waited = match (e, deadline) {
+                        (PushError::TooSlow, Some(deadline)) => {
+                            self.wait_for_room(len, lane, deadline)
+                        }
+                        (e, _) => Err(self.refused(e)),
+                    };
+                    if let Err(why) = waited {
+                        return Err((why, payload));
+                    }
+                }
+            }
+        }
     }
 
     /// Queues one data frame; with a deadline, waits for room until then.
@@ -277,14 +300,17 @@ impl Connection {
             Admit::Limit
         };
         loop {
-            let pushed = self
-                .inner
-                .outbox
-                .push_with(&mut self.inner.nowait(), len, admit, |v| {
-                    frame::encode(v, op, payload, mask)
-                });
+            let pushed = self.inner.outbox.push_with(
+                &mut self.inner.nowait(),
+                len,
+                admit,
+                Lane::Data,
+                |v| frame::encode(v, op, payload, mask),
+            );
             match (pushed, deadline) {
-                (Err(PushError::TooSlow), Some(deadline)) => self.wait_for_room(len, deadline)?,
+                (Err(PushError::TooSlow), Some(deadline)) => {
+                    self.wait_for_room(len, Lane::Data, deadline)?
+                }
                 (pushed, _) => return self.after_push(pushed).map_err(|_| Refused::Closed),
             }
         }
@@ -301,13 +327,13 @@ impl Connection {
     /// Waits until a push of `len` bytes may fit, or `deadline`. What is
     /// queued is written first (the connection's own thread may have held it
     /// back), so that some writer is at work while we wait.
-    fn wait_for_room(&self, len: usize, deadline: Instant) -> Result<(), Refused> {
+    fn wait_for_room(&self, len: usize, lane: Lane, deadline: Instant) -> Result<(), Refused> {
         if Instant::now() >= deadline {
             return Err(Refused::TimedOut);
         }
         let inner = &self.inner;
         inner.handle_flushed(inner.outbox.kick(&mut inner.nowait()));
-        inner.outbox.wait_for_room(len, deadline);
+        inner.outbox.wait_for_room(len, lane, deadline);
         Ok(())
     }
 
@@ -427,10 +453,15 @@ impl Connection {
         let mask = (self.inner.role == Role::Client).then(frame::random_mask);
         let len = frame::encoded_len(payload.len(), mask.is_some());
         let admit = if last { Admit::Close } else { Admit::Limit };
+        let lane = if op.is_control() {
+            Lane::Control
+        } else {
+            Lane::Data
+        };
         let pushed = self
             .inner
             .outbox
-            .push_with(&mut self.inner.nowait(), len, admit, |v| {
+            .push_with(&mut self.inner.nowait(), len, admit, lane, |v| {
                 frame::encode(v, op, payload, mask)
             });
         self.after_push(pushed)
@@ -495,11 +526,11 @@ impl Inner {
         // A close frame is let past the backlog limit, so this fails only
         // when the outbox is already closed (cut off, or a write failed):
         // then the connection ends without it.
-        let pushed = self
-            .outbox
-            .push_with(&mut self.nowait(), len, Admit::Close, |v| {
-                frame::encode(v, OpCode::Close, &payload, mask)
-            });
+        let pushed =
+            self.outbox
+                .push_with(&mut self.nowait(), len, Admit::Close, Lane::Control, |v| {
+                    frame::encode(v, OpCode::Close, &payload, mask)
+                });
         match pushed {
             Ok(flushed) => self.handle_flushed(flushed),
             Err(_) => {

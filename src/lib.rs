@@ -112,6 +112,23 @@
 //! # let _ = tail;
 //! ```
 //!
+//! A message too large to hold whole is streamed:
+//! [`Connection::stream_binary`] (or [`Connection::stream_text`]) returns a
+//! [`MessageWriter`], an [`std::io::Write`] that sends fragments as it goes,
+//! waiting for room like `send_timeout` (up to [`Config::write_timeout`]).
+//! Meanwhile other data messages to that connection queue behind it, and
+//! pings and closes still go out.
+//!
+//! ```no_run
+//! fn send_file(ws: &wsportal::Connection) -> Result<(), wsportal::Error> {
+//!     let mut file = std::fs::File::open("big.bin")?;
+//!     let mut message = ws.stream_binary()?;
+//!     std::io::copy(&mut file, &mut message)?;
+//!     message.finish()
+//! }
+//! # let _ = send_file;
+//! ```
+//!
 //! ## Broadcasting
 //!
 //! [`Broadcaster`] (from [`ServerHandle::broadcaster`] or
@@ -284,6 +301,7 @@ mod server;
 mod session;
 mod sse;
 mod transport;
+mod writer;
 
 pub use crate::broadcast::Broadcaster;
 pub use crate::client::{Client, ClientHandle};
@@ -295,6 +313,7 @@ pub use crate::message::Message;
 pub use crate::resource::{Accept, Reject, Resource};
 pub use crate::server::{Server, ServerHandle};
 pub use crate::sse::{Event, EventClient, EventPublisher, EventSink, EventStream};
+pub use crate::writer::MessageWriter;
 
 /// `Result` with this crate's [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -17,6 +17,9 @@
 //!   [`PushError::TooSlow`] (a close frame is let past the limit: it is small,
 //!   and a close must go out). A producer willing to wait waits on a condvar
 //!   until a writer makes room ([`Outbox::wait_for_room`]).
+//! - One message may be *streamed* in fragments ([`Lane::Stream`]). While a
+//!   stream is open, other data frames are held aside and queued after its
+//!   final fragment; control frames still go out between fragments.
 
 use std::collections::VecDeque;
 use std::io::{self, IoSlice, Write};
@@ -72,6 +75,25 @@ pub(crate) enum Admit {
     Close,
 }
 
+/// Which frames a push carries, for the order around a streamed message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Lane {
+    /// A whole data message: held aside while a stream is open.
+    Data,
+    /// A control frame: may go between a stream's fragments.
+    Control,
+    /// A fragment of the open stream, not its last.
+    Stream,
+    /// The open stream's final fragment: what was held aside follows it.
+    StreamEnd,
+}
+
+impl Lane {
+    fn of_stream(self) -> bool {
+        matches!(self, Lane::Stream | Lane::StreamEnd)
+    }
+}
+
 /// What became of the queued bytes after a flush attempt.
 #[derive(Debug)]
 pub(crate) enum Flushed {
@@ -104,6 +126,10 @@ struct State {
     dropped: bool,
     /// Threads waiting in [`Outbox::wait_for_room`] or [`Outbox::wait_written`].
     waiters: usize,
+    /// A streamed message is open: data frames wait in `held`.
+    streaming: bool,
+    held: VecDeque<Chunk>,
+    held_bytes: usize,
     /// A written buffer kept for reuse.
     spare: Vec<u8>,
 }
@@ -128,7 +154,8 @@ impl Outbox {
 
     /// Bytes waiting to be written.
     pub(crate) fn backlog(&self) -> usize {
-        self.state.lock().queued
+        let st = self.state.lock();
+        st.queued + st.held_bytes
     }
 
     /// How long the socket has taken no byte while bytes wait (zero when
@@ -152,10 +179,18 @@ impl Outbox {
         sink: &mut impl Write,
         len: usize,
         admit: Admit,
+        lane: Lane,
         encode: impl FnOnce(&mut Vec<u8>),
     ) -> Result<Flushed, PushError> {
         let mut st = self.state.lock();
-        self.admit(&st, len, admit)?;
+        self.admit(&st, len, admit, lane)?;
+        if lane == Lane::Data && st.streaming {
+            let mut v = Vec::with_capacity(len);
+            encode(&mut v);
+            st.held.push_back(Chunk::Owned(v));
+            st.held_bytes += len;
+            return Ok(Flushed::Done);
+        }
         let appendable =
             matches!(st.queue.back(), Some(Chunk::Owned(v)) if v.len() + len <= COALESCE_LIMIT);
         if appendable {
@@ -171,6 +206,13 @@ impl Outbox {
         st.queued += len;
         if admit == Admit::Close {
             st.closed = true;
+            // Data held behind a stream can no longer follow it.
+            st.held.clear();
+            st.held_bytes = 0;
+            self.wake(&st);
+        }
+        if lane == Lane::StreamEnd {
+            Self::end_stream(&mut st);
             self.wake(&st);
         }
         Ok(self.write_if_free(st, sink))
@@ -184,11 +226,18 @@ impl Outbox {
         header: &[u8],
         payload: Vec<u8>,
         admit: Admit,
+        lane: Lane,
     ) -> Result<Flushed, (PushError, Vec<u8>)> {
         let mut st = self.state.lock();
         let len = header.len() + payload.len();
-        if let Err(e) = self.admit(&st, len, admit) {
+        if let Err(e) = self.admit(&st, len, admit, lane) {
             return Err((e, payload));
+        }
+        if lane == Lane::Data && st.streaming {
+            st.held.push_back(Chunk::Owned(header.to_vec()));
+            st.held.push_back(Chunk::Owned(payload));
+            st.held_bytes += len;
+            return Ok(Flushed::Done);
         }
         match st.queue.back_mut() {
             Some(Chunk::Owned(v)) if v.len() + header.len() <= COALESCE_LIMIT => {
@@ -198,7 +247,45 @@ impl Outbox {
         }
         st.queue.push_back(Chunk::Owned(payload));
         st.queued += len;
+        if lane == Lane::StreamEnd {
+            Self::end_stream(&mut st);
+            self.wake(&st);
+        }
         Ok(self.write_if_free(st, sink))
+    }
+
+    /// Opens a streamed message: from now on, data frames are held aside
+    /// until its final fragment. Waits (until `deadline`) while another
+    /// stream is open.
+    ///
+    /// # Errors
+    /// [`PushError::Closed`] when the outbox is closed; [`PushError::TooSlow`]
+    /// when another stream was still open at `deadline`.
+    pub(crate) fn open_stream(&self, deadline: Instant) -> Result<(), PushError> {
+        let mut st = self.state.lock();
+        loop {
+            if st.closed {
+                return Err(PushError::Closed);
+            }
+            if !st.streaming {
+                st.streaming = true;
+                return Ok(());
+            }
+            st.waiters += 1;
+            let timed_out = self.room.wait_until(&mut st, deadline).timed_out();
+            st.waiters -= 1;
+            if timed_out && st.streaming {
+                return Err(PushError::TooSlow);
+            }
+        }
+    }
+
+    /// Closes the open stream: what was held aside joins the queue.
+    fn end_stream(st: &mut State) {
+        st.streaming = false;
+        let held = std::mem::take(&mut st.held);
+        st.queued += std::mem::take(&mut st.held_bytes);
+        st.queue.extend(held);
     }
 
     /// Queues bytes shared with other connections.
@@ -208,21 +295,36 @@ impl Outbox {
         frame: Arc<[u8]>,
     ) -> Result<Flushed, PushError> {
         let mut st = self.state.lock();
-        self.admit(&st, frame.len(), Admit::Limit)?;
+        self.admit(&st, frame.len(), Admit::Limit, Lane::Data)?;
+        if st.streaming {
+            st.held_bytes += frame.len();
+            st.held.push_back(Chunk::Shared(frame));
+            return Ok(Flushed::Done);
+        }
         st.queued += frame.len();
         st.queue.push_back(Chunk::Shared(frame));
         Ok(self.write_if_free(st, sink))
     }
 
-    fn admit(&self, st: &State, len: usize, admit: Admit) -> Result<(), PushError> {
+    fn admit(&self, st: &State, len: usize, admit: Admit, lane: Lane) -> Result<(), PushError> {
         if st.closed {
             return Err(PushError::Closed);
         }
-        let over = st.queued + len > self.max_backlog;
+        let queued = Self::ahead(st, lane.of_stream());
+        let over = queued + len > self.max_backlog;
         match admit {
             Admit::Limit if over => Err(PushError::TooSlow),
-            Admit::Waited if over && st.queued > 0 => Err(PushError::TooSlow),
+            Admit::Waited if over && queued > 0 => Err(PushError::TooSlow),
             _ => Ok(()),
+        }
+    }
+
+    /// The backlog a push is measured against. A stream's fragments do not
+    /// count what is held behind the stream: it cannot leave before them.
+    fn ahead(st: &State, stream: bool) -> usize {
+        match stream {
+            true => st.queued,
+            false => st.queued + st.held_bytes,
         }
     }
 
@@ -275,9 +377,13 @@ impl Outbox {
     /// Blocks until a push of `len` bytes would be admitted (the backlog has
     /// room for it, or is empty), the outbox is closed, or `deadline` passes.
     /// Whoever holds the writer role wakes it as bytes leave.
-    pub(crate) fn wait_for_room(&self, len: usize, deadline: Instant) {
+    pub(crate) fn wait_for_room(&self, len: usize, lane: Lane, deadline: Instant) {
         let mut st = self.state.lock();
-        while !st.closed && st.queued > 0 && st.queued + len > self.max_backlog {
+        loop {
+            let queued = Self::ahead(&st, lane.of_stream());
+            if st.closed || queued == 0 || queued + len <= self.max_backlog {
+                return;
+            }
             st.waiters += 1;
             let timed_out = self.room.wait_until(&mut st, deadline).timed_out();
             st.waiters -= 1;
@@ -290,7 +396,7 @@ impl Outbox {
     /// The mark [`Outbox::wait_written`] waits for: everything queued so far.
     pub(crate) fn flush_mark(&self) -> u64 {
         let st = self.state.lock();
-        st.written + st.queued as u64
+        st.written + (st.queued + st.held_bytes) as u64
     }
 
     /// Blocks until `mark` bytes have been written, the queue was dropped,
@@ -336,6 +442,8 @@ impl Outbox {
         let mut st = self.state.lock();
         st.closed = true;
         st.dropped = true;
+        st.held.clear();
+        st.held_bytes = 0;
         self.wake(&st);
         let keep = if st.head_written > 0 { 1 } else { 0 };
         while st.queue.len() > keep {
@@ -438,6 +546,8 @@ impl Outbox {
                     st.queued = 0;
                     st.closed = true;
                     st.dropped = true;
+                    st.held.clear();
+                    st.held_bytes = 0;
                     st.writing = false;
                     st.stalled_at = None;
                     self.wake(&st);
@@ -515,7 +625,7 @@ mod tests {
         let mut s = sink(usize::MAX);
         ob.cork();
         for i in 0..10u8 {
-            ob.push_with(&mut s, 1, Admit::Limit, |v| v.push(i))
+            ob.push_with(&mut s, 1, Admit::Limit, Lane::Data, |v| v.push(i))
                 .unwrap();
         }
         assert_eq!(s.calls, 0);
@@ -529,7 +639,8 @@ mod tests {
         let ob = Outbox::new(1 << 20);
         let mut s = sink(3);
         assert!(matches!(
-            ob.push_with(&mut s, 5, Admit::Limit, |v| v.extend_from_slice(b"abcde")),
+            ob.push_with(&mut s, 5, Admit::Limit, Lane::Data, |v| v
+                .extend_from_slice(b"abcde")),
             Ok(Flushed::Stalled)
         ));
         // A short write is taken as "full": no second write waits out the timeout.
@@ -537,7 +648,7 @@ mod tests {
         // The writer role is held (by the housekeeper): pushes only queue.
         let shared: Arc<[u8]> = Arc::from(&b"fg"[..]);
         assert!(matches!(ob.push_shared(&mut s, shared), Ok(Flushed::Done)));
-        ob.push_with(&mut s, 1, Admit::Limit, |v| v.push(b'h'))
+        ob.push_with(&mut s, 1, Admit::Limit, Lane::Data, |v| v.push(b'h'))
             .unwrap();
         assert_eq!(ob.backlog(), 5);
         s.room = 100;
@@ -552,7 +663,7 @@ mod tests {
         let mut s = sink(0);
         assert_eq!(ob.stalled_for(), Duration::ZERO);
         assert!(matches!(
-            ob.push_with(&mut s, 4, Admit::Limit, |v| v.extend([0; 4])),
+            ob.push_with(&mut s, 4, Admit::Limit, Lane::Data, |v| v.extend([0; 4])),
             Ok(Flushed::Stalled)
         ));
         let first = ob.state.lock().stalled_at.unwrap();
@@ -573,18 +684,19 @@ mod tests {
     fn a_close_frame_goes_past_the_backlog_limit() {
         let ob = Outbox::new(10);
         let mut s = sink(0);
-        ob.push_with(&mut s, 9, Admit::Limit, |v| v.extend([1; 9]))
+        ob.push_with(&mut s, 9, Admit::Limit, Lane::Data, |v| v.extend([1; 9]))
             .unwrap();
         assert_eq!(
-            ob.push_with(&mut s, 4, Admit::Limit, |v| v.extend([2; 4]))
+            ob.push_with(&mut s, 4, Admit::Limit, Lane::Data, |v| v.extend([2; 4]))
                 .err(),
             Some(PushError::TooSlow)
         );
         // A close frame is admitted anyway, and nothing may follow it.
-        ob.push_with(&mut s, 4, Admit::Close, |v| v.extend([8; 4]))
+        ob.push_with(&mut s, 4, Admit::Close, Lane::Data, |v| v.extend([8; 4]))
             .unwrap();
         assert_eq!(
-            ob.push_with(&mut s, 1, Admit::Limit, |v| v.push(0)).err(),
+            ob.push_with(&mut s, 1, Admit::Limit, Lane::Data, |v| v.push(0))
+                .err(),
             Some(PushError::Closed)
         );
         s.room = 100;
@@ -597,19 +709,19 @@ mod tests {
         let ob = Arc::new(Outbox::new(1 << 20));
         let s = Arc::new(Mutex::new(sink(usize::MAX)));
         ob.cork();
-        ob.push_with(&mut *s.lock(), 1, Admit::Limit, |v| v.push(1))
+        ob.push_with(&mut *s.lock(), 1, Admit::Limit, Lane::Data, |v| v.push(1))
             .unwrap();
         assert_eq!(s.lock().calls, 0);
         let (ob2, s2) = (Arc::clone(&ob), Arc::clone(&s));
         std::thread::spawn(move || {
-            ob2.push_with(&mut *s2.lock(), 1, Admit::Limit, |v| v.push(2))
+            ob2.push_with(&mut *s2.lock(), 1, Admit::Limit, Lane::Data, |v| v.push(2))
                 .unwrap();
         })
         .join()
         .unwrap();
         // Another thread's push wrote at once, with what was queued before it.
         assert_eq!(s.lock().out, [1, 2]);
-        ob.push_with(&mut *s.lock(), 1, Admit::Limit, |v| v.push(3))
+        ob.push_with(&mut *s.lock(), 1, Admit::Limit, Lane::Data, |v| v.push(3))
             .unwrap();
         assert_eq!(s.lock().out, [1, 2]);
         assert!(matches!(ob.uncork(&mut *s.lock()), Flushed::Done));
@@ -620,7 +732,7 @@ mod tests {
     fn waiters_wake_as_room_appears_and_when_bytes_are_written() {
         let ob = Arc::new(Outbox::new(10));
         let mut s = sink(0);
-        ob.push_with(&mut s, 8, Admit::Limit, |v| v.extend([0; 8]))
+        ob.push_with(&mut s, 8, Admit::Limit, Lane::Data, |v| v.extend([0; 8]))
             .unwrap();
         let mark = ob.flush_mark();
         assert_eq!(mark, 8);
@@ -629,7 +741,7 @@ mod tests {
             .map(|_| {
                 let ob = Arc::clone(&ob);
                 std::thread::spawn(move || {
-                    ob.wait_for_room(5, deadline);
+                    ob.wait_for_room(5, Lane::Data, deadline);
                     ob.wait_written(mark, deadline)
                 })
             })
@@ -642,7 +754,7 @@ mod tests {
         // A zero wait returns at once; a dropped queue says so.
         s.room = 0;
         assert!(matches!(
-            ob.push_with(&mut s, 8, Admit::Limit, |v| v.extend([0; 8])),
+            ob.push_with(&mut s, 8, Admit::Limit, Lane::Data, |v| v.extend([0; 8])),
             Ok(Flushed::Stalled)
         ));
         let mark = ob.flush_mark();
@@ -658,22 +770,47 @@ mod tests {
     }
 
     #[test]
+    fn data_waits_behind_an_open_stream_and_control_frames_do_not() {
+        let ob = Outbox::new(1 << 20);
+        let mut s = sink(usize::MAX);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        ob.open_stream(deadline).unwrap();
+        ob.push_with(&mut s, 1, Admit::Limit, Lane::Stream, |v| v.push(1))
+            .unwrap();
+        ob.push_with(&mut s, 1, Admit::Limit, Lane::Data, |v| v.push(9))
+            .unwrap();
+        ob.push_shared(&mut s, Arc::from(&[8u8][..])).unwrap();
+        ob.push_with(&mut s, 1, Admit::Limit, Lane::Control, |v| v.push(5))
+            .unwrap();
+        assert_eq!(s.out, [1, 5]);
+        assert_eq!(ob.backlog(), 2);
+        // A second stream waits for the first.
+        assert_eq!(ob.open_stream(Instant::now()), Err(PushError::TooSlow));
+        ob.push_with(&mut s, 1, Admit::Limit, Lane::StreamEnd, |v| v.push(2))
+            .unwrap();
+        assert_eq!(s.out, [1, 5, 2, 9, 8]);
+        assert_eq!(ob.backlog(), 0);
+        ob.open_stream(deadline).unwrap();
+    }
+
+    #[test]
     fn backlog_limit_and_close() {
         let ob = Outbox::new(10);
         let mut s = sink(0);
         assert!(matches!(
-            ob.push_with(&mut s, 8, Admit::Limit, |v| v.extend([0; 8])),
+            ob.push_with(&mut s, 8, Admit::Limit, Lane::Data, |v| v.extend([0; 8])),
             Ok(Flushed::Stalled)
         ));
         assert_eq!(
-            ob.push_with(&mut s, 3, Admit::Limit, |v| v.extend([0; 3]))
+            ob.push_with(&mut s, 3, Admit::Limit, Lane::Data, |v| v.extend([0; 3]))
                 .err(),
             Some(PushError::TooSlow)
         );
-        ob.push_with(&mut s, 2, Admit::Close, |v| v.extend([0; 2]))
+        ob.push_with(&mut s, 2, Admit::Close, Lane::Data, |v| v.extend([0; 2]))
             .unwrap();
         assert_eq!(
-            ob.push_with(&mut s, 1, Admit::Limit, |v| v.push(0)).err(),
+            ob.push_with(&mut s, 1, Admit::Limit, Lane::Data, |v| v.push(0))
+                .err(),
             Some(PushError::Closed)
         );
     }

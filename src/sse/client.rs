@@ -14,7 +14,7 @@ use parking_lot::Mutex;
 use super::event::comment_bytes;
 use super::stream::{EventPublisher, Shared};
 use crate::hub::Hub;
-use crate::outbox::{Admit, Flushed, Outbox, PushError};
+use crate::outbox::{Admit, Flushed, Lane, Outbox, PushError};
 use crate::resource::Data;
 use crate::transport::Transport;
 use crate::{Error, Event, Request};
@@ -194,12 +194,12 @@ impl EventClient {
             return Err(Error::Closed);
         }
         let stream = &mut Transport::nowait(&self.inner.stream);
-        let pushed = self
-            .inner
-            .outbox
-            .push_with(stream, bytes.len(), Admit::Limit, |v| {
-                v.extend_from_slice(bytes)
-            });
+        let pushed =
+            self.inner
+                .outbox
+                .push_with(stream, bytes.len(), Admit::Limit, Lane::Data, |v| {
+                    v.extend_from_slice(bytes)
+                });
         self.after_push(pushed)
     }
 

@@ -2,7 +2,7 @@
 //! client broadcasts, writes that never wait, and producers that do
 //! (`send_timeout`, `flush`).
 
-use std::io::Read;
+use std::io::{Read, Write};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -334,4 +334,133 @@ fn a_client_handle_sends_with_back_pressure() {
     for _ in 0..N {
         assert_eq!(got.next(), 48 << 10);
     }
+}
+
+/// Byte `i` of the streamed test message.
+fn pattern(i: usize) -> u8 {
+    (i % 251) as u8
+}
+
+#[test]
+fn a_streamed_message_arrives_whole_while_others_send_and_pings_go_out() {
+    const PIECE: usize = 64 << 10;
+    const PIECES: usize = 160; // 10 MiB
+    const THREADS: usize = 4;
+    const EACH: usize = 200;
+    let (opened, closed) = (Events::new(), Events::new());
+    let config = Config::default()
+        .ping_interval(Some(Duration::from_millis(20)))
+        .ping_timeout(WAIT);
+    let h = start(config, "/", reporting(&opened, &closed));
+    let mut ws = connect(h.local_addr(), "/");
+    let conn: Connection = opened.next();
+    let streamer = thread::spawn(move || {
+        let mut w = conn.stream_binary().unwrap();
+        // Opened: everything the others send from now on must follow it.
+        let senders: Vec<_> = (0..THREADS)
+            .map(|t| {
+                let conn = conn.clone();
+                thread::spawn(move || {
+                    for i in 0..EACH {
+                        conn.send_text(&format!("{t} {i}")).unwrap();
+                    }
+                })
+            })
+            .collect();
+        for p in 0..PIECES {
+            let piece: Vec<u8> = (p * PIECE..(p + 1) * PIECE).map(pattern).collect();
+            w.write_all(&piece).unwrap();
+            if p % 16 == 0 {
+                conn.ping(b"mid-stream", |_| {}).unwrap();
+            }
+        }
+        for s in senders {
+            s.join().unwrap();
+        }
+        w.finish().unwrap();
+    });
+    let mut pings = 0;
+    let mut big = None;
+    let mut next = [0usize; THREADS];
+    while next.iter().sum::<usize>() < THREADS * EACH {
+        match ws.read().expect("read failed") {
+            tungstenite::Message::Ping(_) => pings += 1,
+            tungstenite::Message::Binary(b) => {
+                assert!(big.is_none(), "one streamed message");
+                assert_eq!(next.iter().sum::<usize>(), 0, "the stream came first");
+                big = Some(b);
+            }
+            tungstenite::Message::Text(t) => {
+                let (t, i) = t.split_once(' ').unwrap();
+                let (t, i): (usize, usize) = (t.parse().unwrap(), i.parse().unwrap());
+                assert_eq!(i, next[t], "sender {t} in order");
+                next[t] += 1;
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    let big = big.expect("the streamed message arrived");
+    assert_eq!(big.len(), PIECE * PIECES);
+    assert!(big.iter().enumerate().all(|(i, b)| *b == pattern(i)));
+    assert!(pings > 0, "pings went out");
+    streamer.join().unwrap();
+    assert!(closed.rx.try_recv().is_err());
+}
+
+#[test]
+fn a_text_stream_is_checked_as_a_whole() {
+    let (opened, closed) = (Events::new(), Events::new());
+    let h = start(Config::default(), "/", reporting(&opened, &closed));
+    let mut ws = connect(h.local_addr(), "/");
+    let conn: Connection = opened.next();
+    let euro = "€".as_bytes(); // three bytes, split across writes
+    let mut w = conn.stream_text().unwrap();
+    w.write_all(b"price: ").unwrap();
+    w.write_all(&euro[..1]).unwrap();
+    w.flush().unwrap();
+    let refused = w.write(b"\xff").unwrap_err();
+    assert_eq!(refused.kind(), std::io::ErrorKind::InvalidData);
+    w.write_all(&euro[1..]).unwrap();
+    w.write_all(&"ü".repeat(70_000).into_bytes()).unwrap();
+    w.finish().unwrap();
+    let expected = format!("price: €{}", "ü".repeat(70_000));
+    assert_eq!(recv(&mut ws), tungstenite::Message::text(expected));
+    // Ending inside a character: refused, and the message ends without it.
+    let mut w = conn.stream_text().unwrap();
+    w.write_all(b"cut ").unwrap();
+    w.write_all(&euro[..2]).unwrap();
+    assert!(matches!(w.finish(), Err(Error::InvalidUtf8)));
+    assert_eq!(recv(&mut ws), tungstenite::Message::text("cut "));
+    // Dropping an unfinished writer ends its message too.
+    let mut w = conn.stream_binary().unwrap();
+    w.write_all(&[1, 2, 3]).unwrap();
+    drop(w);
+    assert_eq!(recv(&mut ws), tungstenite::Message::binary(vec![1u8, 2, 3]));
+    assert!(closed.rx.try_recv().is_err());
+}
+
+#[test]
+fn a_client_streams_a_message() {
+    let got = Events::new();
+    let g = got.tx.clone();
+    let res = Resource::new().on_message(move |_, msg| g.send(msg).unwrap());
+    let h = start(Config::default(), "/", res);
+    let ws = Client::new(format!("ws://{}/", h.local_addr()))
+        .connect()
+        .unwrap();
+    let mut w = ws.stream_binary().unwrap();
+    for p in 0..20 {
+        let piece: Vec<u8> = (p * 50_000..(p + 1) * 50_000).map(pattern).collect();
+        w.write_all(&piece).unwrap();
+    }
+    ws.send_text("after").unwrap();
+    w.finish().unwrap();
+    match got.next() {
+        Message::Binary(b) => {
+            assert_eq!(b.len(), 1_000_000);
+            assert!(b.iter().enumerate().all(|(i, b)| *b == pattern(i)));
+        }
+        other => panic!("unexpected {other:?}"),
+    }
+    assert_eq!(got.next(), Message::Text("after".into()));
 }
