@@ -166,7 +166,9 @@ fn a_stalled_peer_is_closed_at_the_write_timeout_despite_the_backoff() {
     let mut last_progress = Instant::now();
     while conn.backlog() < (1 << 20) {
         let before = conn.backlog();
-        conn.send_binary(&chunk).unwrap();
+        if conn.send_binary(&chunk).is_err() {
+            break; // Already cut off (a slow machine): the checks below hold.
+        }
         if conn.backlog() < before + chunk.len() {
             last_progress = Instant::now();
         }
@@ -275,15 +277,23 @@ fn send_timeout_gives_the_message_back_and_keeps_the_connection() {
     assert!(err.is_timeout(), "{err}");
     assert_eq!(err.into_inner(), Message::Binary(chunk.clone()));
     assert!(conn.is_open(), "a timed-out send does not close");
-    // A zero timeout does not wait; flush times out the same way.
-    assert!(matches!(
-        conn.send_timeout(chunk.clone(), Duration::ZERO),
-        Err(SendTimeoutError::Timeout(_))
-    ));
-    assert!(matches!(
-        conn.flush(Duration::from_millis(20)),
-        Err(Error::Timeout(_))
-    ));
+    // The kernel's buffers may still grow a little after the peer stopped
+    // reading, so room can reappear for a while: keep the backlog full.
+    // A zero timeout does not wait, and is refused the same way.
+    let zero = loop {
+        if let Err(e) = conn.send_timeout(chunk.clone(), Duration::ZERO) {
+            break e;
+        }
+    };
+    assert!(zero.is_timeout(), "{zero}");
+    // Flush times out too.
+    let flushed = loop {
+        while conn.send_timeout(chunk.clone(), Duration::ZERO).is_ok() {}
+        if let Err(e) = conn.flush(Duration::from_millis(20)) {
+            break e;
+        }
+    };
+    assert!(matches!(flushed, Error::Timeout(_)), "{flushed}");
     assert!(closed.rx.try_recv().is_err());
     conn.close(1000, "bye");
     assert_eq!(
