@@ -235,7 +235,9 @@ impl Outbox {
         }
         if lane == Lane::Data && st.streaming {
             st.held.push_back(Chunk::Owned(header.to_vec()));
-            st.held.push_back(Chunk::Owned(payload));
+            if !payload.is_empty() {
+                st.held.push_back(Chunk::Owned(payload));
+            }
             st.held_bytes += len;
             return Ok(Flushed::Done);
         }
@@ -245,7 +247,10 @@ impl Outbox {
             }
             _ => st.queue.push_back(Chunk::Owned(header.to_vec())),
         }
-        st.queue.push_back(Chunk::Owned(payload));
+        // An empty chunk would be offered alone one day: a write of nothing.
+        if !payload.is_empty() {
+            st.queue.push_back(Chunk::Owned(payload));
+        }
         st.queued += len;
         if lane == Lane::StreamEnd {
             Self::end_stream(&mut st);
@@ -791,6 +796,18 @@ mod tests {
         assert_eq!(s.out, [1, 5, 2, 9, 8]);
         assert_eq!(ob.backlog(), 0);
         ob.open_stream(deadline).unwrap();
+    }
+
+    #[test]
+    fn an_empty_payload_is_never_written_alone() {
+        let ob = Outbox::new(1 << 20);
+        let mut s = sink(usize::MAX);
+        let pushed = ob.push_owned(&mut s, &[0x82, 0], Vec::new(), Admit::Limit, Lane::Data);
+        assert!(matches!(pushed, Ok(Flushed::Done)));
+        ob.push_with(&mut s, 1, Admit::Limit, Lane::Data, |v| v.push(7))
+            .unwrap();
+        assert_eq!(s.out, [0x82, 0, 7]);
+        assert_eq!(ob.backlog(), 0);
     }
 
     #[test]

@@ -441,6 +441,17 @@ fn a_text_stream_is_checked_as_a_whole() {
     w.write_all(&euro[..2]).unwrap();
     assert!(matches!(w.finish(), Err(Error::InvalidUtf8)));
     assert_eq!(recv(&mut ws), tungstenite::Message::text("cut "));
+    // A message of exactly one fragment ends with an empty final fragment;
+    // what follows it still goes out.
+    let mut w = conn.stream_binary().unwrap();
+    w.write_all(&[4u8; 64 << 10]).unwrap();
+    w.finish().unwrap();
+    conn.send_text("next").unwrap();
+    assert_eq!(
+        recv(&mut ws),
+        tungstenite::Message::binary(vec![4u8; 64 << 10])
+    );
+    assert_eq!(recv(&mut ws), tungstenite::Message::text("next"));
     // Dropping an unfinished writer ends its message too.
     let mut w = conn.stream_binary().unwrap();
     w.write_all(&[1, 2, 3]).unwrap();
