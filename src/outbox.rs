@@ -506,8 +506,9 @@ impl Outbox {
                         // a waiting write, that the send timeout passed): another
                         // write now would only report that. Stop here.
                         let full = k < offered;
-                        while k > 0 {
-                            let left = batch[0].bytes().len() - skip;
+                        // Drop every chunk written whole (an empty one included).
+                        while let Some(front) = batch.front() {
+                            let left = front.bytes().len() - skip;
                             if k < left {
                                 skip += k;
                                 break;
