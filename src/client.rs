@@ -174,7 +174,7 @@ impl Client {
         }
         let protocol = handshake::verify(&response, &key, &self.protocols)?;
         stream.set_read_timeout(None)?;
-        stream.set_write_timeout(Some(crate::outbox::SEND_TIMEOUT))?;
+        stream.set_write_timeout(Some(c.write_timeout))?;
 
         let request = Request {
             method: "GET".to_owned(),

@@ -7,20 +7,37 @@ use std::io::Write;
 use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 
 use crate::frame::{self, OpCode};
 use crate::hub::Hub;
-use crate::outbox::{Flushed, Outbox, PushError};
+use crate::outbox::{Admit, Flushed, Lane, Outbox, PushError};
 use crate::protocol::Role;
 use crate::resource::Data;
-use crate::{Error, Message, Request, SendError};
+use crate::transport::Transport;
+use crate::{Error, Message, Request, SendError, SendTimeoutError};
 
 type PongHook = Box<dyn FnOnce(&Connection) + Send>;
 
 /// Messages at least this long are sent from their own buffer, not copied.
 const ZERO_COPY_MIN: usize = 1 << 10;
+
+/// Why a message was not queued.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Refused {
+    Closed,
+    TimedOut,
+}
+
+/// When a wait of `timeout` from now ends (a huge timeout: in a century).
+pub(crate) fn deadline_after(timeout: Duration) -> Instant {
+    let now = Instant::now();
+    now.checked_add(timeout)
+        .or_else(|| now.checked_add(Duration::from_secs(100 * 365 * 86_400)))
+        .unwrap_or(now)
+}
 
 /// A handle to one WebSocket connection. Cheap to clone, `Send + Sync`: keep
 /// it, hand it to other threads, and send from anywhere at any time.
@@ -113,52 +130,214 @@ impl Connection {
         self.inner.id
     }
 
-    /// Sends a message.
+    /// Sends a message. It never waits: when the backlog
+    /// ([`Config::max_backlog`](crate::Config::max_backlog)) has no room for
+    /// it, the client is too slow and is closed with 1008. To wait for room
+    /// instead, use [`Connection::send_timeout`].
     ///
     /// # Errors
     /// [`SendError`] with the message when the connection is closed or closing,
     /// or when its backlog is full (it is then closed with 1008).
     pub fn send(&self, msg: impl Into<Message>) -> Result<(), SendError<Message>> {
-        let msg = msg.into();
+        self.send_until(msg.into(), None)
+            .map_err(|(_, msg)| SendError(msg))
+    }
+
+    /// Sends a message, waiting while the backlog has no room for it: the
+    /// producer slows down to the client's pace, as with a blocking socket
+    /// write. The message is queued once the backlog has room for it (a
+    /// message larger than the whole backlog once the backlog is empty);
+    /// several waiting producers are woken as bytes leave. A zero `timeout`
+    /// does not wait.
+    ///
+    /// A timeout does not close the connection. The wait is for room in the
+    /// backlog, not for the peer to read: use [`Connection::flush`] for that.
+    ///
+    /// Called on the connection's own thread (in a hook), it waits the same
+    /// way: the backlog is written by the other threads and the housekeeper,
+    /// never only by the thread that reads, so this does not deadlock. While
+    /// it waits the connection reads nothing, so a peer that will not read
+    /// until its own writes are read makes it time out.
+    ///
+    /// # Errors
+    /// [`SendTimeoutError::Timeout`] with the message when there was no room
+    /// before `timeout` passed; [`SendTimeoutError::Closed`] with the message
+    /// when the connection is closed or closing.
+    pub fn send_timeout(
+        &self,
+        msg: impl Into<Message>,
+        timeout: Duration,
+    ) -> Result<(), SendTimeoutError<Message>> {
+        let deadline = deadline_after(timeout);
+        self.send_until(msg.into(), Some(deadline))
+            .map_err(|(why, msg)| match why {
+                Refused::TimedOut => SendTimeoutError::Timeout(msg),
+                Refused::Closed => SendTimeoutError::Closed(msg),
+            })
+    }
+
+    /// Blocks until everything queued for this peer so far has been handed
+    /// to the kernel, or `timeout` passes. Works on any thread, the
+    /// connection's own included (as [`Connection::send_timeout`]).
+    ///
+    /// # Errors
+    /// [`Error::Timeout`] when `timeout` passed first (the connection stays
+    /// open); [`Error::Closed`] when the connection was cut off or failed
+    /// before the bytes were written.
+    pub fn flush(&self, timeout: Duration) -> Result<(), Error> {
+        let deadline = deadline_after(timeout);
+        let inner = &self.inner;
+        let mark = inner.outbox.flush_mark();
+        inner.handle_flushed(inner.outbox.kick(&mut inner.nowait()));
+        match inner.outbox.wait_written(mark, deadline) {
+            Ok(()) => Ok(()),
+            Err(PushError::Closed) => Err(Error::Closed),
+            Err(PushError::TooSlow) => Err(Error::Timeout("flushing the backlog")),
+        }
+    }
+
+    /// Queues a data message; with a deadline, waits for room until then.
+    fn send_until(
+        &self,
+        msg: Message,
+        deadline: Option<Instant>,
+    ) -> Result<(), (Refused, Message)> {
         let op = match msg {
             Message::Text(_) => OpCode::Text,
             Message::Binary(_) => OpCode::Binary,
         };
         if msg.len() >= ZERO_COPY_MIN && self.inner.role == Role::Server {
-            return self.send_owned(op, msg);
+            return self.send_owned(op, msg, deadline);
         }
-        match self.push_frame(op, msg.as_bytes(), false) {
+        match self.push_data(op, msg.as_bytes(), deadline) {
             Ok(()) => Ok(()),
-            Err(_) => Err(SendError(msg)),
+            Err(why) => Err((why, msg)),
         }
     }
 
     /// Queues a large message's own buffer behind its header, without a copy.
-    fn send_owned(&self, op: OpCode, msg: Message) -> Result<(), SendError<Message>> {
-        let (text, payload) = match msg {
+    fn send_owned(
+        &self,
+        op: OpCode,
+        msg: Message,
+        deadline: Option<Instant>,
+    ) -> Result<(), (Refused, Message)> {
+        let (text, mut payload) = match msg {
             Message::Text(s) => (true, s.into_bytes()),
             Message::Binary(b) => (false, b),
         };
         let mut header = Vec::with_capacity(frame::MAX_HEADER_LEN);
         frame::encode_header(&mut header, true, op, payload.len(), None);
-        let pushed = self
-            .inner
-            .outbox
-            .push_owned(&mut &*self.inner.stream, &header, payload);
-        let (pushed, given_back) = match pushed {
-            Ok(f) => (Ok(f), None),
-            Err((e, payload)) => (Err(e), Some(payload)),
-        };
-        match (self.after_push(pushed), given_back) {
-            (Ok(()), _) => Ok(()),
-            (Err(_), Some(p)) if text => {
-                // Because the payload came from a String, it is valid UTF-8.
-                Err(SendError(Message::Text(
-                    String::from_utf8(p).unwrap_or_default(),
-                )))
+        let why = match self.push_owned_until(&header, payload, Lane::Data, deadline) {
+            Ok(()) => return Ok(()),
+            Err((why, given_back)) => {
+                payload = given_back;
+                why
             }
-            (Err(_), p) => Err(SendError(Message::Binary(p.unwrap_or_default()))),
+        };
+        let msg = if text {
+            // Because the payload came from a String, it is valid UTF-8.
+            Message::Text(String::from_utf8(payload).unwrap_or_default())
+        } else {
+            Message::Binary(payload)
+        };
+        Err((why, msg))
+    }
+
+    /// Queues a frame header and its payload (no copy); with a deadline,
+    /// waits for room until then. On refusal the payload is given back.
+    pub(crate) fn push_owned_until(
+        &self,
+        header: &[u8],
+        mut payload: Vec<u8>,
+        lane: Lane,
+        deadline: Option<Instant>,
+    ) -> Result<(), (Refused, Vec<u8>)> {
+        let len = header.len() + payload.len();
+        let admit = if deadline.is_some() {
+            Admit::Waited
+        } else {
+            Admit::Limit
+        };
+        loop {
+            let pushed = self.inner.outbox.push_owned(
+                &mut self.inner.nowait(),
+                header,
+                payload,
+                admit,
+                lane,
+            );
+            match pushed {
+                Ok(flushed) => {
+                    self.inner.handle_flushed(flushed);
+                    return Ok(());
+                }
+                Err((e, given_back)) => {
+                    payload = given_back;
+                    let waited = match (e, deadline) {
+                        (PushError::TooSlow, Some(deadline)) => {
+                            self.wait_for_room(len, lane, deadline)
+                        }
+                        (e, _) => Err(self.refused(e)),
+                    };
+                    if let Err(why) = waited {
+                        return Err((why, payload));
+                    }
+                }
+            }
         }
+    }
+
+    /// Queues one data frame; with a deadline, waits for room until then.
+    fn push_data(
+        &self,
+        op: OpCode,
+        payload: &[u8],
+        deadline: Option<Instant>,
+    ) -> Result<(), Refused> {
+        let mask = (self.inner.role == Role::Client).then(frame::random_mask);
+        let len = frame::encoded_len(payload.len(), mask.is_some());
+        let admit = if deadline.is_some() {
+            Admit::Waited
+        } else {
+            Admit::Limit
+        };
+        loop {
+            let pushed = self.inner.outbox.push_with(
+                &mut self.inner.nowait(),
+                len,
+                admit,
+                Lane::Data,
+                |v| frame::encode(v, op, payload, mask),
+            );
+            match (pushed, deadline) {
+                (Err(PushError::TooSlow), Some(deadline)) => {
+                    self.wait_for_room(len, Lane::Data, deadline)?
+                }
+                (pushed, _) => return self.after_push(pushed).map_err(|_| Refused::Closed),
+            }
+        }
+    }
+
+    /// A refused push that will not wait: a full backlog closes the connection.
+    fn refused(&self, e: PushError) -> Refused {
+        if e == PushError::TooSlow {
+            self.inner.force_end(1008, "client too slow: backlog full");
+        }
+        Refused::Closed
+    }
+
+    /// Waits until a push of `len` bytes may fit, or `deadline`. What is
+    /// queued is written first (the connection's own thread may have held it
+    /// back), so that some writer is at work while we wait.
+    fn wait_for_room(&self, len: usize, lane: Lane, deadline: Instant) -> Result<(), Refused> {
+        if Instant::now() >= deadline {
+            return Err(Refused::TimedOut);
+        }
+        let inner = &self.inner;
+        inner.handle_flushed(inner.outbox.kick(&mut inner.nowait()));
+        inner.outbox.wait_for_room(len, lane, deadline);
+        Ok(())
     }
 
     /// Sends a text message.
@@ -166,7 +345,7 @@ impl Connection {
     /// # Errors
     /// As [`Connection::send`].
     pub fn send_text(&self, text: &str) -> Result<(), SendError<Message>> {
-        self.push_frame(OpCode::Text, text.as_bytes(), false)
+        self.push_data(OpCode::Text, text.as_bytes(), None)
             .map_err(|_| SendError(Message::Text(text.to_owned())))
     }
 
@@ -175,7 +354,7 @@ impl Connection {
     /// # Errors
     /// As [`Connection::send`].
     pub fn send_binary(&self, data: &[u8]) -> Result<(), SendError<Message>> {
-        self.push_frame(OpCode::Binary, data, false)
+        self.push_data(OpCode::Binary, data, None)
             .map_err(|_| SendError(Message::Binary(data.to_vec())))
     }
 
@@ -280,22 +459,34 @@ impl Connection {
     pub(crate) fn push_frame(&self, op: OpCode, payload: &[u8], last: bool) -> Result<(), Error> {
         let mask = (self.inner.role == Role::Client).then(frame::random_mask);
         let len = frame::encoded_len(payload.len(), mask.is_some());
+        let admit = if last { Admit::Close } else { Admit::Limit };
+        let lane = if op.is_control() {
+            Lane::Control
+        } else {
+            Lane::Data
+        };
         let pushed = self
             .inner
             .outbox
-            .push_with(&mut &*self.inner.stream, len, last, |v| {
+            .push_with(&mut self.inner.nowait(), len, admit, lane, |v| {
                 frame::encode(v, op, payload, mask)
             });
         self.after_push(pushed)
     }
 
-    /// Queues a frame encoded once for many connections (server side only).
+    /// Queues a frame encoded once for many connections (server side only:
+    /// a client's frames are masked, each with its own key).
     pub(crate) fn push_shared(&self, frame: Arc<[u8]>) -> Result<(), Error> {
         let pushed = self
             .inner
             .outbox
-            .push_shared(&mut &*self.inner.stream, frame);
+            .push_shared(&mut self.inner.nowait(), frame);
         self.after_push(pushed)
+    }
+
+    /// Whether this end masks its frames (a client).
+    pub(crate) fn masks(&self) -> bool {
+        self.inner.role == Role::Client
     }
 
     pub(crate) fn after_push(&self, pushed: Result<Flushed, PushError>) -> Result<(), Error> {
@@ -304,9 +495,12 @@ impl Connection {
                 self.inner.handle_flushed(flushed);
                 Ok(())
             }
-            Err(PushError::Closed) => Err(Error::Closed),
-            Err(PushError::TooSlow) => {
-                self.inner.force_end(1008, "client too slow: backlog full");
+            Err(e @ PushError::Closed) => {
+                self.refused(e);
+                Err(Error::Closed)
+            }
+            Err(e @ PushError::TooSlow) => {
+                self.refused(e);
                 Err(Error::TooSlow)
             }
         }
@@ -336,12 +530,25 @@ impl Inner {
         let payload = close_payload(code, reason);
         let mask = (self.role == Role::Client).then(frame::random_mask);
         let len = frame::encoded_len(payload.len(), mask.is_some());
-        let pushed = self.outbox.push_with(&mut &*self.stream, len, true, |v| {
-            frame::encode(v, OpCode::Close, &payload, mask)
-        });
-        if let Ok(flushed) = pushed {
-            self.handle_flushed(flushed);
+        // A close frame is let past the backlog limit, so this fails only
+        // when the outbox is already closed (cut off, or a write failed):
+        // then the connection ends without it.
+        let pushed =
+            self.outbox
+                .push_with(&mut self.nowait(), len, Admit::Close, Lane::Control, |v| {
+                    frame::encode(v, OpCode::Close, &payload, mask)
+                });
+        match pushed {
+            Ok(flushed) => self.handle_flushed(flushed),
+            Err(_) => {
+                let _ = self.stream.shutdown(Shutdown::Both);
+            }
         }
+    }
+
+    /// The socket, for writes that never wait.
+    pub(crate) fn nowait(&self) -> Transport<'_> {
+        Transport::nowait(&self.stream)
     }
 
     /// Answers the peer's close frame by echoing its code.
@@ -368,7 +575,7 @@ impl Inner {
                     &close_payload(code, reason),
                     mask,
                 );
-                self.outbox.write_last(&mut &*self.stream, &bytes);
+                self.outbox.write_last(&mut self.nowait(), &bytes);
             }
         }
         log::debug!("connection {} cut off: {code} {reason}", self.id);
@@ -388,7 +595,13 @@ impl Inner {
 
     /// Writes queued bytes for the housekeeper, which holds the writer role.
     pub(crate) fn resume_writing(&self) -> Flushed {
-        self.outbox.resume(&mut &*self.stream)
+        self.outbox.resume(&mut self.nowait())
+    }
+
+    /// Writes queued bytes for the connection's own thread, which holds the
+    /// writer role and may wait (up to the socket's send timeout) for its peer.
+    pub(crate) fn resume_waiting(&self) -> Flushed {
+        self.outbox.resume(&mut Transport::waiting(&self.stream))
     }
 }
 

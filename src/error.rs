@@ -145,3 +145,63 @@ impl<T> fmt::Display for SendError<T> {
 }
 
 impl<T> std::error::Error for SendError<T> {}
+
+/// A [`Connection::send_timeout`](crate::Connection::send_timeout) that could
+/// not be made. The message is given back either way, as in crossbeam's
+/// `SendTimeoutError`.
+#[derive(PartialEq, Eq, Clone)]
+pub enum SendTimeoutError<T> {
+    /// The backlog had no room before the timeout passed. The connection is
+    /// still open (it is not closed for slowness): try again, or give up.
+    Timeout(T),
+    /// The connection is closed or closing.
+    Closed(T),
+}
+
+impl<T> SendTimeoutError<T> {
+    /// The message that was not sent.
+    pub fn into_inner(self) -> T {
+        match self {
+            SendTimeoutError::Timeout(t) | SendTimeoutError::Closed(t) => t,
+        }
+    }
+
+    /// Whether the wait timed out (rather than the connection closing).
+    pub fn is_timeout(&self) -> bool {
+        matches!(self, SendTimeoutError::Timeout(_))
+    }
+}
+
+impl<T> fmt::Debug for SendTimeoutError<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SendTimeoutError::Timeout(_) => f.write_str("Timeout(..)"),
+            SendTimeoutError::Closed(_) => f.write_str("Closed(..)"),
+        }
+    }
+}
+
+impl<T> fmt::Display for SendTimeoutError<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SendTimeoutError::Timeout(_) => {
+                f.write_str("timed out waiting for room in the backlog")
+            }
+            SendTimeoutError::Closed(_) => f.write_str("sending on a closed connection"),
+        }
+    }
+}
+
+impl<T> std::error::Error for SendTimeoutError<T> {}
+
+/// A timed-out send becomes [`Error::Timeout`], a refused one
+/// [`Error::Closed`] (the message is dropped), so that `?` works in
+/// functions returning `Result<_, Error>`.
+impl<T> From<SendTimeoutError<T>> for Error {
+    fn from(e: SendTimeoutError<T>) -> Error {
+        match e {
+            SendTimeoutError::Timeout(_) => Error::Timeout("waiting for room in the backlog"),
+            SendTimeoutError::Closed(_) => Error::Closed,
+        }
+    }
+}

@@ -4,8 +4,14 @@
 //!
 //! Architecture invariant: no connection has a timer thread of its own; the
 //! housekeeper sleeps until the earliest deadline and does not wake otherwise.
+//!
+//! A stalled socket (its kernel buffer full) is retried with backoff: 1 ms
+//! after a retry that wrote something, twice as long after one that did not,
+//! up to [`STALL_RETRY_MAX`], and never later than its write timeout. Retries
+//! never wait (`MSG_DONTWAIT`), so a socket that stays full costs one system
+//! call per retry, and the others are not held up.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::atomic::{fence, AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 use std::thread::JoinHandle;
@@ -16,12 +22,14 @@ use parking_lot::Mutex;
 
 use crate::deadline;
 use crate::frame::{self, OpCode};
-use crate::outbox::Flushed;
+use crate::outbox::{Flushed, Outbox};
 use crate::{Connection, Error, Message};
 
-/// How often the housekeeper retries stalled sockets while any are stalled:
-/// soon enough for a slow reader's latency, rarely enough not to spin.
+/// The first retry of a stalled socket, and the retry after one that made
+/// progress: soon enough for a reader that was only momentarily behind.
 const STALL_RETRY: Duration = Duration::from_millis(1);
+/// The longest wait between two retries of a socket that takes nothing.
+const STALL_RETRY_MAX: Duration = Duration::from_millis(32);
 
 /// `Hub::next_due` while a scan runs: every `due_in` must then wake the
 /// housekeeper.
@@ -43,12 +51,54 @@ enum Wake {
     Stop,
 }
 
+/// What a retried write of a stalled socket came to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Retry {
+    /// Nothing is left to write, or the socket is gone.
+    Done,
+    /// Still stalled; whether the retry wrote anything, and how long until
+    /// the write timeout cuts the peer off.
+    Stalled { progressed: bool, left: Duration },
+}
+
+impl Retry {
+    /// The outcome of `resume` for a socket whose `outbox` had written
+    /// `before` bytes; cuts the peer off with `cut_off` at the write timeout.
+    pub(crate) fn after(
+        flushed: Flushed,
+        outbox: &Outbox,
+        before: u64,
+        write_timeout: Duration,
+        cut_off: impl FnOnce(),
+        failed: impl FnOnce(Flushed),
+    ) -> Retry {
+        match flushed {
+            Flushed::Done => Retry::Done,
+            Flushed::Stalled => {
+                let stalled = outbox.stalled_for();
+                if stalled >= write_timeout {
+                    cut_off();
+                    return Retry::Done;
+                }
+                Retry::Stalled {
+                    progressed: outbox.written() != before,
+                    left: write_timeout - stalled,
+                }
+            }
+            f @ Flushed::Failed(_) => {
+                failed(f);
+                Retry::Done
+            }
+        }
+    }
+}
+
 /// Timed work for sockets that are not WebSocket connections (SSE clients),
 /// done by the same housekeeper thread.
 pub(crate) trait Chores: Send + Sync {
-    /// One write attempt for the stalled socket `id`: whether it is still
-    /// stalled, or `None` when `id` is not one of these sockets.
-    fn flush_stalled(&self, id: u64) -> Option<bool>;
+    /// One write attempt for the stalled socket `id`, or `None` when `id` is
+    /// not one of these sockets.
+    fn flush_stalled(&self, id: u64) -> Option<Retry>;
     /// Does what is due at `now`; returns when something is next due.
     fn scan(&self, now: u64) -> Option<u64>;
 }
@@ -308,9 +358,14 @@ impl Hub {
         let mut bytes = Vec::new();
         frame::encode(&mut bytes, op, msg.as_bytes(), None);
         let shared: Arc<[u8]> = bytes.into();
+        // A client's frames must be masked, each with a fresh key: those
+        // cannot share one encoding (a client's hub holds only its own).
         let queued = recipients
             .iter()
-            .filter(|c| c.push_shared(Arc::clone(&shared)).is_ok())
+            .filter(|c| match c.masks() {
+                false => c.push_shared(Arc::clone(&shared)).is_ok(),
+                true => c.push_frame(op, msg.as_bytes(), false).is_ok(),
+            })
             .count();
         if queued == 0 {
             return Err(Error::NoConnections(target.to_owned()));
@@ -332,17 +387,28 @@ impl Hub {
     }
 }
 
+/// A stalled socket's next retry.
+#[derive(Debug, Clone, Copy)]
+struct Backoff {
+    at: Instant,
+    wait: Duration,
+}
+
 /// The housekeeper's loop: see the module documentation.
 fn housekeeper(hub: &Hub, rx: &Receiver<Wake>) {
-    let mut stalled: HashSet<u64> = HashSet::new();
+    let mut stalled: HashMap<u64, Backoff> = HashMap::new();
     let mut next_scan: Option<u64> = None;
     let earliest = |a: Option<u64>, b: u64| Some(a.map_or(b, |a| a.min(b)));
     loop {
         let until_scan = next_scan.map(|at| Duration::from_millis(at.saturating_sub(hub.now())));
-        let timeout = if stalled.is_empty() {
-            until_scan
-        } else {
-            Some(until_scan.map_or(STALL_RETRY, |t| t.min(STALL_RETRY)))
+        let until_retry = stalled
+            .values()
+            .map(|b| b.at)
+            .min()
+            .map(|at| at.saturating_duration_since(Instant::now()));
+        let timeout = match (until_scan, until_retry) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
         };
         let first = match timeout {
             Some(t) => rx.recv_timeout(t),
@@ -359,12 +425,33 @@ fn housekeeper(hub: &Hub, rx: &Receiver<Wake>) {
             match w {
                 Wake::Stop => return,
                 Wake::Stalled(id) => {
-                    stalled.insert(id);
+                    // It was just found full: the first retry comes a little later.
+                    stalled.entry(id).or_insert(Backoff {
+                        at: Instant::now() + STALL_RETRY,
+                        wait: STALL_RETRY,
+                    });
                 }
                 Wake::Due(at) => next_scan = earliest(next_scan, at),
             }
         }
-        stalled.retain(|id| flush_stalled(hub, *id));
+        let now = Instant::now();
+        stalled.retain(|id, b| {
+            if b.at > now {
+                return true;
+            }
+            match flush_stalled(hub, *id) {
+                Retry::Done => false,
+                Retry::Stalled { progressed, left } => {
+                    b.wait = match progressed {
+                        true => STALL_RETRY,
+                        false => (b.wait * 2).min(STALL_RETRY_MAX),
+                    };
+                    // Never past the write timeout, never sooner than 1 ms.
+                    b.at = now + b.wait.min(left).max(STALL_RETRY);
+                    true
+                }
+            }
+        });
         if next_scan.is_some_and(|at| at <= hub.now()) {
             // No `due_in` may be skipped while the scan runs: it may already
             // have passed the connection whose deadline is being announced.
@@ -379,27 +466,22 @@ fn housekeeper(hub: &Hub, rx: &Receiver<Wake>) {
     }
 }
 
-/// One write attempt for a stalled connection; whether it is still stalled.
-fn flush_stalled(hub: &Hub, id: u64) -> bool {
+/// One write attempt for a stalled connection.
+fn flush_stalled(hub: &Hub, id: u64) -> Retry {
     let Some(conn) = hub.connection(id) else {
         let other = hub.chores().iter().find_map(|c| c.flush_stalled(id));
-        return other.unwrap_or(false);
+        return other.unwrap_or(Retry::Done);
     };
     let inner = &conn.inner;
-    match inner.resume_writing() {
-        Flushed::Done => false,
-        Flushed::Stalled => {
-            if inner.outbox.stalled_for() >= hub.timing.write_timeout {
-                inner.force_end(1008, "client too slow: write timeout");
-                return false;
-            }
-            true
-        }
-        Flushed::Failed(e) => {
-            inner.handle_flushed(Flushed::Failed(e));
-            false
-        }
-    }
+    let before = inner.outbox.written();
+    Retry::after(
+        inner.resume_writing(),
+        &inner.outbox,
+        before,
+        hub.timing.write_timeout,
+        || inner.force_end(1008, "client too slow: write timeout"),
+        |f| inner.handle_flushed(f),
+    )
 }
 
 /// Sends due keepalive pings and enforces timeouts; returns when it is next due.
@@ -469,7 +551,7 @@ mod tests {
     }
 
     impl Chores for Probe {
-        fn flush_stalled(&self, _: u64) -> Option<bool> {
+        fn flush_stalled(&self, _: u64) -> Option<Retry> {
             None
         }
 

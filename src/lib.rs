@@ -68,9 +68,66 @@
 //! ## Sending from other threads
 //!
 //! [`Connection`] is a cheap `Clone + Send + Sync` handle. Any thread may send
-//! at any time, even while the connection's thread is blocked reading; the
-//! message leaves at once. Frames never interleave. Sends after a close has
-//! begun return [`SendError`] with the message inside.
+//! at any time, even while the connection's thread is blocked reading or
+//! busy in a hook; the message leaves at once. Frames never interleave. Sends
+//! after a close has begun return [`SendError`] with the message inside.
+//!
+//! Two policies, side by side:
+//!
+//! - **[`Connection::send`] and broadcasts never wait.** A message goes into
+//!   the connection's backlog ([`Config::max_backlog`]) and is written
+//!   without waiting for the socket; a client whose backlog is full is too
+//!   slow and is closed with 1008. Right for a room: one slow client never
+//!   holds up the others. [`Broadcaster`] and [`EventPublisher`] always work
+//!   this way.
+//! - **[`Connection::send_timeout`] waits for this client.** While the
+//!   backlog has no room it blocks the calling thread (up to the timeout)
+//!   until bytes leave, so one producer streaming to one client slows to its
+//!   pace, as a blocking socket write would. A timeout gives the message back
+//!   in [`SendTimeoutError::Timeout`] and leaves the connection open.
+//!   [`Connection::flush`] waits until everything queued so far is written.
+//!   Both also work on the connection's own thread, in a hook (they wait
+//!   while other threads and the housekeeper write), and on a client's
+//!   [`ClientHandle`].
+//!
+//! ```no_run
+//! use std::time::Duration;
+//! use wsportal::{Connection, SendTimeoutError};
+//!
+//! /// Streams a log to one client at the client's pace.
+//! fn tail(ws: &Connection, lines: Vec<String>) {
+//!     for line in lines {
+//!         match ws.send_timeout(line, Duration::from_secs(10)) {
+//!             Ok(()) => {}
+//!             Err(SendTimeoutError::Timeout(_)) => {
+//!                 // Ten seconds without room: this client is not reading.
+//!                 ws.close(1008, "too slow");
+//!                 return;
+//!             }
+//!             Err(SendTimeoutError::Closed(_)) => return,
+//!         }
+//!     }
+//!     let _ = ws.flush(Duration::from_secs(10));
+//! }
+//! # let _ = tail;
+//! ```
+//!
+//! A message too large to hold whole is streamed:
+//! [`Connection::stream_binary`] (or [`Connection::stream_text`]) returns a
+//! [`MessageWriter`], an [`std::io::Write`] that sends fragments as it goes,
+//! waiting for room like `send_timeout` (up to [`Config::write_timeout`]).
+//! Meanwhile other data messages to that connection queue behind it, and
+//! pings and closes still go out.
+//!
+//! ```no_run
+//! fn send_file(ws: &wsportal::Connection) -> Result<(), wsportal::Error> {
+//!     let mut file = std::fs::File::open("big.bin")?;
+//!     let mut message = ws.stream_binary()?;
+//!     std::io::copy(&mut file, &mut message)?;
+//!     message.finish()
+//! }
+//! # let _ = send_file;
+//! ```
 //!
 //! ## Broadcasting
 //!
@@ -112,7 +169,8 @@
 //!
 //! Each connection has a bounded backlog ([`Config::max_backlog`]) and a
 //! write timeout: a client that stops reading is closed with 1008 and never
-//! blocks a sender. The server pings connections that have been silent for
+//! blocks a sender (writes never wait for a full socket; the housekeeper
+//! retries it, less and less often while it takes nothing). The server pings connections that have been silent for
 //! [`Config::ping_interval`] and drops those that do not answer within
 //! [`Config::ping_timeout`]. One housekeeper thread does every timed job.
 //!
@@ -306,19 +364,22 @@ mod server;
 mod session;
 mod sse;
 mod state;
+mod transport;
+mod writer;
 
 pub use crate::broadcast::Broadcaster;
 pub use crate::client::{Client, ClientHandle};
 pub use crate::closer::Closer;
 pub use crate::config::Config;
 pub use crate::connection::Connection;
-pub use crate::error::{Error, SendError};
+pub use crate::error::{Error, SendError, SendTimeoutError};
 pub use crate::handler::Response;
 pub use crate::http::Request;
 pub use crate::message::Message;
 pub use crate::resource::{Accept, Reject, Resource};
 pub use crate::server::{Server, ServerHandle};
 pub use crate::sse::{Event, EventClient, EventPublisher, EventSink, EventStream};
+pub use crate::writer::MessageWriter;
 
 /// `Result` with this crate's [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;

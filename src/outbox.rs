@@ -6,22 +6,28 @@
 //! - Writes are coalesced: small frames are appended to one buffer, and the
 //!   writer sends everything queued with one `write_vectored`. While the
 //!   connection's own thread handles a batch of input it *corks* the queue, so
-//!   replies to everything one read brought in leave in one write.
-//! - Nobody blocks on a slow peer: the socket's send timeout is tiny, and
-//!   when the kernel buffer is full the writer role passes to the server's
-//!   housekeeper thread, which keeps flushing. The backlog is bounded by
-//!   `max_backlog`; past it the push fails with [`PushError::TooSlow`].
+//!   replies to everything one read brought in leave in one write. The cork
+//!   holds back only that thread's pushes: a push from any other thread (a
+//!   send, a keepalive ping, the shutdown's 1001) is written at once.
+//! - Nobody blocks on a slow peer: writers other than the connection's own
+//!   thread write through [`Transport::nowait`](crate::transport::Transport),
+//!   and when the kernel buffer is full the writer role passes to the
+//!   server's housekeeper thread, which keeps flushing. The backlog is
+//!   bounded by `max_backlog`; past it the push fails with
+//!   [`PushError::TooSlow`] (a close frame is let past the limit: it is small,
+//!   and a close must go out). A producer willing to wait waits on a condvar
+//!   until a writer makes room ([`Outbox::wait_for_room`]).
+//! - One message may be *streamed* in fragments ([`Lane::Stream`]). While a
+//!   stream is open, other data frames are held aside and queued after its
+//!   final fragment; control frames still go out between fragments.
 
 use std::collections::VecDeque;
 use std::io::{self, IoSlice, Write};
 use std::sync::Arc;
+use std::thread::{self, ThreadId};
 use std::time::{Duration, Instant};
 
-use parking_lot::Mutex;
-
-/// The socket send timeout that makes writes effectively non-blocking (the
-/// kernel rounds it up to one tick). Every socket with an outbox has it.
-pub(crate) const SEND_TIMEOUT: Duration = Duration::from_micros(1);
+use parking_lot::{Condvar, Mutex};
 
 /// Small frames are appended to the last buffer while it is below this size.
 const COALESCE_LIMIT: usize = 64 * 1024;
@@ -56,6 +62,38 @@ pub(crate) enum PushError {
     TooSlow,
 }
 
+/// How a push is measured against the backlog limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Admit {
+    /// Refused with [`PushError::TooSlow`] past the limit.
+    Limit,
+    /// For a producer that waited for room: within the limit, or anything
+    /// into an empty backlog (a message larger than the whole backlog could
+    /// never go otherwise).
+    Waited,
+    /// A close frame: admitted past the limit, and nothing may follow it.
+    Close,
+}
+
+/// Which frames a push carries, for the order around a streamed message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Lane {
+    /// A whole data message: held aside while a stream is open.
+    Data,
+    /// A control frame: may go between a stream's fragments.
+    Control,
+    /// A fragment of the open stream, not its last.
+    Stream,
+    /// The open stream's final fragment: what was held aside follows it.
+    StreamEnd,
+}
+
+impl Lane {
+    fn of_stream(self) -> bool {
+        matches!(self, Lane::Stream | Lane::StreamEnd)
+    }
+}
+
 /// What became of the queued bytes after a flush attempt.
 #[derive(Debug)]
 pub(crate) enum Flushed {
@@ -77,9 +115,21 @@ struct State {
     queued: usize,
     /// While stalled: when the socket last took a byte (or the stall began).
     stalled_at: Option<Instant>,
+    /// Bytes ever written: a flush waits for this to pass a mark, the
+    /// housekeeper compares it to see whether a retry made progress.
+    written: u64,
     writing: bool,
-    corked: bool,
+    /// While corked: the thread whose pushes are held back.
+    corked: Option<ThreadId>,
     closed: bool,
+    /// The queue was dropped (a cut-off or a failed write).
+    dropped: bool,
+    /// Threads waiting in [`Outbox::wait_for_room`] or [`Outbox::wait_written`].
+    waiters: usize,
+    /// A streamed message is open: data frames wait in `held`.
+    streaming: bool,
+    held: VecDeque<Chunk>,
+    held_bytes: usize,
     /// A written buffer kept for reuse.
     spare: Vec<u8>,
 }
@@ -88,6 +138,8 @@ struct State {
 #[derive(Debug)]
 pub(crate) struct Outbox {
     state: Mutex<State>,
+    /// Signalled when bytes leave the queue or the queue closes.
+    room: Condvar,
     max_backlog: usize,
 }
 
@@ -95,13 +147,15 @@ impl Outbox {
     pub(crate) fn new(max_backlog: usize) -> Outbox {
         Outbox {
             state: Mutex::new(State::default()),
+            room: Condvar::new(),
             max_backlog,
         }
     }
 
     /// Bytes waiting to be written.
     pub(crate) fn backlog(&self) -> usize {
-        self.state.lock().queued
+        let st = self.state.lock();
+        st.queued + st.held_bytes
     }
 
     /// How long the socket has taken no byte while bytes wait (zero when
@@ -113,17 +167,30 @@ impl Outbox {
             .map_or(Duration::ZERO, |t| t.elapsed())
     }
 
+    /// Bytes ever written to the socket.
+    pub(crate) fn written(&self) -> u64 {
+        self.state.lock().written
+    }
+
     /// Queues a frame that `encode` appends to a buffer (`len` bytes long),
-    /// then writes if no one else is. With `last`, nothing may follow it (a close frame).
+    /// then writes if no one else is.
     pub(crate) fn push_with(
         &self,
         sink: &mut impl Write,
         len: usize,
-        last: bool,
+        admit: Admit,
+        lane: Lane,
         encode: impl FnOnce(&mut Vec<u8>),
     ) -> Result<Flushed, PushError> {
         let mut st = self.state.lock();
-        self.admit(&mut st, len)?;
+        self.admit(&st, len, admit, lane)?;
+        if lane == Lane::Data && st.streaming {
+            let mut v = Vec::with_capacity(len);
+            encode(&mut v);
+            st.held.push_back(Chunk::Owned(v));
+            st.held_bytes += len;
+            return Ok(Flushed::Done);
+        }
         let appendable =
             matches!(st.queue.back(), Some(Chunk::Owned(v)) if v.len() + len <= COALESCE_LIMIT);
         if appendable {
@@ -137,7 +204,17 @@ impl Outbox {
             st.queue.push_back(Chunk::Owned(v));
         }
         st.queued += len;
-        st.closed |= last;
+        if admit == Admit::Close {
+            st.closed = true;
+            // Data held behind a stream can no longer follow it.
+            st.held.clear();
+            st.held_bytes = 0;
+            self.wake(&st);
+        }
+        if lane == Lane::StreamEnd {
+            Self::end_stream(&mut st);
+            self.wake(&st);
+        }
         Ok(self.write_if_free(st, sink))
     }
 
@@ -148,11 +225,21 @@ impl Outbox {
         sink: &mut impl Write,
         header: &[u8],
         payload: Vec<u8>,
+        admit: Admit,
+        lane: Lane,
     ) -> Result<Flushed, (PushError, Vec<u8>)> {
         let mut st = self.state.lock();
         let len = header.len() + payload.len();
-        if let Err(e) = self.admit(&mut st, len) {
+        if let Err(e) = self.admit(&st, len, admit, lane) {
             return Err((e, payload));
+        }
+        if lane == Lane::Data && st.streaming {
+            st.held.push_back(Chunk::Owned(header.to_vec()));
+            if !payload.is_empty() {
+                st.held.push_back(Chunk::Owned(payload));
+            }
+            st.held_bytes += len;
+            return Ok(Flushed::Done);
         }
         match st.queue.back_mut() {
             Some(Chunk::Owned(v)) if v.len() + header.len() <= COALESCE_LIMIT => {
@@ -160,9 +247,50 @@ impl Outbox {
             }
             _ => st.queue.push_back(Chunk::Owned(header.to_vec())),
         }
-        st.queue.push_back(Chunk::Owned(payload));
+        // An empty chunk would be offered alone one day: a write of nothing.
+        if !payload.is_empty() {
+            st.queue.push_back(Chunk::Owned(payload));
+        }
         st.queued += len;
+        if lane == Lane::StreamEnd {
+            Self::end_stream(&mut st);
+            self.wake(&st);
+        }
         Ok(self.write_if_free(st, sink))
+    }
+
+    /// Opens a streamed message: from now on, data frames are held aside
+    /// until its final fragment. Waits (until `deadline`) while another
+    /// stream is open.
+    ///
+    /// # Errors
+    /// [`PushError::Closed`] when the outbox is closed; [`PushError::TooSlow`]
+    /// when another stream was still open at `deadline`.
+    pub(crate) fn open_stream(&self, deadline: Instant) -> Result<(), PushError> {
+        let mut st = self.state.lock();
+        loop {
+            if st.closed {
+                return Err(PushError::Closed);
+            }
+            if !st.streaming {
+                st.streaming = true;
+                return Ok(());
+            }
+            st.waiters += 1;
+            let timed_out = self.room.wait_until(&mut st, deadline).timed_out();
+            st.waiters -= 1;
+            if timed_out && st.streaming {
+                return Err(PushError::TooSlow);
+            }
+        }
+    }
+
+    /// Closes the open stream: what was held aside joins the queue.
+    fn end_stream(st: &mut State) {
+        st.streaming = false;
+        let held = std::mem::take(&mut st.held);
+        st.queued += std::mem::take(&mut st.held_bytes);
+        st.queue.extend(held);
     }
 
     /// Queues bytes shared with other connections.
@@ -172,20 +300,37 @@ impl Outbox {
         frame: Arc<[u8]>,
     ) -> Result<Flushed, PushError> {
         let mut st = self.state.lock();
-        self.admit(&mut st, frame.len())?;
+        self.admit(&st, frame.len(), Admit::Limit, Lane::Data)?;
+        if st.streaming {
+            st.held_bytes += frame.len();
+            st.held.push_back(Chunk::Shared(frame));
+            return Ok(Flushed::Done);
+        }
         st.queued += frame.len();
         st.queue.push_back(Chunk::Shared(frame));
         Ok(self.write_if_free(st, sink))
     }
 
-    fn admit(&self, st: &mut State, len: usize) -> Result<(), PushError> {
+    fn admit(&self, st: &State, len: usize, admit: Admit, lane: Lane) -> Result<(), PushError> {
         if st.closed {
             return Err(PushError::Closed);
         }
-        if st.queued + len > self.max_backlog {
-            return Err(PushError::TooSlow);
+        let queued = Self::ahead(st, lane.of_stream());
+        let over = queued + len > self.max_backlog;
+        match admit {
+            Admit::Limit if over => Err(PushError::TooSlow),
+            Admit::Waited if over && queued > 0 => Err(PushError::TooSlow),
+            _ => Ok(()),
         }
-        Ok(())
+    }
+
+    /// The backlog a push is measured against. A stream's fragments do not
+    /// count what is held behind the stream: it cannot leave before them.
+    fn ahead(st: &State, stream: bool) -> usize {
+        match stream {
+            true => st.queued,
+            false => st.queued + st.held_bytes,
+        }
     }
 
     fn write_if_free(
@@ -193,7 +338,40 @@ impl Outbox {
         mut st: parking_lot::MutexGuard<'_, State>,
         sink: &mut impl Write,
     ) -> Flushed {
-        if st.writing || (st.corked && st.queued < CORK_LIMIT) {
+        if st.writing {
+            return Flushed::Done;
+        }
+        if let Some(corker) = st.corked {
+            if st.queued < CORK_LIMIT && corker == thread::current().id() {
+                return Flushed::Done;
+            }
+        }
+        st.writing = true;
+        drop(st);
+        self.write_loop(sink)
+    }
+
+    /// Holds back the calling thread's pushes until [`Outbox::uncork`];
+    /// other threads' pushes are still written at once.
+    pub(crate) fn cork(&self) {
+        self.state.lock().corked = Some(thread::current().id());
+    }
+
+    /// Ends a cork and writes what it held back.
+    pub(crate) fn uncork(&self, sink: &mut impl Write) -> Flushed {
+        let mut st = self.state.lock();
+        st.corked = None;
+        if st.queue.is_empty() {
+            return Flushed::Done;
+        }
+        self.write_if_free(st, sink)
+    }
+
+    /// Writes what is queued now, cork or not, unless another thread holds
+    /// the writer role (then that thread sees to it).
+    pub(crate) fn kick(&self, sink: &mut impl Write) -> Flushed {
+        let mut st = self.state.lock();
+        if st.writing || st.queue.is_empty() {
             return Flushed::Done;
         }
         st.writing = true;
@@ -201,19 +379,60 @@ impl Outbox {
         self.write_loop(sink)
     }
 
-    /// Defers writes until [`Outbox::uncork`].
-    pub(crate) fn cork(&self) {
-        self.state.lock().corked = true;
+    /// Blocks until a push of `len` bytes would be admitted (the backlog has
+    /// room for it, or is empty), the outbox is closed, or `deadline` passes.
+    /// Whoever holds the writer role wakes it as bytes leave.
+    pub(crate) fn wait_for_room(&self, len: usize, lane: Lane, deadline: Instant) {
+        let mut st = self.state.lock();
+        loop {
+            let queued = Self::ahead(&st, lane.of_stream());
+            if st.closed || queued == 0 || queued + len <= self.max_backlog {
+                return;
+            }
+            st.waiters += 1;
+            let timed_out = self.room.wait_until(&mut st, deadline).timed_out();
+            st.waiters -= 1;
+            if timed_out {
+                return;
+            }
+        }
     }
 
-    /// Ends a cork and writes what it held back.
-    pub(crate) fn uncork(&self, sink: &mut impl Write) -> Flushed {
+    /// The mark [`Outbox::wait_written`] waits for: everything queued so far.
+    pub(crate) fn flush_mark(&self) -> u64 {
+        let st = self.state.lock();
+        st.written + (st.queued + st.held_bytes) as u64
+    }
+
+    /// Blocks until `mark` bytes have been written, the queue was dropped,
+    /// or `deadline` passes.
+    ///
+    /// # Errors
+    /// [`PushError::Closed`] when the queue was dropped first,
+    /// [`PushError::TooSlow`] when `deadline` passed first.
+    pub(crate) fn wait_written(&self, mark: u64, deadline: Instant) -> Result<(), PushError> {
         let mut st = self.state.lock();
-        st.corked = false;
-        if st.queue.is_empty() {
-            return Flushed::Done;
+        loop {
+            if st.written >= mark {
+                return Ok(());
+            }
+            if st.dropped {
+                return Err(PushError::Closed);
+            }
+            st.waiters += 1;
+            let timed_out = self.room.wait_until(&mut st, deadline).timed_out();
+            st.waiters -= 1;
+            if timed_out && st.written < mark {
+                return Err(PushError::TooSlow);
+            }
         }
-        self.write_if_free(st, sink)
+    }
+
+    /// Wakes the threads waiting for room or for bytes to be written.
+    fn wake(&self, st: &State) {
+        if st.waiters > 0 {
+            self.room.notify_all();
+        }
     }
 
     /// Continues writing for a caller that holds the writer role (the housekeeper).
@@ -227,6 +446,10 @@ impl Outbox {
     pub(crate) fn abort(&self) -> bool {
         let mut st = self.state.lock();
         st.closed = true;
+        st.dropped = true;
+        st.held.clear();
+        st.held_bytes = 0;
+        self.wake(&st);
         let keep = if st.head_written > 0 { 1 } else { 0 };
         while st.queue.len() > keep {
             st.queue.pop_back();
@@ -240,11 +463,11 @@ impl Outbox {
         free
     }
 
-    /// Writes a final frame for a caller that got the writer role from [`Outbox::abort`].
+    /// Writes a final frame for a caller that got the writer role from
+    /// [`Outbox::abort`]. One attempt, so give it a sink that does not wait.
     pub(crate) fn write_last(&self, sink: &mut impl Write, frame: &[u8]) {
         // Best effort: the peer is being dropped whatever happens.
-        let _ = sink.write_all(frame);
-        let _ = sink.flush();
+        let _ = sink.write(frame);
     }
 
     /// Writes until the queue is empty, the socket is full, or it fails.
@@ -279,12 +502,13 @@ impl Outbox {
                     Ok(0) => break Err(io::ErrorKind::WriteZero.into()),
                     Ok(mut k) => {
                         written += k;
-                        // A socket's short write means its buffer is full. Another
-                        // write now would wait out SEND_TIMEOUT, which the kernel
-                        // rounds up to a whole tick (4 ms at HZ=250): stop here.
+                        // A socket's short write means its buffer is full (or, for
+                        // a waiting write, that the send timeout passed): another
+                        // write now would only report that. Stop here.
                         let full = k < offered;
-                        while k > 0 {
-                            let left = batch[0].bytes().len() - skip;
+                        // Drop every chunk written whole (an empty one included).
+                        while let Some(front) = batch.front() {
+                            let left = front.bytes().len() - skip;
                             if k < left {
                                 skip += k;
                                 break;
@@ -305,7 +529,11 @@ impl Outbox {
             };
             let mut st = self.state.lock();
             st.queued -= written.min(st.queued);
+            st.written += written as u64;
             progressed |= written > 0;
+            if written > 0 {
+                self.wake(&st);
+            }
             match result {
                 Ok(()) => {}
                 Err(e) if is_full(&e) => {
@@ -323,8 +551,12 @@ impl Outbox {
                     st.queue.clear();
                     st.queued = 0;
                     st.closed = true;
+                    st.dropped = true;
+                    st.held.clear();
+                    st.held_bytes = 0;
                     st.writing = false;
                     st.stalled_at = None;
+                    self.wake(&st);
                     return Flushed::Failed(e);
                 }
             }
@@ -399,7 +631,8 @@ mod tests {
         let mut s = sink(usize::MAX);
         ob.cork();
         for i in 0..10u8 {
-            ob.push_with(&mut s, 1, false, |v| v.push(i)).unwrap();
+            ob.push_with(&mut s, 1, Admit::Limit, Lane::Data, |v| v.push(i))
+                .unwrap();
         }
         assert_eq!(s.calls, 0);
         assert!(matches!(ob.uncork(&mut s), Flushed::Done));
@@ -412,7 +645,8 @@ mod tests {
         let ob = Outbox::new(1 << 20);
         let mut s = sink(3);
         assert!(matches!(
-            ob.push_with(&mut s, 5, false, |v| v.extend_from_slice(b"abcde")),
+            ob.push_with(&mut s, 5, Admit::Limit, Lane::Data, |v| v
+                .extend_from_slice(b"abcde")),
             Ok(Flushed::Stalled)
         ));
         // A short write is taken as "full": no second write waits out the timeout.
@@ -420,7 +654,8 @@ mod tests {
         // The writer role is held (by the housekeeper): pushes only queue.
         let shared: Arc<[u8]> = Arc::from(&b"fg"[..]);
         assert!(matches!(ob.push_shared(&mut s, shared), Ok(Flushed::Done)));
-        ob.push_with(&mut s, 1, false, |v| v.push(b'h')).unwrap();
+        ob.push_with(&mut s, 1, Admit::Limit, Lane::Data, |v| v.push(b'h'))
+            .unwrap();
         assert_eq!(ob.backlog(), 5);
         s.room = 100;
         assert!(matches!(ob.resume(&mut s), Flushed::Done));
@@ -434,7 +669,7 @@ mod tests {
         let mut s = sink(0);
         assert_eq!(ob.stalled_for(), Duration::ZERO);
         assert!(matches!(
-            ob.push_with(&mut s, 4, false, |v| v.extend([0; 4])),
+            ob.push_with(&mut s, 4, Admit::Limit, Lane::Data, |v| v.extend([0; 4])),
             Ok(Flushed::Stalled)
         ));
         let first = ob.state.lock().stalled_at.unwrap();
@@ -452,20 +687,148 @@ mod tests {
     }
 
     #[test]
+    fn a_close_frame_goes_past_the_backlog_limit() {
+        let ob = Outbox::new(10);
+        let mut s = sink(0);
+        ob.push_with(&mut s, 9, Admit::Limit, Lane::Data, |v| v.extend([1; 9]))
+            .unwrap();
+        assert_eq!(
+            ob.push_with(&mut s, 4, Admit::Limit, Lane::Data, |v| v.extend([2; 4]))
+                .err(),
+            Some(PushError::TooSlow)
+        );
+        // A close frame is admitted anyway, and nothing may follow it.
+        ob.push_with(&mut s, 4, Admit::Close, Lane::Data, |v| v.extend([8; 4]))
+            .unwrap();
+        assert_eq!(
+            ob.push_with(&mut s, 1, Admit::Limit, Lane::Data, |v| v.push(0))
+                .err(),
+            Some(PushError::Closed)
+        );
+        s.room = 100;
+        assert!(matches!(ob.resume(&mut s), Flushed::Done));
+        assert_eq!(s.out, [1, 1, 1, 1, 1, 1, 1, 1, 1, 8, 8, 8, 8]);
+    }
+
+    #[test]
+    fn the_cork_holds_back_only_the_corking_thread() {
+        let ob = Arc::new(Outbox::new(1 << 20));
+        let s = Arc::new(Mutex::new(sink(usize::MAX)));
+        ob.cork();
+        ob.push_with(&mut *s.lock(), 1, Admit::Limit, Lane::Data, |v| v.push(1))
+            .unwrap();
+        assert_eq!(s.lock().calls, 0);
+        let (ob2, s2) = (Arc::clone(&ob), Arc::clone(&s));
+        std::thread::spawn(move || {
+            ob2.push_with(&mut *s2.lock(), 1, Admit::Limit, Lane::Data, |v| v.push(2))
+                .unwrap();
+        })
+        .join()
+        .unwrap();
+        // Another thread's push wrote at once, with what was queued before it.
+        assert_eq!(s.lock().out, [1, 2]);
+        ob.push_with(&mut *s.lock(), 1, Admit::Limit, Lane::Data, |v| v.push(3))
+            .unwrap();
+        assert_eq!(s.lock().out, [1, 2]);
+        assert!(matches!(ob.uncork(&mut *s.lock()), Flushed::Done));
+        assert_eq!(s.lock().out, [1, 2, 3]);
+    }
+
+    #[test]
+    fn waiters_wake_as_room_appears_and_when_bytes_are_written() {
+        let ob = Arc::new(Outbox::new(10));
+        let mut s = sink(0);
+        ob.push_with(&mut s, 8, Admit::Limit, Lane::Data, |v| v.extend([0; 8]))
+            .unwrap();
+        let mark = ob.flush_mark();
+        assert_eq!(mark, 8);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let waiters: Vec<_> = (0..3)
+            .map(|_| {
+                let ob = Arc::clone(&ob);
+                std::thread::spawn(move || {
+                    ob.wait_for_room(5, Lane::Data, deadline);
+                    ob.wait_written(mark, deadline)
+                })
+            })
+            .collect();
+        s.room = 100;
+        assert!(matches!(ob.resume(&mut s), Flushed::Done));
+        for w in waiters {
+            assert_eq!(w.join().unwrap(), Ok(()));
+        }
+        // A zero wait returns at once; a dropped queue says so.
+        s.room = 0;
+        assert!(matches!(
+            ob.push_with(&mut s, 8, Admit::Limit, Lane::Data, |v| v.extend([0; 8])),
+            Ok(Flushed::Stalled)
+        ));
+        let mark = ob.flush_mark();
+        assert_eq!(
+            ob.wait_written(mark, Instant::now()),
+            Err(PushError::TooSlow)
+        );
+        ob.abort();
+        assert_eq!(
+            ob.wait_written(mark, Instant::now() + Duration::from_secs(20)),
+            Err(PushError::Closed)
+        );
+    }
+
+    #[test]
+    fn data_waits_behind_an_open_stream_and_control_frames_do_not() {
+        let ob = Outbox::new(1 << 20);
+        let mut s = sink(usize::MAX);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        ob.open_stream(deadline).unwrap();
+        ob.push_with(&mut s, 1, Admit::Limit, Lane::Stream, |v| v.push(1))
+            .unwrap();
+        ob.push_with(&mut s, 1, Admit::Limit, Lane::Data, |v| v.push(9))
+            .unwrap();
+        ob.push_shared(&mut s, Arc::from(&[8u8][..])).unwrap();
+        ob.push_with(&mut s, 1, Admit::Limit, Lane::Control, |v| v.push(5))
+            .unwrap();
+        assert_eq!(s.out, [1, 5]);
+        assert_eq!(ob.backlog(), 2);
+        // A second stream waits for the first.
+        assert_eq!(ob.open_stream(Instant::now()), Err(PushError::TooSlow));
+        ob.push_with(&mut s, 1, Admit::Limit, Lane::StreamEnd, |v| v.push(2))
+            .unwrap();
+        assert_eq!(s.out, [1, 5, 2, 9, 8]);
+        assert_eq!(ob.backlog(), 0);
+        ob.open_stream(deadline).unwrap();
+    }
+
+    #[test]
+    fn an_empty_payload_is_never_written_alone() {
+        let ob = Outbox::new(1 << 20);
+        let mut s = sink(usize::MAX);
+        let pushed = ob.push_owned(&mut s, &[0x82, 0], Vec::new(), Admit::Limit, Lane::Data);
+        assert!(matches!(pushed, Ok(Flushed::Done)));
+        ob.push_with(&mut s, 1, Admit::Limit, Lane::Data, |v| v.push(7))
+            .unwrap();
+        assert_eq!(s.out, [0x82, 0, 7]);
+        assert_eq!(ob.backlog(), 0);
+    }
+
+    #[test]
     fn backlog_limit_and_close() {
         let ob = Outbox::new(10);
         let mut s = sink(0);
         assert!(matches!(
-            ob.push_with(&mut s, 8, false, |v| v.extend([0; 8])),
+            ob.push_with(&mut s, 8, Admit::Limit, Lane::Data, |v| v.extend([0; 8])),
             Ok(Flushed::Stalled)
         ));
         assert_eq!(
-            ob.push_with(&mut s, 3, false, |v| v.extend([0; 3])).err(),
+            ob.push_with(&mut s, 3, Admit::Limit, Lane::Data, |v| v.extend([0; 3]))
+                .err(),
             Some(PushError::TooSlow)
         );
-        ob.push_with(&mut s, 2, true, |v| v.extend([0; 2])).unwrap();
+        ob.push_with(&mut s, 2, Admit::Close, Lane::Data, |v| v.extend([0; 2]))
+            .unwrap();
         assert_eq!(
-            ob.push_with(&mut s, 1, false, |v| v.push(0)).err(),
+            ob.push_with(&mut s, 1, Admit::Limit, Lane::Data, |v| v.push(0))
+                .err(),
             Some(PushError::Closed)
         );
     }

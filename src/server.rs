@@ -452,7 +452,7 @@ fn handle(core: &Core, id: u64, stream: &Arc<TcpStream>, peer: SocketAddr) {
                 return;
             }
             let _ = stream.set_read_timeout(None);
-            let _ = stream.set_write_timeout(Some(crate::outbox::SEND_TIMEOUT));
+            let _ = stream.set_write_timeout(Some(c.write_timeout));
             let parts = Parts {
                 stream: Arc::clone(stream),
                 request: req,

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use crate::guard::{self, Panic};
 use crate::outbox::Flushed;
 use crate::protocol::{Event, FrameReader};
+use crate::transport::Transport;
 use crate::{Connection, Error, Resource};
 
 /// Runs a connection to its end. Returns the close code and reason that
@@ -44,6 +45,8 @@ pub(crate) fn run(
     }
     s.linger();
     let _ = conn.inner.stream.shutdown(Shutdown::Both);
+    // Nothing more will be written: wake producers waiting for room.
+    conn.inner.outbox.abort();
     hub.unregister(conn);
     log::debug!("connection {} closed: {code} {reason}", conn.id());
     if let Some(hook) = &hooks.on_close {
@@ -67,10 +70,11 @@ impl Session<'_> {
     fn read_loop(&self, reader: &mut FrameReader) -> (u16, String) {
         let inner = &self.conn.inner;
         loop {
-            // Replies to everything this read brought in leave in one write.
+            // Replies to everything this read brought in leave in one write
+            // (other threads' sends meanwhile leave at once).
             inner.outbox.cork();
             let step = self.dispatch(reader);
-            self.flush_own(inner.outbox.uncork(&mut &*inner.stream));
+            self.flush_own(inner.outbox.uncork(&mut Transport::waiting(&inner.stream)));
             if let Step::End(code, reason) = step {
                 return (code, reason);
             }
@@ -149,8 +153,10 @@ impl Session<'_> {
 
     /// Finishes a flush on the connection's own thread. Unlike other senders,
     /// this thread may wait for its own peer: while it writes it does not
-    /// read, which is TCP's own back-pressure. It waits at most `write_timeout`
-    /// without progress, then cuts the peer off as too slow.
+    /// read, which is TCP's own back-pressure. Its writes block (the socket's
+    /// send timeout is the write timeout, and a cut-off's `shutdown` wakes
+    /// them); after `write_timeout` without progress it cuts the peer off as
+    /// too slow.
     fn flush_own(&self, mut flushed: Flushed) {
         let inner = &self.conn.inner;
         while let Flushed::Stalled = flushed {
@@ -158,7 +164,7 @@ impl Session<'_> {
                 inner.force_end(1008, "client too slow: write timeout");
                 return;
             }
-            flushed = inner.resume_writing();
+            flushed = inner.resume_waiting();
         }
         inner.handle_flushed(flushed);
     }

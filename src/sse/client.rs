@@ -14,8 +14,9 @@ use parking_lot::Mutex;
 use super::event::comment_bytes;
 use super::stream::{EventPublisher, Shared};
 use crate::hub::Hub;
-use crate::outbox::{Flushed, Outbox, PushError};
+use crate::outbox::{Admit, Flushed, Lane, Outbox, PushError};
 use crate::resource::Data;
+use crate::transport::Transport;
 use crate::{Error, Event, Request};
 
 /// A handle to one client of an event stream. Cheap to clone, `Send + Sync`:
@@ -192,11 +193,13 @@ impl EventClient {
         if self.inner.closing.load(Ordering::SeqCst) {
             return Err(Error::Closed);
         }
-        let stream = &mut &*self.inner.stream;
-        let pushed = self
-            .inner
-            .outbox
-            .push_with(stream, bytes.len(), false, |v| v.extend_from_slice(bytes));
+        let stream = &mut Transport::nowait(&self.inner.stream);
+        let pushed =
+            self.inner
+                .outbox
+                .push_with(stream, bytes.len(), Admit::Limit, Lane::Data, |v| {
+                    v.extend_from_slice(bytes)
+                });
         self.after_push(pushed)
     }
 
@@ -208,7 +211,7 @@ impl EventClient {
         let pushed = self
             .inner
             .outbox
-            .push_shared(&mut &*self.inner.stream, bytes);
+            .push_shared(&mut Transport::nowait(&self.inner.stream), bytes);
         self.after_push(pushed)
     }
 

@@ -31,8 +31,8 @@ pub use self::stream::{EventPublisher, EventStream};
 
 use self::stream::{Replay, Shared};
 use crate::guard;
-use crate::hub::{Chores, Hub};
-use crate::outbox::Flushed;
+use crate::hub::{Chores, Hub, Retry};
+use crate::transport::Transport;
 use crate::{Accept, Error, Reject, Request};
 
 /// Decides whether to answer with the stream: only `GET`, then the
@@ -85,7 +85,7 @@ pub(crate) fn run(events: &EventStream, streams: &Streams, opened: Opened) {
         debug_on_error,
     } = opened;
     let _ = stream.set_read_timeout(None);
-    let _ = stream.set_write_timeout(Some(crate::outbox::SEND_TIMEOUT));
+    let _ = stream.set_write_timeout(Some(hub.write_timeout()));
     let mut headers: Vec<(String, String)> = [
         ("Content-Type", "text/event-stream"),
         ("Cache-Control", "no-store"),
@@ -328,23 +328,18 @@ impl Streams {
 }
 
 impl Chores for Streams {
-    fn flush_stalled(&self, id: u64) -> Option<bool> {
+    fn flush_stalled(&self, id: u64) -> Option<Retry> {
         let client = self.clients.lock().get(&id).cloned()?;
         let inner = &client.inner;
-        Some(match inner.outbox.resume(&mut &*inner.stream) {
-            Flushed::Done => false,
-            Flushed::Stalled => {
-                if inner.outbox.stalled_for() >= self.write_timeout {
-                    inner.force_end("client too slow: write timeout");
-                    return Some(false);
-                }
-                true
-            }
-            Flushed::Failed(e) => {
-                inner.handle_flushed(Flushed::Failed(e));
-                false
-            }
-        })
+        let before = inner.outbox.written();
+        Some(Retry::after(
+            inner.outbox.resume(&mut Transport::nowait(&inner.stream)),
+            &inner.outbox,
+            before,
+            self.write_timeout,
+            || inner.force_end("client too slow: write timeout"),
+            |f| inner.handle_flushed(f),
+        ))
     }
 
     fn scan(&self, now: u64) -> Option<u64> {

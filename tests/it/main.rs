@@ -11,3 +11,4 @@ mod page;
 mod push;
 mod sse;
 mod support;
+mod write;
