@@ -3,6 +3,7 @@
 
 mod client;
 mod core;
+mod http;
 mod page;
 mod push;
 mod sse;
