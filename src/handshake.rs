@@ -52,7 +52,10 @@ pub(crate) fn upgrade(req: &Request, res: &Resource) -> Result<Upgrade, Reject> 
         _ => return Err(Reject::new(400).body("missing or malformed Sec-WebSocket-Key")),
     };
     let host = req.header("host");
-    for origin in req.headers().filter(|(k, _)| k.eq_ignore_ascii_case("origin")) {
+    for origin in req
+        .headers()
+        .filter(|(k, _)| k.eq_ignore_ascii_case("origin"))
+    {
         if !res.origin_allowed(origin.1, host) {
             log::debug!(
                 "{}: origin {:?} refused for {} (Host {:?}; see Resource::origins)",
@@ -156,7 +159,13 @@ mod tests {
         let r = upgrade(&req(&twice), &Resource::new()).err().unwrap();
         assert_eq!(r.status, 400);
         let twice = format!("{GOOD}Sec-WebSocket-Version: 13\r\n");
-        assert_eq!(upgrade(&req(&twice), &Resource::new()).err().unwrap().status, 400);
+        assert_eq!(
+            upgrade(&req(&twice), &Resource::new())
+                .err()
+                .unwrap()
+                .status,
+            400
+        );
     }
 
     #[test]
@@ -173,8 +182,20 @@ mod tests {
         let same = Resource::new();
         assert!(upgrade(&req(GOOD), &same).is_ok());
         assert!(upgrade(&req(&from("http://h")), &same).is_ok());
-        assert_eq!(upgrade(&req(&from("http://evil")), &same).err().unwrap().status, 403);
-        assert_eq!(upgrade(&req(&from("http://h:8080")), &same).err().unwrap().status, 403);
+        assert_eq!(
+            upgrade(&req(&from("http://evil")), &same)
+                .err()
+                .unwrap()
+                .status,
+            403
+        );
+        assert_eq!(
+            upgrade(&req(&from("http://h:8080")), &same)
+                .err()
+                .unwrap()
+                .status,
+            403
+        );
         let listed = Resource::new().origins(["http://app:3000"]);
         assert!(upgrade(&req(&from("http://app:3000")), &listed).is_ok());
         assert!(upgrade(&req(&from("http://h")), &listed).is_ok());
@@ -182,14 +203,18 @@ mod tests {
         assert!(upgrade(&req(&from("http://evil")), &any).is_ok());
         let hook_runs_after = Resource::new().on_handshake(|_| panic!("not reached"));
         assert_eq!(
-            upgrade(&req(&from("http://evil")), &hook_runs_after).err().unwrap().status,
+            upgrade(&req(&from("http://evil")), &hook_runs_after)
+                .err()
+                .unwrap()
+                .status,
             403
         );
     }
 
     #[test]
     fn hook_headers_that_would_split_the_response_are_a_500() {
-        let r = Resource::new().on_handshake(|_| Ok(crate::Accept::new().header("X-Room", "a\r\nSet-Cookie: x")));
+        let r = Resource::new()
+            .on_handshake(|_| Ok(crate::Accept::new().header("X-Room", "a\r\nSet-Cookie: x")));
         assert_eq!(upgrade(&req(GOOD), &r).err().unwrap().status, 500);
         let r = Resource::new().on_handshake(|_| Err(Reject::new(101)));
         assert_eq!(upgrade(&req(GOOD), &r).err().unwrap().status, 500);

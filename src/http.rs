@@ -86,7 +86,8 @@ pub(crate) enum HeadError {
 /// Reads one request head. Returns the request and any bytes that followed it.
 ///
 /// The head is parsed by `httparse` as it arrives, so a malformed one is
-/// refused as soon as its first bad byte is in, without waiting for the rest.
+/// refused as soon as the line with its first bad byte is in, without
+/// waiting for the rest.
 pub(crate) fn read_head(
     stream: &mut (impl Read + ?Sized),
     set_timeout: &mut dyn FnMut(std::time::Duration) -> io::Result<()>,
@@ -96,8 +97,13 @@ pub(crate) fn read_head(
 ) -> Result<(Request, Vec<u8>), HeadError> {
     let mut buf = vec![0u8; 512.min(max)];
     let mut len = 0;
+    // Parsed up to here: the head is parsed again only once a line has
+    // ended since, so a client sending a byte at a time costs a parse per
+    // line, not per byte.
+    let mut parsed = 0;
     loop {
-        if len > 0 {
+        if buf[parsed..len].contains(&b'\n') {
+            parsed = len;
             if let Some((req, end)) = parse_partial(&buf[..len], peer)? {
                 return Ok((req, buf[end..len].to_vec()));
             }
@@ -514,6 +520,37 @@ mod tests {
         assert!(matches!(err, HeadError::TooLarge));
     }
 
+    /// Hands out one byte per read.
+    struct Trickle<'a>(&'a [u8]);
+
+    impl Read for Trickle<'_> {
+        fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+            match self.0.split_first() {
+                Some((b, rest)) if !out.is_empty() => {
+                    out[0] = *b;
+                    self.0 = rest;
+                    Ok(1)
+                }
+                _ => Ok(0),
+            }
+        }
+    }
+
+    #[test]
+    fn reads_a_trickled_head_and_refuses_a_bad_line_before_the_end() {
+        let far = Instant::now() + std::time::Duration::from_secs(5);
+        let mut src = Trickle(b"GET /x HTTP/1.1\nHost: h\n\nrest");
+        let (r, rest) = read_head(&mut src, &mut |_| Ok(()), peer(), 1024, far).unwrap();
+        assert_eq!((r.path(), rest.as_slice()), ("/x", &b""[..]));
+        // Refused at the bad line: the head never ends, yet no 431 or EOF.
+        let mut src = Trickle(b"GET / HTTP/1.1\r\nHost: h\r\nno colon\r\nX: y\r\n");
+        let err = read_head(&mut src, &mut |_| Ok(()), peer(), 1024, far).unwrap_err();
+        assert!(
+            matches!(err, HeadError::Malformed("bad header line")),
+            "{err:?}"
+        );
+    }
+
     #[test]
     fn decodes_percent_escapes() {
         assert_eq!(percent_decode("a%20b%zz%4"), "a b%zz%4");
@@ -527,7 +564,15 @@ mod tests {
     #[test]
     fn checks_headers_to_write() {
         assert!(check_header("X-Room", "a b\tc \u{e9}").is_ok());
-        for (k, v) in [("X", "a\r\nSet-Cookie: x"), ("X", "a\nb"), ("X", "a\0"), ("X", "\x7f"), ("X Y", "a"), ("", "a"), ("X:", "a")] {
+        for (k, v) in [
+            ("X", "a\r\nSet-Cookie: x"),
+            ("X", "a\nb"),
+            ("X", "a\0"),
+            ("X", "\x7f"),
+            ("X Y", "a"),
+            ("", "a"),
+            ("X:", "a"),
+        ] {
             assert!(check_header(k, v).is_err(), "{k:?} {v:?}");
         }
     }

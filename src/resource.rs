@@ -223,10 +223,7 @@ fn valid_origin(origin: &str) -> bool {
             None => (authority, None),
         },
     };
-    !host.is_empty()
-        && port.map_or(true, |p| {
-            !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit())
-        })
+    !host.is_empty() && port.is_none_or(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
 }
 
 /// The first header of `headers` that cannot be written, and why.
@@ -425,10 +422,27 @@ mod tests {
         assert!(listed.origin_allowed("http://LOCALHOST:3000", Some("h:1")));
         assert!(!listed.origin_allowed("http://localhost:3001", Some("h:1")));
         assert!(Resource::new().any_origin().origin_allowed("null", None));
-        for good in ["http://a", "https://a.b:8443", "http://[::1]:3000", "http://[::1]"] {
-            assert_eq!(Resource::new().origins([good]).invalid_origin(), None, "{good}");
+        for good in [
+            "http://a",
+            "https://a.b:8443",
+            "http://[::1]:3000",
+            "http://[::1]",
+        ] {
+            assert_eq!(
+                Resource::new().origins([good]).invalid_origin(),
+                None,
+                "{good}"
+            );
         }
-        for bad in ["a.com", "https://a.com/", "http://", "http://a:", "http://a:x", "http://u@a", "*"] {
+        for bad in [
+            "a.com",
+            "https://a.com/",
+            "http://",
+            "http://a:",
+            "http://a:x",
+            "http://u@a",
+            "*",
+        ] {
             assert_eq!(Resource::new().origins([bad]).invalid_origin(), Some(bad));
         }
     }

@@ -383,7 +383,12 @@ fn handle(core: &Core, id: u64, stream: &Arc<TcpStream>, peer: SocketAddr) {
         }
     };
     let Some((endpoint, params, route)) = core.routes.find(&req.path) else {
-        return refuse(stream, peer, Some(&req), &Reject::new(404).body("not found"));
+        return refuse(
+            stream,
+            peer,
+            Some(&req),
+            &Reject::new(404).body("not found"),
+        );
     };
     let Some(params) = crate::route::decode_params(params) else {
         let why = "a path parameter is not utf-8 once percent-decoded";

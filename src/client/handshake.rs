@@ -282,7 +282,9 @@ impl Dechunker {
                     if rest.is_empty() {
                         break;
                     }
-                    let n = rest.len().min(usize::try_from(self.data_left).unwrap_or(usize::MAX));
+                    let n = rest
+                        .len()
+                        .min(usize::try_from(self.data_left).unwrap_or(usize::MAX));
                     out.extend_from_slice(&rest[..n]);
                     at += n;
                     self.data_left -= n as u64;
@@ -501,13 +503,17 @@ mod tests {
 
     #[test]
     fn every_extension_and_protocol_header_counts() {
-        let second = answer("Sec-WebSocket-Extensions:\r\nSec-WebSocket-Extensions: permessage-deflate\r\n");
+        let second =
+            answer("Sec-WebSocket-Extensions:\r\nSec-WebSocket-Extensions: permessage-deflate\r\n");
         assert!(verify(&second, KEY, &[]).is_err());
         let offered = ["a".to_owned(), "b".to_owned()];
         let two = answer("Sec-WebSocket-Protocol: a\r\nSec-WebSocket-Protocol: b\r\n");
         assert!(verify(&two, KEY, &offered).is_err());
         let empty_then_one = answer("Sec-WebSocket-Protocol:\r\nSec-WebSocket-Protocol: b\r\n");
-        assert_eq!(verify(&empty_then_one, KEY, &offered).unwrap().as_deref(), Some("b"));
+        assert_eq!(
+            verify(&empty_then_one, KEY, &offered).unwrap().as_deref(),
+            Some("b")
+        );
         let list = answer("Sec-WebSocket-Protocol: a, b\r\n");
         assert!(verify(&list, KEY, &offered).is_err());
     }
@@ -515,7 +521,12 @@ mod tests {
     #[test]
     fn a_folded_header_is_read_with_spaces() {
         let folded = answer("X-Long: one\r\n two\r\n");
-        assert_eq!(folded.header("x-long").map(|v| v.split_whitespace().collect::<Vec<_>>()), Some(vec!["one", "two"]));
+        assert_eq!(
+            folded
+                .header("x-long")
+                .map(|v| v.split_whitespace().collect::<Vec<_>>()),
+            Some(vec!["one", "two"])
+        );
         let folded = parse(
             b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection:\r\n upgrade\r\n\
               Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n\r\n",
@@ -549,28 +560,54 @@ mod tests {
             b"HTTP/1.1 200 OK\r\nnocolon\r\n\r\n",
             b"HTTP/1.1 200 OK\r\nX: a\x00b\r\n\r\n",
         ] {
-            assert!(parse_response(bad).is_err(), "{:?}", String::from_utf8_lossy(bad));
+            assert!(
+                parse_response(bad).is_err(),
+                "{:?}",
+                String::from_utf8_lossy(bad)
+            );
         }
-        let (r, end) = parse_response(b"HTTP/1.1 200 OK\r\n\r\nbody").unwrap().unwrap();
+        let (r, end) = parse_response(b"HTTP/1.1 200 OK\r\n\r\nbody")
+            .unwrap()
+            .unwrap();
         assert_eq!((r.status, end), (200, 19));
-        assert!(parse_response(b"HTTP/1.1 200 OK\r\nX: y\r\n").unwrap().is_none());
+        assert!(parse_response(b"HTTP/1.1 200 OK\r\nX: y\r\n")
+            .unwrap()
+            .is_none());
     }
 
     #[test]
     fn body_lengths() {
         let len = |head: &str| parse(head.as_bytes()).unwrap().body_length();
-        assert_eq!(len("HTTP/1.1 204 No Content\r\nContent-Length: 5\r\n\r\n"), BodyLength::Empty);
+        assert_eq!(
+            len("HTTP/1.1 204 No Content\r\nContent-Length: 5\r\n\r\n"),
+            BodyLength::Empty
+        );
         assert_eq!(len("HTTP/1.1 304 Not Modified\r\n\r\n"), BodyLength::Empty);
         assert_eq!(len("HTTP/1.1 100 Continue\r\n\r\n"), BodyLength::Empty);
-        assert_eq!(len("HTTP/1.1 403 Forbidden\r\n\r\n"), BodyLength::UntilClose);
+        assert_eq!(
+            len("HTTP/1.1 403 Forbidden\r\n\r\n"),
+            BodyLength::UntilClose
+        );
         assert_eq!(
             len("HTTP/1.1 403 Forbidden\r\nTransfer-Encoding: gzip, chunked\r\nContent-Length: 3\r\n\r\n"),
             BodyLength::Chunked
         );
-        assert_eq!(len("HTTP/1.1 403 Forbidden\r\nTransfer-Encoding: gzip\r\n\r\n"), BodyLength::UntilClose);
-        assert_eq!(len("HTTP/1.1 403 Forbidden\r\nContent-Length: 4, 4\r\n\r\n"), BodyLength::Exactly(4));
-        assert_eq!(len("HTTP/1.1 403 Forbidden\r\nContent-Length: 4\r\nContent-Length: 5\r\n\r\n"), BodyLength::UntilClose);
-        assert_eq!(len("HTTP/1.1 403 Forbidden\r\nContent-Length: +4\r\n\r\n"), BodyLength::UntilClose);
+        assert_eq!(
+            len("HTTP/1.1 403 Forbidden\r\nTransfer-Encoding: gzip\r\n\r\n"),
+            BodyLength::UntilClose
+        );
+        assert_eq!(
+            len("HTTP/1.1 403 Forbidden\r\nContent-Length: 4, 4\r\n\r\n"),
+            BodyLength::Exactly(4)
+        );
+        assert_eq!(
+            len("HTTP/1.1 403 Forbidden\r\nContent-Length: 4\r\nContent-Length: 5\r\n\r\n"),
+            BodyLength::UntilClose
+        );
+        assert_eq!(
+            len("HTTP/1.1 403 Forbidden\r\nContent-Length: +4\r\n\r\n"),
+            BodyLength::UntilClose
+        );
     }
 
     #[test]
@@ -596,8 +633,18 @@ mod tests {
 
     #[test]
     fn bad_ports_are_invalid_input() {
-        for bad in ["ws://127.0.0.1:99999/x", "ws://h:abc/", "ws://h:-1/", "ws://h:0/", "ws://h:+80/", "ws://[::1]:70000/"] {
-            assert!(matches!(parse_url(bad), Err(Error::InvalidInput(_))), "{bad}");
+        for bad in [
+            "ws://127.0.0.1:99999/x",
+            "ws://h:abc/",
+            "ws://h:-1/",
+            "ws://h:0/",
+            "ws://h:+80/",
+            "ws://[::1]:70000/",
+        ] {
+            assert!(
+                matches!(parse_url(bad), Err(Error::InvalidInput(_))),
+                "{bad}"
+            );
         }
         assert_eq!(parse_url("ws://h:/").unwrap().port, 80);
         assert_eq!(parse_url("ws://[::1]:9/").unwrap().port, 9);

@@ -269,7 +269,13 @@ fn allowed_origins_and_any_origin() {
     bad.define_resource("/ws", Resource::new().origins(["https://app.example/"]));
     let err = bad.start("127.0.0.1:0").unwrap_err();
     assert!(
-        matches!(err, Error::Config { setting: "origins", .. }),
+        matches!(
+            err,
+            Error::Config {
+                setting: "origins",
+                ..
+            }
+        ),
         "{err:?}"
     );
 }
