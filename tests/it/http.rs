@@ -44,6 +44,22 @@ fn reflecting_server() -> ServerHandle {
     server.start("127.0.0.1:0").expect("server starts")
 }
 
+/// Sends `request` and reads the answer's head only (a `101` or an event
+/// stream would not end).
+fn head(addr: std::net::SocketAddr, request: &str) -> (u16, String) {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(WAIT)).unwrap();
+    s.write_all(request.as_bytes()).unwrap();
+    let mut head = Vec::new();
+    let mut b = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") && s.read(&mut b).unwrap_or(0) == 1 {
+        head.push(b[0]);
+    }
+    let text = String::from_utf8_lossy(&head).into_owned();
+    let status = text[9..12].parse().unwrap();
+    (status, text)
+}
+
 fn event_request(path: &str) -> String {
     format!("GET {path} HTTP/1.1\r\nHost: x\r\nAccept: text/event-stream\r\n\r\n")
 }
@@ -103,10 +119,10 @@ fn what_httparse_decides() {
     let (status, text) = http(a, "GET http://x/ HTTP/1.1\r\nHost: x\r\n\r\n");
     assert_eq!(status, 200, "{text}");
     // An encoded slash stays inside the parameter; `..` is just a name.
-    let (status, text) = http(a, &upgrade_request("/room/a%2Fb", ""));
+    let (status, text) = head(a, &upgrade_request("/room/a%2Fb", ""));
     assert_eq!(status, 101, "{text}");
     assert!(text.contains("X-Room: a/b\r\n"), "{text}");
-    let (status, text) = http(a, &upgrade_request("/room/..", ""));
+    let (status, text) = head(a, &upgrade_request("/room/..", ""));
     assert_eq!(status, 101, "{text}");
     assert!(text.contains("X-Room: ..\r\n"), "{text}");
 }
@@ -136,7 +152,7 @@ fn a_bare_lf_never_stays_inside_a_value() {
     );
     let h = server.start("127.0.0.1:0").unwrap();
     let request = upgrade_request("/ws", "X-Test: a\nX-Other: b\r\n");
-    let (status, text) = http(h.local_addr(), &request);
+    let (status, text) = head(h.local_addr(), &request);
     assert_eq!(status, 101, "{text}");
     assert_eq!(seen.next().as_deref(), Some("a"));
 }
@@ -339,11 +355,13 @@ fn a_refusal_without_a_body_does_not_wait_out_the_timeout() {
 
 #[test]
 fn the_client_reads_a_folded_101() {
-    let (url, _hold) = scripted(
+    let (url, hold) = scripted(
         b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection:\r\n Upgrade\r\n\
           Sec-WebSocket-Accept: ACCEPT\r\n\r\n",
     );
     let ws = connect_soon(url).expect("a folded header is read as spaces");
+    // The scripted server hangs up, so the handle need not wait for a close.
+    drop(hold);
     drop(ws);
 }
 
