@@ -53,7 +53,9 @@ impl Request {
         header_value(&self.headers, name)
     }
 
-    /// All headers, in the order received.
+    /// All headers, in the order received (values as [`Request::header`]
+    /// gives them; for a whole-URL target, `Host` comes first and is the
+    /// URL's authority).
     pub fn headers(&self) -> impl Iterator<Item = (&str, &str)> {
         self.headers.iter().map(|(k, v)| (k.as_str(), v.as_str()))
     }
