@@ -26,13 +26,19 @@ pub fn run(args: &[String]) -> Result<(), wsportal::Error> {
         .max_backlog(1 << 20);
     let mut server = Server::with_config(config);
     // `/chat` is one room: relay to every connection of this resource.
+    // Browsers may open it from pages of this server's own origin (and
+    // clients that send no `Origin`, like the `client` example, always
+    // may); `origins` also lets in a page served elsewhere, here a
+    // front-end dev server on port 3000. Any other web page gets 403.
     server.define_resource(
         "/chat",
-        Resource::new().on_message(|ws, msg| {
-            if let Message::Text(_) = msg {
-                let _ = ws.broadcaster().to_resource("/chat", msg);
-            }
-        }),
+        Resource::new()
+            .origins(["http://localhost:3000", "http://127.0.0.1:3000"])
+            .on_message(|ws, msg| {
+                if let Message::Text(_) = msg {
+                    let _ = ws.broadcaster().to_resource("/chat", msg);
+                }
+            }),
     );
     // `/chat/:room`: each connection joins the group named after its room, and
     // leaves it automatically when it closes.

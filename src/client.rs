@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use parking_lot::{Condvar, Mutex};
 
-use self::handshake::{Response, Target};
+use self::handshake::{BodyLength, Response, Target};
 use crate::connection::Parts;
 use crate::hub::Hub;
 use crate::protocol::{FrameReader, Limits, Role};
@@ -278,8 +278,7 @@ fn exchange(
     let mut buf = vec![0u8; 1024];
     let mut len = 0;
     loop {
-        if let Some(end) = crate::http::find_head_end(&buf[..len]) {
-            let response = handshake::parse_response(&buf[..end])?;
+        if let Some((response, end)) = handshake::parse_response(&buf[..len])? {
             return Ok((response, buf[end..len].to_vec()));
         }
         if len >= max {
@@ -303,32 +302,58 @@ fn exchange(
     }
 }
 
-/// Reads a refusal's body: `Content-Length` bytes, or until the server
-/// closes; at most `limit` bytes and never past the deadline (a body cut
-/// short is returned as it is: the status is what matters).
+/// Reads a refusal's body as HTTP delimits it (RFC 9112 section 6.3): none
+/// for 1xx, 204 and 304, `Content-Length` bytes, a chunked body decoded, or
+/// else until the server closes; at most `limit` bytes and never past the
+/// deadline (a body cut short is returned as it is: the status is what
+/// matters).
 fn read_body(
     stream: &TcpStream,
     response: &Response,
-    mut body: Vec<u8>,
+    leftover: Vec<u8>,
     deadline: Instant,
     limit: usize,
 ) -> Vec<u8> {
-    let want = response.content_length().unwrap_or(usize::MAX).min(limit);
+    let length = response.body_length();
+    let mut body = Vec::new();
+    let mut dechunker = handshake::Dechunker::default();
+    // Chunk sizes, extensions and trailers are bounded too.
+    let mut raw_left = limit.saturating_mul(2).saturating_add(64 << 10);
     let mut s = stream;
-    let mut chunk = [0u8; 4096];
-    while body.len() < want {
+    let mut input = leftover;
+    let mut chunk = vec![0u8; 4096];
+    loop {
+        let done = match length {
+            BodyLength::Empty => true,
+            BodyLength::Exactly(n) => {
+                body.extend_from_slice(&input);
+                body.len() >= n
+            }
+            BodyLength::Chunked => dechunker.feed(&input, &mut body) != Ok(false),
+            BodyLength::UntilClose => {
+                body.extend_from_slice(&input);
+                false
+            }
+        };
+        raw_left = raw_left.saturating_sub(input.len());
+        if done || body.len() >= limit || raw_left == 0 {
+            break;
+        }
         let Ok(t) = left(deadline) else { break };
         if stream.set_read_timeout(Some(t)).is_err() {
             break;
         }
         match s.read(&mut chunk) {
             Ok(0) => break,
-            Ok(n) => body.extend_from_slice(&chunk[..n]),
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Ok(n) => input = chunk[..n].to_vec(),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => input.clear(),
             Err(_) => break,
         }
     }
-    body.truncate(want);
+    if let BodyLength::Exactly(n) = length {
+        body.truncate(n);
+    }
+    body.truncate(limit);
     body
 }
 

@@ -36,6 +36,12 @@ pub(crate) fn upgrade(req: &Request, res: &Resource) -> Result<Upgrade, Reject> 
             .header("Sec-WebSocket-Version", "13")
             .body("this resource speaks websocket only"));
     }
+    // Each of these may appear once in a request (RFC 6455 section 11.3).
+    for name in ["sec-websocket-key", "sec-websocket-version"] {
+        if crate::http::header_count(&req.headers, name) > 1 {
+            return Err(Reject::new(400).body(format!("more than one {name} header")));
+        }
+    }
     if req.header("sec-websocket-version") != Some("13") {
         return Err(Reject::new(400)
             .header("Sec-WebSocket-Version", "13")
@@ -45,10 +51,26 @@ pub(crate) fn upgrade(req: &Request, res: &Resource) -> Result<Upgrade, Reject> 
         Some(k) if valid_key(k) => k,
         _ => return Err(Reject::new(400).body("missing or malformed Sec-WebSocket-Key")),
     };
+    let host = req.header("host");
+    for origin in req
+        .headers()
+        .filter(|(k, _)| k.eq_ignore_ascii_case("origin"))
+    {
+        if !res.origin_allowed(origin.1, host) {
+            log::debug!(
+                "{}: origin {:?} refused for {} (Host {:?}; see Resource::origins)",
+                req.peer_addr(),
+                origin.1,
+                req.path(),
+                host.unwrap_or("")
+            );
+            return Err(Reject::new(403).body("origin not allowed"));
+        }
+    }
     let accept = match &res.on_handshake {
         // A panicking hook refuses the upgrade; it never takes the thread down.
         Some(hook) => match crate::guard::run(false, || hook(req)) {
-            Ok(answer) => answer?,
+            Ok(answer) => crate::resource::checked("on_handshake", req, answer)?,
             Err(p) => {
                 log::error!(
                     "on_handshake hook panicked at {}: {}",
@@ -129,6 +151,75 @@ mod tests {
                 .status,
             400
         );
+    }
+
+    #[test]
+    fn duplicate_keys_and_versions_are_refused() {
+        let twice = format!("{GOOD}Sec-WebSocket-Key: b3RoZXIga2V5IGF0IGFsbA==\r\n");
+        let r = upgrade(&req(&twice), &Resource::new()).err().unwrap();
+        assert_eq!(r.status, 400);
+        let twice = format!("{GOOD}Sec-WebSocket-Version: 13\r\n");
+        assert_eq!(
+            upgrade(&req(&twice), &Resource::new())
+                .err()
+                .unwrap()
+                .status,
+            400
+        );
+    }
+
+    #[test]
+    fn token_lists_in_upgrade_and_connection() {
+        let list = GOOD
+            .replace("Upgrade: websocket", "Upgrade: websocket, foo")
+            .replace("Connection: Upgrade", "Connection: keep-alive, Upgrade");
+        assert!(upgrade(&req(&list), &Resource::new()).is_ok());
+    }
+
+    #[test]
+    fn cross_origin_handshakes_are_refused_unless_allowed() {
+        let from = |origin: &str| format!("{GOOD}Origin: {origin}\r\n");
+        let same = Resource::new();
+        assert!(upgrade(&req(GOOD), &same).is_ok());
+        assert!(upgrade(&req(&from("http://h")), &same).is_ok());
+        assert_eq!(
+            upgrade(&req(&from("http://evil")), &same)
+                .err()
+                .unwrap()
+                .status,
+            403
+        );
+        assert_eq!(
+            upgrade(&req(&from("http://h:8080")), &same)
+                .err()
+                .unwrap()
+                .status,
+            403
+        );
+        let listed = Resource::new().origins(["http://app:3000"]);
+        assert!(upgrade(&req(&from("http://app:3000")), &listed).is_ok());
+        assert!(upgrade(&req(&from("http://h")), &listed).is_ok());
+        let any = Resource::new().any_origin();
+        assert!(upgrade(&req(&from("http://evil")), &any).is_ok());
+        let hook_runs_after = Resource::new().on_handshake(|_| panic!("not reached"));
+        assert_eq!(
+            upgrade(&req(&from("http://evil")), &hook_runs_after)
+                .err()
+                .unwrap()
+                .status,
+            403
+        );
+    }
+
+    #[test]
+    fn hook_headers_that_would_split_the_response_are_a_500() {
+        let r = Resource::new()
+            .on_handshake(|_| Ok(crate::Accept::new().header("X-Room", "a\r\nSet-Cookie: x")));
+        assert_eq!(upgrade(&req(GOOD), &r).err().unwrap().status, 500);
+        let r = Resource::new().on_handshake(|_| Err(Reject::new(101)));
+        assert_eq!(upgrade(&req(GOOD), &r).err().unwrap().status, 500);
+        let r = Resource::new().on_handshake(|_| Err(Reject::new(403).header("Bad Name", "x")));
+        assert_eq!(upgrade(&req(GOOD), &r).err().unwrap().status, 500);
     }
 
     #[test]

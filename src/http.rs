@@ -23,7 +23,9 @@ impl Request {
         &self.method
     }
 
-    /// The path, without the query string (not percent-decoded).
+    /// The path, without the query string (not percent-decoded). For a
+    /// request whose target is a whole URL (`GET http://host/a?b`), the
+    /// URL's path (`/a`).
     pub fn path(&self) -> &str {
         &self.path
     }
@@ -42,12 +44,18 @@ impl Request {
             .map(|(_, v)| v.as_str())
     }
 
-    /// The first value of a header, by case-insensitive name.
+    /// The first value of a header, by case-insensitive name, without
+    /// leading and trailing spaces. Bytes of a value that are not UTF-8
+    /// (obs-text, such as a Latin-1 cookie) read as U+FFFD. `Host` is the
+    /// target's authority when the target is a whole URL (RFC 9112 section
+    /// 3.2.2).
     pub fn header(&self, name: &str) -> Option<&str> {
         header_value(&self.headers, name)
     }
 
-    /// All headers, in the order received.
+    /// All headers, in the order received (values as [`Request::header`]
+    /// gives them; for a whole-URL target, `Host` comes first and is the
+    /// URL's authority).
     pub fn headers(&self) -> impl Iterator<Item = (&str, &str)> {
         self.headers.iter().map(|(k, v)| (k.as_str(), v.as_str()))
     }
@@ -78,6 +86,10 @@ pub(crate) enum HeadError {
 }
 
 /// Reads one request head. Returns the request and any bytes that followed it.
+///
+/// The head is parsed by `httparse` as it arrives, so a malformed one is
+/// refused as soon as the line with its first bad byte is in, without
+/// waiting for the rest.
 pub(crate) fn read_head(
     stream: &mut (impl Read + ?Sized),
     set_timeout: &mut dyn FnMut(std::time::Duration) -> io::Result<()>,
@@ -87,10 +99,16 @@ pub(crate) fn read_head(
 ) -> Result<(Request, Vec<u8>), HeadError> {
     let mut buf = vec![0u8; 512.min(max)];
     let mut len = 0;
+    // Parsed up to here: the head is parsed again only once a line has
+    // ended since, so a client sending a byte at a time costs a parse per
+    // line, not per byte.
+    let mut parsed = 0;
     loop {
-        if let Some(end) = find_head_end(&buf[..len]) {
-            let req = parse_head(&buf[..end], peer)?;
-            return Ok((req, buf[end..len].to_vec()));
+        if buf[parsed..len].contains(&b'\n') {
+            parsed = len;
+            if let Some((req, end)) = parse_partial(&buf[..len], peer)? {
+                return Ok((req, buf[end..len].to_vec()));
+            }
         }
         if len == max {
             return Err(HeadError::TooLarge);
@@ -120,17 +138,20 @@ pub(crate) fn read_head(
     }
 }
 
-/// Where the blank line ending a head is (index just past it).
-pub(crate) fn find_head_end(buf: &[u8]) -> Option<usize> {
-    buf.windows(4).position(|w| w == b"\r\n\r\n").map(|i| i + 4)
-}
-
 /// The first value of a header in `headers`, by case-insensitive name.
 pub(crate) fn header_value<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
     headers
         .iter()
         .find(|(k, _)| k.eq_ignore_ascii_case(name))
         .map(|(_, v)| v.as_str())
+}
+
+/// How many times a header occurs in `headers`, by case-insensitive name.
+pub(crate) fn header_count(headers: &[(String, String)], name: &str) -> usize {
+    headers
+        .iter()
+        .filter(|(k, _)| k.eq_ignore_ascii_case(name))
+        .count()
 }
 
 /// Whether a comma-separated header contains `token` (case-insensitive),
@@ -143,21 +164,6 @@ pub(crate) fn has_token(headers: &[(String, String)], name: &str, token: &str) -
         .any(|t| t.trim().eq_ignore_ascii_case(token))
 }
 
-/// Parses `name: value` lines up to the first empty one; `None` if one is malformed.
-pub(crate) fn parse_header_lines<'a>(
-    lines: impl Iterator<Item = &'a str>,
-) -> Option<Vec<(String, String)>> {
-    let mut headers = Vec::new();
-    for line in lines.take_while(|l| !l.is_empty()) {
-        let (name, value) = line.split_once(':')?;
-        if !is_token(name) {
-            return None;
-        }
-        headers.push((name.to_owned(), value.trim().to_owned()));
-    }
-    Some(headers)
-}
-
 /// Whether `s` is an HTTP token (RFC 9110): method names, header names...
 pub(crate) fn is_token(s: &str) -> bool {
     !s.is_empty()
@@ -165,38 +171,161 @@ pub(crate) fn is_token(s: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
 }
 
+/// Checks a header that application code wants written (RFC 9110 section
+/// 5.5): the name a token, the value without CR, LF, NUL or any other
+/// control character but HTAB. `Err` says what is wrong.
+pub(crate) fn check_header(name: &str, value: &str) -> Result<(), &'static str> {
+    if !is_token(name) {
+        return Err("the name is not an http token");
+    }
+    if value.chars().any(|c| c.is_ascii_control() && c != '\t') {
+        return Err("the value contains CR, LF, NUL or another control character");
+    }
+    Ok(())
+}
+
+/// A header value as received: leading and trailing SP and HTAB removed,
+/// bytes that are not UTF-8 (obs-text such as a Latin-1 cookie) replaced
+/// with U+FFFD.
+pub(crate) fn header_text(value: &[u8]) -> String {
+    let start = value.iter().position(|b| !matches!(b, b' ' | b'\t'));
+    let end = value.iter().rposition(|b| !matches!(b, b' ' | b'\t'));
+    match (start, end) {
+        (Some(s), Some(e)) => String::from_utf8_lossy(&value[s..=e]).into_owned(),
+        _ => String::new(),
+    }
+}
+
+/// Why `httparse` refused a head, as the reason of a 400.
+fn httparse_reason(e: httparse::Error) -> &'static str {
+    match e {
+        httparse::Error::HeaderName => "bad header line",
+        httparse::Error::HeaderValue => "bad header value",
+        httparse::Error::NewLine => "bad line ending",
+        httparse::Error::Token | httparse::Error::Status => "bad request line",
+        httparse::Error::Version => "unsupported http version",
+        httparse::Error::TooManyHeaders => "too many headers",
+    }
+}
+
+/// Runs `parse` with a header array large enough for `buf`: it starts small
+/// and doubles on `TooManyHeaders` (a head of `n` bytes has at most `n / 3`
+/// headers, `a:` and a line end).
+pub(crate) fn with_headers<'b, T>(
+    buf: &'b [u8],
+    mut parse: impl FnMut(&mut [httparse::Header<'b>]) -> Result<T, httparse::Error>,
+) -> Result<T, httparse::Error> {
+    let most = buf.len() / 3 + 1;
+    let mut n = 32.min(most);
+    loop {
+        let mut headers = vec![httparse::EMPTY_HEADER; n];
+        match parse(&mut headers) {
+            Err(httparse::Error::TooManyHeaders) if n < most => n = (n * 2).min(most),
+            other => return other,
+        }
+    }
+}
+
+/// Parses a complete request head (tests build requests with it).
+#[cfg(test)]
 pub(crate) fn parse_head(head: &[u8], peer: SocketAddr) -> Result<Request, HeadError> {
-    let text = std::str::from_utf8(head).map_err(|_| HeadError::Malformed("head is not utf-8"))?;
-    let mut lines = text.split("\r\n");
-    let request_line = lines.next().unwrap_or("");
-    let mut parts = request_line.split(' ');
-    let (Some(method), Some(target), Some(version), None) =
-        (parts.next(), parts.next(), parts.next(), parts.next())
+    match parse_partial(head, peer)? {
+        Some((req, _)) => Ok(req),
+        None => Err(HeadError::Malformed("incomplete head")),
+    }
+}
+
+/// Parses the start of `buf` as a request head: `Ok(None)` while it is
+/// incomplete, else the request and the index just past the head.
+///
+/// `httparse` decides the syntax: a line may end in CRLF or a bare LF (RFC
+/// 9112 section 2.2), so a bare LF never stays inside a value; obs-fold, a
+/// header line without a colon, a control character in a value and a
+/// request line that is not `METHOD TARGET HTTP/1.x` are refused. Header
+/// values may carry obs-text (bytes 0x80-0xFF). Then: an HTTP/1.1 request
+/// needs exactly one `Host`, and the target is a path (origin-form) or an
+/// `http://` / `https://` URL (absolute-form, RFC 9112 section 3.2.2), whose
+/// authority replaces the `Host` header.
+pub(crate) fn parse_partial(
+    buf: &[u8],
+    peer: SocketAddr,
+) -> Result<Option<(Request, usize)>, HeadError> {
+    let parsed = with_headers(buf, |headers| {
+        let mut req = httparse::Request::new(headers);
+        Ok(match req.parse(buf)? {
+            httparse::Status::Partial => None,
+            httparse::Status::Complete(end) => Some((
+                // Complete means every part below is there, because httparse
+                // fills them all before it reports the end of the head.
+                req.method.unwrap_or_default().to_owned(),
+                req.path.unwrap_or_default().to_owned(),
+                req.version.unwrap_or_default(),
+                req.headers
+                    .iter()
+                    .map(|h| (h.name.to_owned(), header_text(h.value)))
+                    .collect::<Vec<(String, String)>>(),
+                end,
+            )),
+        })
+    });
+    let Some((method, target, version, mut headers, end)) =
+        parsed.map_err(|e| HeadError::Malformed(httparse_reason(e)))?
     else {
-        return Err(HeadError::Malformed("bad request line"));
+        return Ok(None);
     };
-    if !is_token(method) {
-        return Err(HeadError::Malformed("bad method"));
+    let hosts = header_count(&headers, "host");
+    if version == 1 && hosts == 0 {
+        return Err(HeadError::Malformed("missing Host header"));
     }
-    if version != "HTTP/1.1" && version != "HTTP/1.0" {
-        return Err(HeadError::Malformed("unsupported http version"));
+    if hosts > 1 {
+        return Err(HeadError::Malformed("more than one Host header"));
     }
-    if !target.starts_with('/') {
-        return Err(HeadError::Malformed("request target is not a path"));
-    }
-    let (path, query) = match target.split_once('?') {
-        Some((p, q)) => (p, Some(q.to_owned())),
-        None => (target, None),
+    let origin_form = match absolute_form(&target) {
+        Some(Ok((authority, rest))) => {
+            headers.retain(|(k, _)| !k.eq_ignore_ascii_case("host"));
+            headers.insert(0, ("Host".to_owned(), authority.to_owned()));
+            rest.to_owned()
+        }
+        Some(Err(why)) => return Err(HeadError::Malformed(why)),
+        None if target.starts_with('/') => target,
+        None => return Err(HeadError::Malformed("request target is not a path")),
     };
-    let headers = parse_header_lines(lines).ok_or(HeadError::Malformed("bad header line"))?;
-    Ok(Request {
-        method: method.to_owned(),
-        path: path.to_owned(),
+    let (path, query) = match origin_form.split_once('?') {
+        Some((p, q)) => (p.to_owned(), Some(q.to_owned())),
+        None => (origin_form, None),
+    };
+    let req = Request {
+        method,
+        path,
         query,
         headers,
         peer,
         params: Vec::new(),
-    })
+    };
+    Ok(Some((req, end)))
+}
+
+/// Splits an absolute-form target `http://authority/path?query` into its
+/// authority and origin-form rest (`/` when the path is empty); `None` when
+/// the target is not an `http` or `https` URL.
+fn absolute_form(target: &str) -> Option<Result<(&str, String), &'static str>> {
+    let (scheme, rest) = target.split_once("://")?;
+    if !scheme.eq_ignore_ascii_case("http") && !scheme.eq_ignore_ascii_case("https") {
+        return None;
+    }
+    let split = rest.find(['/', '?']).unwrap_or(rest.len());
+    let (authority, path) = rest.split_at(split);
+    if authority.is_empty() || authority.contains('@') {
+        return Some(Err("bad authority in the request target"));
+    }
+    Some(Ok((
+        authority,
+        match path.strip_prefix('?') {
+            Some(q) => format!("/?{q}"),
+            None if path.is_empty() => "/".to_owned(),
+            None => path.to_owned(),
+        },
+    )))
 }
 
 /// The reason phrase for the statuses wsportal writes.
@@ -234,16 +363,27 @@ pub(crate) fn response_bytes(status: u16, headers: &[(String, String)], body: &[
     out
 }
 
-/// Decodes `%XX` escapes; invalid escapes stay as they are.
+/// Decodes `%XX` escapes (exactly two hex digits); invalid escapes stay
+/// as they are, and bytes that do not form UTF-8 become U+FFFD (query
+/// values; path parameters use [`percent_decode_utf8`]).
 pub(crate) fn percent_decode(s: &str) -> String {
+    String::from_utf8_lossy(&percent_bytes(s)).into_owned()
+}
+
+/// Decodes `%XX` escapes as [`percent_decode`] does, but `None` when the
+/// result is not UTF-8 (so `%FF` and `%FE` cannot both become U+FFFD).
+pub(crate) fn percent_decode_utf8(s: &str) -> Option<String> {
+    String::from_utf8(percent_bytes(s)).ok()
+}
+
+fn percent_bytes(s: &str) -> Vec<u8> {
     let bytes = s.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
     while i < bytes.len() {
-        if bytes[i] == b'%' && i + 2 < bytes.len() {
-            let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).ok();
-            if let Some(v) = hex.and_then(|h| u8::from_str_radix(h, 16).ok()) {
-                out.push(v);
+        if let [b'%', hi, lo, ..] = bytes[i..] {
+            if let (Some(hi), Some(lo)) = (hex(hi), hex(lo)) {
+                out.push((hi << 4) | lo);
                 i += 3;
                 continue;
             }
@@ -251,7 +391,12 @@ pub(crate) fn percent_decode(s: &str) -> String {
         out.push(bytes[i]);
         i += 1;
     }
-    String::from_utf8_lossy(&out).into_owned()
+    out
+}
+
+/// The value of one hex digit.
+fn hex(b: u8) -> Option<u8> {
+    (b as char).to_digit(16).map(|d| d as u8)
 }
 
 #[cfg(test)]
@@ -273,25 +418,100 @@ mod tests {
         assert!(r.header_has_token("connection", "upgrade"));
     }
 
+    fn malformed(head: &[u8]) -> &'static str {
+        match parse_head(head, peer()) {
+            Err(HeadError::Malformed(why)) => why,
+            other => panic!("{:?}: {other:?}", String::from_utf8_lossy(head)),
+        }
+    }
+
     #[test]
     fn refuses_malformed_heads() {
         for head in [
             &b"GET /\r\n\r\n"[..],
             b"GET / HTTP/2\r\n\r\n",
-            b"GET http://x/ HTTP/1.1\r\n\r\n",
-            b"GET / HTTP/1.1\r\nbad header\r\n\r\n",
-            b"GET / HTTP/1.1\r\nbad name: x\r\n\r\n",
+            b"GET / HTTP/1.1\r\nHost: h\r\nbad header\r\n\r\n",
+            b"GET / HTTP/1.1\r\nHost: h\r\nbad name: x\r\n\r\n",
+            b"GET * HTTP/1.1\r\nHost: h\r\n\r\n",
+            b"GET ws://h/ HTTP/1.1\r\nHost: h\r\n\r\n",
+            b"GET http://u@h/ HTTP/1.1\r\nHost: h\r\n\r\n",
+            b"GET /\xff HTTP/1.1\r\nHost: h\r\n\r\n",
+            b"GET / HTTP/1.1\r\nHost: h\r\nX: a\x00b\r\n\r\n",
+            b"GET / HTTP/1.1\r\nHost: h\r\nX: a\rb\r\n\r\n",
         ] {
-            assert!(matches!(
-                parse_head(head, peer()),
-                Err(HeadError::Malformed(_))
-            ));
+            malformed(head);
         }
     }
 
     #[test]
+    fn obs_fold_is_refused() {
+        let head = b"GET / HTTP/1.1\r\nHost: h\r\nX: a\r\n b\r\n\r\n";
+        assert_eq!(malformed(head), "bad header line");
+    }
+
+    #[test]
+    fn a_bare_lf_ends_a_line_and_never_stays_in_a_value() {
+        let head = b"GET / HTTP/1.1\r\nHost: h\r\nX-Test: a\nUpgrade: websocket\r\n\r\n";
+        let r = parse_head(head, peer()).unwrap();
+        assert_eq!(r.header("x-test"), Some("a"));
+        assert_eq!(r.header("upgrade"), Some("websocket"));
+        assert!(r.headers().all(|(_, v)| !v.contains(['\r', '\n'])));
+    }
+
+    #[test]
+    fn non_ascii_in_a_value_is_read_lossily() {
+        let head = b"GET / HTTP/1.1\r\nHost: h\r\nCookie: name=caf\xe9\r\nX: caf\xc3\xa9 \r\n\r\n";
+        let r = parse_head(head, peer()).unwrap();
+        assert_eq!(r.header("cookie"), Some("name=caf\u{FFFD}"));
+        assert_eq!(r.header("x"), Some("caf\u{e9}"));
+    }
+
+    #[test]
+    fn host_is_required_once_in_http_1_1() {
+        assert_eq!(
+            malformed(b"GET / HTTP/1.1\r\nX: y\r\n\r\n"),
+            "missing Host header"
+        );
+        assert_eq!(
+            malformed(b"GET / HTTP/1.1\r\nHost: a\r\nhost: b\r\n\r\n"),
+            "more than one Host header"
+        );
+        assert!(parse_head(b"GET / HTTP/1.0\r\n\r\n", peer()).is_ok());
+    }
+
+    #[test]
+    fn accepts_an_absolute_form_target() {
+        let head = b"GET http://example.com:81/chat/a?x=1 HTTP/1.1\r\nHost: other\r\nX: y\r\n\r\n";
+        let r = parse_head(head, peer()).unwrap();
+        assert_eq!((r.path(), r.query()), ("/chat/a", Some("x=1")));
+        assert_eq!(r.header("host"), Some("example.com:81"));
+        assert_eq!(r.headers().filter(|(k, _)| *k == "Host").count(), 1);
+        let r = parse_head(b"GET HTTPS://h?q HTTP/1.1\r\nHost: h\r\n\r\n", peer()).unwrap();
+        assert_eq!((r.path(), r.query()), ("/", Some("q")));
+    }
+
+    #[test]
+    fn keeps_dot_segments_and_encoded_slashes_as_sent() {
+        let r = parse_head(b"GET /a/../b%2Fc HTTP/1.1\r\nHost: h\r\n\r\n", peer()).unwrap();
+        assert_eq!(r.path(), "/a/../b%2Fc");
+    }
+
+    #[test]
+    fn many_headers_fit_and_a_partial_head_waits() {
+        let mut head = String::from("GET / HTTP/1.1\r\nHost: h\r\n");
+        for i in 0..500 {
+            head.push_str(&format!("X-{i}: {i}\r\n"));
+        }
+        head.push_str("\r\n");
+        let r = parse_head(head.as_bytes(), peer()).unwrap();
+        assert_eq!(r.headers().count(), 501);
+        let cut = &head.as_bytes()[..head.len() - 1];
+        assert!(parse_partial(cut, peer()).unwrap().is_none());
+    }
+
+    #[test]
     fn reads_with_leftover_and_limit() {
-        let mut src: &[u8] = b"GET / HTTP/1.1\r\n\r\nabc";
+        let mut src: &[u8] = b"GET / HTTP/1.1\r\nHost: h\r\n\r\nabc";
         let far = Instant::now() + std::time::Duration::from_secs(5);
         let (r, rest) = read_head(&mut src, &mut |_| Ok(()), peer(), 1024, far).unwrap();
         assert_eq!(r.path(), "/");
@@ -302,8 +522,60 @@ mod tests {
         assert!(matches!(err, HeadError::TooLarge));
     }
 
+    /// Hands out one byte per read.
+    struct Trickle<'a>(&'a [u8]);
+
+    impl Read for Trickle<'_> {
+        fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+            match self.0.split_first() {
+                Some((b, rest)) if !out.is_empty() => {
+                    out[0] = *b;
+                    self.0 = rest;
+                    Ok(1)
+                }
+                _ => Ok(0),
+            }
+        }
+    }
+
+    #[test]
+    fn reads_a_trickled_head_and_refuses_a_bad_line_before_the_end() {
+        let far = Instant::now() + std::time::Duration::from_secs(5);
+        let mut src = Trickle(b"GET /x HTTP/1.1\nHost: h\n\nrest");
+        let (r, rest) = read_head(&mut src, &mut |_| Ok(()), peer(), 1024, far).unwrap();
+        assert_eq!((r.path(), rest.as_slice()), ("/x", &b""[..]));
+        // Refused at the bad line: the head never ends, yet no 431 or EOF.
+        let mut src = Trickle(b"GET / HTTP/1.1\r\nHost: h\r\nno colon\r\nX: y\r\n");
+        let err = read_head(&mut src, &mut |_| Ok(()), peer(), 1024, far).unwrap_err();
+        assert!(
+            matches!(err, HeadError::Malformed("bad header line")),
+            "{err:?}"
+        );
+    }
+
     #[test]
     fn decodes_percent_escapes() {
         assert_eq!(percent_decode("a%20b%zz%4"), "a b%zz%4");
+        assert_eq!(percent_decode("a%+41%-1%4"), "a%+41%-1%4");
+        assert_eq!(percent_decode("%c3%A9"), "\u{e9}");
+        assert_eq!(percent_decode_utf8("%c3%A9").as_deref(), Some("\u{e9}"));
+        assert_eq!(percent_decode_utf8("%FF"), None);
+        assert_eq!(percent_decode_utf8("%FE"), None);
+    }
+
+    #[test]
+    fn checks_headers_to_write() {
+        assert!(check_header("X-Room", "a b\tc \u{e9}").is_ok());
+        for (k, v) in [
+            ("X", "a\r\nSet-Cookie: x"),
+            ("X", "a\nb"),
+            ("X", "a\0"),
+            ("X", "\x7f"),
+            ("X Y", "a"),
+            ("", "a"),
+            ("X:", "a"),
+        ] {
+            assert!(check_header(k, v).is_err(), "{k:?} {v:?}");
+        }
     }
 }

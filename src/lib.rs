@@ -37,7 +37,12 @@
 //!
 //! The handshake hook sees the [`Request`] and answers [`Accept`] (with extra
 //! headers and typed per-connection data) or [`Reject`] (a status, headers
-//! and body), for authentication and Origin checks:
+//! and body), for authentication. Before it, a handshake from a web page of
+//! another origin is refused with `403` unless [`Resource::origins`] (or
+//! [`Resource::any_origin`]) allows it; clients that send no `Origin` pass.
+//! A header that cannot be written as given (CR, LF, NUL, a name that is
+//! not a token) or a `Reject` status outside 200-599 makes the handshake
+//! answer `500` instead, logged at error level:
 //!
 //! ```
 //! use wsportal::{Accept, Reject, Resource};
@@ -183,8 +188,16 @@
 //! [`Accept`] (extra headers such as CORS, per-client data) or [`Reject`]
 //! (`401`, `403`, or `204`, which tells an `EventSource` to stop
 //! reconnecting). Events are [`Event`]s: data split into one `data:` line per
-//! line, optional `event:`, `id:` and `retry:`; a newline in a name or id is
-//! refused with [`Error::InvalidInput`] and never sent.
+//! line, optional `event:`, `id:` and `retry:`; a newline in a name or id (or
+//! an id that could not come back intact in `Last-Event-ID`) is refused with
+//! [`Error::InvalidInput`] and never sent.
+//!
+//! Event streams have no `Origin` setting, unlike WebSocket resources: a
+//! browser applies CORS to a cross-origin `EventSource`, so a page from
+//! another origin can read the stream only if `on_connect` answers with
+//! `Access-Control-Allow-Origin` (and, for cookies,
+//! `Access-Control-Allow-Credentials: true`). Without those headers, only
+//! same-origin pages read it.
 //!
 //! Events come from a `writer` callback running on the client's own thread
 //! and writing to an [`EventSink`] until it returns or the client goes, or
@@ -260,7 +273,7 @@
 //! # let handle = server.start("127.0.0.1:0")?;
 //! # let url = format!("ws://{}/echo", handle.local_addr());
 //! let ws = Client::new(url.as_str())
-//!     .header("Origin", "http://localhost")
+//!     .header("Authorization", "Bearer 123")
 //!     .timeout(Duration::from_secs(5))
 //!     .connect()?;
 //! ws.send_text("hello").expect("open");
@@ -327,8 +340,10 @@
 //!
 //! Only the `log` facade: `debug!` for the connection lifecycle and HTTP
 //! refusals, `trace!` for frames, `warn!` for configuration problems and
-//! failed accepts, `error!` for hook panics under `debug_on_error`. Payloads
-//! and headers are never logged.
+//! failed accepts, `error!` for hook panics under `debug_on_error` and for
+//! hook answers that cannot be sent (naming the header, not its value).
+//! Payloads and headers are never logged, but for the `Origin` and `Host` of
+//! a handshake refused for its origin (at debug level).
 //!
 //! ## Limits
 //!

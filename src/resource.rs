@@ -40,12 +40,17 @@ pub struct Resource {
     pub(crate) on_error: Option<Box<ErrorHook>>,
     pub(crate) protocols: Vec<String>,
     pub(crate) pick_protocol: Option<Box<ProtocolPicker>>,
+    /// Origins allowed besides the server's own.
+    pub(crate) origins: Vec<String>,
+    pub(crate) any_origin: bool,
 }
 
 impl fmt::Debug for Resource {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Resource")
             .field("protocols", &self.protocols)
+            .field("origins", &self.origins)
+            .field("any_origin", &self.any_origin)
             .finish_non_exhaustive()
     }
 }
@@ -58,7 +63,14 @@ impl Resource {
 
     /// Runs before the upgrade with the HTTP request; returns `Ok(Accept)` to
     /// upgrade (maybe adding headers and per-connection data) or `Err(Reject)`
-    /// to answer with a status instead. Use it for authentication and Origin checks.
+    /// to answer with a status instead. Use it for authentication. It runs
+    /// after the `Origin` check ([`Resource::origins`]).
+    ///
+    /// An answer that cannot be written as it is, a header whose name is
+    /// not an HTTP token or whose value has CR, LF, NUL or another control
+    /// character, or a [`Reject`] status outside 200-599, is never written:
+    /// the handshake answers `500` instead, and the error is logged at
+    /// error level naming the hook and the header (not its value).
     pub fn on_handshake(
         mut self,
         hook: impl Fn(&Request) -> Result<Accept, Reject> + Send + Sync + 'static,
@@ -123,6 +135,56 @@ impl Resource {
         self
     }
 
+    /// Web pages from these origins may open this resource, besides pages
+    /// from the server's own origin. An origin is written as a browser sends
+    /// it in the `Origin` header: `scheme://host` or `scheme://host:port`,
+    /// without a path (`https://app.example.com`, `http://localhost:3000`);
+    /// one that is not is reported by [`Server::start`](crate::Server::start).
+    ///
+    /// The `Origin` check runs before the handshake hook. A browser always
+    /// sends `Origin` with a WebSocket handshake, and attaches its cookies
+    /// for the target site whichever page opens the socket: without this
+    /// check, any web page could act as a logged-in user (cross-site
+    /// WebSocket hijacking). So, by default, a handshake whose `Origin`
+    /// names another host or port than its `Host` header is refused with
+    /// `403` (and a `debug!` line). A handshake without `Origin` (not a
+    /// browser: a command-line or server-side client) passes.
+    pub fn origins<I, S>(mut self, origins: I) -> Resource
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.origins = origins.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// Lets a web page from any origin open this resource: for a public
+    /// resource that does not rely on cookies or other ambient credentials
+    /// (see [`Resource::origins`]).
+    pub fn any_origin(mut self) -> Resource {
+        self.any_origin = true;
+        self
+    }
+
+    /// Whether a handshake with this `Origin` header may go on: any origin
+    /// when allowed, a listed one, or the request's own (its `Origin` host
+    /// and port equal to its `Host`, as gorilla/websocket decides).
+    pub(crate) fn origin_allowed(&self, origin: &str, host: Option<&str>) -> bool {
+        if self.any_origin || self.origins.iter().any(|o| o.eq_ignore_ascii_case(origin)) {
+            return true;
+        }
+        let authority = origin.split_once("://").map(|(_, rest)| rest);
+        matches!((authority, host), (Some(a), Some(h)) if !a.is_empty() && a.eq_ignore_ascii_case(h))
+    }
+
+    /// The first listed origin that is not `scheme://host[:port]`.
+    pub(crate) fn invalid_origin(&self) -> Option<&str> {
+        self.origins
+            .iter()
+            .find(|o| !valid_origin(o))
+            .map(String::as_str)
+    }
+
     /// The subprotocol to agree on, given what the client offered.
     pub(crate) fn choose_protocol(&self, offered: &[&str]) -> Option<String> {
         if offered.is_empty() {
@@ -135,6 +197,66 @@ impl Resource {
             .iter()
             .find(|p| offered.contains(&p.as_str()))
             .cloned()
+    }
+}
+
+/// Whether `origin` is written as a browser's `Origin` header:
+/// `scheme://host[:port]`, nothing after.
+fn valid_origin(origin: &str) -> bool {
+    let Some((scheme, authority)) = origin.split_once("://") else {
+        return false;
+    };
+    if !crate::http::is_token(scheme) || authority.contains(['/', '?', '#', '@', ' ']) {
+        return false;
+    }
+    let (host, port) = match authority.strip_prefix('[') {
+        Some(v6) => match v6.split_once(']') {
+            Some((addr, "")) => (addr, None),
+            Some((addr, after)) => match after.strip_prefix(':') {
+                Some(port) => (addr, Some(port)),
+                None => return false,
+            },
+            None => return false,
+        },
+        None => match authority.rsplit_once(':') {
+            Some((host, port)) => (host, Some(port)),
+            None => (authority, None),
+        },
+    };
+    !host.is_empty() && port.is_none_or(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
+}
+
+/// The first header of `headers` that cannot be written, and why.
+pub(crate) fn invalid_header(headers: &[(String, String)]) -> Option<String> {
+    headers.iter().find_map(|(name, value)| {
+        crate::http::check_header(name, value)
+            .err()
+            .map(|why| format!("header {name:?}: {why}"))
+    })
+}
+
+/// A hook's answer, checked before anything of it is written: one that
+/// cannot be written as it is (see [`Resource::on_handshake`]) becomes a
+/// `500`, logged naming the hook and what is wrong.
+pub(crate) fn checked(
+    hook: &str,
+    req: &Request,
+    answer: Result<Accept, Reject>,
+) -> Result<Accept, Reject> {
+    let problem = match &answer {
+        Ok(accept) => invalid_header(&accept.headers),
+        Err(reject) => reject.invalid(),
+    };
+    match problem {
+        None => answer,
+        Some(why) => {
+            log::error!(
+                "{}: the {hook} hook's answer for {} cannot be sent ({why}); answered 500",
+                req.peer_addr(),
+                req.path()
+            );
+            Err(Reject::new(500).body("internal error"))
+        }
     }
 }
 
@@ -161,7 +283,10 @@ impl Accept {
         Accept::default()
     }
 
-    /// Adds a response header.
+    /// Adds a response header. A name that is not an HTTP token, or a
+    /// value with CR, LF, NUL or another control character, is never
+    /// written: the request is answered `500` instead (see
+    /// [`Resource::on_handshake`]).
     pub fn header(mut self, name: impl Into<String>, value: impl Into<String>) -> Accept {
         self.headers.push((name.into(), value.into()));
         self
@@ -187,7 +312,9 @@ pub struct Reject {
 
 impl Reject {
     /// Refuse with this status (e.g. 401, 403; 204 tells an `EventSource`
-    /// to stop reconnecting).
+    /// to stop reconnecting). A status outside 200-599 (such as 101) is
+    /// never written: the request is answered `500` instead (see
+    /// [`Resource::on_handshake`]).
     pub fn new(status: u16) -> Reject {
         Reject {
             status,
@@ -196,7 +323,7 @@ impl Reject {
         }
     }
 
-    /// Adds a response header.
+    /// Adds a response header, checked as [`Accept::header`]'s are.
     pub fn header(mut self, name: impl Into<String>, value: impl Into<String>) -> Reject {
         self.headers.push((name.into(), value.into()));
         self
@@ -213,8 +340,26 @@ impl Reject {
         self.status
     }
 
+    /// Why this refusal cannot be written as it is, if it cannot.
+    pub(crate) fn invalid(&self) -> Option<String> {
+        if !(200..=599).contains(&self.status) {
+            return Some(format!("status {} is outside 200-599", self.status));
+        }
+        invalid_header(&self.headers)
+    }
+
     /// The full response, with `Content-Length` and `Connection: close`.
     pub(crate) fn to_bytes(&self) -> Vec<u8> {
+        self.response(false)
+    }
+
+    /// The response, without the body for a `HEAD` request (RFC 9110
+    /// section 9.3.2: the same headers, `Content-Length` included).
+    pub(crate) fn response(&self, head_only: bool) -> Vec<u8> {
+        if self.invalid().is_some() {
+            // Checked where hooks answer; this keeps any other path safe.
+            return Reject::new(500).body("internal error").response(head_only);
+        }
         let mut headers = self.headers.clone();
         let has = |name: &str| {
             self.headers
@@ -224,11 +369,84 @@ impl Reject {
         if !self.body.is_empty() && !has("content-type") {
             headers.push(("Content-Type".into(), "text/plain; charset=utf-8".into()));
         }
-        if self.status != 204 && self.status >= 200 {
+        if self.status != 204 {
             headers.push(("Content-Length".into(), self.body.len().to_string()));
         }
         headers.push(("Connection".into(), "close".into()));
-        let body: &[u8] = if self.status == 204 { &[] } else { &self.body };
+        let body: &[u8] = if self.status == 204 || head_only {
+            &[]
+        } else {
+            &self.body
+        };
         crate::http::response_bytes(self.status, &headers, body)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn invalid_answers_become_500() {
+        for status in [0, 101, 199, 600, 999] {
+            let r = Reject::new(status);
+            assert!(r.invalid().is_some(), "{status}");
+            let text = String::from_utf8(r.to_bytes()).unwrap();
+            assert!(text.starts_with("HTTP/1.1 500 "), "{text}");
+        }
+        for status in [200, 204, 403, 599] {
+            assert!(Reject::new(status).invalid().is_none(), "{status}");
+        }
+        let split = Reject::new(403).header("X-Room", "a\r\nSet-Cookie: session=evil");
+        let text = String::from_utf8(split.to_bytes()).unwrap();
+        assert!(text.starts_with("HTTP/1.1 500 "), "{text}");
+        assert!(!text.contains("Set-Cookie"), "{text}");
+        assert!(split.invalid().unwrap().contains("\"X-Room\""));
+    }
+
+    #[test]
+    fn head_refusals_have_no_body() {
+        let r = Reject::new(404).body("not found");
+        let text = String::from_utf8(r.response(true)).unwrap();
+        assert!(text.contains("Content-Length: 9\r\n"), "{text}");
+        assert!(text.ends_with("\r\n\r\n"), "{text}");
+    }
+
+    #[test]
+    fn origins() {
+        let same = Resource::new();
+        assert!(same.origin_allowed("http://h:1", Some("h:1")));
+        assert!(same.origin_allowed("https://H:1", Some("h:1")));
+        assert!(!same.origin_allowed("http://h:2", Some("h:1")));
+        assert!(!same.origin_allowed("http://evil", Some("h:1")));
+        assert!(!same.origin_allowed("null", Some("h:1")));
+        assert!(!same.origin_allowed("http://h:1", None));
+        let listed = Resource::new().origins(["http://localhost:3000"]);
+        assert!(listed.origin_allowed("http://LOCALHOST:3000", Some("h:1")));
+        assert!(!listed.origin_allowed("http://localhost:3001", Some("h:1")));
+        assert!(Resource::new().any_origin().origin_allowed("null", None));
+        for good in [
+            "http://a",
+            "https://a.b:8443",
+            "http://[::1]:3000",
+            "http://[::1]",
+        ] {
+            assert_eq!(
+                Resource::new().origins([good]).invalid_origin(),
+                None,
+                "{good}"
+            );
+        }
+        for bad in [
+            "a.com",
+            "https://a.com/",
+            "http://",
+            "http://a:",
+            "http://a:x",
+            "http://u@a",
+            "*",
+        ] {
+            assert_eq!(Resource::new().origins([bad]).invalid_origin(), Some(bad));
+        }
     }
 }

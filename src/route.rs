@@ -55,7 +55,22 @@ impl Pattern {
             .all(|s| matches!(s, Segment::Literal(_)))
     }
 
-    /// The named segments' values if `path` matches.
+    /// Whether both patterns match the same paths: the same literals in the
+    /// same places, whatever the parameters are called.
+    fn same_shape(&self, other: &Pattern) -> bool {
+        self.segments.len() == other.segments.len()
+            && self
+                .segments
+                .iter()
+                .zip(&other.segments)
+                .all(|pair| match pair {
+                    (Segment::Literal(a), Segment::Literal(b)) => a == b,
+                    (Segment::Param(_), Segment::Param(_)) => true,
+                    _ => false,
+                })
+    }
+
+    /// The named segments' values if `path` matches, not decoded yet.
     fn matches(&self, path: &str) -> Option<Vec<(String, String)>> {
         let parts = path.strip_prefix('/')?.split('/');
         let mut params = Vec::new();
@@ -65,9 +80,7 @@ impl Pattern {
                 Segment::Literal(l) if l == part => {}
                 Segment::Literal(_) => return None,
                 Segment::Param(_) if part.is_empty() => return None,
-                Segment::Param(name) => {
-                    params.push((name.clone(), crate::http::percent_decode(part)))
-                }
+                Segment::Param(name) => params.push((name.clone(), part.to_owned())),
             }
         }
         expected.next().is_none().then_some(params)
@@ -95,19 +108,25 @@ impl<T> Routes<T> {
     /// Adds an endpoint; an error if the path is malformed or already taken.
     pub(crate) fn add(&mut self, path: &str, target: T) -> Result<(), Error> {
         let pattern = Pattern::parse(path)?;
-        if self
+        if let Some(p) = self
             .entries
             .iter()
-            .any(|(p, _)| p.segments == pattern.segments)
+            .find(|(p, _)| p.same_shape(&pattern))
+            .map(|(p, _)| p.text.clone())
         {
-            return Err(Error::Route(format!("{path:?} is defined twice")));
+            return Err(Error::Route(if p == path {
+                format!("{path:?} is defined twice")
+            } else {
+                format!("{path:?} matches the same paths as {p:?}, defined before")
+            }));
         }
         self.entries.push((pattern, target));
         Ok(())
     }
 
-    /// The endpoint for `path`: the target, its named segments, and the
-    /// pattern's text (e.g. `/chat/:room`).
+    /// The endpoint for `path`: the target, its named segments (not
+    /// percent-decoded: see [`decode_params`]), and the pattern's text (e.g.
+    /// `/chat/:room`).
     pub(crate) fn find(&self, path: &str) -> Option<Found<'_, T>> {
         let exact = self
             .entries
@@ -121,6 +140,15 @@ impl<T> Routes<T> {
             .filter(|(p, _)| !p.is_exact())
             .find_map(|(p, t)| p.matches(path).map(|params| (t, params, p.text.as_str())))
     }
+}
+
+/// Percent-decodes the named segments' values; `None` when one is not UTF-8
+/// once decoded (`%FF`), which the server refuses with 400 rather than
+/// giving two different paths the same value.
+pub(crate) fn decode_params(raw: Vec<(String, String)>) -> Option<Vec<(String, String)>> {
+    raw.into_iter()
+        .map(|(k, v)| crate::http::percent_decode_utf8(&v).map(|v| (k, v)))
+        .collect()
 }
 
 #[cfg(test)]
@@ -137,7 +165,17 @@ mod tests {
         let (t, params, pattern) = r.find("/chat/my%20room").unwrap();
         assert_eq!(t, &1);
         assert_eq!(pattern, "/chat/:room");
-        assert_eq!(params, vec![("room".to_owned(), "my room".to_owned())]);
+        assert_eq!(params, vec![("room".to_owned(), "my%20room".to_owned())]);
+        let decoded = decode_params(params).unwrap();
+        assert_eq!(decoded, vec![("room".to_owned(), "my room".to_owned())]);
+        let (_, params, _) = r.find("/chat/a%2Fb").unwrap();
+        assert_eq!(decode_params(params).unwrap()[0].1, "a/b");
+        let (_, params, _) = r.find("/chat/..").unwrap();
+        assert_eq!(decode_params(params).unwrap()[0].1, "..");
+        for bad in ["/chat/%FF", "/chat/%FE", "/chat/%C3"] {
+            let (_, params, _) = r.find(bad).unwrap();
+            assert_eq!(decode_params(params), None, "{bad}");
+        }
         assert!(r.find("/chat/").is_none());
         assert!(r.find("/chat/a/b").is_none());
         assert_eq!(r.find("/").unwrap().0, &3);
@@ -152,5 +190,10 @@ mod tests {
         assert!(r.add("/a/:x/:x", 1).is_err());
         r.add("/a/:x", 1).unwrap();
         assert!(r.add("/a/:x", 2).is_err());
+        assert!(r.add("/a/:y", 2).is_err());
+        r.add("/a/b", 3).unwrap();
+        r.add("/a/:x/c", 4).unwrap();
+        r.add("/a/:x/:y", 5).unwrap();
+        assert!(r.add("/a/:p/:q", 6).is_err());
     }
 }

@@ -113,8 +113,19 @@ impl Server {
     /// Registers a WebSocket resource at `path`: an exact path such as
     /// `/echo`, or a pattern with named segments such as `/chat/:room`
     /// (read them with [`Connection::param`]). A malformed or repeated path
-    /// is reported by [`Server::start`].
+    /// (or a malformed [`Resource::origins`] entry) is reported by
+    /// [`Server::start`].
     pub fn define_resource(&mut self, path: &str, resource: Resource) -> &mut Server {
+        if let Some(origin) = resource.invalid_origin() {
+            let reason = format!(
+                "{origin:?} (for {path:?}) is not an origin: scheme://host[:port], without a path"
+            );
+            self.route_error.get_or_insert(Error::Config {
+                setting: "origins",
+                reason,
+            });
+            return self;
+        }
         self.define(path, Endpoint::Socket(Arc::new(resource)))
     }
 
@@ -199,13 +210,21 @@ impl Server {
     /// Listens on `addr` and starts serving on a new acceptor thread.
     ///
     /// # Errors
-    /// [`Error::Config`] for a bad setting, [`Error::Route`] for a bad path
+    /// [`Error::Config`] for a bad setting (or a bad
+    /// [`Resource::origins`] entry), [`Error::Route`] for a bad path
     /// (or an event stream another running server serves),
     /// [`Error::Bind`] (naming the address) when it cannot listen there.
     pub fn start<A: ToSocketAddrs + fmt::Display>(&self, addr: A) -> Result<ServerHandle, Error> {
         self.config.validate()?;
-        if let Some(e) = &self.route_error {
-            return Err(Error::Route(e.to_string()));
+        match &self.route_error {
+            Some(Error::Config { setting, reason }) => {
+                return Err(Error::Config {
+                    setting,
+                    reason: reason.clone(),
+                })
+            }
+            Some(e) => return Err(Error::Route(e.to_string())),
+            None => {}
         }
         let bind_err = |source| Error::Bind {
             addr: addr.to_string(),
@@ -420,12 +439,12 @@ fn handle(core: &Core, id: u64, stream: &Arc<TcpStream>, peer: SocketAddr) {
             return refuse(
                 stream,
                 peer,
-                "-",
+                None,
                 &Reject::new(431).body("request head too large"),
             )
         }
         Err(HeadError::Malformed(why)) => {
-            return refuse(stream, peer, "-", &Reject::new(400).body(why));
+            return refuse(stream, peer, None, &Reject::new(400).body(why));
         }
         Err(HeadError::Timeout) => {
             log::debug!("{peer}: no complete request within the handshake timeout; dropped");
@@ -437,7 +456,16 @@ fn handle(core: &Core, id: u64, stream: &Arc<TcpStream>, peer: SocketAddr) {
         }
     };
     let Some((endpoint, params, route)) = core.routes.find(&req.path) else {
-        return refuse(stream, peer, &req.path, &Reject::new(404).body("not found"));
+        return refuse(
+            stream,
+            peer,
+            Some(&req),
+            &Reject::new(404).body("not found"),
+        );
+    };
+    let Some(params) = crate::route::decode_params(params) else {
+        let why = "a path parameter is not utf-8 once percent-decoded";
+        return refuse(stream, peer, Some(&req), &Reject::new(400).body(why));
     };
     req.params = params;
     let route = route.to_owned();
@@ -445,7 +473,7 @@ fn handle(core: &Core, id: u64, stream: &Arc<TcpStream>, peer: SocketAddr) {
         Endpoint::Socket(resource) => {
             let up = match crate::handshake::upgrade(&req, resource) {
                 Ok(up) => up,
-                Err(reject) => return refuse(stream, peer, &req.path, &reject),
+                Err(reject) => return refuse(stream, peer, Some(&req), &reject),
             };
             if let Err(e) = (&**stream).write_all(&up.response) {
                 log::debug!("{peer}: could not send the upgrade response: {e}");
@@ -471,6 +499,7 @@ fn handle(core: &Core, id: u64, stream: &Arc<TcpStream>, peer: SocketAddr) {
         }
         Endpoint::Events(events) => match crate::sse::admit(events, &req, c.debug_on_error) {
             Ok(accept) => {
+                let path = req.path.clone();
                 let opened = crate::sse::Opened {
                     id,
                     stream: Arc::clone(stream),
@@ -479,9 +508,12 @@ fn handle(core: &Core, id: u64, stream: &Arc<TcpStream>, peer: SocketAddr) {
                     hub: Arc::clone(&core.hub),
                     debug_on_error: c.debug_on_error,
                 };
-                crate::sse::run(events, &core.sse, opened);
+                if let Err(reject) = crate::sse::run(events, &core.sse, opened) {
+                    log::debug!("{peer}: answered {} for {path}", reject.status());
+                    answer(stream, &reject.to_bytes());
+                }
             }
-            Err(reject) => refuse(stream, peer, &req.path, &reject),
+            Err(reject) => refuse(stream, peer, Some(&req), &reject),
         },
         Endpoint::Page(page) => {
             log::debug!("{peer}: {} {}", req.method(), req.path);
@@ -494,9 +526,13 @@ fn handle(core: &Core, id: u64, stream: &Arc<TcpStream>, peer: SocketAddr) {
     }
 }
 
-fn refuse(stream: &TcpStream, peer: SocketAddr, path: &str, reject: &Reject) {
+/// Answers a refusal (without its body to `HEAD`) and closes; `req` is
+/// `None` when the request could not be read.
+fn refuse(stream: &TcpStream, peer: SocketAddr, req: Option<&Request>, reject: &Reject) {
+    let path = req.map_or("-", |r| r.path());
     log::debug!("{peer}: answered {} for {path}", reject.status());
-    answer(stream, &reject.to_bytes());
+    let head_only = req.is_some_and(|r| r.method() == "HEAD");
+    answer(stream, &reject.response(head_only));
 }
 
 /// Writes a whole response, then closes the connection gently.

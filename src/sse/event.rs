@@ -59,7 +59,9 @@ impl Event {
     /// The event id (`id:` field). The browser sends the last one it saw as
     /// `Last-Event-ID` when it reconnects, which lets a stream with a history
     /// ([`EventStream::history`](crate::EventStream::history)) replay what
-    /// was missed.
+    /// was missed. An id that could not come back intact in that header
+    /// (leading or trailing whitespace, a control character) is refused when
+    /// the event is sent.
     pub fn id(mut self, id: impl Into<String>) -> Event {
         self.id = Some(id.into());
         self
@@ -83,7 +85,10 @@ impl Event {
     ///
     /// # Errors
     /// [`Error::InvalidInput`] when the name or id contains `\r` or `\n`, or
-    /// the id contains NUL (browsers would ignore it).
+    /// the id contains NUL (browsers would ignore it), another control
+    /// character but tab, or starts or ends with a space or tab (the browser
+    /// sends it back in the `Last-Event-ID` header, whose value HTTP trims,
+    /// so it could never be resumed).
     pub fn encode(&self) -> Result<Vec<u8>, Error> {
         let newline = |s: &str| s.contains(['\r', '\n']);
         if self.name.as_deref().is_some_and(newline) {
@@ -94,6 +99,18 @@ impl Event {
         }
         if self.id.as_deref().is_some_and(|id| id.contains('\0')) {
             return Err(Error::InvalidInput("sse event id contains NUL"));
+        }
+        // The browser sends the id back as a header value, which HTTP
+        // trims and in which control characters are refused: such an id
+        // could never be found again.
+        if self.id.as_deref().is_some_and(|id| {
+            id.starts_with([' ', '\t'])
+                || id.ends_with([' ', '\t'])
+                || id.chars().any(|c| c.is_ascii_control() && c != '\t')
+        }) {
+            return Err(Error::InvalidInput(
+                "sse event id has leading or trailing whitespace or a control character",
+            ));
         }
         let mut out = String::with_capacity(self.data.len() + 32);
         if let Some(comment) = &self.comment {
@@ -233,6 +250,23 @@ mod tests {
             Event::new("x").id("1\n"),
             Event::new("x").id("\r1"),
             Event::new("x").id("1\u{0}2"),
+        ] {
+            assert!(
+                matches!(bad.encode(), Err(Error::InvalidInput(_))),
+                "{bad:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn ids_that_could_not_be_resumed_are_refused() {
+        assert!(Event::new("x").id("a b\tc").encode().is_ok());
+        for bad in [
+            Event::new("x").id(" 1"),
+            Event::new("x").id("1 "),
+            Event::new("x").id("\t1"),
+            Event::new("x").id("1\u{1}"),
+            Event::new("x").id("1\u{7f}"),
         ] {
             assert!(
                 matches!(bad.encode(), Err(Error::InvalidInput(_))),

@@ -51,7 +51,7 @@ pub(crate) fn admit(
         return Ok(Accept::new());
     };
     match guard::run(debug_on_error, || hook(req)) {
-        Ok(answer) => answer,
+        Ok(answer) => crate::resource::checked("on_connect", req, answer),
         Err(p) => {
             log::error!(
                 "{}: on_connect hook panicked at {}: {}",
@@ -75,7 +75,9 @@ pub(crate) struct Opened {
 }
 
 /// Serves one client, from the response head to its end, on its own thread.
-pub(crate) fn run(events: &EventStream, streams: &Streams, opened: Opened) {
+/// `Err` is the refusal to send instead when no response head went out
+/// (the `on_unknown_id` hook panicked): then no other hook runs.
+pub(crate) fn run(events: &EventStream, streams: &Streams, opened: Opened) -> Result<(), Reject> {
     let Opened {
         id,
         stream,
@@ -105,7 +107,16 @@ pub(crate) fn run(events: &EventStream, streams: &Streams, opened: Opened) {
     };
 
     streams.clients.lock().insert(id, client.clone());
-    open(events, &hooks, &head);
+    if let Err(p) = open(events, &hooks, &head) {
+        log::error!(
+            "event client {id}: on_unknown_id hook panicked at {}: {}",
+            p.location,
+            p.message
+        );
+        client.inner.closing.store(true, Ordering::SeqCst);
+        streams.clients.lock().remove(&id);
+        return Err(Reject::new(500).body("internal error"));
+    }
     client.inner.ready.store(true, Ordering::SeqCst);
     if let Some(keepalive) = streams.keepalive {
         hub.due_in(keepalive);
@@ -137,11 +148,13 @@ pub(crate) fn run(events: &EventStream, streams: &Streams, opened: Opened) {
     if let Some(hook) = &events.on_close {
         hooks.call("on_close", || hook(&client));
     }
+    Ok(())
 }
 
 /// Joins the stream's client list and queues the head and the replay, all
-/// under the stream's lock, so no live event comes before them.
-fn open(events: &EventStream, hooks: &Hooks<'_>, head: &[u8]) {
+/// under the stream's lock, so no live event comes before them. `Err` when
+/// the `on_unknown_id` hook panicked: nothing was queued then.
+fn open(events: &EventStream, hooks: &Hooks<'_>, head: &[u8]) -> Result<(), guard::Panic> {
     let client = hooks.client;
     let last_id = client.last_event_id();
     // The application's event for an unknown id: computed outside the lock,
@@ -152,8 +165,7 @@ fn open(events: &EventStream, hooks: &Hooks<'_>, head: &[u8]) {
         let replay = st.replay_for(client, last_id);
         if let (Replay::Unknown, None, Some(hook)) = (&replay, &fallback, &events.on_unknown_id) {
             drop(st);
-            let mut event = None;
-            hooks.call("on_unknown_id", || event = hook(client.request()));
+            let event = guard::run(hooks.debug_on_error, || hook(client.request()))?;
             fallback = Some(event.and_then(|e| match e.encode() {
                 Ok(bytes) => Some(bytes),
                 Err(err) => {
@@ -190,7 +202,7 @@ fn open(events: &EventStream, hooks: &Hooks<'_>, head: &[u8]) {
                 }
             }
         }
-        return;
+        return Ok(());
     }
 }
 

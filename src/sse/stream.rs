@@ -103,6 +103,15 @@ impl EventStream {
     /// (`401`, `403`, or `204`, which tells an `EventSource` to stop
     /// reconnecting). The same hook, by the same name, as
     /// [`Resource::on_handshake`](crate::Resource::on_handshake).
+    ///
+    /// Cross-origin pages: a browser applies CORS to an `EventSource`, so
+    /// the headers this hook adds decide who may read the stream
+    /// (`Access-Control-Allow-Origin`, and `Access-Control-Allow-Credentials`
+    /// for cookies); there is no `Origin` setting as for WebSocket resources
+    /// ([`Resource::origins`](crate::Resource::origins)), whose handshakes
+    /// browsers do not guard with CORS. Headers and statuses are checked as
+    /// for [`Resource::on_handshake`](crate::Resource::on_handshake): an
+    /// answer that cannot be sent as it is becomes a `500`.
     pub fn on_handshake(
         mut self,
         hook: impl Fn(&Request) -> Result<Accept, Reject> + Send + Sync + 'static,

@@ -196,6 +196,7 @@ fn subprotocol_headers_and_query_reach_the_server() {
     let tx = seen.tx.clone();
     let res = Resource::new()
         .protocols(["chat.v2", "chat.v1"])
+        .origins(["http://example.com"])
         .on_handshake(move |req| {
             let get = |k: &str| req.header(k).unwrap_or("-").to_owned();
             tx.send((

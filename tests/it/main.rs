@@ -6,6 +6,7 @@ mod core;
 mod correctness;
 mod ergonomics;
 mod examples;
+mod http;
 mod logtail;
 mod page;
 mod push;

@@ -1,0 +1,385 @@
+//! HTTP edges over real sockets: what the request parser accepts and
+//! refuses, headers and statuses from hooks, the Origin policy, answers to
+//! `HEAD`, and the client reading odd answers from a server we script.
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::thread;
+
+use wsportal::{Accept, Client, Error, EventStream, Reject, Resource, Server, ServerHandle};
+
+use crate::support::*;
+
+/// A server with a WebSocket resource at `/room/:name` and an event stream
+/// at `/events/:name`; both hooks put the name in a header, as a new user
+/// might, and refuse the name `no` with the same header.
+fn reflecting_server() -> ServerHandle {
+    init_logs();
+    let mut server = Server::new();
+    server
+        .define_resource(
+            "/room/:name",
+            Resource::new().on_handshake(|req| {
+                let name = req.param("name").unwrap_or("").to_owned();
+                match name.as_str() {
+                    "no" => Err(Reject::new(403).header("X-Room", name)),
+                    "status" => Err(Reject::new(101)),
+                    _ if name.starts_with("no") => Err(Reject::new(403).header("X-Room", name)),
+                    _ => Ok(Accept::new().header("X-Room", name)),
+                }
+            }),
+        )
+        .define_event_stream(
+            "/events/:name",
+            EventStream::new().on_handshake(|req| {
+                let name = req.param("name").unwrap_or("").to_owned();
+                match name.as_str() {
+                    "status" => Err(Reject::new(999)),
+                    _ if name.starts_with("no") => Err(Reject::new(403).header("X-Room", name)),
+                    _ => Ok(Accept::new().header("X-Room", name)),
+                }
+            }),
+        )
+        .define_page("/", "text/plain", "page");
+    server.start("127.0.0.1:0").expect("server starts")
+}
+
+/// Sends `request` and reads the answer's head only (a `101` or an event
+/// stream would not end).
+fn head(addr: std::net::SocketAddr, request: &str) -> (u16, String) {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(WAIT)).unwrap();
+    s.write_all(request.as_bytes()).unwrap();
+    let mut head = Vec::new();
+    let mut b = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") && s.read(&mut b).unwrap_or(0) == 1 {
+        head.push(b[0]);
+    }
+    let text = String::from_utf8_lossy(&head).into_owned();
+    let status = text[9..12].parse().unwrap();
+    (status, text)
+}
+
+fn event_request(path: &str) -> String {
+    format!("GET {path} HTTP/1.1\r\nHost: x\r\nAccept: text/event-stream\r\n\r\n")
+}
+
+#[test]
+fn reflected_parameters_cannot_split_a_response() {
+    let h = reflecting_server();
+    let a = h.local_addr();
+    let evil = "a%0d%0aSet-Cookie:%20session=evil";
+    let requests = [
+        upgrade_request(&format!("/room/{evil}"), ""),
+        upgrade_request(&format!("/room/no{evil}"), ""),
+        event_request(&format!("/events/{evil}")),
+        event_request(&format!("/events/no{evil}")),
+    ];
+    for request in requests {
+        let (status, text) = http(a, &request);
+        assert_eq!(status, 500, "{request}: {text}");
+        assert!(!text.contains("Set-Cookie"), "{text}");
+        assert!(!text.contains("X-Room"), "{text}");
+    }
+    // A harmless value goes through.
+    let (status, text) = http(a, &upgrade_request("/room/no%20way", ""));
+    assert_eq!(status, 403, "{text}");
+    assert!(text.contains("X-Room: no way\r\n"), "{text}");
+}
+
+#[test]
+fn statuses_outside_200_to_599_are_a_500() {
+    let h = reflecting_server();
+    let (status, text) = http(h.local_addr(), &upgrade_request("/room/status", ""));
+    assert_eq!(status, 500, "{text}");
+    let (status, text) = http(h.local_addr(), &event_request("/events/status"));
+    assert_eq!(status, 500, "{text}");
+}
+
+#[test]
+fn a_request_without_host_is_a_400() {
+    let h = reflecting_server();
+    let (status, text) = http(h.local_addr(), "GET / HTTP/1.1\r\nX: y\r\n\r\n");
+    assert_eq!(status, 400, "{text}");
+    assert!(text.ends_with("missing Host header"), "{text}");
+    let (status, _) = http(h.local_addr(), "GET / HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert_eq!(status, 200);
+}
+
+#[test]
+fn what_httparse_decides() {
+    let h = reflecting_server();
+    let a = h.local_addr();
+    // obs-fold and a header line without a colon in a request: 400.
+    let (status, _) = http(a, "GET / HTTP/1.1\r\nHost: x\r\nX: a\r\n b\r\n\r\n");
+    assert_eq!(status, 400);
+    let (status, _) = http(a, "GET / HTTP/1.1\r\nHost: x\r\nno colon\r\n\r\n");
+    assert_eq!(status, 400);
+    // An absolute-form target is served (RFC 9112 section 3.2.2).
+    let (status, text) = http(a, "GET http://x/ HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert_eq!(status, 200, "{text}");
+    // An encoded slash stays inside the parameter; `..` is just a name.
+    let (status, text) = head(a, &upgrade_request("/room/a%2Fb", ""));
+    assert_eq!(status, 101, "{text}");
+    assert!(text.contains("X-Room: a/b\r\n"), "{text}");
+    let (status, text) = head(a, &upgrade_request("/room/..", ""));
+    assert_eq!(status, 101, "{text}");
+    assert!(text.contains("X-Room: ..\r\n"), "{text}");
+}
+
+#[test]
+fn a_parameter_that_is_not_utf8_is_a_400() {
+    // %FF and %FE would both decode to U+FFFD.
+    let h = reflecting_server();
+    for path in ["/room/%FF", "/room/%FE"] {
+        let (status, text) = http(h.local_addr(), &upgrade_request(path, ""));
+        assert_eq!(status, 400, "{text}");
+    }
+}
+
+#[test]
+fn a_bare_lf_never_stays_inside_a_value() {
+    init_logs();
+    let seen = Events::new();
+    let tx = seen.tx.clone();
+    let mut server = Server::new();
+    server.define_resource(
+        "/ws",
+        Resource::new().on_handshake(move |req| {
+            tx.send(req.header("x-test").map(str::to_owned)).unwrap();
+            Ok(Accept::new())
+        }),
+    );
+    let h = server.start("127.0.0.1:0").unwrap();
+    let request = upgrade_request("/ws", "X-Test: a\nX-Other: b\r\n");
+    let (status, text) = head(h.local_addr(), &request);
+    assert_eq!(status, 101, "{text}");
+    assert_eq!(seen.next().as_deref(), Some("a"));
+}
+
+#[test]
+fn a_latin_1_cookie_is_no_reason_to_refuse() {
+    let h = reflecting_server();
+    let a = h.local_addr();
+    let cookie = b"Cookie: name=caf\xe9\r\n";
+    let mut page = b"GET / HTTP/1.1\r\nHost: x\r\n".to_vec();
+    page.extend_from_slice(cookie);
+    page.extend_from_slice(b"\r\n");
+    let mut upgrade = upgrade_request("/room/a", "").into_bytes();
+    upgrade.truncate(upgrade.len() - 2);
+    upgrade.extend_from_slice(cookie);
+    upgrade.extend_from_slice(b"\r\n");
+    for (request, want) in [(page, 200), (upgrade, 101)] {
+        let mut s = TcpStream::connect(a).unwrap();
+        s.set_read_timeout(Some(WAIT)).unwrap();
+        s.write_all(&request).unwrap();
+        let mut answer = [0u8; 12];
+        s.read_exact(&mut answer).unwrap();
+        assert_eq!(&answer[9..12], want.to_string().as_bytes());
+    }
+}
+
+#[test]
+fn refusals_to_head_have_no_body() {
+    let h = reflecting_server();
+    let a = h.local_addr();
+    for (path, want) in [("/nowhere", 404), ("/events/a", 405), ("/room/a", 405)] {
+        let (status, text) = http(a, &format!("HEAD {path} HTTP/1.1\r\nHost: x\r\n\r\n"));
+        assert_eq!(status, want, "{path}: {text}");
+        assert!(text.ends_with("\r\n\r\n"), "{path}: {text:?}");
+        let length = |t: &str| {
+            t.lines()
+                .find(|l| l.starts_with("Content-Length:"))
+                .map(str::to_owned)
+        };
+        assert!(length(&text).is_some(), "{path}: {text}");
+        if want == 404 {
+            // (A GET to the others would open a stream or a WebSocket.)
+            let (_, get) = http(a, &format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n"));
+            assert_eq!(length(&text), length(&get), "{path}");
+        }
+    }
+}
+
+#[test]
+fn two_patterns_for_the_same_paths_are_refused() {
+    let mut server = Server::new();
+    server
+        .define_resource("/a/:x", Resource::new())
+        .define_resource("/a/:y", Resource::new());
+    let err = server.start("127.0.0.1:0").unwrap_err();
+    assert!(matches!(err, Error::Route(_)), "{err:?}");
+}
+
+#[test]
+fn a_panicking_on_unknown_id_answers_500_and_skips_on_open() {
+    init_logs();
+    let opened = Events::new();
+    let tx = opened.tx.clone();
+    let events = EventStream::new()
+        .history(10)
+        .on_unknown_id(|_| panic!("on_unknown_id fails"))
+        .on_open(move |_| tx.send(()).unwrap());
+    let mut server = Server::new();
+    server.define_event_stream("/events", events);
+    let h = server.start("127.0.0.1:0").unwrap();
+    let request =
+        "GET /events HTTP/1.1\r\nHost: x\r\nAccept: text/event-stream\r\nLast-Event-ID: 9\r\n\r\n";
+    let (status, text) = http(h.local_addr(), request);
+    assert_eq!(status, 500, "{text}");
+    // A stream that does open runs on_open: so a missing one is seen in order.
+    let (tx2, rx2) = crossbeam_channel::bounded(1);
+    thread::spawn({
+        let a = h.local_addr();
+        move || {
+            let mut s = TcpStream::connect(a).unwrap();
+            s.set_read_timeout(Some(WAIT)).unwrap();
+            s.write_all(event_request("/events").as_bytes()).unwrap();
+            let mut b = [0u8; 12];
+            let _ = s.read_exact(&mut b);
+            let _ = tx2.send(b);
+            // Keep the socket until the test has seen on_open.
+            let _ = s.read(&mut b);
+        }
+    });
+    assert_eq!(&rx2.recv_timeout(WAIT).unwrap()[9..12], b"200");
+    opened.next();
+    assert!(opened.rx.try_recv().is_err(), "on_open ran twice");
+    h.close();
+}
+
+// ---------------------------------------------------------------- Origin
+
+fn origin_server(res: Resource) -> ServerHandle {
+    init_logs();
+    let mut server = Server::new();
+    server.define_resource("/ws", res);
+    server.start("127.0.0.1:0").expect("server starts")
+}
+
+#[test]
+fn cross_origin_handshakes_are_refused_by_default() {
+    let h = origin_server(Resource::new());
+    let a = h.local_addr();
+    let same = format!("http://{a}");
+    // The tungstenite client sends Host: ADDR, as a browser on the same page would.
+    assert!(connect_with(a, "/ws", &[("Origin", &same)]).is_ok());
+    assert!(connect_with(a, "/ws", &[]).is_ok(), "no Origin passes");
+    for other in ["http://evil.example", "null", "http://127.0.0.1:1"] {
+        match connect_with(a, "/ws", &[("Origin", other)]) {
+            Err(tungstenite::Error::Http(r)) => assert_eq!(r.status(), 403, "{other}"),
+            e => panic!("{other}: {e:?}"),
+        }
+    }
+}
+
+#[test]
+fn allowed_origins_and_any_origin() {
+    let h = origin_server(Resource::new().origins(["http://app.example:3000"]));
+    let a = h.local_addr();
+    assert!(connect_with(a, "/ws", &[("Origin", "http://app.example:3000")]).is_ok());
+    assert!(connect_with(a, "/ws", &[("Origin", "http://app.example:3001")]).is_err());
+    let h = origin_server(Resource::new().any_origin());
+    assert!(connect_with(h.local_addr(), "/ws", &[("Origin", "http://evil.example")]).is_ok());
+    let mut bad = Server::new();
+    bad.define_resource("/ws", Resource::new().origins(["https://app.example/"]));
+    let err = bad.start("127.0.0.1:0").unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::Config {
+                setting: "origins",
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+}
+
+// ---------------------------------------------------------------- client
+
+/// A one-shot server that answers the first request with `answer` and then
+/// keeps the connection open until the test ends (`hold` is dropped).
+fn scripted(answer: &'static [u8]) -> (String, crossbeam_channel::Sender<()>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (hold, held) = crossbeam_channel::bounded::<()>(0);
+    thread::spawn(move || {
+        let (mut s, _) = listener.accept().unwrap();
+        s.set_read_timeout(Some(WAIT)).unwrap();
+        let mut head = Vec::new();
+        let mut b = [0u8; 1];
+        while !head.ends_with(b"\r\n\r\n") && s.read(&mut b).unwrap_or(0) == 1 {
+            head.push(b[0]);
+        }
+        let key = String::from_utf8_lossy(&head)
+            .lines()
+            .find_map(|l| l.strip_prefix("Sec-WebSocket-Key: ").map(str::to_owned))
+            .unwrap_or_default();
+        let accept = tungstenite::handshake::derive_accept_key(key.as_bytes());
+        let text = String::from_utf8_lossy(answer).replace("ACCEPT", &accept);
+        s.write_all(text.as_bytes()).unwrap();
+        let _ = held.recv_timeout(WAIT * 2);
+    });
+    (format!("ws://{addr}/x"), hold)
+}
+
+/// Connects in another thread with a long timeout; the result must come
+/// without waiting for it (bounded by `WAIT`).
+fn connect_soon(url: String) -> Result<wsportal::ClientHandle, Error> {
+    let (tx, rx) = crossbeam_channel::bounded(1);
+    thread::spawn(move || {
+        let _ = tx.send(Client::new(url).timeout(WAIT * 10).connect());
+    });
+    rx.recv_timeout(WAIT)
+        .expect("connect() waited for its timeout")
+}
+
+#[test]
+fn a_refusal_without_a_body_does_not_wait_out_the_timeout() {
+    let (url, _hold) = scripted(b"HTTP/1.1 204 No Content\r\n\r\n");
+    let err = connect_soon(url).unwrap_err();
+    assert!(
+        matches!(&err, Error::Http { status: 204, body, .. } if body.is_empty()),
+        "{err:?}"
+    );
+    let (url, _hold) = scripted(
+        b"HTTP/1.1 403 Forbidden\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nno!\r\n5\r\n stop\r\n0\r\n\r\n",
+    );
+    let err = connect_soon(url).unwrap_err();
+    assert!(
+        matches!(&err, Error::Http { status: 403, body, .. } if body == b"no! stop"),
+        "{err:?}"
+    );
+}
+
+#[test]
+fn the_client_reads_a_folded_101() {
+    let (url, hold) = scripted(
+        b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection:\r\n Upgrade\r\n\
+          Sec-WebSocket-Accept: ACCEPT\r\n\r\n",
+    );
+    let ws = connect_soon(url).expect("a folded header is read as spaces");
+    // The scripted server hangs up, so the handle need not wait for a close.
+    drop(hold);
+    drop(ws);
+}
+
+#[test]
+fn the_client_refuses_an_extension_in_a_second_header() {
+    let (url, _hold) = scripted(
+        b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+          Sec-WebSocket-Accept: ACCEPT\r\nSec-WebSocket-Extensions:\r\n\
+          Sec-WebSocket-Extensions: permessage-deflate\r\n\r\n",
+    );
+    let err = connect_soon(url).unwrap_err();
+    assert!(matches!(err, Error::Protocol(_)), "{err:?}");
+}
+
+#[test]
+fn a_bad_port_in_a_url_is_invalid_input() {
+    for url in ["ws://127.0.0.1:99999/x", "ws://h:abc/", "ws://h:-1/"] {
+        let err = Client::new(url).connect().unwrap_err();
+        assert!(matches!(err, Error::InvalidInput(_)), "{url}: {err:?}");
+    }
+}
