@@ -69,7 +69,7 @@ impl Response {
 
     /// Adds a header. A name that is not an HTTP token, or a value with a
     /// control character such as a newline, makes the answer a `500`
-    /// (logged as a warning) rather than a broken response.
+    /// (logged at error level, as for a hook's answer) rather than a broken response.
     pub fn header(mut self, name: impl Into<String>, value: impl Into<String>) -> Response {
         self.headers.push((name.into(), value.into()));
         self
@@ -106,16 +106,10 @@ impl Response {
 
     /// What is wrong with this response, if it cannot be sent as it is.
     fn invalid(&self) -> Option<String> {
-        if !(200..=999).contains(&self.status) || self.status == 101 {
-            return Some(format!(
-                "status {} cannot answer a plain request",
-                self.status
-            ));
+        if !(200..=599).contains(&self.status) {
+            return Some(format!("status {} is not 200-599", self.status));
         }
-        let bad_value = |v: &str| v.chars().any(|c| c.is_control() && c != '\t');
-        self.headers.iter().find_map(|(k, v)| {
-            (!crate::http::is_token(k) || bad_value(v)).then(|| format!("invalid header {k:?}"))
-        })
+        crate::resource::invalid_header(&self.headers)
     }
 
     /// The whole answer; with `head_only`, without the body.
@@ -193,7 +187,7 @@ impl Handler {
             Ok(response) => match response.invalid() {
                 None => response.to_bytes(head_only),
                 Some(why) => {
-                    log::warn!("handler for {}: {why}; answered 500", req.path());
+                    log::error!("handler for {}: {why}; answered 500", req.path());
                     failed()
                 }
             },
