@@ -70,6 +70,8 @@ pub(crate) struct Inner {
     pub(crate) close_sent: AtomicU64,
     /// Values for `Connection::with_state`.
     pub(crate) states: crate::state::States,
+    /// Messages and bytes each way, for `stats()`.
+    pub(crate) counts: crate::stats::ConnCounts,
 }
 
 /// Everything a connection is built from.
@@ -103,6 +105,7 @@ impl Connection {
                 ping_sent: AtomicU64::new(0),
                 close_sent: AtomicU64::new(0),
                 states: crate::state::States::default(),
+                counts: crate::stats::ConnCounts::default(),
             }),
         }
     }
@@ -139,8 +142,9 @@ impl Connection {
             Message::Text(s) => (true, s.into_bytes()),
             Message::Binary(b) => (false, b),
         };
+        let len = payload.len();
         let mut header = Vec::with_capacity(frame::MAX_HEADER_LEN);
-        frame::encode_header(&mut header, true, op, payload.len(), None);
+        frame::encode_header(&mut header, true, op, len, None);
         let pushed = self
             .inner
             .outbox
@@ -150,7 +154,10 @@ impl Connection {
             Err((e, payload)) => (Err(e), Some(payload)),
         };
         match (self.after_push(pushed), given_back) {
-            (Ok(()), _) => Ok(()),
+            (Ok(()), _) => {
+                self.inner.counts.sent(len);
+                Ok(())
+            }
             (Err(_), Some(p)) if text => {
                 // Because the payload came from a String, it is valid UTF-8.
                 Err(SendError(Message::Text(
@@ -286,7 +293,11 @@ impl Connection {
             .push_with(&mut &*self.inner.stream, len, last, |v| {
                 frame::encode(v, op, payload, mask)
             });
-        self.after_push(pushed)
+        self.after_push(pushed)?;
+        if matches!(op, OpCode::Text | OpCode::Binary) {
+            self.inner.counts.sent(payload.len());
+        }
+        Ok(())
     }
 
     /// Queues a frame encoded once for many connections (server side only).

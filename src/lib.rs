@@ -306,6 +306,7 @@ mod server;
 mod session;
 mod sse;
 mod state;
+mod stats;
 
 pub use crate::broadcast::Broadcaster;
 pub use crate::client::{Client, ClientHandle};
@@ -318,6 +319,7 @@ pub use crate::http::Request;
 pub use crate::message::Message;
 pub use crate::resource::{Accept, Reject, Resource};
 pub use crate::server::{Server, ServerHandle};
+pub use crate::stats::Stats;
 pub use crate::sse::{Event, EventClient, EventPublisher, EventSink, EventStream};
 
 /// `Result` with this crate's [`Error`].

@@ -325,6 +325,23 @@ impl Streams {
     pub(crate) fn count(&self) -> usize {
         self.clients.lock().len()
     }
+
+    /// Open clients per stream route, every stream listed.
+    pub(crate) fn clients_per_stream(&self) -> Vec<(String, usize)> {
+        self.streams
+            .iter()
+            .map(|s| {
+                let route = s.route.get().cloned().unwrap_or_default();
+                (route, s.state.lock().clients.len())
+            })
+            .collect()
+    }
+
+    /// Each open event client's backlog, in bytes.
+    pub(crate) fn backlogs(&self) -> Vec<usize> {
+        let clients: Vec<EventClient> = self.clients.lock().values().cloned().collect();
+        clients.iter().map(|c| c.inner.outbox.backlog()).collect()
+    }
 }
 
 impl Chores for Streams {
