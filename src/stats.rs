@@ -455,3 +455,43 @@ fn labels(pairs: &[(&str, &str)]) -> String {
     s.push('}');
     s
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn label_values_are_escaped() {
+        assert_eq!(
+            labels(&[("group", "a\"b\\c\nd"), ("code", "1000")]),
+            r#"{group="a\"b\\c\nd",code="1000"}"#
+        );
+    }
+
+    #[test]
+    fn prometheus_text_has_help_type_and_samples() {
+        let s = Stats {
+            connections_by_resource: vec![("/chat/:room".to_owned(), 2)],
+            largest_groups: vec![("x\"y".to_owned(), 3)],
+            messages_received: 7,
+            refused_by_status: vec![(404, 2)],
+            closes_by_code: vec![(1000, 1)],
+            ..Stats::default()
+        };
+        let text = s.to_prometheus();
+        for line in [
+            "# HELP wsportal_connections Open WebSocket connections, by resource.",
+            "# TYPE wsportal_connections gauge",
+            "wsportal_connections{resource=\"/chat/:room\"} 2",
+            "wsportal_group_members{group=\"x\\\"y\"} 3",
+            "# TYPE wsportal_messages_received_total counter",
+            "wsportal_messages_received_total 7",
+            "wsportal_requests_refused_total{status=\"404\"} 2",
+            "wsportal_closes_total{code=\"1000\"} 1",
+            "wsportal_threads{state=\"idle\"} 0",
+        ] {
+            assert!(text.lines().any(|l| l == line), "no {line:?} in\n{text}");
+        }
+        assert!(text.ends_with('\n'));
+    }
+}

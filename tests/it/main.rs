@@ -10,4 +10,5 @@ mod logtail;
 mod page;
 mod push;
 mod sse;
+mod stats;
 mod support;
