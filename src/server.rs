@@ -498,6 +498,7 @@ fn handle(core: &Core, id: u64, stream: &Arc<TcpStream>, peer: SocketAddr) {
                 Ok(up) => up,
                 Err(reject) => return refuse(stream, peer, &req.path, &reject),
             };
+            core.hub.stats.websocket_accepted();
             if let Err(e) = (&**stream).write_all(&up.response) {
                 log::debug!("{peer}: could not send the upgrade response: {e}");
                 return;
@@ -512,7 +513,6 @@ fn handle(core: &Core, id: u64, stream: &Arc<TcpStream>, peer: SocketAddr) {
                 data: up.data,
                 role: Role::Server,
             };
-            core.hub.stats.websocket_accepted();
             let conn = Connection::new(id, parts, Arc::clone(&core.hub));
             let limits = Limits {
                 max_frame: c.max_frame_size,

@@ -217,18 +217,22 @@ pub(crate) fn snapshot(hub: &crate::hub::Hub) -> Stats {
         .as_ref()
         .map(|g| g.resources().into_iter().map(|r| (r, 0)).collect())
         .unwrap_or_default();
-    let mut backlogs: Vec<usize> = Vec::new();
+    let mut open: Vec<crate::Connection> = Vec::new();
     hub.each_connection(|conns, n| {
-        // Under the hub's connection lock: see `Counters::fold`.
+        // Under the hub's connection lock: see `Counters::fold`. (No other
+        // lock is taken under it.)
         c.totals.add_to(&mut s);
+        open.reserve(n);
         for conn in conns {
             let inner = &conn.inner;
             inner.counts.add_to(&mut s);
             *by_resource.entry(inner.route.clone()).or_default() += 1;
-            backlogs.push(inner.outbox.backlog());
+            open.push(conn.clone());
         }
         s.connections = n;
     });
+    let mut backlogs: Vec<usize> = open.iter().map(|c| c.inner.outbox.backlog()).collect();
+    drop(open);
     s.connections_by_resource = by_resource.into_iter().collect();
     let mut groups = hub.group_names();
     s.groups = groups.len();

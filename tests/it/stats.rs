@@ -10,11 +10,12 @@ use wsportal::{EventStream, Message, Resource, Server, ServerHandle, Stats};
 use crate::support::*;
 
 /// `/echo` echoes (and joins the group `room` on "join", panics on
-/// "panic"); `/quiet` has no hooks; `/events` is an event stream. Every
-/// `/echo` close code is reported on `closes`.
+/// "panic"); `/quiet` only says when it is open (0 on `closes`); `/events`
+/// is an event stream. Every `/echo` close code is reported on `closes`.
 fn server(closes: &Events<u16>) -> ServerHandle {
     init_logs();
     let closed = closes.tx.clone();
+    let opened = closes.tx.clone();
     let mut server = Server::new();
     server
         .define_resource(
@@ -32,7 +33,12 @@ fn server(closes: &Events<u16>) -> ServerHandle {
                     let _ = closed.send(code);
                 }),
         )
-        .define_resource("/quiet", Resource::new())
+        .define_resource(
+            "/quiet",
+            Resource::new().on_open(move |_| {
+                let _ = opened.send(0);
+            }),
+        )
         .define_event_stream("/events", EventStream::new())
         .define_metrics("/metrics");
     server.start("127.0.0.1:0").expect("server starts")
@@ -80,6 +86,7 @@ fn counts_connections_messages_refusals_and_closes() {
     echo(&mut ws, "join");
     echo(&mut ws, "hello");
     let _quiet = connect(h.local_addr(), "/quiet");
+    assert_eq!(closes.next(), 0, "/quiet is open");
     let sent = h.broadcaster().to_group("room", "all").unwrap();
     assert_eq!(sent, 1);
     assert_eq!(recv(&mut ws), WsMessage::text("all"));
@@ -133,16 +140,21 @@ fn counts_connections_messages_refusals_and_closes() {
 fn a_slow_reader_is_counted_as_a_1008_close() {
     let closes = Events::new();
     init_logs();
-    let closed = closes.tx.clone();
+    let (closed, opened) = (closes.tx.clone(), closes.tx.clone());
     let mut server = Server::with_config(wsportal::Config::default().max_backlog(64 << 10));
     server.define_resource(
         "/push",
-        Resource::new().on_close(move |_, code, _| {
-            let _ = closed.send(code);
-        }),
+        Resource::new()
+            .on_open(move |_| {
+                let _ = opened.send(0);
+            })
+            .on_close(move |_, code, _| {
+                let _ = closed.send(code);
+            }),
     );
     let h = server.start("127.0.0.1:0").unwrap();
     let _reader = raw_upgraded(h.local_addr(), "/push"); // never reads
+    assert_eq!(closes.next(), 0, "open");
     let b = h.broadcaster();
     let chunk = vec![0u8; 16 << 10];
     // Bounded: the backlog fills within a few MiB (socket buffers included).
@@ -227,13 +239,21 @@ fn the_metrics_page_serves_the_prometheus_text_format() {
 #[test]
 fn a_broadcaster_made_before_the_start_sees_the_running_server() {
     init_logs();
+    let opened = Events::new();
+    let tx = opened.tx.clone();
     let mut server = Server::new();
-    server.define_resource("/echo", Resource::new());
+    server.define_resource(
+        "/echo",
+        Resource::new().on_open(move |_| {
+            let _ = tx.send(());
+        }),
+    );
     let b = server.broadcaster();
     let before: Stats = b.stats();
     assert!(before.connections_by_resource.is_empty(), "{before:?}");
     let h = server.start("127.0.0.1:0").unwrap();
     let _ws = connect(h.local_addr(), "/echo");
+    opened.next();
     let s = b.stats();
     assert_eq!(s.connections_by_resource, vec![("/echo".to_owned(), 1)]);
 }
