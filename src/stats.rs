@@ -27,6 +27,10 @@ pub(crate) const TOP_GROUPS: usize = 10;
 /// every series from the start.
 const KNOWN_CLOSES: [u16; 9] = [1000, 1001, 1002, 1006, 1007, 1008, 1009, 1011, 1005];
 
+/// How many different close codes are counted apart; a peer chooses its
+/// code, so past this many the rest are counted as code 0.
+const MAX_CLOSE_CODES: usize = 64;
+
 /// The `Content-Type` of the Prometheus text exposition format.
 const PROMETHEUS_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
@@ -80,7 +84,8 @@ pub struct Stats {
     pub refused_by_status: Vec<(u16, u64)>,
     /// Ended WebSocket connections by the close code their `on_close` got
     /// (1000 normal, 1001 going away, 1006 no close frame, 1008 too slow,
-    /// 1002/1007/1009 protocol, 1011 hook panic...).
+    /// 1002/1007/1009 protocol, 1011 hook panic...). A peer picks its code:
+    /// once 64 different codes have been seen, any new one counts as 0.
     pub closes_by_code: Vec<(u16, u64)>,
     /// Hooks and handlers that panicked.
     pub hook_panics: u64,
@@ -143,7 +148,9 @@ impl Counters {
 
     /// A WebSocket connection ended with `code`.
     pub(crate) fn closed(&self, code: u16) {
-        *self.closes.lock().entry(code).or_default() += 1;
+        let mut closes = self.closes.lock();
+        let full = closes.len() >= MAX_CLOSE_CODES && !closes.contains_key(&code);
+        *closes.entry(if full { 0 } else { code }).or_default() += 1;
     }
 
     /// A broadcast was queued for `recipients` connections.
@@ -463,6 +470,19 @@ fn labels(pairs: &[(&str, &str)]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn close_codes_are_bounded() {
+        let c = Counters::default();
+        for code in 3000..3100 {
+            c.closed(code);
+        }
+        c.closed(3000);
+        let closes = c.closes.lock();
+        assert_eq!(closes.len(), MAX_CLOSE_CODES + 1);
+        assert_eq!(closes.get(&0), Some(&(100 - MAX_CLOSE_CODES as u64)));
+        assert_eq!(closes.get(&3000), Some(&2));
+    }
 
     #[test]
     fn label_values_are_escaped() {
