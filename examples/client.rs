@@ -49,7 +49,6 @@ fn hint(e: &Error, url: &str) -> Option<String> {
 }
 
 fn run(url: &str) -> Result<(), Error> {
-
     // The hooks run on the client's own reader thread while this one reads stdin.
     let ws = Client::new(url).connect_with(
         Resource::new()

@@ -245,7 +245,10 @@ impl Hub {
     }
 
     /// Runs `f` on the open connections, under the lock `unregister` takes.
-    pub(crate) fn each_connection(&self, f: impl FnOnce(&mut dyn Iterator<Item = &Connection>, usize)) {
+    pub(crate) fn each_connection(
+        &self,
+        f: impl FnOnce(&mut dyn Iterator<Item = &Connection>, usize),
+    ) {
         let conns = self.conns.lock();
         f(&mut conns.values(), conns.len());
     }

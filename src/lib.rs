@@ -341,8 +341,8 @@ pub use crate::http::Request;
 pub use crate::message::Message;
 pub use crate::resource::{Accept, Reject, Resource};
 pub use crate::server::{Server, ServerHandle};
-pub use crate::stats::Stats;
 pub use crate::sse::{Event, EventClient, EventPublisher, EventSink, EventStream};
+pub use crate::stats::Stats;
 
 /// `Result` with this crate's [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;

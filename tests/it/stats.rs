@@ -54,7 +54,8 @@ fn echo(ws: &mut tungstenite::WebSocket<TcpStream>, text: &str) {
 fn event_client(h: &ServerHandle) -> TcpStream {
     let mut s = TcpStream::connect(h.local_addr()).unwrap();
     s.set_read_timeout(Some(WAIT)).unwrap();
-    s.write_all(b"GET /events HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    s.write_all(b"GET /events HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
     let mut head = Vec::new();
     let mut byte = [0u8; 1];
     while !head.ends_with(b"\r\n\r\n") {
@@ -79,7 +80,10 @@ fn counts_connections_messages_refusals_and_closes() {
         fresh.connections_by_resource,
         vec![("/echo".to_owned(), 0), ("/quiet".to_owned(), 0)]
     );
-    assert_eq!(fresh.event_clients_by_stream, vec![("/events".to_owned(), 0)]);
+    assert_eq!(
+        fresh.event_clients_by_stream,
+        vec![("/events".to_owned(), 0)]
+    );
     assert_eq!(count(&fresh.closes_by_code, 1000), 0);
 
     let mut ws = connect(h.local_addr(), "/echo");
@@ -102,7 +106,10 @@ fn counts_connections_messages_refusals_and_closes() {
     );
     assert_eq!(s.event_clients, 1);
     assert_eq!(s.event_clients_by_stream, vec![("/events".to_owned(), 1)]);
-    assert_eq!((s.groups, s.largest_groups.clone()), (1, vec![("room".to_owned(), 1)]));
+    assert_eq!(
+        (s.groups, s.largest_groups.clone()),
+        (1, vec![("room".to_owned(), 1)])
+    );
     assert_eq!((s.messages_received, s.bytes_received), (2, 4 + 5));
     assert_eq!((s.messages_sent, s.bytes_sent), (3, 4 + 5 + 3));
     assert_eq!((s.websocket_accepted, s.event_streams_accepted), (2, 1));
@@ -205,7 +212,10 @@ fn the_metrics_page_serves_the_prometheus_text_format() {
         "wsportal_hook_panics_total 0",
         "wsportal_threads{state=\"busy\"} ",
     ] {
-        assert!(body.lines().any(|l| l.starts_with(line)), "no {line:?} in:\n{body}");
+        assert!(
+            body.lines().any(|l| l.starts_with(line)),
+            "no {line:?} in:\n{body}"
+        );
     }
     // Every sample belongs to the family whose TYPE came last, and every
     // family has HELP then TYPE.
