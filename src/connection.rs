@@ -142,9 +142,9 @@ impl Connection {
             Message::Text(s) => (true, s.into_bytes()),
             Message::Binary(b) => (false, b),
         };
-        let len = payload.len();
         let mut header = Vec::with_capacity(frame::MAX_HEADER_LEN);
-        frame::encode_header(&mut header, true, op, len, None);
+        frame::encode_header(&mut header, true, op, payload.len(), None);
+        let len = payload.len(); // for stats
         let pushed = self
             .inner
             .outbox

@@ -50,6 +50,9 @@ def main():
         for text in ["hello", "world!"]:
             ws.send(text)
             expect("echo of %r" % text, ws.recv(timeout=WAIT), text)
+        # Answered only once the echo hooks have returned (and counted).
+        if not ws.ping().wait(WAIT):
+            fail("no pong within %d s" % WAIT)
         status, _, _ = request("http://%s/nope" % addr)
         expect("status of an unknown path", status, 404)
 

@@ -49,6 +49,19 @@ fn echo(ws: &mut tungstenite::WebSocket<TcpStream>, text: &str) {
     assert_eq!(recv(ws), WsMessage::text(text));
 }
 
+/// A ping round trip: the connection's thread answers it only after the
+/// hooks of every earlier message have returned (and counted their sends).
+fn sync(ws: &mut tungstenite::WebSocket<TcpStream>) {
+    ws.send(WsMessage::Ping(b"sync".to_vec().into())).unwrap();
+    loop {
+        match ws.read().expect("read failed") {
+            WsMessage::Pong(p) if &p[..] == b"sync" => return,
+            WsMessage::Ping(_) | WsMessage::Pong(_) => {}
+            m => panic!("unexpected {m:?}"),
+        }
+    }
+}
+
 /// Opens an event stream and reads its response head: the client is then
 /// in its stream's list.
 fn event_client(h: &ServerHandle) -> TcpStream {
@@ -89,6 +102,10 @@ fn counts_connections_messages_refusals_and_closes() {
     let mut ws = connect(h.local_addr(), "/echo");
     echo(&mut ws, "join");
     echo(&mut ws, "hello");
+    // 1 KiB or more goes out from its own buffer, not copied: counted too.
+    let big = WsMessage::binary(vec![7u8; 2000]);
+    ws.send(big.clone()).unwrap();
+    assert_eq!(recv(&mut ws), big);
     let _quiet = connect(h.local_addr(), "/quiet");
     assert_eq!(closes.next(), 0, "/quiet is open");
     let sent = h.broadcaster().to_group("room", "all").unwrap();
@@ -98,6 +115,7 @@ fn counts_connections_messages_refusals_and_closes() {
     assert_eq!(status, 404);
     let _events = event_client(&h);
 
+    sync(&mut ws);
     let s = h.stats();
     assert_eq!(s.connections, 2);
     assert_eq!(
@@ -110,15 +128,15 @@ fn counts_connections_messages_refusals_and_closes() {
         (s.groups, s.largest_groups.clone()),
         (1, vec![("room".to_owned(), 1)])
     );
-    assert_eq!((s.messages_received, s.bytes_received), (2, 4 + 5));
-    assert_eq!((s.messages_sent, s.bytes_sent), (3, 4 + 5 + 3));
+    assert_eq!((s.messages_received, s.bytes_received), (3, 4 + 5 + 2000));
+    assert_eq!((s.messages_sent, s.bytes_sent), (4, 4 + 5 + 2000 + 3));
     assert_eq!((s.websocket_accepted, s.event_streams_accepted), (2, 1));
     assert_eq!(s.refused_by_status, vec![(404, 1)]);
     assert_eq!(s.hook_panics, 0);
     // Three clients are served, each by a pool thread of its own.
     assert!(s.threads_busy >= 3, "{s:?}");
     let b = h.broadcaster().stats();
-    assert_eq!((b.connections, b.messages_received), (2, 2));
+    assert_eq!((b.connections, b.messages_received), (2, 3));
 
     // A hook panic (`debug_on_error` is on by default): 1011.
     let mut doomed = connect(h.local_addr(), "/echo");
@@ -138,8 +156,8 @@ fn counts_connections_messages_refusals_and_closes() {
     assert_eq!(s.hook_panics, 1);
     assert_eq!(count(&s.closes_by_code, 1011), 1);
     assert_eq!(count(&s.closes_by_code, 1000), 1);
-    assert_eq!((s.messages_received, s.bytes_received), (3, 4 + 5 + 5));
-    assert_eq!((s.messages_sent, s.bytes_sent), (3, 4 + 5 + 3));
+    assert_eq!((s.messages_received, s.bytes_received), (4, 4 + 5 + 2000 + 5));
+    assert_eq!((s.messages_sent, s.bytes_sent), (4, 4 + 5 + 2000 + 3));
     assert!(s.groups == 0 && s.largest_groups.is_empty(), "{s:?}");
 }
 
@@ -186,6 +204,7 @@ fn the_metrics_page_serves_the_prometheus_text_format() {
     let h = server(&closes);
     let mut ws = connect(h.local_addr(), "/echo");
     echo(&mut ws, "join");
+    sync(&mut ws);
     let (status, _) = http(h.local_addr(), "GET /nope HTTP/1.1\r\nHost: x\r\n\r\n");
     assert_eq!(status, 404);
 
