@@ -36,8 +36,12 @@ const PROMETHEUS_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
 /// A snapshot of what a server is doing, from
 /// [`ServerHandle::stats`](crate::ServerHandle::stats) or
-/// [`Broadcaster::stats`](crate::Broadcaster::stats). Totals count since the
-/// server's hub was made; the rest is the state at the time of the call.
+/// [`Broadcaster::stats`](crate::Broadcaster::stats). Totals (the `u64`
+/// fields) count from the server's start and never go down (a `Server`
+/// started again after a close goes on counting); the rest is the state at
+/// the time of the call. Messages and bytes are WebSocket data messages
+/// (payload bytes, no frame headers, no pings); event-stream events are not
+/// counted there.
 ///
 /// ```
 /// use wsportal::{Resource, Server};

@@ -156,7 +156,10 @@ fn counts_connections_messages_refusals_and_closes() {
     assert_eq!(s.hook_panics, 1);
     assert_eq!(count(&s.closes_by_code, 1011), 1);
     assert_eq!(count(&s.closes_by_code, 1000), 1);
-    assert_eq!((s.messages_received, s.bytes_received), (4, 4 + 5 + 2000 + 5));
+    assert_eq!(
+        (s.messages_received, s.bytes_received),
+        (4, 4 + 5 + 2000 + 5)
+    );
     assert_eq!((s.messages_sent, s.bytes_sent), (4, 4 + 5 + 2000 + 3));
     assert!(s.groups == 0 && s.largest_groups.is_empty(), "{s:?}");
 }
