@@ -326,13 +326,19 @@ impl Streams {
         self.clients.lock().len()
     }
 
-    /// Open clients per stream route, every stream listed.
+    /// Open clients per stream route, every stream listed. (Without the
+    /// streams' locks: a filter, which runs under one, may ask for stats.)
     pub(crate) fn clients_per_stream(&self) -> Vec<(String, usize)> {
+        let clients: Vec<EventClient> = self.clients.lock().values().cloned().collect();
         self.streams
             .iter()
             .map(|s| {
                 let route = s.route.get().cloned().unwrap_or_default();
-                (route, s.state.lock().clients.len())
+                let n = clients
+                    .iter()
+                    .filter(|c| Arc::ptr_eq(&c.inner.shared, s))
+                    .count();
+                (route, n)
             })
             .collect()
     }

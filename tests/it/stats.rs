@@ -289,3 +289,34 @@ fn a_broadcaster_made_before_the_start_sees_the_running_server() {
     let s = b.stats();
     assert_eq!(s.connections_by_resource, vec![("/echo".to_owned(), 1)]);
 }
+
+#[test]
+fn a_stream_filter_may_ask_for_stats() {
+    init_logs();
+    let mut server = Server::new();
+    let b = server.broadcaster();
+    let seen = Events::new();
+    let tx = seen.tx.clone();
+    // A filter runs under its stream's lock: stats must not need it.
+    let events = EventStream::new().filter(move |_, _| {
+        let _ = tx.send(b.stats().event_clients);
+        true
+    });
+    let publisher = events.publisher();
+    server.define_event_stream("/events", events);
+    let h = server.start("127.0.0.1:0").unwrap();
+    let _client = event_client(&h);
+    let (done_tx, done) = crossbeam_channel::bounded(1);
+    // On a thread of its own, so that a deadlock fails the test in time.
+    std::thread::spawn(move || {
+        let _ = done_tx.send(publisher.send(&wsportal::Event::new("x")));
+    });
+    let pushed = done.recv_timeout(WAIT);
+    if pushed.is_err() {
+        // Deadlocked: closing the server would wait for the stream's lock too.
+        std::mem::forget(h);
+        panic!("the push did not return: stats() waited for the stream's lock");
+    }
+    assert_eq!(pushed.unwrap().unwrap(), 1);
+    assert_eq!(seen.next(), 1);
+}
