@@ -320,3 +320,53 @@ fn a_stream_filter_may_ask_for_stats() {
     assert_eq!(pushed.unwrap().unwrap(), 1);
     assert_eq!(seen.next(), 1);
 }
+
+#[test]
+fn totals_never_go_down_while_clients_come_and_go() {
+    let closes = Events::new();
+    let h = server(&closes);
+    let addr = h.local_addr();
+    let clients: Vec<_> = (0..4)
+        .map(|_| {
+            std::thread::spawn(move || {
+                for _ in 0..5 {
+                    let mut ws = connect(addr, "/echo");
+                    for _ in 0..5 {
+                        echo(&mut ws, "hi");
+                    }
+                    ws.close(None).unwrap();
+                    recv_close(&mut ws);
+                }
+            })
+        })
+        .collect();
+    // Snapshots while connections close (and fold their counts in).
+    let mut last = h.stats();
+    let mut snapshots = 0;
+    while !clients.iter().all(|c| c.is_finished()) {
+        let s = h.stats();
+        for (now, before) in [
+            (s.messages_received, last.messages_received),
+            (s.bytes_received, last.bytes_received),
+            (s.messages_sent, last.messages_sent),
+            (s.bytes_sent, last.bytes_sent),
+        ] {
+            assert!(now >= before, "went down: {last:?} then {s:?}");
+        }
+        last = s;
+        snapshots += 1;
+        std::thread::yield_now();
+    }
+    for c in clients {
+        c.join().expect("client thread");
+    }
+    for _ in 0..20 {
+        assert_eq!(closes.next(), 1005);
+    }
+    let s = h.stats();
+    assert_eq!((s.messages_received, s.bytes_received), (100, 200));
+    assert_eq!((s.messages_sent, s.bytes_sent), (100, 200));
+    assert_eq!(count(&s.closes_by_code, 1005), 20);
+    assert_eq!(s.websocket_accepted, 20);
+    assert!(snapshots > 0);
+}
