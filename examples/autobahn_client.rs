@@ -13,8 +13,19 @@ const AGENT: &str = "wsportal";
 /// The longest a single case may run before the driver gives up on it.
 const CASE_LIMIT: Duration = Duration::from_secs(120);
 
-fn main() -> Result<(), Box<dyn std::error::Error>> {
+fn main() -> std::process::ExitCode {
     env_logger::init();
+    // Errors are printed with their Display text, for people.
+    match main_inner() {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn main_inner() -> Result<(), Box<dyn std::error::Error>> {
     let addr = std::env::args()
         .nth(1)
         .unwrap_or_else(|| "127.0.0.1:9001".into());

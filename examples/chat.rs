@@ -10,9 +10,16 @@ use std::time::Duration;
 
 use wsportal::{Config, Message, Resource, Server};
 
-fn main() -> Result<(), wsportal::Error> {
+fn main() -> std::process::ExitCode {
     env_logger::init();
-    run(&std::env::args().skip(1).collect::<Vec<_>>())
+    // Errors are printed with their Display text, for people.
+    match run(&std::env::args().skip(1).collect::<Vec<_>>()) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
 }
 
 /// Serves on `args[0]` (default 127.0.0.1:9003); `--seconds N` stops it cleanly after N seconds.

@@ -9,16 +9,48 @@
 
 use std::io::BufRead;
 
-use wsportal::{Client, Message, Resource};
+use wsportal::{Client, Error, Message, Resource};
 
-fn main() -> Result<(), wsportal::Error> {
+fn main() -> std::process::ExitCode {
     env_logger::init();
     let url = std::env::args()
         .nth(1)
         .unwrap_or_else(|| "ws://127.0.0.1:9001/echo".into());
+    // Errors are printed with their Display text, and a hint for the usual ones.
+    match run(&url) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            if let Some(hint) = hint(&e, &url) {
+                eprintln!("hint: {hint}");
+            }
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
 
+/// One line on what to do about the usual first-run errors.
+fn hint(e: &Error, url: &str) -> Option<String> {
+    match e {
+        Error::Http { status, body, .. } => {
+            let body = String::from_utf8_lossy(body);
+            Some(format!(
+                "the server answered {status} ({}) instead of accepting the WebSocket: \
+                 is the path in {url} one of its resources?",
+                body.trim()
+            ))
+        }
+        Error::Io(io) if io.kind() == std::io::ErrorKind::ConnectionRefused => Some(format!(
+            "nothing is listening at {url}; start a server first, e.g. `cargo run --example echo`"
+        )),
+        Error::Timeout("connect") => Some(format!("no answer from {url}: is the address right?")),
+        _ => None,
+    }
+}
+
+fn run(url: &str) -> Result<(), Error> {
     // The hooks run on the client's own reader thread while this one reads stdin.
-    let ws = Client::new(url.as_str()).connect_with(
+    let ws = Client::new(url).connect_with(
         Resource::new()
             .on_message(|_, msg| match msg {
                 Message::Text(text) => println!("< {text}"),

@@ -9,19 +9,33 @@
 //! - `/echo`    WebSocket: every message comes straight back
 //! - `/chat`    WebSocket: every text message goes to every chat client, sender included
 //! - `/events`  Server-Sent Events: a `tick` with the server's time every second,
-//!   and every chat message again as a `chat` event
+//!   a `stats` event every second (clients per endpoint and WebSocket
+//!   messages per second over the last minute, from `stats()`, drawn by the
+//!   page's live panel), and every chat message again as a `chat` event
+//! - `/metrics` the same statistics for Prometheus (`Server::define_metrics`)
 //!
 //! `RUST_LOG=debug` shows clients come and go. Ctrl-C stops it;
 //! `--seconds N` after the address stops it cleanly after N seconds.
 
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use wsportal::{Event, EventStream, Message, Resource, Server};
+use wsportal::{Event, EventStream, Message, Resource, Server, Stats};
 
-fn main() -> Result<(), wsportal::Error> {
+/// How many seconds the page's chart shows.
+const CHART_SECONDS: usize = 60;
+
+fn main() -> std::process::ExitCode {
     env_logger::init();
-    run(&std::env::args().skip(1).collect::<Vec<_>>())
+    // Errors are printed with their Display text, for people.
+    match run(&std::env::args().skip(1).collect::<Vec<_>>()) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
 }
 
 /// Serves on `args[0]` (default 127.0.0.1:8080); `--seconds N` stops it cleanly after N seconds.
@@ -37,6 +51,8 @@ pub fn run(args: &[String]) -> Result<(), wsportal::Error> {
     let mut server = Server::new();
     server.define_page("/", "text/html; charset=utf-8", PAGE);
     server.define_event_stream("/events", events);
+    server.define_metrics("/metrics");
+    let stats = server.broadcaster(); // for `stats()` in the clock thread
 
     // Echo: send every message back as it came.
     server.define_resource(
@@ -65,16 +81,24 @@ pub fn run(args: &[String]) -> Result<(), wsportal::Error> {
     );
 
     let handle = server.start(addr)?;
-    println!("open http://{}/ in a browser", handle.local_addr());
-    println!("listening on {}", handle.local_addr());
+    let here = handle.local_addr();
+    println!("open http://{here}/ in a browser");
+    println!("metrics for Prometheus: http://{here}/metrics");
+    println!("listening on {here}");
 
-    // The clock: a thread of our own sends a `tick` every second until the
-    // server closes. Ticks have no id, so they are live only (never replayed).
+    // The clock: a thread of our own sends a `tick` and a `stats` event every
+    // second until the server closes. They have no id, so they are live only
+    // (never replayed).
     let closer = handle.closer();
     let clock = std::thread::spawn(move || {
+        let mut rates = Rates::default();
         while !closer.wait_timeout(Duration::from_secs(1)) {
             if let Err(e) = publisher.send(&Event::new(utc_time()).name("tick")) {
                 log::warn!("tick not sent: {e}");
+            }
+            let json = rates.next_json(&stats.stats());
+            if let Err(e) = publisher.send(&Event::new(json).name("stats")) {
+                log::warn!("stats not sent: {e}");
             }
         }
     });
@@ -90,6 +114,45 @@ pub fn run(args: &[String]) -> Result<(), wsportal::Error> {
     Ok(())
 }
 
+/// WebSocket messages per second (in and out) over the last minute.
+#[derive(Default)]
+struct Rates {
+    last: Option<(u64, u64)>,
+    per_second: VecDeque<(u64, u64)>,
+}
+
+impl Rates {
+    /// Adds this second's counts; the `stats` event for the page, as JSON:
+    /// `{"clients":{"/chat":1,...},"in":[...],"out":[...]}`, the oldest second first.
+    fn next_json(&mut self, s: &Stats) -> String {
+        let now = (s.messages_received, s.messages_sent);
+        let (in0, out0) = self.last.unwrap_or(now);
+        self.last = Some(now);
+        if self.per_second.is_empty() {
+            self.per_second.resize(CHART_SECONDS, (0, 0));
+        }
+        self.per_second.pop_front();
+        self.per_second
+            .push_back((now.0.saturating_sub(in0), now.1.saturating_sub(out0)));
+        let clients: Vec<String> = s
+            .connections_by_resource
+            .iter()
+            .chain(&s.event_clients_by_stream)
+            .map(|(route, n)| format!("{route:?}:{n}")) // our routes need no escaping
+            .collect();
+        let list = |f: fn(&(u64, u64)) -> u64| {
+            let v: Vec<String> = self.per_second.iter().map(|x| f(x).to_string()).collect();
+            v.join(",")
+        };
+        format!(
+            "{{\"clients\":{{{}}},\"in\":[{}],\"out\":[{}]}}",
+            clients.join(","),
+            list(|x| x.0),
+            list(|x| x.1)
+        )
+    }
+}
+
 /// The time of day in UTC, as `HH:MM:SS UTC`.
 fn utc_time() -> String {
     let secs = SystemTime::now()
@@ -101,8 +164,9 @@ fn utc_time() -> String {
 
 /// The page. With `?selftest=1` in its URL it sends one echo and one chat
 /// message by itself and marks what came back on `<body>` (`data-echo-ok`,
-/// `data-chat-ok`, `data-tick-ok`, `data-sse-chat-ok`), for
-/// `scripts/browser-test.sh`.
+/// `data-chat-ok`, `data-tick-ok`, `data-sse-chat-ok`, and `data-stats-ok`
+/// once the live panel has been redrawn twice, showing the page's own three
+/// connections), for `scripts/browser-test.sh`.
 const PAGE: &str = r##"<!doctype html>
 <html lang="en">
 <head>
@@ -142,6 +206,12 @@ const PAGE: &str = r##"<!doctype html>
   #clock { font: 600 44px/1.1 ui-monospace, "SF Mono", Menlo, Consolas, monospace; text-align: center; padding: 18px 0 6px; letter-spacing: 1px; }
   .note { color: var(--muted); font-size: 13px; margin: 0; }
   #selftest { margin: 0 32px; color: var(--muted); font-size: 13px; }
+  .counts { display: flex; gap: 10px; flex-wrap: wrap; }
+  .count { background: #f9fafc; border: 1px solid var(--line); border-radius: 8px; padding: 6px 12px; text-align: center; min-width: 80px; }
+  .count b { display: block; font: 600 24px/1.2 ui-monospace, "SF Mono", Menlo, Consolas, monospace; }
+  .count span { color: var(--muted); font-size: 13px; }
+  #stats-chart { width: 100%; height: 90px; background: #f9fafc; border: 1px solid var(--line); border-radius: 8px; }
+  .in { color: var(--accent); } .out { color: var(--ok); }
 </style>
 </head>
 <body>
@@ -173,6 +243,17 @@ const PAGE: &str = r##"<!doctype html>
     <ul id="echo-log" class="log"></ul>
     <form id="echo-form"><input id="echo-input" placeholder="Anything comes straight back" autocomplete="off"><button>Send</button></form>
   </section>
+  <section id="stats" data-updates="0">
+    <h2>Server <small>live, a <code>stats</code> event every second</small></h2>
+    <div id="stats-clients" class="counts"><div class="count"><b>-</b><span>waiting</span></div></div>
+    <svg id="stats-chart" viewBox="0 0 300 90" preserveAspectRatio="none" role="img" aria-label="WebSocket messages per second over the last minute">
+      <polyline id="stats-in" fill="none" stroke="#3558e6" stroke-width="2" vector-effect="non-scaling-stroke" points=""></polyline>
+      <polyline id="stats-out" fill="none" stroke="#1f9d55" stroke-width="2" vector-effect="non-scaling-stroke" points=""></polyline>
+    </svg>
+    <p class="note">WebSocket messages per second over the last minute (peak <b id="stats-peak">0</b>/s):
+      <b class="in" id="stats-in-now">0</b> in, <b class="out" id="stats-out-now">0</b> out now.
+      Open a second tab and the numbers move. For Prometheus: <a href="/metrics">/metrics</a>.</p>
+  </section>
 </main>
 <script>
 "use strict";
@@ -193,9 +274,9 @@ function add(list, text, cls) {
 }
 function status(name, state) { $(name + "-status").className = "pill " + state; }
 function mark(what) {
-  // For scripts/browser-test.sh: data-echo-ok, data-chat-ok, data-tick-ok, data-sse-chat-ok.
+  // For scripts/browser-test.sh: data-echo-ok, data-chat-ok, data-tick-ok, data-sse-chat-ok, data-stats-ok.
   document.body.setAttribute("data-" + what + "-ok", "yes");
-  const done = ["echo", "chat", "tick", "sse-chat"].filter((w) => document.body.hasAttribute("data-" + w + "-ok"));
+  const done = ["echo", "chat", "tick", "sse-chat", "stats"].filter((w) => document.body.hasAttribute("data-" + w + "-ok"));
   $("selftest").hidden = false;
   $("selftest").textContent = "Self-test passed: " + done.join(", ");
 }
@@ -237,6 +318,34 @@ events.addEventListener("tick", (e) => { $("clock").textContent = e.data; mark("
 events.addEventListener("chat", (e) => {
   add("sse-log", e.data);
   if (e.data === chatTest) mark("sse-chat");
+});
+
+// The live panel: clients per endpoint, and a chart of messages per second.
+events.addEventListener("stats", (e) => {
+  const s = JSON.parse(e.data);
+  const counts = Object.entries(s.clients).map(([path, n]) => {
+    const div = document.createElement("div");
+    div.className = "count";
+    const b = document.createElement("b");
+    b.textContent = n;
+    const span = document.createElement("span");
+    span.textContent = path;
+    div.append(b, span);
+    return div;
+  });
+  $("stats-clients").replaceChildren(...counts);
+  const peak = Math.max(1, ...s.in, ...s.out);
+  const points = (xs) => xs.map((v, i) =>
+    (i * 300 / Math.max(1, xs.length - 1)).toFixed(1) + "," + (86 - v * 80 / peak).toFixed(1)).join(" ");
+  $("stats-in").setAttribute("points", points(s.in));
+  $("stats-out").setAttribute("points", points(s.out));
+  $("stats-peak").textContent = peak;
+  $("stats-in-now").textContent = s.in[s.in.length - 1];
+  $("stats-out-now").textContent = s.out[s.out.length - 1];
+  const updates = Number($("stats").dataset.updates) + 1;
+  $("stats").dataset.updates = updates;
+  const mine = ["/echo", "/chat", "/events"].every((p) => s.clients[p] >= 1);
+  if (updates >= 2 && mine) mark("stats");
 });
 </script>
 </body>

@@ -15,6 +15,9 @@
 //! - `cmd:frag N SIZE` (peer servers only: wsportal sends no fragments) sends
 //!   a text and a binary message of SIZE bytes, each in N fragments.
 //!
+//! The server also serves its statistics at `/metrics` (Prometheus text),
+//! which `scripts/interop/metrics.py` parses with `prometheus_client`.
+//!
 //! The server prefers the subprotocols `chat.v2`, then `chat.v1`. The client
 //! runs every check against such a server and exits non-zero on the first
 //! mismatch, saying what differed.
@@ -83,6 +86,7 @@ fn serve(addr: &str) -> Outcome {
         .on_close(move |_, code, reason| *remember.lock() = format!("{code} {reason}"));
     let mut server = Server::with_config(Config::default().ping_interval(None));
     server.define_resource("/interop", resource);
+    server.define_metrics("/metrics"); // read by scripts/interop/metrics.py
     let handle = server.start(addr)?;
     println!("listening on ws://{}", handle.local_addr());
     // Serve until the process is stopped (nothing here asks its closer).

@@ -25,8 +25,19 @@ use std::time::Duration;
 use wsportal::{Accept, Event, EventStream, Reject, Request, Resource, Response, Server};
 use wsportal::{Closer, ServerHandle};
 
-fn main() -> Result<(), Box<dyn std::error::Error>> {
+fn main() -> std::process::ExitCode {
     env_logger::init();
+    // Errors are printed with their Display text, for people.
+    match main_inner() {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn main_inner() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let [addr, file, token, ..] = &args[..] else {
         return Err("usage: logtail ADDR FILE TOKEN [--seconds N]".into());

@@ -6,7 +6,10 @@
 #   data-chat-ok      its own chat message relayed back over the WebSocket /chat
 #   data-tick-ok      a `tick` over the EventSource /events
 #   data-sse-chat-ok  its chat message again, as a `chat` event over /events
-# This script checks those markers in the resulting DOM and saves a screenshot
+#   data-stats-ok     the live stats panel redrawn from two `stats` events,
+#                     showing the page's own /echo, /chat and /events clients
+# This script checks those markers in the resulting DOM, that the panel's
+# chart has points and was redrawn at least twice, and saves a screenshot
 # (default /tmp/wsportal-demo.png; BROWSER_TEST_SCREENSHOT overrides it).
 #
 # Chromium is driven over the DevTools protocol on a pipe
@@ -74,7 +77,7 @@ prints the DOM and saves a screenshot."""
 import base64, json, os, select, subprocess, sys, time
 
 url, shot, page_wait, work = sys.argv[1], sys.argv[2], float(sys.argv[3]), sys.argv[4]
-MARKERS = ["echo", "chat", "tick", "sse-chat"]
+MARKERS = ["echo", "chat", "tick", "sse-chat", "stats"]
 
 to_browser_r, to_browser_w = os.pipe()
 from_browser_r, from_browser_w = os.pipe()
@@ -192,10 +195,15 @@ set -e
 [[ -s "$SCRATCH/dom.html" ]] || die "no DOM from the browser (driver exit $DRIVER); chromium log: $(tail -n 20 "$SCRATCH/chromium.log" 2>/dev/null)"
 body="$(grep -o '<body[^>]*>' "$SCRATCH/dom.html" | head -n1 || true)"
 log "resulting <body>: $body"
-for marker in echo chat tick sse-chat; do
+for marker in echo chat tick sse-chat stats; do
     grep -q "data-$marker-ok=\"yes\"" <<<"$body" || die "the page did not mark data-$marker-ok (driver exit $DRIVER)"
 done
+# The live panel: redrawn every second (at least twice by now), with a chart.
+updates="$(grep -o '<section id="stats" data-updates="[0-9]*"' "$SCRATCH/dom.html" | grep -o '[0-9]*' | head -n1 || true)"
+(( ${updates:-0} >= 2 )) || die "the stats panel was redrawn ${updates:-0} times, expected at least 2"
+grep -q '<polyline id="stats-in"[^>]*points="[0-9]' "$SCRATCH/dom.html" || die "the stats chart has no points"
+log "stats panel redrawn $updates times"
 [[ -s "$SHOT" ]] || die "no screenshot at $SHOT"
 kill -0 "$DEMO_PID" 2>/dev/null || die "the demo exited during the test: $(cat "$SCRATCH/demo.err")"
 log "screenshot: $SHOT"
-log "passed: echo, chat, tick and chat-as-event all arrived in a real browser"
+log "passed: echo, chat, tick, chat-as-event and the live stats panel all worked in a real browser"

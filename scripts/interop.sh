@@ -14,6 +14,8 @@
 #    Each checks text, binary up to 4 MiB, fragmented messages, pings and
 #    pongs both ways, close codes and reasons both ways, the subprotocol and
 #    an extra request header (see examples/interop.rs for the command protocol).
+# 4. checks our server's Prometheus page (/metrics) with Python
+#    `prometheus_client`'s text-format parser (scripts/interop/metrics.py).
 #
 # Exit status is non-zero if any pairing fails; each failure says which check
 # differed and how.
@@ -21,6 +23,7 @@
 # Environment knobs (all optional):
 #   WEBSOCKETS_VERSION  pip version of websockets (default 17.4)
 #   WS_VERSION          npm version of ws (default 8.23.0)
+#   PROMETHEUS_CLIENT_VERSION  pip version of prometheus_client (default 0.26.0)
 #   INTEROP_TIMEOUT     seconds per pairing (default 120)
 #   PYTHON              python used to create the venv (default python3)
 
@@ -32,6 +35,7 @@ LOG_NAME=interop
 
 WEBSOCKETS_VERSION="${WEBSOCKETS_VERSION:-17.4}"
 WS_VERSION="${WS_VERSION:-8.23.0}"
+PROMETHEUS_CLIENT_VERSION="${PROMETHEUS_CLIENT_VERSION:-0.26.0}"
 PAIR_TIMEOUT="${INTEROP_TIMEOUT:-120}"
 NODE_DIR="$WORK/node"
 LOGS="$WORK/interop"
@@ -55,6 +59,11 @@ if ! venv_has websockets "$WEBSOCKETS_VERSION"; then
     log "pip install websockets==$WEBSOCKETS_VERSION"
     timeout 600 "$VENV/bin/python" -m pip install --disable-pip-version-check -q "websockets==$WEBSOCKETS_VERSION" </dev/null \
         || die "pip install websockets==$WEBSOCKETS_VERSION failed"
+fi
+if ! venv_has prometheus_client "$PROMETHEUS_CLIENT_VERSION"; then
+    log "pip install prometheus_client==$PROMETHEUS_CLIENT_VERSION"
+    timeout 600 "$VENV/bin/python" -m pip install --disable-pip-version-check -q "prometheus_client==$PROMETHEUS_CLIENT_VERSION" </dev/null \
+        || die "pip install prometheus_client==$PROMETHEUS_CLIENT_VERSION failed"
 fi
 have="$(node -e "try{console.log(require('$NODE_DIR/node_modules/ws/package.json').version)}catch(e){}" 2>/dev/null || true)"
 if [[ "$have" != "$WS_VERSION" ]]; then
@@ -121,8 +130,9 @@ pair "wsportal client -> python websockets server" python "${PEER_PY[@]}" server
 pair "wsportal client -> node ws server" node "${PEER_JS[@]}" server -- "$BIN" client
 pair "python websockets client -> wsportal server" wsportal "$BIN" server 127.0.0.1:0 -- "${PEER_PY[@]}" client
 pair "node ws client -> wsportal server" wsportal "$BIN" server 127.0.0.1:0 -- "${PEER_JS[@]}" client
+pair "prometheus_client parses wsportal /metrics" wsportal "$BIN" server 127.0.0.1:0 -- "$VENV/bin/python" "$ROOT/scripts/interop/metrics.py"
 
 if (( ${#FAILED[@]} > 0 )); then
-    die "${#FAILED[@]} of 4 pairings failed: $(printf '%s; ' "${FAILED[@]}")"
+    die "${#FAILED[@]} of 5 checks failed: $(printf '%s; ' "${FAILED[@]}")"
 fi
-log "PASSED: all 4 pairings (total $((SECONDS - T0))s)"
+log "PASSED: all 4 pairings and the /metrics check (total $((SECONDS - T0))s)"

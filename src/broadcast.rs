@@ -67,6 +67,13 @@ impl Broadcaster {
         self.deliver("all connections", recipients, &msg.into())
     }
 
+    /// The same snapshot as [`ServerHandle::stats`](crate::ServerHandle::stats),
+    /// of the server this broadcaster reaches (before it starts and after
+    /// it stops: the totals, and no resources, streams or threads).
+    pub fn stats(&self) -> crate::Stats {
+        crate::stats::snapshot(&self.hub)
+    }
+
     /// How many connections are open.
     pub fn connection_count(&self) -> usize {
         self.hub.count()

@@ -87,6 +87,8 @@ pub(crate) struct Inner {
     pub(crate) close_sent: AtomicU64,
     /// Values for `Connection::with_state`.
     pub(crate) states: crate::state::States,
+    /// Messages and bytes each way, for `stats()`.
+    pub(crate) counts: crate::stats::ConnCounts,
 }
 
 /// Everything a connection is built from.
@@ -120,6 +122,7 @@ impl Connection {
                 ping_sent: AtomicU64::new(0),
                 close_sent: AtomicU64::new(0),
                 states: crate::state::States::default(),
+                counts: crate::stats::ConnCounts::default(),
             }),
         }
     }
@@ -228,8 +231,12 @@ impl Connection {
         };
         let mut header = Vec::with_capacity(frame::MAX_HEADER_LEN);
         frame::encode_header(&mut header, true, op, payload.len(), None);
+        let sent = payload.len();
         let why = match self.push_owned_until(&header, payload, Lane::Data, deadline) {
-            Ok(()) => return Ok(()),
+            Ok(()) => {
+                self.inner.counts.sent(sent);
+                return Ok(());
+            }
             Err((why, given_back)) => {
                 payload = given_back;
                 why
@@ -314,7 +321,11 @@ impl Connection {
                 (Err(PushError::TooSlow), Some(deadline)) => {
                     self.wait_for_room(len, Lane::Data, deadline)?
                 }
-                (pushed, _) => return self.after_push(pushed).map_err(|_| Refused::Closed),
+                (pushed, _) => {
+                    self.after_push(pushed).map_err(|_| Refused::Closed)?;
+                    self.inner.counts.sent(payload.len());
+                    return Ok(());
+                }
             }
         }
     }
@@ -471,7 +482,11 @@ impl Connection {
             .push_with(&mut self.inner.nowait(), len, admit, lane, |v| {
                 frame::encode(v, op, payload, mask)
             });
-        self.after_push(pushed)
+        self.after_push(pushed)?;
+        if matches!(op, OpCode::Text | OpCode::Binary) {
+            self.inner.counts.sent(payload.len());
+        }
+        Ok(())
     }
 
     /// Queues a frame encoded once for many connections (server side only:

@@ -6,8 +6,8 @@ use std::io;
 /// Everything that can go wrong in wsportal.
 ///
 /// Errors that end a connection say which close code was sent for them
-/// ([`Error::close_code`]).
-#[derive(Debug)]
+/// ([`Error::close_code`]). Print one with `{}` (its `Display`) for people;
+/// `Debug` shows every field, an [`Error::Http`] body as text when it is UTF-8.
 #[non_exhaustive]
 pub enum Error {
     /// The server could not listen on the address it was given.
@@ -76,6 +76,51 @@ impl Error {
             Error::TooBig { .. } => 1009,
             Error::HandlerPanic(_) => 1011,
             _ => 1006,
+        }
+    }
+}
+
+impl fmt::Debug for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::Bind { addr, source } => f
+                .debug_struct("Bind")
+                .field("addr", addr)
+                .field("source", source)
+                .finish(),
+            Error::Config { setting, reason } => f
+                .debug_struct("Config")
+                .field("setting", setting)
+                .field("reason", reason)
+                .finish(),
+            Error::Route(why) => f.debug_tuple("Route").field(why).finish(),
+            Error::Io(e) => f.debug_tuple("Io").field(e).finish(),
+            Error::Protocol(why) => f.debug_tuple("Protocol").field(why).finish(),
+            Error::InvalidUtf8 => f.write_str("InvalidUtf8"),
+            Error::TooBig { size, limit } => f
+                .debug_struct("TooBig")
+                .field("size", size)
+                .field("limit", limit)
+                .finish(),
+            Error::TooSlow => f.write_str("TooSlow"),
+            Error::Timeout(what) => f.debug_tuple("Timeout").field(what).finish(),
+            Error::HandlerPanic(msg) => f.debug_tuple("HandlerPanic").field(msg).finish(),
+            Error::Closed => f.write_str("Closed"),
+            Error::NoConnections(target) => f.debug_tuple("NoConnections").field(target).finish(),
+            Error::Http {
+                status,
+                headers,
+                body,
+            } => {
+                let mut d = f.debug_struct("Http");
+                d.field("status", status).field("headers", headers);
+                match std::str::from_utf8(body) {
+                    Ok(text) => d.field("body", &text),
+                    Err(_) => d.field("body", body),
+                };
+                d.finish()
+            }
+            Error::InvalidInput(why) => f.debug_tuple("InvalidInput").field(why).finish(),
         }
     }
 }
@@ -203,5 +248,30 @@ impl<T> From<SendTimeoutError<T>> for Error {
             SendTimeoutError::Timeout(_) => Error::Timeout("waiting for room in the backlog"),
             SendTimeoutError::Closed(_) => Error::Closed,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Error;
+
+    #[test]
+    fn http_debug_shows_a_utf8_body_as_text() {
+        let e = Error::Http {
+            status: 404,
+            headers: vec![("Content-Length".into(), "9".into())],
+            body: b"not found".to_vec(),
+        };
+        assert_eq!(
+            format!("{e:?}"),
+            r#"Http { status: 404, headers: [("Content-Length", "9")], body: "not found" }"#
+        );
+        let binary = Error::Http {
+            status: 500,
+            headers: Vec::new(),
+            body: vec![0xff, 1],
+        };
+        assert!(format!("{binary:?}").contains("body: [255, 1]"));
+        assert_eq!(format!("{:?}", Error::Closed), "Closed");
     }
 }

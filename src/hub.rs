@@ -119,6 +119,8 @@ pub(crate) struct Hub {
     thread: Mutex<Option<JoinHandle<()>>>,
     /// Other sockets' timed work (weak: their owner outlives the housekeeper).
     chores: Mutex<Vec<Weak<dyn Chores>>>,
+    /// Counters for `stats()`.
+    pub(crate) stats: Arc<crate::stats::Counters>,
 }
 
 impl Hub {
@@ -136,6 +138,7 @@ impl Hub {
             next_due: AtomicU64::new(u64::MAX),
             thread: Mutex::new(None),
             chores: Mutex::new(Vec::new()),
+            stats: Arc::default(),
         })
     }
 
@@ -219,7 +222,11 @@ impl Hub {
     }
 
     pub(crate) fn unregister(&self, conn: &Connection) {
-        self.conns.lock().remove(&conn.id());
+        let mut conns = self.conns.lock();
+        conns.remove(&conn.id());
+        // Under the lock a stats snapshot takes: see `stats::Counters::fold`.
+        self.stats.fold(&conn.inner.counts);
+        drop(conns);
         let names = std::mem::take(&mut *conn.inner.groups.lock());
         let mut groups = self.groups.lock();
         for name in names {
@@ -285,6 +292,15 @@ impl Hub {
         let mut v: Vec<Connection> = self.conns.lock().values().cloned().collect();
         v.sort_by_key(Connection::id);
         v
+    }
+
+    /// Runs `f` on the open connections, under the lock `unregister` takes.
+    pub(crate) fn each_connection(
+        &self,
+        f: impl FnOnce(&mut dyn Iterator<Item = &Connection>, usize),
+    ) {
+        let conns = self.conns.lock();
+        f(&mut conns.values(), conns.len());
     }
 
     pub(crate) fn connection(&self, id: u64) -> Option<Connection> {
@@ -370,6 +386,7 @@ impl Hub {
         if queued == 0 {
             return Err(Error::NoConnections(target.to_owned()));
         }
+        self.stats.broadcast(queued, msg.len());
         Ok(queued)
     }
 

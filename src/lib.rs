@@ -255,6 +255,28 @@
 //! the [`Request`] (a `/stats` page); enough for a demo or a small
 //! dashboard, not a web framework (no request bodies, no middleware).
 //!
+//! ## Statistics
+//!
+//! [`ServerHandle::stats`] (and [`Broadcaster::stats`], from any thread)
+//! returns a [`Stats`] snapshot: open connections per resource, event
+//! clients per stream, the largest groups, messages and bytes received and
+//! sent, handshakes accepted, requests refused by status, closes by code,
+//! hook panics, backlogs, and busy and idle pool threads.
+//! [`Server::define_metrics`] serves the same numbers in the Prometheus text
+//! format ([`Stats::to_prometheus`]):
+//!
+//! ```
+//! use wsportal::{Resource, Server};
+//! let mut server = Server::new();
+//! server
+//!     .define_resource("/echo", Resource::new())
+//!     .define_metrics("/metrics"); // for a Prometheus server to scrape
+//! let handle = server.start("127.0.0.1:0")?;
+//! let stats = handle.stats();
+//! println!("{} open, {} messages in", stats.connections, stats.messages_received);
+//! # Ok::<(), wsportal::Error>(())
+//! ```
+//!
 //! ## Client
 //!
 //! [`Client`] connects to a `ws://` URL with the same [`Config`] limits, the
@@ -379,6 +401,7 @@ mod server;
 mod session;
 mod sse;
 mod state;
+mod stats;
 mod transport;
 mod writer;
 
@@ -394,6 +417,7 @@ pub use crate::message::Message;
 pub use crate::resource::{Accept, Reject, Resource};
 pub use crate::server::{Server, ServerHandle};
 pub use crate::sse::{Event, EventClient, EventPublisher, EventSink, EventStream};
+pub use crate::stats::Stats;
 pub use crate::writer::MessageWriter;
 
 /// `Result` with this crate's [`Error`].

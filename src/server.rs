@@ -50,6 +50,7 @@ pub(crate) enum Endpoint {
     Events(Arc<EventStream>),
     Page(Page),
     Handler(Handler),
+    Metrics,
 }
 
 /// A server being set up: its settings and its routes. Start it with
@@ -76,6 +77,8 @@ pub struct Server {
     hub: Arc<Hub>,
     /// The closer of that same server, for [`Server::closer`].
     closer: Closer,
+    /// The routes of the WebSocket resources, for `stats()`.
+    resources: Vec<String>,
 }
 
 impl fmt::Debug for Server {
@@ -107,6 +110,7 @@ impl Server {
             routes: Routes::default(),
             route_error: None,
             event_streams: Vec::new(),
+            resources: Vec::new(),
         }
     }
 
@@ -116,6 +120,7 @@ impl Server {
     /// (or a malformed [`Resource::origins`] entry) is reported by
     /// [`Server::start`].
     pub fn define_resource(&mut self, path: &str, resource: Resource) -> &mut Server {
+        self.resources.push(path.to_owned());
         if let Some(origin) = resource.invalid_origin() {
             let reason = format!(
                 "{origin:?} (for {path:?}) is not an origin: scheme://host[:port], without a path"
@@ -180,6 +185,25 @@ impl Server {
         handler: impl Fn(&Request) -> Response + Send + Sync + 'static,
     ) -> &mut Server {
         self.define(path, Endpoint::Handler(Handler::new(handler)))
+    }
+
+    /// Serves the server's [`Stats`](crate::Stats) at `path` in the
+    /// Prometheus text exposition format
+    /// ([`Stats::to_prometheus`](crate::Stats::to_prometheus)), for a
+    /// Prometheus server to scrape: `GET` answers them (`Content-Type:
+    /// text/plain; version=0.0.4`), `HEAD` the same head, any other method
+    /// `405`. The page is not protected: serve it on an address only your
+    /// monitoring reaches, or put a proxy in front, if the counts are private.
+    ///
+    /// ```
+    /// use wsportal::{Resource, Server};
+    /// let mut server = Server::new();
+    /// server
+    ///     .define_resource("/echo", Resource::new())
+    ///     .define_metrics("/metrics");
+    /// ```
+    pub fn define_metrics(&mut self, path: &str) -> &mut Server {
+        self.define(path, Endpoint::Metrics)
     }
 
     /// A handle for pushing to this server's WebSocket connections from any
@@ -259,7 +283,10 @@ impl Server {
             active: AtomicUsize::new(0),
             stopping: AtomicBool::new(false),
             pool: Mutex::new(Pool::default()),
+            resources: self.resources.clone(),
         });
+        let gauges: std::sync::Weak<Core> = Arc::downgrade(&core);
+        core.hub.stats.attach(gauges);
         let (jobs, job_rx) = crossbeam_channel::unbounded();
         let acceptor_core = Arc::clone(&core);
         let acceptor = std::thread::Builder::new()
@@ -304,6 +331,27 @@ struct Core {
     active: AtomicUsize,
     stopping: AtomicBool,
     pool: Mutex<Pool>,
+    /// The routes of the WebSocket resources, for `stats()`.
+    resources: Vec<String>,
+}
+
+impl crate::stats::Gauges for Core {
+    fn resources(&self) -> Vec<String> {
+        self.resources.clone()
+    }
+
+    fn event_clients(&self) -> Vec<(String, usize)> {
+        self.sse.clients_per_stream()
+    }
+
+    fn event_backlogs(&self) -> Vec<usize> {
+        self.sse.backlogs()
+    }
+
+    fn threads(&self) -> (usize, usize) {
+        let idle = self.pool.lock().idle;
+        (self.active.load(Ordering::SeqCst), idle)
+    }
 }
 
 type Job = (TcpStream, SocketAddr);
@@ -335,6 +383,7 @@ fn accept_loop(
                 "refusing {peer}: {} connections open",
                 core.config.max_connections
             );
+            core.hub.stats.refused(503);
             refuse_busy(stream);
             continue;
         }
@@ -412,7 +461,9 @@ fn serve(core: &Core, stream: TcpStream, peer: SocketAddr) {
     core.sockets.lock().insert(id, Arc::clone(&stream));
     if !core.stopping.load(Ordering::SeqCst) {
         SERVING.with(|s| s.set(Some((core as *const Core as usize, id))));
+        crate::stats::serving(Some(Arc::clone(&core.hub.stats)));
         handle(core, id, &stream, peer);
+        crate::stats::serving(None);
         SERVING.with(|s| s.set(None));
     }
     core.sockets.lock().remove(&id);
@@ -475,6 +526,7 @@ fn handle(core: &Core, id: u64, stream: &Arc<TcpStream>, peer: SocketAddr) {
                 Ok(up) => up,
                 Err(reject) => return refuse(stream, peer, Some(&req), &reject),
             };
+            core.hub.stats.websocket_accepted();
             if let Err(e) = (&**stream).write_all(&up.response) {
                 log::debug!("{peer}: could not send the upgrade response: {e}");
                 return;
@@ -499,6 +551,7 @@ fn handle(core: &Core, id: u64, stream: &Arc<TcpStream>, peer: SocketAddr) {
         }
         Endpoint::Events(events) => match crate::sse::admit(events, &req, c.debug_on_error) {
             Ok(accept) => {
+                core.hub.stats.event_stream_accepted();
                 let path = req.path.clone();
                 let opened = crate::sse::Opened {
                     id,
@@ -523,6 +576,11 @@ fn handle(core: &Core, id: u64, stream: &Arc<TcpStream>, peer: SocketAddr) {
             log::debug!("{peer}: {} {}", req.method(), req.path);
             answer(stream, &handler.respond(&req, c.debug_on_error));
         }
+        Endpoint::Metrics => {
+            log::debug!("{peer}: {} {}", req.method(), req.path);
+            let page = crate::stats::metrics_response(&req, &core.hub, c.debug_on_error);
+            answer(stream, &page);
+        }
     }
 }
 
@@ -531,6 +589,7 @@ fn handle(core: &Core, id: u64, stream: &Arc<TcpStream>, peer: SocketAddr) {
 fn refuse(stream: &TcpStream, peer: SocketAddr, req: Option<&Request>, reject: &Reject) {
     let path = req.map_or("-", |r| r.path());
     log::debug!("{peer}: answered {} for {path}", reject.status());
+    crate::stats::refused_here(reject.status());
     let head_only = req.is_some_and(|r| r.method() == "HEAD");
     answer(stream, &reject.response(head_only));
 }
@@ -581,6 +640,16 @@ impl ServerHandle {
     /// How many WebSocket connections are open.
     pub fn connection_count(&self) -> usize {
         self.core.hub.count()
+    }
+
+    /// A snapshot of what the server is doing: connections per resource,
+    /// event clients per stream, groups, message and byte totals,
+    /// handshakes, refusals, closes, hook panics, backlogs and threads.
+    /// Taking one visits every open connection (briefly, under the lock
+    /// a closing connection takes); the counting itself costs the message
+    /// path no lock.
+    pub fn stats(&self) -> crate::Stats {
+        crate::stats::snapshot(&self.core.hub)
     }
 
     /// A handle for pushing to connections and groups from any thread.

@@ -48,6 +48,7 @@ pub(crate) fn run(
     // Nothing more will be written: wake producers waiting for room.
     conn.inner.outbox.abort();
     hub.unregister(conn);
+    hub.stats.closed(code);
     log::debug!("connection {} closed: {code} {reason}", conn.id());
     if let Some(hook) = &hooks.on_close {
         s.call("on_close", || hook(conn, code, &reason));
@@ -124,6 +125,7 @@ impl Session<'_> {
             match event {
                 Event::Message(msg) => {
                     log::trace!("connection {}: message of {} bytes", conn.id(), msg.len());
+                    conn.inner.counts.received(msg.len());
                     if let Some(hook) = &self.hooks.on_message {
                         self.call("on_message", || hook(conn, msg));
                     }

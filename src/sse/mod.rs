@@ -337,6 +337,29 @@ impl Streams {
     pub(crate) fn count(&self) -> usize {
         self.clients.lock().len()
     }
+
+    /// Open clients per stream route, every stream listed. (Without the
+    /// streams' locks: a filter, which runs under one, may ask for stats.)
+    pub(crate) fn clients_per_stream(&self) -> Vec<(String, usize)> {
+        let clients: Vec<EventClient> = self.clients.lock().values().cloned().collect();
+        self.streams
+            .iter()
+            .map(|s| {
+                let route = s.route.get().cloned().unwrap_or_default();
+                let n = clients
+                    .iter()
+                    .filter(|c| Arc::ptr_eq(&c.inner.shared, s))
+                    .count();
+                (route, n)
+            })
+            .collect()
+    }
+
+    /// Each open event client's backlog, in bytes.
+    pub(crate) fn backlogs(&self) -> Vec<usize> {
+        let clients: Vec<EventClient> = self.clients.lock().values().cloned().collect();
+        clients.iter().map(|c| c.inner.outbox.backlog()).collect()
+    }
 }
 
 impl Chores for Streams {

@@ -11,5 +11,6 @@ mod logtail;
 mod page;
 mod push;
 mod sse;
+mod stats;
 mod support;
 mod write;

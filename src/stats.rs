@@ -1,0 +1,525 @@
+//! Live statistics: the counters a server keeps as it runs, the snapshot
+//! [`Stats`] that `ServerHandle::stats` and `Broadcaster::stats` return,
+//! and its Prometheus text rendering (`Server::define_metrics`).
+//!
+//! Architecture invariant: no counter takes a lock on the message path.
+//! A connection counts its own messages and bytes in atomics of its own
+//! ([`ConnCounts`], uncontended); they are folded into the hub's totals when
+//! it closes, under the hub's connection lock, which a snapshot also holds
+//! while it adds the open connections' counts, so totals never go down.
+//! Broadcasts add to the hub's totals once per push. Refusals, closes and
+//! panics take a short lock or one atomic, once per connection.
+
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Weak};
+
+use parking_lot::Mutex;
+
+use crate::{Request, Response};
+
+/// How many groups a snapshot lists by name (the largest ones).
+pub(crate) const TOP_GROUPS: usize = 10;
+
+/// Close codes always listed (at zero until seen), so that a scraper sees
+/// every series from the start.
+const KNOWN_CLOSES: [u16; 9] = [1000, 1001, 1002, 1006, 1007, 1008, 1009, 1011, 1005];
+
+/// How many different close codes are counted apart; a peer chooses its
+/// code, so past this many the rest are counted as code 0.
+const MAX_CLOSE_CODES: usize = 64;
+
+/// The `Content-Type` of the Prometheus text exposition format.
+const PROMETHEUS_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// A snapshot of what a server is doing, from
+/// [`ServerHandle::stats`](crate::ServerHandle::stats) or
+/// [`Broadcaster::stats`](crate::Broadcaster::stats). Totals (the `u64`
+/// fields) count from the server's start and never go down (a `Server`
+/// started again after a close goes on counting); the rest is the state at
+/// the time of the call. Messages and bytes are WebSocket data messages
+/// (payload bytes, no frame headers, no pings); event-stream events are not
+/// counted there.
+///
+/// ```
+/// use wsportal::{Resource, Server};
+/// let mut server = Server::new();
+/// server.define_resource("/echo", Resource::new());
+/// let handle = server.start("127.0.0.1:0")?;
+/// let stats = handle.stats();
+/// assert_eq!(stats.connections, 0);
+/// assert_eq!(stats.connections_by_resource, vec![("/echo".to_owned(), 0)]);
+/// print!("{}", stats.to_prometheus());
+/// # Ok::<(), wsportal::Error>(())
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Stats {
+    /// Open WebSocket connections.
+    pub connections: usize,
+    /// Open WebSocket connections per resource (the route as given to
+    /// `define_resource`), every resource listed, sorted by route.
+    pub connections_by_resource: Vec<(String, usize)>,
+    /// Open event-stream (SSE) clients.
+    pub event_clients: usize,
+    /// Open event-stream clients per stream (its route), sorted by route.
+    pub event_clients_by_stream: Vec<(String, usize)>,
+    /// Groups with at least one member.
+    pub groups: usize,
+    /// The largest groups (at most 10) and their sizes, largest first.
+    pub largest_groups: Vec<(String, usize)>,
+    /// WebSocket data messages received.
+    pub messages_received: u64,
+    /// Payload bytes of the WebSocket data messages received.
+    pub bytes_received: u64,
+    /// WebSocket data messages queued to peers (a broadcast counts once per
+    /// recipient).
+    pub messages_sent: u64,
+    /// Payload bytes of the WebSocket data messages queued to peers.
+    pub bytes_sent: u64,
+    /// WebSocket handshakes answered `101`.
+    pub websocket_accepted: u64,
+    /// Event-stream requests answered with the stream.
+    pub event_streams_accepted: u64,
+    /// Requests refused (unknown path, failed handshake, a hook's
+    /// [`Reject`](crate::Reject), too many connections...), by HTTP status.
+    pub refused_by_status: Vec<(u16, u64)>,
+    /// Ended WebSocket connections by the close code their `on_close` got
+    /// (1000 normal, 1001 going away, 1006 no close frame, 1008 too slow,
+    /// 1002/1007/1009 protocol, 1011 hook panic...). A peer picks its code:
+    /// once 64 different codes have been seen, any new one counts as 0.
+    pub closes_by_code: Vec<(u16, u64)>,
+    /// Hooks and handlers that panicked.
+    pub hook_panics: u64,
+    /// Bytes queued and not yet written, over every connection and event client.
+    pub backlog_bytes: usize,
+    /// The largest single backlog, in bytes.
+    pub largest_backlog: usize,
+    /// Pool threads serving a client (or reading its request).
+    pub threads_busy: usize,
+    /// Pool threads waiting for the next client.
+    pub threads_idle: usize,
+}
+
+/// What only the running server knows: its event clients, its resources
+/// and its thread pool.
+pub(crate) trait Gauges: Send + Sync {
+    /// Every resource route.
+    fn resources(&self) -> Vec<String>;
+    /// Open event clients per stream route.
+    fn event_clients(&self) -> Vec<(String, usize)>;
+    /// Each open event client's backlog.
+    fn event_backlogs(&self) -> Vec<usize>;
+    /// Pool threads: busy, idle.
+    fn threads(&self) -> (usize, usize);
+}
+
+/// One hub's counters (see the module documentation).
+#[derive(Default)]
+pub(crate) struct Counters {
+    /// Closed connections' counts, and broadcasts.
+    totals: ConnCounts,
+    websocket_accepted: AtomicU64,
+    event_streams_accepted: AtomicU64,
+    hook_panics: AtomicU64,
+    refused: Mutex<BTreeMap<u16, u64>>,
+    closes: Mutex<BTreeMap<u16, u64>>,
+    gauges: Mutex<Option<Weak<dyn Gauges>>>,
+}
+
+impl Counters {
+    /// Attaches the running server's gauges (weak: the server owns the hub).
+    pub(crate) fn attach(&self, gauges: Weak<dyn Gauges>) {
+        *self.gauges.lock() = Some(gauges);
+    }
+
+    /// A WebSocket handshake was answered `101`.
+    pub(crate) fn websocket_accepted(&self) {
+        self.websocket_accepted.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// An event-stream request was answered with the stream.
+    pub(crate) fn event_stream_accepted(&self) {
+        self.event_streams_accepted.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A request was refused with `status`.
+    pub(crate) fn refused(&self, status: u16) {
+        *self.refused.lock().entry(status).or_default() += 1;
+    }
+
+    /// A WebSocket connection ended with `code`.
+    pub(crate) fn closed(&self, code: u16) {
+        let mut closes = self.closes.lock();
+        let full = closes.len() >= MAX_CLOSE_CODES && !closes.contains_key(&code);
+        *closes.entry(if full { 0 } else { code }).or_default() += 1;
+    }
+
+    /// A broadcast was queued for `recipients` connections.
+    pub(crate) fn broadcast(&self, recipients: usize, payload: usize) {
+        let n = recipients as u64;
+        let t = &self.totals;
+        t.messages_sent.fetch_add(n, Ordering::Relaxed);
+        t.bytes_sent
+            .fetch_add(n.saturating_mul(payload as u64), Ordering::Relaxed);
+    }
+
+    /// Adds a closing connection's counts to the totals. Call it under the
+    /// hub's connection lock, as the connection leaves the map.
+    pub(crate) fn fold(&self, c: &ConnCounts) {
+        let t = &self.totals;
+        for (total, own) in [
+            (&t.messages_received, &c.messages_received),
+            (&t.bytes_received, &c.bytes_received),
+            (&t.messages_sent, &c.messages_sent),
+            (&t.bytes_sent, &c.bytes_sent),
+        ] {
+            total.fetch_add(own.load(Ordering::Relaxed), Ordering::Relaxed);
+        }
+    }
+
+    fn gauges(&self) -> Option<Arc<dyn Gauges>> {
+        self.gauges.lock().as_ref().and_then(Weak::upgrade)
+    }
+}
+
+/// One connection's message counts.
+#[derive(Default)]
+pub(crate) struct ConnCounts {
+    messages_received: AtomicU64,
+    bytes_received: AtomicU64,
+    messages_sent: AtomicU64,
+    bytes_sent: AtomicU64,
+}
+
+impl ConnCounts {
+    /// A data message of `len` bytes arrived. Only the connection's own
+    /// thread calls this, so a plain load and store do (no locked add).
+    pub(crate) fn received(&self, len: usize) {
+        let m = self.messages_received.load(Ordering::Relaxed);
+        self.messages_received.store(m + 1, Ordering::Relaxed);
+        let b = self.bytes_received.load(Ordering::Relaxed);
+        self.bytes_received
+            .store(b.saturating_add(len as u64), Ordering::Relaxed);
+    }
+
+    /// A data message of `len` bytes was queued (any thread).
+    pub(crate) fn sent(&self, len: usize) {
+        self.messages_sent.fetch_add(1, Ordering::Relaxed);
+        self.bytes_sent.fetch_add(len as u64, Ordering::Relaxed);
+    }
+
+    fn add_to(&self, s: &mut Stats) {
+        s.messages_received += self.messages_received.load(Ordering::Relaxed);
+        s.bytes_received += self.bytes_received.load(Ordering::Relaxed);
+        s.messages_sent += self.messages_sent.load(Ordering::Relaxed);
+        s.bytes_sent += self.bytes_sent.load(Ordering::Relaxed);
+    }
+}
+
+/// The snapshot of `hub` (and of the server attached to it).
+pub(crate) fn snapshot(hub: &crate::hub::Hub) -> Stats {
+    let c = &hub.stats;
+    let mut s = Stats::default();
+    let gauges = c.gauges();
+    let mut by_resource: BTreeMap<String, usize> = gauges
+        .as_ref()
+        .map(|g| g.resources().into_iter().map(|r| (r, 0)).collect())
+        .unwrap_or_default();
+    let mut open: Vec<crate::Connection> = Vec::new();
+    hub.each_connection(|conns, n| {
+        // Under the hub's connection lock: see `Counters::fold`. (No other
+        // lock is taken under it.)
+        c.totals.add_to(&mut s);
+        open.reserve(n);
+        for conn in conns {
+            let inner = &conn.inner;
+            inner.counts.add_to(&mut s);
+            *by_resource.entry(inner.route.clone()).or_default() += 1;
+            open.push(conn.clone());
+        }
+        s.connections = n;
+    });
+    let mut backlogs: Vec<usize> = open.iter().map(|c| c.inner.outbox.backlog()).collect();
+    drop(open);
+    s.connections_by_resource = by_resource.into_iter().collect();
+    let mut groups = hub.group_names();
+    s.groups = groups.len();
+    groups.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+    groups.truncate(TOP_GROUPS);
+    s.largest_groups = groups;
+    s.websocket_accepted = c.websocket_accepted.load(Ordering::Relaxed);
+    s.event_streams_accepted = c.event_streams_accepted.load(Ordering::Relaxed);
+    s.hook_panics = c.hook_panics.load(Ordering::Relaxed);
+    s.refused_by_status = c.refused.lock().iter().map(|(k, v)| (*k, *v)).collect();
+    let mut closes = c.closes.lock().clone();
+    for code in KNOWN_CLOSES {
+        closes.entry(code).or_default();
+    }
+    s.closes_by_code = closes.into_iter().collect();
+    if let Some(g) = gauges {
+        let mut streams = g.event_clients();
+        streams.sort();
+        s.event_clients = streams.iter().map(|(_, n)| n).sum();
+        s.event_clients_by_stream = streams;
+        backlogs.extend(g.event_backlogs());
+        (s.threads_busy, s.threads_idle) = g.threads();
+    }
+    s.backlog_bytes = backlogs.iter().sum();
+    s.largest_backlog = backlogs.into_iter().max().unwrap_or(0);
+    s
+}
+
+thread_local! {
+    /// On a pool thread serving a client: its server's counters, for what
+    /// is counted deep inside (refusals, hook panics).
+    static SERVING: RefCell<Option<Arc<Counters>>> = const { RefCell::new(None) };
+}
+
+/// Counts what happens on this thread for `counters` until `None`.
+pub(crate) fn serving(counters: Option<Arc<Counters>>) {
+    SERVING.with(|s| *s.borrow_mut() = counters);
+}
+
+/// A hook or handler panicked on this thread (counted if it serves a client).
+pub(crate) fn hook_panicked() {
+    SERVING.with(|s| {
+        if let Some(c) = &*s.borrow() {
+            c.hook_panics.fetch_add(1, Ordering::Relaxed);
+        }
+    });
+}
+
+/// A request was refused with `status` on this thread.
+pub(crate) fn refused_here(status: u16) {
+    SERVING.with(|s| {
+        if let Some(c) = &*s.borrow() {
+            c.refused(status);
+        }
+    });
+}
+
+/// The answer of a metrics page (`Server::define_metrics`) to `req`.
+pub(crate) fn metrics_response(
+    req: &Request,
+    hub: &crate::hub::Hub,
+    debug_on_error: bool,
+) -> Vec<u8> {
+    let response = Response::new(200)
+        .header("Content-Type", PROMETHEUS_TYPE)
+        .header("Cache-Control", "no-store")
+        .body(snapshot(hub).to_prometheus());
+    // The handler's rules: GET and HEAD, 405 otherwise.
+    let page = crate::handler::Handler::new(move |_| response.clone());
+    page.respond(req, debug_on_error)
+}
+
+impl Stats {
+    /// The snapshot in the Prometheus text exposition format (version
+    /// 0.0.4): `# HELP` and `# TYPE` lines, counters named `..._total`,
+    /// gauges, and labels `resource`, `stream`, `group`, `kind`, `status`,
+    /// `code` and `state`. This is what
+    /// [`Server::define_metrics`](crate::Server::define_metrics) serves.
+    pub fn to_prometheus(&self) -> String {
+        let mut out = String::with_capacity(4096);
+        let one = |v: usize| vec![(String::new(), v as u64)];
+        let by = |label: &str, pairs: &[(String, usize)]| -> Vec<(String, u64)> {
+            pairs
+                .iter()
+                .map(|(k, v)| (labels(&[(label, k)]), *v as u64))
+                .collect()
+        };
+        let by_code = |label: &str, pairs: &[(u16, u64)]| -> Vec<(String, u64)> {
+            pairs
+                .iter()
+                .map(|(k, v)| (labels(&[(label, &k.to_string())]), *v))
+                .collect()
+        };
+        let gauges = [
+            (
+                "wsportal_connections",
+                "Open WebSocket connections, by resource.",
+                by("resource", &self.connections_by_resource),
+            ),
+            (
+                "wsportal_event_clients",
+                "Open event-stream (SSE) clients, by stream.",
+                by("stream", &self.event_clients_by_stream),
+            ),
+            (
+                "wsportal_groups",
+                "Groups with at least one member.",
+                one(self.groups),
+            ),
+            (
+                "wsportal_group_members",
+                "Members of the largest groups.",
+                by("group", &self.largest_groups),
+            ),
+            (
+                "wsportal_backlog_bytes",
+                "Bytes queued and not yet written, over all clients.",
+                one(self.backlog_bytes),
+            ),
+            (
+                "wsportal_largest_backlog_bytes",
+                "The largest single client backlog, in bytes.",
+                one(self.largest_backlog),
+            ),
+            (
+                "wsportal_threads",
+                "Pool threads, by state (busy or idle).",
+                by(
+                    "state",
+                    &[
+                        ("busy".to_owned(), self.threads_busy),
+                        ("idle".to_owned(), self.threads_idle),
+                    ],
+                ),
+            ),
+        ];
+        for (name, help, samples) in &gauges {
+            family(&mut out, name, "gauge", help, samples);
+        }
+        let total = |v: u64| vec![(String::new(), v)];
+        let counters = [
+            (
+                "wsportal_messages_received_total",
+                "WebSocket data messages received.",
+                total(self.messages_received),
+            ),
+            (
+                "wsportal_received_bytes_total",
+                "Payload bytes of the WebSocket data messages received.",
+                total(self.bytes_received),
+            ),
+            (
+                "wsportal_messages_sent_total",
+                "WebSocket data messages queued to peers.",
+                total(self.messages_sent),
+            ),
+            (
+                "wsportal_sent_bytes_total",
+                "Payload bytes of the WebSocket data messages queued to peers.",
+                total(self.bytes_sent),
+            ),
+            (
+                "wsportal_handshakes_accepted_total",
+                "Handshakes accepted, by kind (websocket or event_stream).",
+                vec![
+                    (labels(&[("kind", "websocket")]), self.websocket_accepted),
+                    (
+                        labels(&[("kind", "event_stream")]),
+                        self.event_streams_accepted,
+                    ),
+                ],
+            ),
+            (
+                "wsportal_requests_refused_total",
+                "Requests refused, by HTTP status.",
+                by_code("status", &self.refused_by_status),
+            ),
+            (
+                "wsportal_closes_total",
+                "Ended WebSocket connections, by close code.",
+                by_code("code", &self.closes_by_code),
+            ),
+            (
+                "wsportal_hook_panics_total",
+                "Hooks and handlers that panicked.",
+                total(self.hook_panics),
+            ),
+        ];
+        for (name, help, samples) in &counters {
+            family(&mut out, name, "counter", help, samples);
+        }
+        out
+    }
+}
+
+/// One metric family: its `# HELP` and `# TYPE` lines, then its samples.
+fn family(out: &mut String, name: &str, kind: &str, help: &str, samples: &[(String, u64)]) {
+    let _ = writeln!(out, "# HELP {name} {help}");
+    let _ = writeln!(out, "# TYPE {name} {kind}");
+    for (labels, value) in samples {
+        let _ = writeln!(out, "{name}{labels} {value}");
+    }
+}
+
+/// `{a="x",b="y"}` with the values escaped as the text format says.
+fn labels(pairs: &[(&str, &str)]) -> String {
+    let mut s = String::from("{");
+    for (i, (k, v)) in pairs.iter().enumerate() {
+        if i > 0 {
+            s.push(',');
+        }
+        s.push_str(k);
+        s.push_str("=\"");
+        for ch in v.chars() {
+            match ch {
+                '\\' => s.push_str("\\\\"),
+                '"' => s.push_str("\\\""),
+                '\n' => s.push_str("\\n"),
+                c => s.push(c),
+            }
+        }
+        s.push('"');
+    }
+    s.push('}');
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn close_codes_are_bounded() {
+        let c = Counters::default();
+        for code in 3000..3100 {
+            c.closed(code);
+        }
+        c.closed(3000);
+        let closes = c.closes.lock();
+        assert_eq!(closes.len(), MAX_CLOSE_CODES + 1);
+        assert_eq!(closes.get(&0), Some(&(100 - MAX_CLOSE_CODES as u64)));
+        assert_eq!(closes.get(&3000), Some(&2));
+    }
+
+    #[test]
+    fn label_values_are_escaped() {
+        assert_eq!(
+            labels(&[("group", "a\"b\\c\nd"), ("code", "1000")]),
+            r#"{group="a\"b\\c\nd",code="1000"}"#
+        );
+    }
+
+    #[test]
+    fn prometheus_text_has_help_type_and_samples() {
+        let s = Stats {
+            connections_by_resource: vec![("/chat/:room".to_owned(), 2)],
+            largest_groups: vec![("x\"y".to_owned(), 3)],
+            messages_received: 7,
+            refused_by_status: vec![(404, 2)],
+            closes_by_code: vec![(1000, 1)],
+            ..Stats::default()
+        };
+        let text = s.to_prometheus();
+        for line in [
+            "# HELP wsportal_connections Open WebSocket connections, by resource.",
+            "# TYPE wsportal_connections gauge",
+            "wsportal_connections{resource=\"/chat/:room\"} 2",
+            "wsportal_group_members{group=\"x\\\"y\"} 3",
+            "# TYPE wsportal_messages_received_total counter",
+            "wsportal_messages_received_total 7",
+            "wsportal_requests_refused_total{status=\"404\"} 2",
+            "wsportal_closes_total{code=\"1000\"} 1",
+            "wsportal_threads{state=\"idle\"} 0",
+        ] {
+            assert!(text.lines().any(|l| l == line), "no {line:?} in\n{text}");
+        }
+        assert!(text.ends_with('\n'));
+    }
+}
