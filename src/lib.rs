@@ -364,6 +364,8 @@ mod server;
 mod session;
 mod sse;
 mod state;
+#[cfg(feature = "tls")]
+mod tls;
 mod transport;
 mod writer;
 
@@ -380,6 +382,13 @@ pub use crate::resource::{Accept, Reject, Resource};
 pub use crate::server::{Server, ServerHandle};
 pub use crate::sse::{Event, EventClient, EventPublisher, EventSink, EventStream};
 pub use crate::writer::MessageWriter;
+
+#[cfg(feature = "tls")]
+pub use crate::tls::TlsConfig;
+/// The rustls this crate is built with (feature `tls`), for
+/// [`TlsConfig::from_server_config`] and `Client::tls_config`.
+#[cfg(feature = "tls")]
+pub use rustls;
 
 /// `Result` with this crate's [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;

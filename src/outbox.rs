@@ -478,9 +478,26 @@ impl Outbox {
             let (mut batch, mut skip) = {
                 let mut st = self.state.lock();
                 if st.queue.is_empty() {
-                    st.stalled_at = None;
-                    st.writing = false;
-                    return Flushed::Done;
+                    // What the sink still holds (a TLS session's unsent
+                    // ciphertext; nothing for plain TCP) goes out first.
+                    drop(st);
+                    let flushed = sink.flush();
+                    st = self.state.lock();
+                    match flushed {
+                        Ok(()) if st.queue.is_empty() => {
+                            st.stalled_at = None;
+                            st.writing = false;
+                            return Flushed::Done;
+                        }
+                        Ok(()) => {}
+                        Err(e) if is_full(&e) => {
+                            if progressed || st.stalled_at.is_none() {
+                                st.stalled_at = Some(Instant::now());
+                            }
+                            return Flushed::Stalled;
+                        }
+                        Err(e) => return self.fail(st, e),
+                    }
                 }
                 let skip = std::mem::take(&mut st.head_written);
                 (std::mem::take(&mut st.queue), skip)
@@ -547,20 +564,23 @@ impl Outbox {
                     }
                     return Flushed::Stalled;
                 }
-                Err(e) => {
-                    st.queue.clear();
-                    st.queued = 0;
-                    st.closed = true;
-                    st.dropped = true;
-                    st.held.clear();
-                    st.held_bytes = 0;
-                    st.writing = false;
-                    st.stalled_at = None;
-                    self.wake(&st);
-                    return Flushed::Failed(e);
-                }
+                Err(e) => return self.fail(st, e),
             }
         }
+    }
+
+    /// A failed write: the queue is dropped and the writer role released.
+    fn fail(&self, mut st: parking_lot::MutexGuard<'_, State>, e: io::Error) -> Flushed {
+        st.queue.clear();
+        st.queued = 0;
+        st.closed = true;
+        st.dropped = true;
+        st.held.clear();
+        st.held_bytes = 0;
+        st.writing = false;
+        st.stalled_at = None;
+        self.wake(&st);
+        Flushed::Failed(e)
     }
 
     fn recycle(&self, mut v: Vec<u8>) {

@@ -78,7 +78,7 @@ impl Session<'_> {
             if let Step::End(code, reason) = step {
                 return (code, reason);
             }
-            match reader.fill(&mut &*inner.stream) {
+            match reader.fill(&mut Transport::waiting(&inner.stream)) {
                 Ok(0) => {
                     if reader.buffered() > 0 && self.conn.is_open() {
                         self.error(&Error::Io(io::ErrorKind::UnexpectedEof.into()));

@@ -18,6 +18,8 @@ pub(crate) struct Target {
     pub(crate) host_header: String,
     pub(crate) path: String,
     pub(crate) query: Option<String>,
+    /// `wss://`: over TLS.
+    pub(crate) secure: bool,
 }
 
 impl Target {
@@ -35,15 +37,11 @@ pub(crate) fn parse_url(url: &str) -> Result<Target, Error> {
     let uri: Uri = url
         .parse()
         .map_err(|_| Error::InvalidInput("the url is not a valid ws:// url"))?;
-    match uri.scheme_str() {
-        Some(s) if s.eq_ignore_ascii_case("ws") => {}
-        Some(s) if s.eq_ignore_ascii_case("wss") => {
-            return Err(Error::InvalidInput(
-                "wss:// needs TLS, which wsportal does not provide (use a TLS proxy)",
-            ))
-        }
-        _ => return Err(Error::InvalidInput("the url must start with ws://")),
-    }
+    let secure = match uri.scheme_str() {
+        Some(s) if s.eq_ignore_ascii_case("ws") => false,
+        Some(s) if s.eq_ignore_ascii_case("wss") => true,
+        _ => return Err(Error::InvalidInput("the url must start with ws:// or wss://")),
+    };
     let authority = uri
         .authority()
         .ok_or(Error::InvalidInput("the url has no host"))?;
@@ -64,10 +62,13 @@ pub(crate) fn parse_url(url: &str) -> Result<Target, Error> {
             .trim_start_matches('[')
             .trim_end_matches(']')
             .to_owned(),
-        port: authority.port_u16().unwrap_or(80),
+        port: authority
+            .port_u16()
+            .unwrap_or(if secure { 443 } else { 80 }),
         host_header,
         path,
         query: uri.query().map(str::to_owned),
+        secure,
     })
 }
 
@@ -236,7 +237,9 @@ mod tests {
         assert_eq!(t.host_header, "[::1]");
         let t = parse_url("WS://user:pw@h/p").unwrap();
         assert_eq!(t.host_header, "h");
-        for bad in ["wss://h/", "http://h/", "h:80/x", "ws://", "not a url"] {
+        let t = parse_url("wss://[::1]/p").unwrap();
+        assert_eq!((t.host.as_str(), t.port, t.secure), ("::1", 443, true));
+        for bad in ["http://h/", "h:80/x", "ws://", "not a url"] {
             assert!(
                 matches!(parse_url(bad), Err(Error::InvalidInput(_))),
                 "{bad}"
