@@ -11,4 +11,6 @@ mod page;
 mod push;
 mod sse;
 mod support;
+#[cfg(feature = "tls")]
+mod tls;
 mod write;
