@@ -645,6 +645,62 @@ mod tests {
         }
     }
 
+    /// A sink like a TLS session: it takes every byte offered (encrypts it),
+    /// but passes on at most `room`, holding the rest until `flush`.
+    struct Holding {
+        held: Vec<u8>,
+        out: Vec<u8>,
+        room: usize,
+    }
+
+    impl Holding {
+        fn pass_on(&mut self) -> io::Result<()> {
+            let n = self.held.len().min(self.room);
+            self.room -= n;
+            self.out.extend(self.held.drain(..n));
+            match self.held.is_empty() {
+                true => Ok(()),
+                false => Err(io::ErrorKind::WouldBlock.into()),
+            }
+        }
+    }
+
+    impl Write for Holding {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            self.held.extend_from_slice(buf);
+            let _ = self.pass_on();
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            self.pass_on()
+        }
+    }
+
+    #[test]
+    fn bytes_the_sink_holds_keep_the_writer_role_until_flushed() {
+        let ob = Outbox::new(1 << 20);
+        let mut s = Holding {
+            held: Vec::new(),
+            out: Vec::new(),
+            room: 2,
+        };
+        // Everything was taken, but not all of it went out: still stalled.
+        assert!(matches!(
+            ob.push_with(&mut s, 5, Admit::Limit, Lane::Data, |v| v
+                .extend_from_slice(b"abcde")),
+            Ok(Flushed::Stalled)
+        ));
+        assert!(ob.state.lock().stalled_at.is_some());
+        // The writer role is held: a push only queues.
+        ob.push_with(&mut s, 1, Admit::Limit, Lane::Data, |v| v.push(b'f'))
+            .unwrap();
+        assert_eq!(s.out, b"ab");
+        s.room = 100;
+        assert!(matches!(ob.resume(&mut s), Flushed::Done));
+        assert_eq!(s.out, b"abcdef");
+        assert_eq!(ob.stalled_for(), Duration::ZERO);
+    }
+
     #[test]
     fn cork_coalesces_into_one_write() {
         let ob = Outbox::new(1 << 20);
