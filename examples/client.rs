@@ -4,6 +4,11 @@
 //!     cargo run --example echo &
 //!     cargo run --example client -- ws://127.0.0.1:9001/echo
 //!
+//! With the `tls` feature it speaks `wss://` too; `--ca PATH` trusts the PEM
+//! certificate(s) in PATH besides the bundled roots (a self-signed server):
+//!
+//!     cargo run --features tls --example client -- wss://localhost:9443/echo --ca cert.pem
+//!
 //! Two lines are commands: `/ping` sends a ping and reports its pong, and
 //! `/close [CODE [REASON]]` closes the connection. End of input closes with 1000.
 
@@ -13,12 +18,27 @@ use wsportal::{Client, Message, Resource};
 
 fn main() -> Result<(), wsportal::Error> {
     env_logger::init();
-    let url = std::env::args()
-        .nth(1)
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let url = args
+        .first()
+        .cloned()
         .unwrap_or_else(|| "ws://127.0.0.1:9001/echo".into());
+    let client = Client::new(url.as_str());
+    let ca = args.iter().skip_while(|a| *a != "--ca").nth(1);
+    #[cfg(feature = "tls")]
+    let client = match ca {
+        Some(path) => client.add_root_certificate(std::fs::read(path)?),
+        None => client,
+    };
+    #[cfg(not(feature = "tls"))]
+    if ca.is_some() {
+        return Err(wsportal::Error::InvalidInput(
+            "--ca needs the tls feature: cargo run --features tls --example client ...",
+        ));
+    }
 
     // The hooks run on the client's own reader thread while this one reads stdin.
-    let ws = Client::new(url.as_str()).connect_with(
+    let ws = client.connect_with(
         Resource::new()
             .on_message(|_, msg| match msg {
                 Message::Text(text) => println!("< {text}"),

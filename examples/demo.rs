@@ -4,6 +4,8 @@
 //!
 //!     cargo run --example demo                  # then open http://127.0.0.1:8080/
 //!     cargo run --example demo -- 0.0.0.0:9000  # another address
+//!     cargo run --features tls --example demo -- 127.0.0.1:8443 --cert cert.pem --key key.pem
+//!                                               # then open https://localhost:8443/
 //!
 //! - `/`        the page (the HTML, CSS and JavaScript at the end of this file)
 //! - `/echo`    WebSocket: every message comes straight back
@@ -17,14 +19,15 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use wsportal::{Event, EventStream, Message, Resource, Server};
+use wsportal::{Event, EventStream, Message, Resource, Server, ServerHandle};
 
 fn main() -> Result<(), wsportal::Error> {
     env_logger::init();
     run(&std::env::args().skip(1).collect::<Vec<_>>())
 }
 
-/// Serves on `args[0]` (default 127.0.0.1:8080); `--seconds N` stops it cleanly after N seconds.
+/// Serves on `args[0]` (default 127.0.0.1:8080); `--seconds N` stops it
+/// cleanly after N seconds; `--cert PATH --key PATH` serve it over https.
 pub fn run(args: &[String]) -> Result<(), wsportal::Error> {
     let addr = args.first().map_or("127.0.0.1:8080", String::as_str);
 
@@ -64,8 +67,9 @@ pub fn run(args: &[String]) -> Result<(), wsportal::Error> {
         }),
     );
 
-    let handle = server.start(addr)?;
-    println!("open http://{}/ in a browser", handle.local_addr());
+    let (handle, scheme) = start(&server, addr, args)?;
+    let web = if scheme == "wss" { "https" } else { "http" };
+    println!("open {web}://{}/ in a browser", handle.local_addr());
     println!("listening on {}", handle.local_addr());
 
     // The clock: a thread of our own sends a `tick` every second until the
@@ -89,6 +93,33 @@ pub fn run(args: &[String]) -> Result<(), wsportal::Error> {
     clock.join().expect("the clock does not panic");
     Ok(())
 }
+
+/// Starts `server` on `addr`: over TLS when `args` hold `--cert PATH --key
+/// PATH` (PEM files; the `tls` feature), plain otherwise. Returns the handle
+/// and the scheme clients use (`ws` or `wss`).
+fn start(
+    server: &Server,
+    addr: &str,
+    args: &[String],
+) -> Result<(ServerHandle, &'static str), wsportal::Error> {
+    let flag = |name: &str| args.iter().skip_while(|a| *a != name).nth(1);
+    match (flag("--cert"), flag("--key")) {
+        (None, None) => Ok((server.start(addr)?, "ws")),
+        #[cfg(feature = "tls")]
+        (Some(cert), Some(key)) => {
+            let tls = wsportal::TlsConfig::from_pem_files(cert, key)?;
+            Ok((server.start_tls(addr, tls)?, "wss"))
+        }
+        #[cfg(not(feature = "tls"))]
+        (Some(_), Some(_)) => Err(wsportal::Error::InvalidInput(
+            "--cert and --key need the tls feature: cargo run --features tls --example ...",
+        )),
+        _ => Err(wsportal::Error::InvalidInput(
+            "give both --cert PATH and --key PATH",
+        )),
+    }
+}
+
 
 /// The time of day in UTC, as `HH:MM:SS UTC`.
 fn utc_time() -> String {
