@@ -120,7 +120,6 @@ fn start(
     }
 }
 
-
 /// The time of day in UTC, as `HH:MM:SS UTC`.
 fn utc_time() -> String {
     let secs = SystemTime::now()

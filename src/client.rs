@@ -192,9 +192,7 @@ impl Client {
         let target = handshake::parse_url(&self.url)?;
         #[cfg(not(feature = "tls"))]
         if target.secure {
-            return Err(Error::InvalidInput(
-                "wss:// needs wsportal's `tls` feature",
-            ));
+            return Err(Error::InvalidInput("wss:// needs wsportal's `tls` feature"));
         }
         let key = tungstenite::handshake::client::generate_key();
         let headers = handshake::request_headers(&target, &key, &self.protocols, &self.headers)?;

@@ -687,8 +687,7 @@ impl ServerHandle {
                 .wait_until(&mut open, deadline)
                 .timed_out()
         {}
-        let left: Vec<(u64, Arc<Stream>)> =
-            open.iter().map(|(k, v)| (*k, Arc::clone(v))).collect();
+        let left: Vec<(u64, Arc<Stream>)> = open.iter().map(|(k, v)| (*k, Arc::clone(v))).collect();
         drop(open);
         for (id, stream) in left {
             match core.hub.connection(id) {

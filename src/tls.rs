@@ -152,7 +152,9 @@ pub(crate) fn parse_roots(pem: &[u8]) -> Result<Vec<CertificateDer<'static>>, Er
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| Error::Tls(format!("bad PEM in a root certificate: {e}")))?;
     if certs.is_empty() {
-        return Err(Error::Tls("no certificate in a root certificate's PEM".into()));
+        return Err(Error::Tls(
+            "no certificate in a root certificate's PEM".into(),
+        ));
     }
     Ok(certs)
 }

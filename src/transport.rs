@@ -175,12 +175,10 @@ impl Read for Transport<'_> {
         match *self {
             Transport::Tcp { mut stream, .. } => stream.read_vectored(bufs),
             #[cfg(feature = "tls")]
-            Transport::Tls { tcp, session, .. } => {
-                match bufs.iter_mut().find(|b| !b.is_empty()) {
-                    Some(buf) => session.read(tcp, buf),
-                    None => Ok(0),
-                }
-            }
+            Transport::Tls { tcp, session, .. } => match bufs.iter_mut().find(|b| !b.is_empty()) {
+                Some(buf) => session.read(tcp, buf),
+                None => Ok(0),
+            },
         }
     }
 }

@@ -40,7 +40,11 @@ pub(crate) fn parse_url(url: &str) -> Result<Target, Error> {
     let secure = match uri.scheme_str() {
         Some(s) if s.eq_ignore_ascii_case("ws") => false,
         Some(s) if s.eq_ignore_ascii_case("wss") => true,
-        _ => return Err(Error::InvalidInput("the url must start with ws:// or wss://")),
+        _ => {
+            return Err(Error::InvalidInput(
+                "the url must start with ws:// or wss://",
+            ))
+        }
     };
     let authority = uri
         .authority()

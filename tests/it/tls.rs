@@ -62,7 +62,8 @@ impl Certs {
     /// A rustls client configuration that trusts only this certificate.
     fn client_config(&self) -> Arc<rustls::ClientConfig> {
         let mut roots = rustls::RootCertStore::empty();
-        let der = rustls::pki_types::CertificateDer::from_pem_slice(self.cert_pem.as_bytes()).unwrap();
+        let der =
+            rustls::pki_types::CertificateDer::from_pem_slice(self.cert_pem.as_bytes()).unwrap();
         roots.add(der).unwrap();
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let config = rustls::ClientConfig::builder_with_provider(provider)
@@ -164,7 +165,9 @@ fn echo_over_wss_with_our_client_and_a_foreign_one() {
 
     let mut other = certs.wss(h.local_addr(), "/");
     opened.next();
-    other.send(tungstenite::Message::text("from tungstenite")).unwrap();
+    other
+        .send(tungstenite::Message::text("from tungstenite"))
+        .unwrap();
     assert_eq!(
         recv_tls(&mut other),
         tungstenite::Message::text("from tungstenite")
@@ -217,7 +220,10 @@ fn a_page_and_an_event_stream_over_https() {
         seen.push_str(&String::from_utf8_lossy(&buf[..n]));
     }
     assert!(seen.starts_with("HTTP/1.1 200"), "{seen}");
-    assert_eq!(publisher.send(&Event::new("secret").name("news")).unwrap(), 1);
+    assert_eq!(
+        publisher.send(&Event::new("secret").name("news")).unwrap(),
+        1
+    );
     while !seen.contains("data: secret\n\n") {
         let n = tls.read(&mut buf).unwrap();
         assert!(n > 0, "the stream ended: {seen}");
@@ -452,14 +458,20 @@ fn pem_files_that_are_missing_bad_or_do_not_match_are_tls_errors() {
     let other = Certs::new();
     let missing = certs.cert.with_file_name("missing.pem");
     let junk = certs.cert.with_file_name("junk.pem");
-    std::fs::write(&junk, "-----BEGIN CERTIFICATE-----\nnot base64!\n-----END CERTIFICATE-----\n")
-        .unwrap();
+    std::fs::write(
+        &junk,
+        "-----BEGIN CERTIFICATE-----\nnot base64!\n-----END CERTIFICATE-----\n",
+    )
+    .unwrap();
     let err = |c: &PathBuf, k: &PathBuf| match TlsConfig::from_pem_files(c, k) {
         Err(Error::Tls(why)) => why,
         other => panic!("unexpected {other:?}"),
     };
     let why = err(&missing, &certs.key);
-    assert!(why.contains("cannot read") && why.contains("missing.pem"), "{why}");
+    assert!(
+        why.contains("cannot read") && why.contains("missing.pem"),
+        "{why}"
+    );
     let why = err(&junk, &certs.key);
     assert!(why.contains("junk.pem"), "{why}");
     let why = err(&certs.key, &certs.key);
@@ -470,7 +482,8 @@ fn pem_files_that_are_missing_bad_or_do_not_match_are_tls_errors() {
     assert!(why.contains("does not fit"), "{why}");
     // And with the caller's own rustls configuration.
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let cert = rustls::pki_types::CertificateDer::from_pem_slice(certs.cert_pem.as_bytes()).unwrap();
+    let cert =
+        rustls::pki_types::CertificateDer::from_pem_slice(certs.cert_pem.as_bytes()).unwrap();
     let key = rustls::pki_types::PrivateKeyDer::from_pem_file(&certs.key).unwrap();
     let config = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
@@ -481,7 +494,10 @@ fn pem_files_that_are_missing_bad_or_do_not_match_are_tls_errors() {
     let mut s = Server::new();
     s.define_resource("/", Resource::new());
     let h = s
-        .start_tls("127.0.0.1:0", TlsConfig::from_server_config(Arc::new(config)))
+        .start_tls(
+            "127.0.0.1:0",
+            TlsConfig::from_server_config(Arc::new(config)),
+        )
         .unwrap();
     let ws = Client::new(format!("wss://localhost:{}/", h.local_addr().port()))
         .add_root_certificate(&certs.cert_pem)
