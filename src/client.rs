@@ -84,7 +84,7 @@ impl fmt::Debug for Client {
 }
 
 impl Client {
-    /// A client for `url` (`ws://host[:port][/path][?query]`) with the
+    /// A client for `url` (`ws://host[:port][/path][?query]`, or `wss://` with the `tls` feature) with the
     /// default [`Config`]. The URL is checked when connecting.
     pub fn new(url: impl Into<String>) -> Client {
         Client {
@@ -174,8 +174,12 @@ impl Client {
     /// handshake hook and subprotocol list are server-side only and ignored.
     ///
     /// # Errors
-    /// - [`Error::InvalidInput`] for a URL that is not `ws://`, or a bad
-    ///   header or subprotocol name;
+    /// - [`Error::InvalidInput`] for a URL that is not `ws://` or `wss://`
+    ///   (`wss://` needs the `tls` feature), or a bad header or subprotocol
+    ///   name;
+    /// - [`Error::Tls`] when the TLS handshake fails (the server's
+    ///   certificate is not trusted, expired or for another name; a bad PEM
+    ///   given to `Client::add_root_certificate`), with the reason;
     /// - [`Error::Config`] for a bad setting;
     /// - [`Error::Io`] when the host cannot be resolved or refuses the
     ///   connection;

@@ -285,6 +285,15 @@
 //! and body. Dropping the last handle (or [`ClientHandle::disconnect`])
 //! closes the connection and joins the client's two threads.
 //!
+//! ## TLS
+//!
+//! With the `tls` feature (off by default; rustls with the `ring` provider),
+//! `Server::start_tls(addr, TlsConfig::from_pem_files(cert, key)?)` serves
+//! everything above over TLS (`wss://`, `https://`), and the client speaks
+//! `wss://`, trusting Mozilla's roots (bundled by `webpki-roots`) plus any
+//! `Client::add_root_certificate`, or a whole `Client::tls_config`. A
+//! certificate it does not trust is [`Error::Tls`] with the reason.
+//!
 //! ## Shutdown
 //!
 //! [`ServerHandle::close`] (or dropping the handle) closes the listener at
