@@ -167,6 +167,12 @@ impl Outbox {
             .map_or(Duration::ZERO, |t| t.elapsed())
     }
 
+    /// Whether a write stalled and has not finished: bytes are queued, or
+    /// the sink still holds some (TLS ciphertext).
+    pub(crate) fn is_stalled(&self) -> bool {
+        self.state.lock().stalled_at.is_some()
+    }
+
     /// Bytes ever written to the socket.
     pub(crate) fn written(&self) -> u64 {
         self.state.lock().written

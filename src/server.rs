@@ -571,6 +571,7 @@ fn answer(stream: &Stream, response: &[u8]) {
     let mut s = Transport::waiting(stream);
     let _ = s.write_all(response);
     let _ = s.flush();
+    stream.close_notify();
     let _ = stream.shutdown(Shutdown::Write);
     // Read what the client still sends (bounded), so closing does not reset
     // the connection before it has read the answer.

@@ -44,6 +44,7 @@ pub(crate) fn run(
         conn.inner.force_end(code, &reason);
     }
     s.linger();
+    conn.inner.stream.close_notify();
     let _ = conn.inner.stream.shutdown(Shutdown::Both);
     // Nothing more will be written: wake producers waiting for room.
     conn.inner.outbox.abort();

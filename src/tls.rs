@@ -51,8 +51,9 @@ use crate::Error;
 const READ_CHUNK: usize = 8 * 1024;
 /// Plaintext encrypted at once before the ciphertext is written.
 const STEP: usize = 64 * 1024;
-/// `out` keeps its allocation after a write only up to this size.
-const KEEP: usize = 16 * 1024;
+/// `out` keeps its allocation after a write only up to this size (an idle
+/// connection holds no more).
+const KEEP: usize = 4 * 1024;
 
 /// The `ring` crypto provider, passed explicitly.
 fn provider() -> Arc<rustls::crypto::CryptoProvider> {
@@ -446,6 +447,23 @@ impl Session {
             }
         }
         Ok(taken)
+    }
+
+    /// Sends TLS's `close_notify` before the socket is shut: best effort,
+    /// never waiting, and not at all while a writer is busy (its records
+    /// must not be cut into).
+    pub(crate) fn close_notify(&self, tcp: &TcpStream) {
+        let Some(mut out) = self.out.try_lock() else {
+            return;
+        };
+        let taken = {
+            let mut state = self.state.lock();
+            state.send_close_notify();
+            take_records(&mut state, &mut out)
+        };
+        if taken.is_ok() {
+            let _ = out.drain(tcp, false);
+        }
     }
 
     /// Writes the ciphertext held (and any record rustls made meanwhile);

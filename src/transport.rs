@@ -64,6 +64,17 @@ impl Stream {
     }
 }
 
+impl Stream {
+    /// Before the socket is shut: tells a TLS peer the stream ends
+    /// (`close_notify`, best effort, never waiting); nothing for plain TCP.
+    pub(crate) fn close_notify(&self) {
+        #[cfg(feature = "tls")]
+        if let Some(session) = &self.tls {
+            session.close_notify(&self.tcp);
+        }
+    }
+}
+
 impl Deref for Stream {
     type Target = TcpStream;
 

@@ -215,13 +215,15 @@ fn finish(events: &EventStream, streams: &Streams, client: &EventClient) {
     events.shared.state.lock().clients.remove(&inner.id);
     if !hung_up {
         let deadline = crate::deadline::after(inner.hub.close_timeout());
-        while inner.outbox.backlog() > 0
+        // A stall with nothing queued: TLS ciphertext still to go.
+        while (inner.outbox.backlog() > 0 || inner.outbox.is_stalled())
             && Instant::now() < deadline
             && !inner.forced.load(Ordering::SeqCst)
         {
             std::thread::sleep(Duration::from_millis(2));
         }
     }
+    inner.stream.close_notify();
     let _ = inner.stream.shutdown(Shutdown::Both);
     streams.clients.lock().remove(&inner.id);
 }

@@ -505,3 +505,58 @@ fn pem_files_that_are_missing_bad_or_do_not_match_are_tls_errors() {
         .unwrap();
     assert!(ws.is_open());
 }
+
+#[test]
+fn a_silent_or_half_handshake_is_dropped_at_the_handshake_timeout() {
+    let certs = Certs::new();
+    let config = Config::default().handshake_timeout(Duration::from_millis(300));
+    let (h, opened, _) = echo_server(&certs, config);
+    // Nothing at all, then the first 3 bytes of a record header.
+    for sent in [&b""[..], &[0x16, 0x03, 0x01][..]] {
+        let mut s = TcpStream::connect(h.local_addr()).unwrap();
+        s.set_read_timeout(Some(WAIT)).unwrap();
+        s.write_all(sent).unwrap();
+        let mut out = Vec::new();
+        // The server closes it (the read would otherwise wait out WAIT and fail).
+        match s.read_to_end(&mut out) {
+            Ok(_) => assert!(out.is_empty(), "{out:?}"),
+            Err(e) => assert_eq!(e.kind(), std::io::ErrorKind::ConnectionReset, "{e}"),
+        }
+    }
+    let mut ws = certs.wss(h.local_addr(), "/");
+    opened.next();
+    ws.send(tungstenite::Message::text("on time")).unwrap();
+    assert_eq!(recv_tls(&mut ws), tungstenite::Message::text("on time"));
+}
+
+#[test]
+fn shutdown_sends_going_away_over_tls_and_cuts_a_handshake_short() {
+    let certs = Certs::new();
+    let (h, opened, closed) = echo_server(&certs, Config::default());
+    let mut ws = certs.wss(h.local_addr(), "/");
+    opened.next();
+    let client = Client::new(format!("wss://localhost:{}/", h.local_addr().port()))
+        .add_root_certificate(&certs.cert_pem)
+        .connect()
+        .unwrap();
+    opened.next();
+    // Mid-handshake: a TCP connection that has not said anything yet.
+    let mut half = TcpStream::connect(h.local_addr()).unwrap();
+    half.set_read_timeout(Some(WAIT)).unwrap();
+    let closing = thread::spawn(move || h.close());
+    let code = loop {
+        match ws.read() {
+            Ok(tungstenite::Message::Close(Some(f))) => break u16::from(f.code),
+            Ok(_) => continue,
+            Err(e) => panic!("no close frame: {e}"),
+        }
+    };
+    assert_eq!(code, 1001);
+    let _ = ws.flush();
+    assert_eq!(client.wait_closed(WAIT).map(|(c, _)| c), Some(1001));
+    let mut out = Vec::new();
+    let _ = half.read_to_end(&mut out);
+    closing.join().unwrap();
+    assert_eq!(closed.next().0, 1001);
+    assert_eq!(closed.next().0, 1001);
+}
