@@ -505,6 +505,79 @@ fn window_at<'a>(bufs: &'a [IoSlice<'_>], mut from: usize, window: &mut [IoSlice
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::transport::{Stream, Transport};
+    use std::net::TcpListener;
+    use std::time::Duration;
+
+    /// A server and a client `Stream` over loopback, handshake done.
+    fn pair() -> (Stream, Stream) {
+        let made = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
+        let cert = made.cert.der().clone();
+        let key = PrivateKeyDer::try_from(made.signing_key.serialize_der()).unwrap();
+        let server = rustls::ServerConfig::builder_with_provider(provider())
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(vec![cert.clone()], key)
+            .unwrap();
+        let tls = TlsConfig::from_server_config(Arc::new(server));
+        let client = client_config(&[cert]).unwrap();
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let ours = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (theirs, _) = listener.accept().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let server = Stream::tls(theirs, tls.session().unwrap());
+        let shaking = std::thread::spawn(move || {
+            server.handshake(deadline).unwrap();
+            server
+        });
+        let client = Stream::tls(ours, client_session(&client, "localhost").unwrap());
+        client.handshake(deadline).unwrap();
+        (shaking.join().unwrap(), client)
+    }
+
+    #[test]
+    fn unsent_ciphertext_is_held_in_order_and_flush_reports_it() {
+        let (server, client) = pair();
+        client.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        // Write without waiting until the socket is full: everything taken
+        // is either on its way or held as ciphertext.
+        let mut sent = Vec::new();
+        let mut seq = 0u32;
+        loop {
+            let chunk: Vec<u8> = (0..10_000u32).map(|i| (i ^ seq) as u8).collect();
+            seq += 1;
+            match Transport::nowait(&server).write(&chunk) {
+                Ok(n) => {
+                    sent.extend_from_slice(&chunk[..n]);
+                    if n < chunk.len() {
+                        break;
+                    }
+                }
+                Err(e) if is_full(&e) => break,
+                Err(e) => panic!("{e}"),
+            }
+            assert!(sent.len() < 1 << 30, "the peer never read, yet 1 GiB was taken");
+        }
+        // While held ciphertext is still there, nothing new is taken.
+        if Transport::nowait(&server).flush().is_err() {
+            assert!(is_full(&Transport::nowait(&server).write(b"x").unwrap_err()));
+        }
+        let total = sent.len();
+        let reader = std::thread::spawn(move || {
+            let mut got = vec![0u8; total];
+            Transport::waiting(&client).read_exact(&mut got).unwrap();
+            got
+        });
+        // The housekeeper's part: retry until everything held is out.
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while let Err(e) = Transport::nowait(&server).flush() {
+            assert!(is_full(&e), "{e}");
+            assert!(Instant::now() < deadline, "the held ciphertext never left");
+            std::thread::yield_now();
+        }
+        assert!(reader.join().unwrap() == sent, "bytes lost or out of order");
+    }
 
     #[test]
     fn a_window_takes_at_most_a_step_from_an_offset() {
