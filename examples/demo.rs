@@ -251,7 +251,13 @@ submit("echo-form", "echo-input", sendEcho);
 // The chat room over a WebSocket: the server sends every message to everyone, us included.
 const chat = new WebSocket(wsUrl("/chat"));
 const chatTest = me + ": selftest-chat-" + token;
-chat.onopen = () => { status("chat", "on"); if (selftest) chat.send(chatTest); };
+// The self-test's chat message waits for the event stream too: a first
+// EventSource gets no replay, so a chat sent before it connects is not seen.
+let chatOpen = false, eventsOpen = false, chatSent = false;
+const chatSelftest = () => {
+  if (selftest && chatOpen && eventsOpen && !chatSent) { chatSent = true; chat.send(chatTest); }
+};
+chat.onopen = () => { status("chat", "on"); chatOpen = true; chatSelftest(); };
 chat.onclose = () => { status("chat", "off"); add("chat-log", "disconnected", "sys"); };
 chat.onmessage = (e) => {
   add("chat-log", e.data, e.data.startsWith(me + ": ") ? "mine" : "");
@@ -261,7 +267,7 @@ submit("chat-form", "chat-input", (text) => chat.send(me + ": " + text));
 
 // Server-Sent Events: the browser reconnects by itself, sending Last-Event-ID.
 const events = new EventSource("/events");
-events.onopen = () => status("events", "on");
+events.onopen = () => { status("events", "on"); eventsOpen = true; chatSelftest(); };
 events.onerror = () => status("events", events.readyState === EventSource.CLOSED ? "off" : "");
 events.addEventListener("tick", (e) => { $("clock").textContent = e.data; mark("tick"); });
 events.addEventListener("chat", (e) => {
