@@ -47,8 +47,9 @@ use crate::outbox::is_full;
 use crate::transport::write_raw;
 use crate::Error;
 
-/// Ciphertext read from the socket at once (on the reader's stack).
-const READ_CHUNK: usize = 8 * 1024;
+/// Ciphertext read from the socket at once (on the reader's stack): one
+/// whole record of the largest size (16 KiB of data, header and tag).
+const READ_CHUNK: usize = 17 * 1024;
 /// Plaintext encrypted at once before the ciphertext is written.
 const STEP: usize = 64 * 1024;
 /// `out` keeps its allocation after a write only up to this size (an idle
