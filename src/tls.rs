@@ -12,9 +12,12 @@
 //! thread sits blocked reading and other threads write. The state's lock
 //! (`state`) is never held across a socket call:
 //!
-//! - The reader reads ciphertext from the socket holding no lock at all (only
-//!   the connection's own thread reads), then locks the state to hand the
-//!   bytes to rustls and take plaintext out.
+//! - The reader reads ciphertext from the socket holding only `reader`, its
+//!   own lock (only the connection's own thread reads), then locks the state
+//!   to hand the bytes to rustls and take plaintext out. A quiet connection
+//!   waits on a 1 KiB stack buffer, after letting rustls shrink its record
+//!   buffer to 4 KiB; a read that filled its buffer makes the next one take a
+//!   whole record at once (17 KiB on the heap, for that read only).
 //! - A writer holds `out` (the unsent ciphertext), locks the state only to
 //!   encrypt into `out`, releases it, then writes `out` to the socket by the
 //!   plain socket's rule: `MSG_DONTWAIT` for every thread, a blocking write
@@ -22,7 +25,8 @@
 //!   stays in `out`, in order, ahead of anything encrypted later; only the
 //!   outbox's writer-role holder writes, so `out` is never contended, and its
 //!   lock makes it impossible for two writers to interleave records anyway.
-//! - Lock order: `out`, then `state`. The reader never takes `out`.
+//! - Lock order: `out`, then `state`; `reader`, then `state`. The reader
+//!   never takes `out`, a writer never takes `reader`.
 //! - Unsent ciphertext makes the transport's `flush` answer `WouldBlock`, so
 //!   the outbox keeps the writer role (it hands it to the housekeeper) until
 //!   `out` is empty: a stalled TLS socket is finished, or cut off with 1008
@@ -47,9 +51,12 @@ use crate::outbox::is_full;
 use crate::transport::write_raw;
 use crate::Error;
 
-/// Ciphertext read from the socket at once (on the reader's stack): one
-/// whole record of the largest size (16 KiB of data, header and tag).
+/// Ciphertext read from the socket at once while more is coming (on the
+/// heap, for that read only): a whole record of the largest size.
 const READ_CHUNK: usize = 17 * 1024;
+/// Ciphertext read at once otherwise (on the stack): a quiet connection's
+/// thread waits in `read` touching no more stack than this, and no heap.
+const READ_SMALL: usize = 1024;
 /// Plaintext encrypted at once before the ciphertext is written.
 const STEP: usize = 64 * 1024;
 /// `out` keeps its allocation after a write only up to this size (an idle
@@ -219,9 +226,29 @@ pub(crate) struct Session {
     state: Mutex<rustls::Connection>,
     /// Encrypted, not yet written: the writer-role holder's.
     out: Mutex<Pending>,
+    /// The reader's own state (only the connection's thread reads).
+    reader: Mutex<ReadSide>,
+}
+
+#[derive(Default)]
+struct ReadSide {
     /// Received ciphertext rustls could not take yet (it still held
-    /// plaintext): the reader's.
-    unfed: Mutex<Vec<u8>>,
+    /// plaintext).
+    unfed: Vec<u8>,
+    /// The last read filled its buffer: more is likely waiting, so the
+    /// next read takes a whole record's worth.
+    big: bool,
+}
+
+/// A reader with nothing to give: lets rustls shrink its buffer for
+/// incoming records (4 KiB while it holds no partial record) without
+/// taking it for the end of the stream.
+struct Nothing;
+
+impl Read for Nothing {
+    fn read(&mut self, _: &mut [u8]) -> io::Result<usize> {
+        Err(io::ErrorKind::WouldBlock.into())
+    }
 }
 
 impl fmt::Debug for Session {
@@ -289,7 +316,7 @@ impl Session {
         Session {
             state: Mutex::new(conn),
             out: Mutex::new(Pending::default()),
-            unfed: Mutex::new(Vec::new()),
+            reader: Mutex::new(ReadSide::default()),
         }
     }
 
@@ -307,6 +334,8 @@ impl Session {
                 false => Ok(left),
             }
         };
+        // rustls takes at most 4 KiB more at a time during a handshake.
+        let mut raw = vec![0u8; 4096];
         loop {
             {
                 let mut out = self.out.lock();
@@ -322,10 +351,11 @@ impl Session {
                 }
             }
             if !self.state.lock().is_handshaking() {
+                // The handshake's flights were the largest writes yet.
+                self.out.lock().buf = Vec::new();
                 return Ok(());
             }
             tcp.set_read_timeout(Some(left()?))?;
-            let mut raw = [0u8; READ_CHUNK];
             let n = match (&*tcp).read(&mut raw) {
                 Ok(0) => {
                     return Err(io::Error::new(
@@ -343,7 +373,8 @@ impl Session {
                 }
                 Err(e) => return Err(e),
             };
-            if let Err(e) = self.feed(&raw[..n]) {
+            let fed = self.feed(&mut self.reader.lock(), &raw[..n]);
+            if let Err(e) = fed {
                 // Tell the peer why (an alert), best effort and without waiting.
                 let mut out = self.out.lock();
                 if take_records(&mut self.state.lock(), &mut out).is_ok() {
@@ -356,9 +387,8 @@ impl Session {
 
     /// Hands received ciphertext to rustls (under the state lock), keeping
     /// what it cannot take while it holds plaintext.
-    fn feed(&self, fresh: &[u8]) -> io::Result<()> {
-        let mut unfed = self.unfed.lock();
-        let held = std::mem::take(&mut *unfed);
+    fn feed(&self, side: &mut ReadSide, fresh: &[u8]) -> io::Result<()> {
+        let held = std::mem::take(&mut side.unfed);
         let joined: Vec<u8>;
         let mut slice: &[u8] = match held.is_empty() {
             true => fresh,
@@ -384,7 +414,7 @@ impl Session {
             }
         }
         if !slice.is_empty() {
-            *unfed = slice.to_vec();
+            side.unfed = slice.to_vec();
         }
         Ok(())
     }
@@ -405,13 +435,27 @@ impl Session {
                 Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(0),
                 Err(e) => return Err(e),
             }
-            if !self.unfed.lock().is_empty() {
-                self.feed(&[])?;
+            // The reader's lock is the reader's alone: holding it while
+            // blocked on the socket keeps nobody waiting.
+            let mut side = self.reader.lock();
+            if !side.unfed.is_empty() {
+                self.feed(&mut side, &[])?;
                 continue;
             }
-            let mut raw = [0u8; READ_CHUNK];
-            let n = (&*tcp).read(&mut raw)?;
-            self.feed(&raw[..n])?;
+            if side.big {
+                let mut raw = vec![0u8; READ_CHUNK];
+                let n = (&*tcp).read(&mut raw)?;
+                side.big = n == raw.len();
+                self.feed(&mut side, &raw[..n])?;
+            } else {
+                // Maybe a long wait: first let rustls give back what its
+                // buffer grew to for the last records.
+                let _ = self.state.lock().read_tls(&mut Nothing);
+                let mut raw = [0u8; READ_SMALL];
+                let n = (&*tcp).read(&mut raw)?;
+                side.big = n == raw.len();
+                self.feed(&mut side, &raw[..n])?;
+            }
         }
     }
 
@@ -540,7 +584,9 @@ mod tests {
     #[test]
     fn unsent_ciphertext_is_held_in_order_and_flush_reports_it() {
         let (server, client) = pair();
-        client.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        client
+            .set_read_timeout(Some(Duration::from_secs(20)))
+            .unwrap();
         // Write without waiting until the socket is full: everything taken
         // is either on its way or held as ciphertext.
         let mut sent = Vec::new();
@@ -558,11 +604,16 @@ mod tests {
                 Err(e) if is_full(&e) => break,
                 Err(e) => panic!("{e}"),
             }
-            assert!(sent.len() < 1 << 30, "the peer never read, yet 1 GiB was taken");
+            assert!(
+                sent.len() < 1 << 30,
+                "the peer never read, yet 1 GiB was taken"
+            );
         }
         // While held ciphertext is still there, nothing new is taken.
         if Transport::nowait(&server).flush().is_err() {
-            assert!(is_full(&Transport::nowait(&server).write(b"x").unwrap_err()));
+            assert!(is_full(
+                &Transport::nowait(&server).write(b"x").unwrap_err()
+            ));
         }
         let total = sent.len();
         let reader = std::thread::spawn(move || {
