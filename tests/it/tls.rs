@@ -36,9 +36,25 @@ impl Certs {
     }
 
     fn for_names(names: &[&str]) -> Certs {
+        Certs::made(names, false)
+    }
+
+    /// A certificate for localhost that expired long ago.
+    fn expired() -> Certs {
+        Certs::made(&["localhost"], true)
+    }
+
+    fn made(names: &[&str], expired: bool) -> Certs {
         static N: AtomicUsize = AtomicUsize::new(0);
         let names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
-        let made = rcgen::generate_simple_self_signed(names).unwrap();
+        let mut params = rcgen::CertificateParams::new(names).unwrap();
+        if expired {
+            params.not_before = rcgen::date_time_ymd(2000, 1, 1);
+            params.not_after = rcgen::date_time_ymd(2001, 1, 1);
+        }
+        let signing_key = rcgen::KeyPair::generate().unwrap();
+        let cert = params.self_signed(&signing_key).unwrap();
+        let made = rcgen::CertifiedKey { cert, signing_key };
         let dir = std::env::temp_dir().join(format!(
             "wsportal-tls-{}-{}",
             std::process::id(),
@@ -394,7 +410,7 @@ fn a_stalled_tls_client_that_reads_again_gets_everything_in_order() {
 }
 
 #[test]
-fn an_untrusted_or_misnamed_certificate_is_a_tls_error() {
+fn an_untrusted_misnamed_or_expired_certificate_is_a_tls_error() {
     let certs = Certs::new();
     let (h, _, _) = echo_server(&certs, Config::default());
     let port = h.local_addr().port();
@@ -409,6 +425,17 @@ fn an_untrusted_or_misnamed_certificate_is_a_tls_error() {
     let url = format!("wss://localhost:{}/", h2.local_addr().port());
     match Client::new(url).tls_config(other.client_config()).connect() {
         Err(Error::Tls(why)) => assert!(why.contains("not valid for name"), "{why}"),
+        other => panic!("unexpected {other:?}"),
+    }
+    // Trusted and for this name, but expired.
+    let old = Certs::expired();
+    let h3 = echo_server(&old, Config::default()).0;
+    let url = format!("wss://localhost:{}/", h3.local_addr().port());
+    match Client::new(url)
+        .add_root_certificate(&old.cert_pem)
+        .connect()
+    {
+        Err(Error::Tls(why)) => assert!(why.contains("expired"), "{why}"),
         other => panic!("unexpected {other:?}"),
     }
     match Client::new(format!("wss://localhost:{port}/"))
