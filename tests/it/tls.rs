@@ -14,8 +14,8 @@ use std::time::Duration;
 use tungstenite::WebSocket;
 use wsportal::rustls::{self, pki_types::pem::PemObject, ClientConnection, StreamOwned};
 use wsportal::{
-    Client, Config, Connection, Error, Event, EventStream, Resource, Server, ServerHandle,
-    TlsConfig,
+    Client, Config, Connection, Error, Event, EventStream, Resource, Response, Server,
+    ServerHandle, TlsConfig,
 };
 
 use crate::support::*;
@@ -153,6 +153,7 @@ fn echo_server(
             }),
     );
     s.define_page("/page", "text/plain", "over https");
+    s.define_handler("/who", |req| Response::text(req.path().to_owned()));
     s.define_event_stream("/events", EventStream::new());
     (
         s.start_tls("127.0.0.1:0", certs.server()).unwrap(),
@@ -211,17 +212,20 @@ fn a_client_reaches_an_ipv6_literal_over_wss() {
 }
 
 #[test]
-fn a_page_and_an_event_stream_over_https() {
+fn a_page_a_handler_and_an_event_stream_over_https() {
     let certs = Certs::new();
     let (h, _, _) = echo_server(&certs, Config::default());
-    let mut tls = certs.connect(h.local_addr());
-    tls.write_all(b"GET /page HTTP/1.1\r\nHost: localhost\r\n\r\n")
-        .unwrap();
-    let mut answer = Vec::new();
-    let _ = tls.read_to_end(&mut answer);
-    let answer = String::from_utf8_lossy(&answer);
-    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
-    assert!(answer.ends_with("over https"), "{answer}");
+    for (path, body) in [("/page", "over https"), ("/who", "/who")] {
+        let mut tls = certs.connect(h.local_addr());
+        let request = format!("GET {path} HTTP/1.1\r\nHost: localhost\r\n\r\n");
+        tls.write_all(request.as_bytes()).unwrap();
+        let mut answer = Vec::new();
+        // The server ends with close_notify: a clean end of the stream.
+        tls.read_to_end(&mut answer).unwrap();
+        let answer = String::from_utf8_lossy(&answer);
+        assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+        assert!(answer.ends_with(body), "{answer}");
+    }
 
     let mut tls = certs.connect(h.local_addr());
     tls.write_all(b"GET /events HTTP/1.1\r\nHost: localhost\r\n\r\n")
