@@ -4,6 +4,11 @@
 //!     cargo run --example echo &
 //!     cargo run --example client -- ws://127.0.0.1:9001/echo
 //!
+//! With the `tls` feature it speaks `wss://` too; `--ca PATH` trusts the PEM
+//! certificate(s) in PATH besides the bundled roots (a self-signed server):
+//!
+//!     cargo run --features tls --example client -- wss://localhost:9443/echo --ca cert.pem
+//!
 //! Two lines are commands: `/ping` sends a ping and reports its pong, and
 //! `/close [CODE [REASON]]` closes the connection. End of input closes with 1000.
 
@@ -13,11 +18,13 @@ use wsportal::{Client, Error, Message, Resource};
 
 fn main() -> std::process::ExitCode {
     env_logger::init();
-    let url = std::env::args()
-        .nth(1)
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let url = args
+        .first()
+        .cloned()
         .unwrap_or_else(|| "ws://127.0.0.1:9001/echo".into());
     // Errors are printed with their Display text, and a hint for the usual ones.
-    match run(&url) {
+    match run(&url, &args) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e}");
@@ -48,9 +55,22 @@ fn hint(e: &Error, url: &str) -> Option<String> {
     }
 }
 
-fn run(url: &str) -> Result<(), Error> {
+fn run(url: &str, args: &[String]) -> Result<(), Error> {
+    let client = Client::new(url);
+    let ca = args.iter().skip_while(|a| *a != "--ca").nth(1);
+    #[cfg(feature = "tls")]
+    let client = match ca {
+        Some(path) => client.add_root_certificate(std::fs::read(path)?),
+        None => client,
+    };
+    #[cfg(not(feature = "tls"))]
+    if ca.is_some() {
+        return Err(Error::InvalidInput(
+            "--ca needs the tls feature: cargo run --features tls --example client ...",
+        ));
+    }
     // The hooks run on the client's own reader thread while this one reads stdin.
-    let ws = Client::new(url).connect_with(
+    let ws = client.connect_with(
         Resource::new()
             .on_message(|_, msg| match msg {
                 Message::Text(text) => println!("< {text}"),

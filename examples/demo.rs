@@ -4,6 +4,8 @@
 //!
 //!     cargo run --example demo                  # then open http://127.0.0.1:8080/
 //!     cargo run --example demo -- 0.0.0.0:9000  # another address
+//!     cargo run --features tls --example demo -- 127.0.0.1:8443 --cert cert.pem --key key.pem
+//!                                               # then open https://localhost:8443/
 //!
 //! - `/`        the page (the HTML, CSS and JavaScript at the end of this file)
 //! - `/echo`    WebSocket: every message comes straight back
@@ -21,7 +23,7 @@ use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use wsportal::{Event, EventStream, Message, Resource, Server, Stats};
+use wsportal::{Event, EventStream, Message, Resource, Server, ServerHandle, Stats};
 
 /// How many seconds the page's chart shows.
 const CHART_SECONDS: usize = 60;
@@ -38,7 +40,8 @@ fn main() -> std::process::ExitCode {
     }
 }
 
-/// Serves on `args[0]` (default 127.0.0.1:8080); `--seconds N` stops it cleanly after N seconds.
+/// Serves on `args[0]` (default 127.0.0.1:8080); `--seconds N` stops it
+/// cleanly after N seconds; `--cert PATH --key PATH` serve it over https.
 pub fn run(args: &[String]) -> Result<(), wsportal::Error> {
     let addr = args.first().map_or("127.0.0.1:8080", String::as_str);
 
@@ -80,10 +83,11 @@ pub fn run(args: &[String]) -> Result<(), wsportal::Error> {
         }),
     );
 
-    let handle = server.start(addr)?;
+    let (handle, scheme) = start(&server, addr, args)?;
+    let web = if scheme == "wss" { "https" } else { "http" };
     let here = handle.local_addr();
-    println!("open http://{here}/ in a browser");
-    println!("metrics for Prometheus: http://{here}/metrics");
+    println!("open {web}://{here}/ in a browser");
+    println!("metrics for Prometheus: {web}://{here}/metrics");
     println!("listening on {here}");
 
     // The clock: a thread of our own sends a `tick` and a `stats` event every
@@ -150,6 +154,32 @@ impl Rates {
             list(|x| x.0),
             list(|x| x.1)
         )
+    }
+}
+
+/// Starts `server` on `addr`: over TLS when `args` hold `--cert PATH --key
+/// PATH` (PEM files; the `tls` feature), plain otherwise. Returns the handle
+/// and the scheme clients use (`ws` or `wss`).
+fn start(
+    server: &Server,
+    addr: &str,
+    args: &[String],
+) -> Result<(ServerHandle, &'static str), wsportal::Error> {
+    let flag = |name: &str| args.iter().skip_while(|a| *a != name).nth(1);
+    match (flag("--cert"), flag("--key")) {
+        (None, None) => Ok((server.start(addr)?, "ws")),
+        #[cfg(feature = "tls")]
+        (Some(cert), Some(key)) => {
+            let tls = wsportal::TlsConfig::from_pem_files(cert, key)?;
+            Ok((server.start_tls(addr, tls)?, "wss"))
+        }
+        #[cfg(not(feature = "tls"))]
+        (Some(_), Some(_)) => Err(wsportal::Error::InvalidInput(
+            "--cert and --key need the tls feature: cargo run --features tls --example ...",
+        )),
+        _ => Err(wsportal::Error::InvalidInput(
+            "give both --cert PATH and --key PATH",
+        )),
     }
 }
 
@@ -302,7 +332,13 @@ submit("echo-form", "echo-input", sendEcho);
 // The chat room over a WebSocket: the server sends every message to everyone, us included.
 const chat = new WebSocket(wsUrl("/chat"));
 const chatTest = me + ": selftest-chat-" + token;
-chat.onopen = () => { status("chat", "on"); if (selftest) chat.send(chatTest); };
+// The self-test's chat message waits for the event stream too: a first
+// EventSource gets no replay, so a chat sent before it connects is not seen.
+let chatOpen = false, eventsOpen = false, chatSent = false;
+const chatSelftest = () => {
+  if (selftest && chatOpen && eventsOpen && !chatSent) { chatSent = true; chat.send(chatTest); }
+};
+chat.onopen = () => { status("chat", "on"); chatOpen = true; chatSelftest(); };
 chat.onclose = () => { status("chat", "off"); add("chat-log", "disconnected", "sys"); };
 chat.onmessage = (e) => {
   add("chat-log", e.data, e.data.startsWith(me + ": ") ? "mine" : "");
@@ -312,7 +348,7 @@ submit("chat-form", "chat-input", (text) => chat.send(me + ": " + text));
 
 // Server-Sent Events: the browser reconnects by itself, sending Last-Event-ID.
 const events = new EventSource("/events");
-events.onopen = () => status("events", "on");
+events.onopen = () => { status("events", "on"); eventsOpen = true; chatSelftest(); };
 events.onerror = () => status("events", events.readyState === EventSource.CLOSED ? "off" : "");
 events.addEventListener("tick", (e) => { $("clock").textContent = e.data; mark("tick"); });
 events.addEventListener("chat", (e) => {

@@ -3,12 +3,13 @@
 //!
 //!     cargo run --example echo -- 127.0.0.1:9001
 //!     cargo run --example echo -- 127.0.0.1:9001 --seconds 60   # then stops cleanly
+//!     cargo run --features tls --example echo -- 127.0.0.1:9443 --cert cert.pem --key key.pem
 //!
 //! `RUST_LOG=debug` shows each connection open and close.
 
 use std::time::Duration;
 
-use wsportal::{Config, Resource, Server};
+use wsportal::{Config, Resource, Server, ServerHandle};
 
 fn main() -> std::process::ExitCode {
     env_logger::init();
@@ -22,7 +23,8 @@ fn main() -> std::process::ExitCode {
     }
 }
 
-/// Serves on `args[0]` (default 127.0.0.1:9001); `--seconds N` stops it cleanly after N seconds.
+/// Serves on `args[0]` (default 127.0.0.1:9001); `--seconds N` stops it
+/// cleanly after N seconds; `--cert PATH --key PATH` serve wss:// instead.
 pub fn run(args: &[String]) -> Result<(), wsportal::Error> {
     let addr = args.first().map_or("127.0.0.1:9001", String::as_str);
 
@@ -38,8 +40,8 @@ pub fn run(args: &[String]) -> Result<(), wsportal::Error> {
         );
     }
 
-    let handle = server.start(addr)?;
-    println!("listening on ws://{}", handle.local_addr());
+    let (handle, scheme) = start(&server, addr, args)?;
+    println!("listening on {scheme}://{}", handle.local_addr());
     // Serve until the process is stopped (Ctrl-C), or for `--seconds N`;
     // then stop cleanly: 1001 to every client, every thread joined.
     let seconds = args.iter().skip_while(|a| *a != "--seconds").nth(1);
@@ -49,4 +51,30 @@ pub fn run(args: &[String]) -> Result<(), wsportal::Error> {
     }
     handle.close();
     Ok(())
+}
+
+/// Starts `server` on `addr`: over TLS when `args` hold `--cert PATH --key
+/// PATH` (PEM files; the `tls` feature), plain otherwise. Returns the handle
+/// and the scheme clients use (`ws` or `wss`).
+fn start(
+    server: &Server,
+    addr: &str,
+    args: &[String],
+) -> Result<(ServerHandle, &'static str), wsportal::Error> {
+    let flag = |name: &str| args.iter().skip_while(|a| *a != name).nth(1);
+    match (flag("--cert"), flag("--key")) {
+        (None, None) => Ok((server.start(addr)?, "ws")),
+        #[cfg(feature = "tls")]
+        (Some(cert), Some(key)) => {
+            let tls = wsportal::TlsConfig::from_pem_files(cert, key)?;
+            Ok((server.start_tls(addr, tls)?, "wss"))
+        }
+        #[cfg(not(feature = "tls"))]
+        (Some(_), Some(_)) => Err(wsportal::Error::InvalidInput(
+            "--cert and --key need the tls feature: cargo run --features tls --example ...",
+        )),
+        _ => Err(wsportal::Error::InvalidInput(
+            "give both --cert PATH and --key PATH",
+        )),
+    }
 }

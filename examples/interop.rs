@@ -18,6 +18,10 @@
 //! The server also serves its statistics at `/metrics` (Prometheus text),
 //! which `scripts/interop/metrics.py` parses with `prometheus_client`.
 //!
+//! With `INTEROP_CERT` (and, for the server, `INTEROP_KEY`) set to PEM files
+//! (feature `tls`), the server serves `wss://` with them and the client
+//! trusts that certificate for `wss://` URLs.
+//!
 //! The server prefers the subprotocols `chat.v2`, then `chat.v1`. The client
 //! runs every check against such a server and exits non-zero on the first
 //! mismatch, saying what differed.
@@ -87,8 +91,17 @@ fn serve(addr: &str) -> Outcome {
     let mut server = Server::with_config(Config::default().ping_interval(None));
     server.define_resource("/interop", resource);
     server.define_metrics("/metrics"); // read by scripts/interop/metrics.py
-    let handle = server.start(addr)?;
-    println!("listening on ws://{}", handle.local_addr());
+    let (handle, scheme) = match (std::env::var("INTEROP_CERT"), std::env::var("INTEROP_KEY")) {
+        #[cfg(feature = "tls")]
+        (Ok(cert), Ok(key)) => {
+            let tls = wsportal::TlsConfig::from_pem_files(cert, key)?;
+            (server.start_tls(addr, tls)?, "wss")
+        }
+        #[cfg(not(feature = "tls"))]
+        (Ok(_), Ok(_)) => return Err("INTEROP_CERT needs the tls feature".into()),
+        _ => (server.start(addr)?, "ws"),
+    };
+    println!("listening on {scheme}://{}", handle.local_addr());
     // Serve until the process is stopped (nothing here asks its closer).
     handle.wait();
     handle.close();
@@ -112,7 +125,13 @@ fn text(ws: &ClientHandle) -> Result<String, Box<dyn std::error::Error>> {
 }
 
 fn connect(url: &str) -> Result<ClientHandle, wsportal::Error> {
-    Client::new(url)
+    let client = Client::new(url);
+    #[cfg(feature = "tls")]
+    let client = match std::env::var("INTEROP_CERT") {
+        Ok(cert) => client.add_root_certificate(std::fs::read(cert)?),
+        Err(_) => client,
+    };
+    client
         .protocols(["nope", "chat.v1"])
         .header("X-Interop", "yes")
         .timeout(WAIT)

@@ -11,6 +11,10 @@
 # This script checks those markers in the resulting DOM, that the panel's
 # chart has points and was redrawn at least twice, and saves a screenshot
 # (default /tmp/wsportal-demo.png; BROWSER_TEST_SCREENSHOT overrides it).
+# Then it does it all again over TLS: the demo with a fresh self-signed
+# certificate (scripts/tls-cert.sh; Chromium runs with
+# --ignore-certificate-errors), loaded from https://, so its WebSockets are
+# wss:// and its EventSource https:// (screenshot *-https.png).
 #
 # Chromium is driven over the DevTools protocol on a pipe
 # (--remote-debugging-pipe) by a small Python driver below: --dump-dom with
@@ -42,7 +46,8 @@ log "$(timeout 60 chromium --version 2>/dev/null || echo 'chromium (version unkn
 
 # ------------------------------------------------------------------ the demo
 log "building the demo"
-timeout 1200 cargo build --release --example demo || die "cargo build --release --example demo"
+timeout 1200 cargo build --release --features tls --example demo \
+    || die "cargo build --release --features tls --example demo"
 
 # (Not $WORK: lib.sh's WORK is .ci-work, which must survive the cleanup.)
 SCRATCH="$(mktemp -d /tmp/wsportal-browser.XXXXXX)"
@@ -53,8 +58,13 @@ cleanup() {
 }
 trap cleanup EXIT
 
+# check_demo SCHEME SHOT [DEMO ARGS...]: runs the demo, loads
+# SCHEME://ADDR/?selftest=1 in Chromium, checks the page's markers.
+check_demo() {
+local scheme=$1 SHOT=$2
+shift 2
 # Port 0: the demo prints the address it got ("listening on ADDR").
-exec 3< <(exec timeout 300 target/release/examples/demo 127.0.0.1:0 2>"$SCRATCH/demo.err")
+exec 3< <(exec timeout 300 target/release/examples/demo 127.0.0.1:0 "$@" 2>"$SCRATCH/demo.err")
 DEMO_PID=$!
 ADDR=""
 while IFS= read -r -t 30 -u 3 line; do
@@ -65,7 +75,7 @@ while IFS= read -r -t 30 -u 3 line; do
     fi
 done
 [[ -n "$ADDR" ]] || die "the demo did not print 'listening on ADDR' within 30 s: $(cat "$SCRATCH/demo.err")"
-URL="http://$ADDR/?selftest=1"
+URL="$scheme://$ADDR/?selftest=1"
 log "loading $URL"
 
 # ------------------------------------------------------------------ the browser
@@ -91,6 +101,7 @@ def child_fds():
 args = [
     "chromium", "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
     "--no-first-run", "--disable-background-networking", "--disable-component-update",
+    "--ignore-certificate-errors",
     "--disable-sync", "--disable-dev-shm-usage", "--remote-debugging-pipe",
     "--user-data-dir=" + os.path.join(work, "profile"), "--window-size=1280,900",
     "about:blank",
@@ -206,4 +217,11 @@ log "stats panel redrawn $updates times"
 [[ -s "$SHOT" ]] || die "no screenshot at $SHOT"
 kill -0 "$DEMO_PID" 2>/dev/null || die "the demo exited during the test: $(cat "$SCRATCH/demo.err")"
 log "screenshot: $SHOT"
-log "passed: echo, chat, tick, chat-as-event and the live stats panel all worked in a real browser"
+log "passed ($scheme): echo, chat, tick, chat-as-event and the live stats panel all worked in a real browser"
+term_and_reap "$DEMO_PID"
+DEMO_PID=""
+}
+
+check_demo http "$SHOT"
+bash scripts/tls-cert.sh "$SCRATCH/tls" >/dev/null || die "could not make a certificate (openssl)"
+check_demo https "${SHOT%.png}-https.png" --cert "$SCRATCH/tls/cert.pem" --key "$SCRATCH/tls/key.pem"

@@ -16,6 +16,9 @@
 #    an extra request header (see examples/interop.rs for the command protocol).
 # 4. checks our server's Prometheus page (/metrics) with Python
 #    `prometheus_client`'s text-format parser (scripts/interop/metrics.py).
+# 5. runs the four pairings again over TLS (wss://, a certificate made by
+#    scripts/tls-cert.sh that each client is told to trust), then checks that
+#    our client refuses a server it was not told to trust (Error::Tls).
 #
 # Exit status is non-zero if any pairing fails; each failure says which check
 # differed and how.
@@ -76,12 +79,13 @@ fi
 export NODE_PATH="$NODE_DIR/node_modules"
 log "websockets $WEBSOCKETS_VERSION, ws $WS_VERSION, node $(node -v)"
 
-log "cargo build --release --example interop"
-timeout 1200 cargo build --release --example interop </dev/null || die "cargo build --release --example interop failed"
+log "cargo build --release --features tls --example interop"
+timeout 1200 cargo build --release --features tls --example interop </dev/null \
+    || die "cargo build --release --features tls --example interop failed"
 
 # ---------------------------------------------------------------- pairings
 # start_server NAME CMD...: starts a server that prints "listening on
-# ws://HOST:PORT" and sets ADDR (bounded wait).
+# ws://HOST:PORT" (or wss://) and sets ADDR and SCHEME (bounded wait).
 start_server() {
     local name=$1
     shift
@@ -91,7 +95,8 @@ start_server() {
     SERVER_PID=$!
     ADDR=""
     for _ in $(seq 1 150); do
-        ADDR="$(sed -n 's#^listening on ws://\([^ /]*\).*#\1#p' "$out" | head -n1)"
+        ADDR="$(sed -n 's#^listening on wss\{0,1\}://\([^ /]*\).*#\1#p' "$out" | head -n1)"
+        SCHEME="$(sed -n 's#^listening on \(wss\{0,1\}\)://.*#\1#p' "$out" | head -n1)"
         [[ -n "$ADDR" ]] && return 0
         kill -0 "$SERVER_PID" 2>/dev/null || break
         sleep 0.1
@@ -111,7 +116,7 @@ pair() {
     log "== $name"
     start_server "$server" "${server_cmd[@]}"
     local rc=0
-    timeout -k 5 "$PAIR_TIMEOUT" "$@" "ws://$ADDR/interop" </dev/null 2>&1 | sed 's/^/    /' || rc=${PIPESTATUS[0]}
+    timeout -k 5 "$PAIR_TIMEOUT" "$@" "$SCHEME://$ADDR/interop" </dev/null 2>&1 | sed 's/^/    /' || rc=${PIPESTATUS[0]}
     stop_server
     if (( rc == 0 )); then
         log "ok: $name"
@@ -132,7 +137,29 @@ pair "python websockets client -> wsportal server" wsportal "$BIN" server 127.0.
 pair "node ws client -> wsportal server" wsportal "$BIN" server 127.0.0.1:0 -- "${PEER_JS[@]}" client
 pair "prometheus_client parses wsportal /metrics" wsportal "$BIN" server 127.0.0.1:0 -- "$VENV/bin/python" "$ROOT/scripts/interop/metrics.py"
 
-if (( ${#FAILED[@]} > 0 )); then
-    die "${#FAILED[@]} of 5 checks failed: $(printf '%s; ' "${FAILED[@]}")"
+# ---------------------------------------------------------------- over TLS
+bash "$ROOT/scripts/tls-cert.sh" "$WORK/tls" >/dev/null || die "could not make a certificate (openssl)"
+export INTEROP_CERT="$WORK/tls/cert.pem" INTEROP_KEY="$WORK/tls/key.pem"
+pair "wsportal client -> python websockets server (tls)" python "${PEER_PY[@]}" server -- "$BIN" client
+pair "wsportal client -> node ws server (tls)" node "${PEER_JS[@]}" server -- "$BIN" client
+pair "python websockets client -> wsportal server (tls)" wsportal "$BIN" server 127.0.0.1:0 -- "${PEER_PY[@]}" client
+pair "node ws client -> wsportal server (tls)" wsportal "$BIN" server 127.0.0.1:0 -- "${PEER_JS[@]}" client
+
+# A client not told to trust the certificate must refuse it with Error::Tls.
+name="wsportal client refuses an untrusted python websockets server (tls)"
+log "== $name"
+start_server python "${PEER_PY[@]}" server
+refused="$(env -u INTEROP_CERT timeout -k 5 "$PAIR_TIMEOUT" "$BIN" client "$SCHEME://$ADDR/interop" </dev/null 2>&1 || true)"
+stop_server
+echo "$refused" | sed 's/^/    /'
+if grep -q 'Tls(\|tls: .*UnknownIssuer' <<<"$refused"; then
+    log "ok: $name"
+else
+    log "FAIL: $name (expected a TLS error)"
+    FAILED+=("$name")
 fi
-log "PASSED: all 4 pairings and the /metrics check (total $((SECONDS - T0))s)"
+
+if (( ${#FAILED[@]} > 0 )); then
+    die "${#FAILED[@]} of 10 checks failed: $(printf '%s; ' "${FAILED[@]}")"
+fi
+log "PASSED: all 10 checks: 4 pairings plain and over TLS, and /metrics (total $((SECONDS - T0))s)"

@@ -27,6 +27,7 @@ use self::handshake::{BodyLength, Response, Target};
 use crate::connection::Parts;
 use crate::hub::Hub;
 use crate::protocol::{FrameReader, Limits, Role};
+use crate::transport::{Stream, Transport};
 use crate::{Config, Connection, Error, Message, Request, Resource};
 
 /// A WebSocket client's settings: the `ws://` URL, subprotocols to offer,
@@ -54,6 +55,18 @@ pub struct Client {
     headers: Vec<(String, String)>,
     timeout: Option<Duration>,
     config: Config,
+    #[cfg(feature = "tls")]
+    tls: ClientTls,
+}
+
+/// A client's TLS settings for `wss://` (feature `tls`).
+#[cfg(feature = "tls")]
+#[derive(Clone, Default)]
+struct ClientTls {
+    /// The caller's own configuration; else the bundled roots and `roots`.
+    config: Option<Arc<rustls::ClientConfig>>,
+    /// PEM root certificates to trust besides the bundled ones.
+    roots: Vec<Vec<u8>>,
 }
 
 impl fmt::Debug for Client {
@@ -66,12 +79,12 @@ impl fmt::Debug for Client {
             .field("headers", &names)
             .field("timeout", &self.timeout)
             .field("config", &self.config)
-            .finish()
+            .finish_non_exhaustive()
     }
 }
 
 impl Client {
-    /// A client for `url` (`ws://host[:port][/path][?query]`) with the
+    /// A client for `url` (`ws://host[:port][/path][?query]`, or `wss://` with the `tls` feature) with the
     /// default [`Config`]. The URL is checked when connecting.
     pub fn new(url: impl Into<String>) -> Client {
         Client {
@@ -80,7 +93,31 @@ impl Client {
             headers: Vec::new(),
             timeout: None,
             config: Config::default(),
+            #[cfg(feature = "tls")]
+            tls: ClientTls::default(),
         }
+    }
+
+    /// The TLS configuration for `wss://` URLs (feature `tls`), for a
+    /// private CA, client certificates or other settings; it replaces the
+    /// default (the Mozilla roots bundled by `webpki-roots`, the `ring`
+    /// provider, ALPN `http/1.1`) and any [`Client::add_root_certificate`].
+    /// Build it with [`rustls`](crate::rustls) as re-exported here, and
+    /// give it a crypto provider explicitly (`builder_with_provider`).
+    #[cfg(feature = "tls")]
+    pub fn tls_config(mut self, config: Arc<rustls::ClientConfig>) -> Client {
+        self.tls.config = Some(config);
+        self
+    }
+
+    /// Trusts the PEM certificate(s) in `pem` as roots for `wss://` URLs
+    /// (feature `tls`), besides the bundled Mozilla roots: a private CA or
+    /// a self-signed server. A bad PEM is reported by
+    /// [`Client::connect`] as [`Error::Tls`].
+    #[cfg(feature = "tls")]
+    pub fn add_root_certificate(mut self, pem: impl AsRef<[u8]>) -> Client {
+        self.tls.roots.push(pem.as_ref().to_vec());
+        self
     }
 
     /// The subprotocols to offer, most preferred first
@@ -137,8 +174,12 @@ impl Client {
     /// handshake hook and subprotocol list are server-side only and ignored.
     ///
     /// # Errors
-    /// - [`Error::InvalidInput`] for a URL that is not `ws://`, or a bad
-    ///   header or subprotocol name;
+    /// - [`Error::InvalidInput`] for a URL that is not `ws://` or `wss://`
+    ///   (`wss://` needs the `tls` feature), or a bad header or subprotocol
+    ///   name;
+    /// - [`Error::Tls`] when the TLS handshake fails (the server's
+    ///   certificate is not trusted, expired or for another name; a bad PEM
+    ///   given to `Client::add_root_certificate`), with the reason;
     /// - [`Error::Config`] for a bad setting;
     /// - [`Error::Io`] when the host cannot be resolved or refuses the
     ///   connection;
@@ -153,12 +194,17 @@ impl Client {
         let c = &self.config;
         c.validate()?;
         let target = handshake::parse_url(&self.url)?;
+        #[cfg(not(feature = "tls"))]
+        if target.secure {
+            return Err(Error::InvalidInput("wss:// needs wsportal's `tls` feature"));
+        }
         let key = tungstenite::handshake::client::generate_key();
         let headers = handshake::request_headers(&target, &key, &self.protocols, &self.headers)?;
         let deadline = crate::deadline::after(self.timeout.unwrap_or(c.handshake_timeout));
 
-        let (stream, peer) = open_socket(&target, deadline)?;
-        let _ = stream.set_nodelay(c.nodelay);
+        let (tcp, peer) = open_socket(&target, deadline)?;
+        let _ = tcp.set_nodelay(c.nodelay);
+        let stream = self.secure(tcp, &target, deadline)?;
         let (response, leftover) = exchange(&stream, &target, &headers, deadline, c)?;
         if response.status != 101 {
             let body = read_body(&stream, &response, leftover, deadline, c.max_message_size);
@@ -201,6 +247,43 @@ impl Client {
         let conn = Connection::new(1, parts, hub);
         log::debug!("client: connected to {peer}{}", target.path);
         start(conn, reader, hooks, response.headers, c)
+    }
+
+    /// The socket as the URL asks: plain for `ws://`, TLS (handshake done,
+    /// the server's certificate verified for the URL's host) for `wss://`.
+    fn secure(&self, tcp: TcpStream, target: &Target, deadline: Instant) -> Result<Stream, Error> {
+        if !target.secure {
+            return Ok(Stream::plain(tcp));
+        }
+        #[cfg(feature = "tls")]
+        {
+            let config = match &self.tls.config {
+                Some(config) => Arc::clone(config),
+                None => {
+                    let mut roots = Vec::new();
+                    for pem in &self.tls.roots {
+                        roots.extend(crate::tls::parse_roots(pem)?);
+                    }
+                    crate::tls::client_config(&roots)?
+                }
+            };
+            let session = crate::tls::client_session(&config, &target.host)?;
+            let stream = Stream::tls(tcp, session);
+            if let Err(e) = stream.handshake(deadline) {
+                log::debug!("client: TLS handshake with {} failed: {e}", target.host);
+                return Err(match crate::tls::reason(&e) {
+                    Some(reason) => Error::Tls(reason),
+                    None if timed_out(&e) => Error::Timeout("handshake"),
+                    None => Error::Io(e),
+                });
+            }
+            Ok(stream)
+        }
+        #[cfg(not(feature = "tls"))]
+        {
+            let _ = deadline;
+            Err(Error::InvalidInput("wss:// needs wsportal's `tls` feature"))
+        }
     }
 }
 
@@ -257,7 +340,7 @@ fn left(deadline: Instant) -> Result<Duration, Error> {
 /// Writes the request and reads the response head; returns the response and
 /// the bytes that followed it (the first frames, or the start of a body).
 fn exchange(
-    stream: &TcpStream,
+    stream: &Stream,
     target: &Target,
     headers: &[(String, String)],
     deadline: Instant,
@@ -271,8 +354,9 @@ fn exchange(
         }
     };
     stream.set_write_timeout(Some(left(deadline)?))?;
-    let mut s = stream;
+    let mut s = Transport::waiting(stream);
     s.write_all(&handshake::request_bytes(target, headers))
+        .and_then(|()| s.flush())
         .map_err(io_err)?;
     let max = c.max_header_size;
     let mut buf = vec![0u8; 1024];
@@ -308,7 +392,7 @@ fn exchange(
 /// deadline (a body cut short is returned as it is: the status is what
 /// matters).
 fn read_body(
-    stream: &TcpStream,
+    stream: &Stream,
     response: &Response,
     leftover: Vec<u8>,
     deadline: Instant,
@@ -319,7 +403,7 @@ fn read_body(
     let mut dechunker = handshake::Dechunker::default();
     // Chunk sizes, extensions and trailers are bounded too.
     let mut raw_left = limit.saturating_mul(2).saturating_add(64 << 10);
-    let mut s = stream;
+    let mut s = Transport::waiting(stream);
     let mut input = leftover;
     let mut chunk = vec![0u8; 4096];
     loop {

@@ -16,7 +16,7 @@ use crate::hub::Hub;
 use crate::outbox::{Admit, Flushed, Lane, Outbox, PushError};
 use crate::protocol::Role;
 use crate::resource::Data;
-use crate::transport::Transport;
+use crate::transport::{Stream, Transport};
 use crate::{Error, Message, Request, SendError, SendTimeoutError};
 
 type PongHook = Box<dyn FnOnce(&Connection) + Send>;
@@ -67,7 +67,7 @@ impl Ending {
 
 pub(crate) struct Inner {
     pub(crate) id: u64,
-    pub(crate) stream: Arc<TcpStream>,
+    pub(crate) stream: Arc<Stream>,
     pub(crate) request: Request,
     /// The route pattern this connection came in on, e.g. `/chat/:room`.
     pub(crate) route: String,
@@ -93,7 +93,7 @@ pub(crate) struct Inner {
 
 /// Everything a connection is built from.
 pub(crate) struct Parts {
-    pub(crate) stream: Arc<TcpStream>,
+    pub(crate) stream: Arc<Stream>,
     pub(crate) request: Request,
     pub(crate) route: String,
     pub(crate) protocol: Option<String>,

@@ -64,6 +64,10 @@ pub enum Error {
     },
     /// An argument was invalid (for example a newline in an SSE event name).
     InvalidInput(&'static str),
+    /// TLS (feature `tls`) failed: a certificate or key file that cannot be
+    /// read or does not fit, or a handshake refused (an untrusted or expired
+    /// certificate, a wrong host name, ...). The text is the reason.
+    Tls(String),
 }
 
 impl Error {
@@ -106,6 +110,7 @@ impl fmt::Debug for Error {
             Error::Timeout(what) => f.debug_tuple("Timeout").field(what).finish(),
             Error::HandlerPanic(msg) => f.debug_tuple("HandlerPanic").field(msg).finish(),
             Error::Closed => f.write_str("Closed"),
+            Error::Tls(why) => f.debug_tuple("Tls").field(why).finish(),
             Error::NoConnections(target) => f.debug_tuple("NoConnections").field(target).finish(),
             Error::Http {
                 status,
@@ -144,6 +149,7 @@ impl fmt::Display for Error {
             Error::NoConnections(target) => write!(f, "no open connection for {target}"),
             Error::Http { status, .. } => write!(f, "http request refused with status {status}"),
             Error::InvalidInput(why) => write!(f, "invalid input: {why}"),
+            Error::Tls(why) => write!(f, "tls: {why}"),
         }
     }
 }

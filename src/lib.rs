@@ -320,6 +320,15 @@
 //! and body. Dropping the last handle (or [`ClientHandle::disconnect`])
 //! closes the connection and joins the client's two threads.
 //!
+//! ## TLS
+//!
+//! With the `tls` feature (off by default; rustls with the `ring` provider),
+//! `Server::start_tls(addr, TlsConfig::from_pem_files(cert, key)?)` serves
+//! everything above over TLS (`wss://`, `https://`), and the client speaks
+//! `wss://`, trusting Mozilla's roots (bundled by `webpki-roots`) plus any
+//! `Client::add_root_certificate`, or a whole `Client::tls_config`. A
+//! certificate it does not trust is [`Error::Tls`] with the reason.
+//!
 //! ## Shutdown
 //!
 //! [`ServerHandle::close`] (or dropping the handle) closes the listener at
@@ -402,6 +411,8 @@ mod session;
 mod sse;
 mod state;
 mod stats;
+#[cfg(feature = "tls")]
+mod tls;
 mod transport;
 mod writer;
 
@@ -419,6 +430,13 @@ pub use crate::server::{Server, ServerHandle};
 pub use crate::sse::{Event, EventClient, EventPublisher, EventSink, EventStream};
 pub use crate::stats::Stats;
 pub use crate::writer::MessageWriter;
+
+#[cfg(feature = "tls")]
+pub use crate::tls::TlsConfig;
+/// The rustls this crate is built with (feature `tls`), for
+/// [`TlsConfig::from_server_config`] and `Client::tls_config`.
+#[cfg(feature = "tls")]
+pub use rustls;
 
 /// `Result` with this crate's [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;

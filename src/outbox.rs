@@ -167,6 +167,12 @@ impl Outbox {
             .map_or(Duration::ZERO, |t| t.elapsed())
     }
 
+    /// Whether a write stalled and has not finished: bytes are queued, or
+    /// the sink still holds some (TLS ciphertext).
+    pub(crate) fn is_stalled(&self) -> bool {
+        self.state.lock().stalled_at.is_some()
+    }
+
     /// Bytes ever written to the socket.
     pub(crate) fn written(&self) -> u64 {
         self.state.lock().written
@@ -478,9 +484,26 @@ impl Outbox {
             let (mut batch, mut skip) = {
                 let mut st = self.state.lock();
                 if st.queue.is_empty() {
-                    st.stalled_at = None;
-                    st.writing = false;
-                    return Flushed::Done;
+                    // What the sink still holds (a TLS session's unsent
+                    // ciphertext; nothing for plain TCP) goes out first.
+                    drop(st);
+                    let flushed = sink.flush();
+                    st = self.state.lock();
+                    match flushed {
+                        Ok(()) if st.queue.is_empty() => {
+                            st.stalled_at = None;
+                            st.writing = false;
+                            return Flushed::Done;
+                        }
+                        Ok(()) => {}
+                        Err(e) if is_full(&e) => {
+                            if progressed || st.stalled_at.is_none() {
+                                st.stalled_at = Some(Instant::now());
+                            }
+                            return Flushed::Stalled;
+                        }
+                        Err(e) => return self.fail(st, e),
+                    }
                 }
                 let skip = std::mem::take(&mut st.head_written);
                 (std::mem::take(&mut st.queue), skip)
@@ -547,20 +570,23 @@ impl Outbox {
                     }
                     return Flushed::Stalled;
                 }
-                Err(e) => {
-                    st.queue.clear();
-                    st.queued = 0;
-                    st.closed = true;
-                    st.dropped = true;
-                    st.held.clear();
-                    st.held_bytes = 0;
-                    st.writing = false;
-                    st.stalled_at = None;
-                    self.wake(&st);
-                    return Flushed::Failed(e);
-                }
+                Err(e) => return self.fail(st, e),
             }
         }
+    }
+
+    /// A failed write: the queue is dropped and the writer role released.
+    fn fail(&self, mut st: parking_lot::MutexGuard<'_, State>, e: io::Error) -> Flushed {
+        st.queue.clear();
+        st.queued = 0;
+        st.closed = true;
+        st.dropped = true;
+        st.held.clear();
+        st.held_bytes = 0;
+        st.writing = false;
+        st.stalled_at = None;
+        self.wake(&st);
+        Flushed::Failed(e)
     }
 
     fn recycle(&self, mut v: Vec<u8>) {
@@ -623,6 +649,62 @@ mod tests {
             room,
             calls: 0,
         }
+    }
+
+    /// A sink like a TLS session: it takes every byte offered (encrypts it),
+    /// but passes on at most `room`, holding the rest until `flush`.
+    struct Holding {
+        held: Vec<u8>,
+        out: Vec<u8>,
+        room: usize,
+    }
+
+    impl Holding {
+        fn pass_on(&mut self) -> io::Result<()> {
+            let n = self.held.len().min(self.room);
+            self.room -= n;
+            self.out.extend(self.held.drain(..n));
+            match self.held.is_empty() {
+                true => Ok(()),
+                false => Err(io::ErrorKind::WouldBlock.into()),
+            }
+        }
+    }
+
+    impl Write for Holding {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            self.held.extend_from_slice(buf);
+            let _ = self.pass_on();
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            self.pass_on()
+        }
+    }
+
+    #[test]
+    fn bytes_the_sink_holds_keep_the_writer_role_until_flushed() {
+        let ob = Outbox::new(1 << 20);
+        let mut s = Holding {
+            held: Vec::new(),
+            out: Vec::new(),
+            room: 2,
+        };
+        // Everything was taken, but not all of it went out: still stalled.
+        assert!(matches!(
+            ob.push_with(&mut s, 5, Admit::Limit, Lane::Data, |v| v
+                .extend_from_slice(b"abcde")),
+            Ok(Flushed::Stalled)
+        ));
+        assert!(ob.state.lock().stalled_at.is_some());
+        // The writer role is held: a push only queues.
+        ob.push_with(&mut s, 1, Admit::Limit, Lane::Data, |v| v.push(b'f'))
+            .unwrap();
+        assert_eq!(s.out, b"ab");
+        s.room = 100;
+        assert!(matches!(ob.resume(&mut s), Flushed::Done));
+        assert_eq!(s.out, b"abcdef");
+        assert_eq!(ob.stalled_for(), Duration::ZERO);
     }
 
     #[test]

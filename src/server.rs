@@ -24,6 +24,7 @@ use crate::page::Page;
 use crate::protocol::{FrameReader, Limits, Role};
 use crate::route::Routes;
 use crate::sse::{EventPublisher, EventStream, Streams};
+use crate::transport::{Stream, Transport};
 use crate::{Broadcaster, Closer, Config, Connection, Error, Reject, Resource, Response};
 
 /// How long an idle pooled connection thread waits for the next client.
@@ -239,6 +240,32 @@ impl Server {
     /// (or an event stream another running server serves),
     /// [`Error::Bind`] (naming the address) when it cannot listen there.
     pub fn start<A: ToSocketAddrs + fmt::Display>(&self, addr: A) -> Result<ServerHandle, Error> {
+        self.start_with(addr, None)
+    }
+
+    /// Listens on `addr` and serves every connection over TLS (feature
+    /// `tls`): `wss://` for resources, `https://` for event streams, pages
+    /// and handlers, all as [`Server::start`] serves them. Each TLS handshake
+    /// runs on its connection's thread and counts against
+    /// [`Config::handshake_timeout`]; a client that sends anything but TLS
+    /// (plain HTTP, garbage) is dropped with a `debug!` line.
+    ///
+    /// # Errors
+    /// As [`Server::start`].
+    #[cfg(feature = "tls")]
+    pub fn start_tls<A: ToSocketAddrs + fmt::Display>(
+        &self,
+        addr: A,
+        tls: crate::TlsConfig,
+    ) -> Result<ServerHandle, Error> {
+        self.start_with(addr, Some(tls))
+    }
+
+    fn start_with<A: ToSocketAddrs + fmt::Display>(
+        &self,
+        addr: A,
+        tls: Option<TlsSetting>,
+    ) -> Result<ServerHandle, Error> {
         self.config.validate()?;
         match &self.route_error {
             Some(Error::Config { setting, reason }) => {
@@ -284,6 +311,7 @@ impl Server {
             stopping: AtomicBool::new(false),
             pool: Mutex::new(Pool::default()),
             resources: self.resources.clone(),
+            tls,
         });
         let gauges: std::sync::Weak<Core> = Arc::downgrade(&core);
         core.hub.stats.attach(gauges);
@@ -324,7 +352,7 @@ struct Core {
     /// Event streams and their open clients.
     sse: Arc<Streams>,
     /// Every socket being served, handshaking or open, for shutdown.
-    sockets: Mutex<HashMap<u64, Arc<TcpStream>>>,
+    sockets: Mutex<HashMap<u64, Arc<Stream>>>,
     /// Notified whenever a socket leaves `sockets`.
     sockets_empty: Condvar,
     next_id: AtomicU64,
@@ -333,6 +361,9 @@ struct Core {
     pool: Mutex<Pool>,
     /// The routes of the WebSocket resources, for `stats()`.
     resources: Vec<String>,
+    /// Set when every connection is TLS.
+    #[cfg_attr(not(feature = "tls"), allow(dead_code))] // because it is read with TLS only.
+    tls: Option<TlsSetting>,
 }
 
 impl crate::stats::Gauges for Core {
@@ -353,6 +384,12 @@ impl crate::stats::Gauges for Core {
         (self.active.load(Ordering::SeqCst), idle)
     }
 }
+
+/// A server's TLS settings (with feature `tls`; a type without values otherwise).
+#[cfg(feature = "tls")]
+type TlsSetting = crate::TlsConfig;
+#[cfg(not(feature = "tls"))]
+type TlsSetting = std::convert::Infallible;
 
 type Job = (TcpStream, SocketAddr);
 
@@ -384,7 +421,11 @@ fn accept_loop(
                 core.config.max_connections
             );
             core.hub.stats.refused(503);
-            refuse_busy(stream);
+            match core.tls {
+                // A TLS client could not read a plain answer.
+                Some(_) => drop(stream),
+                None => refuse_busy(stream),
+            }
             continue;
         }
         core.active.fetch_add(1, Ordering::SeqCst);
@@ -455,8 +496,11 @@ fn worker(core: &Arc<Core>, jobs: &Receiver<Job>, first: Job) {
 }
 
 /// Serves one socket from its first byte to its close.
-fn serve(core: &Core, stream: TcpStream, peer: SocketAddr) {
+fn serve(core: &Core, tcp: TcpStream, peer: SocketAddr) {
     let id = core.next_id.fetch_add(1, Ordering::Relaxed);
+    let Some(stream) = wrap(core, tcp, peer) else {
+        return;
+    };
     let stream = Arc::new(stream);
     core.sockets.lock().insert(id, Arc::clone(&stream));
     if !core.stopping.load(Ordering::SeqCst) {
@@ -471,14 +515,36 @@ fn serve(core: &Core, stream: TcpStream, peer: SocketAddr) {
     core.sockets_empty.notify_all();
 }
 
-fn handle(core: &Core, id: u64, stream: &Arc<TcpStream>, peer: SocketAddr) {
+/// The socket as this server speaks on it: plain, or a TLS session not yet
+/// shaken hands.
+fn wrap(core: &Core, tcp: TcpStream, peer: SocketAddr) -> Option<Stream> {
+    #[cfg(feature = "tls")]
+    if let Some(tls) = &core.tls {
+        return match tls.session() {
+            Ok(session) => Some(Stream::tls(tcp, session)),
+            Err(e) => {
+                log::debug!("{peer}: cannot start a TLS session: {e}");
+                None
+            }
+        };
+    }
+    let _ = (core, peer);
+    Some(Stream::plain(tcp))
+}
+
+fn handle(core: &Core, id: u64, stream: &Arc<Stream>, peer: SocketAddr) {
     let c = &core.config;
     let _ = stream.set_nodelay(c.nodelay);
     let _ = stream.set_write_timeout(Some(c.handshake_timeout));
     let deadline = crate::deadline::after(c.handshake_timeout);
+    #[cfg(feature = "tls")]
+    if let Err(e) = stream.handshake(deadline) {
+        log::debug!("{peer}: TLS handshake failed: {e}; dropped");
+        return;
+    }
     let mut set_timeout = |d: Duration| stream.set_read_timeout(Some(d));
     let head = http::read_head(
-        &mut &**stream,
+        &mut Transport::waiting(stream),
         &mut set_timeout,
         peer,
         c.max_header_size,
@@ -527,7 +593,8 @@ fn handle(core: &Core, id: u64, stream: &Arc<TcpStream>, peer: SocketAddr) {
                 Err(reject) => return refuse(stream, peer, Some(&req), &reject),
             };
             core.hub.stats.websocket_accepted();
-            if let Err(e) = (&**stream).write_all(&up.response) {
+            let mut t = Transport::waiting(stream);
+            if let Err(e) = t.write_all(&up.response).and_then(|()| t.flush()) {
                 log::debug!("{peer}: could not send the upgrade response: {e}");
                 return;
             }
@@ -586,7 +653,7 @@ fn handle(core: &Core, id: u64, stream: &Arc<TcpStream>, peer: SocketAddr) {
 
 /// Answers a refusal (without its body to `HEAD`) and closes; `req` is
 /// `None` when the request could not be read.
-fn refuse(stream: &TcpStream, peer: SocketAddr, req: Option<&Request>, reject: &Reject) {
+fn refuse(stream: &Stream, peer: SocketAddr, req: Option<&Request>, reject: &Reject) {
     let path = req.map_or("-", |r| r.path());
     log::debug!("{peer}: answered {} for {path}", reject.status());
     crate::stats::refused_here(reject.status());
@@ -595,10 +662,11 @@ fn refuse(stream: &TcpStream, peer: SocketAddr, req: Option<&Request>, reject: &
 }
 
 /// Writes a whole response, then closes the connection gently.
-fn answer(stream: &TcpStream, response: &[u8]) {
-    let mut s = stream;
+fn answer(stream: &Stream, response: &[u8]) {
+    let mut s = Transport::waiting(stream);
     let _ = s.write_all(response);
     let _ = s.flush();
+    stream.close_notify();
     let _ = stream.shutdown(Shutdown::Write);
     // Read what the client still sends (bounded), so closing does not reset
     // the connection before it has read the answer.
@@ -700,7 +768,7 @@ impl ServerHandle {
         // own connection is cut off below instead: its thread cannot read
         // the answer until the hook returns.
         let own = serving_here(core);
-        let sockets: Vec<(u64, Arc<TcpStream>)> = core
+        let sockets: Vec<(u64, Arc<Stream>)> = core
             .sockets
             .lock()
             .iter()
@@ -725,8 +793,7 @@ impl ServerHandle {
                 .wait_until(&mut open, deadline)
                 .timed_out()
         {}
-        let left: Vec<(u64, Arc<TcpStream>)> =
-            open.iter().map(|(k, v)| (*k, Arc::clone(v))).collect();
+        let left: Vec<(u64, Arc<Stream>)> = open.iter().map(|(k, v)| (*k, Arc::clone(v))).collect();
         drop(open);
         for (id, stream) in left {
             match core.hub.connection(id) {

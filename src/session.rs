@@ -44,6 +44,7 @@ pub(crate) fn run(
         conn.inner.force_end(code, &reason);
     }
     s.linger();
+    conn.inner.stream.close_notify();
     let _ = conn.inner.stream.shutdown(Shutdown::Both);
     // Nothing more will be written: wake producers waiting for room.
     conn.inner.outbox.abort();
@@ -79,7 +80,7 @@ impl Session<'_> {
             if let Step::End(code, reason) = step {
                 return (code, reason);
             }
-            match reader.fill(&mut &*inner.stream) {
+            match reader.fill(&mut Transport::waiting(&inner.stream)) {
                 Ok(0) => {
                     if reader.buffered() > 0 && self.conn.is_open() {
                         self.error(&Error::Io(io::ErrorKind::UnexpectedEof.into()));

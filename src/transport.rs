@@ -1,6 +1,6 @@
-//! The byte stream under a connection, as the outbox writes to it: today a
-//! plain TCP socket; TLS will be a second variant, so that nothing above this
-//! module asks which kind it has.
+//! The byte stream under a connection, as the outbox writes to it: a plain
+//! TCP socket, or (feature `tls`) a TLS session over one, so that nothing
+//! above this module asks which kind it has.
 //!
 //! A write comes in two kinds. [`Transport::nowait`] never waits: a full
 //! socket answers `WouldBlock` at once (`send` with `MSG_DONTWAIT`, through
@@ -9,9 +9,79 @@
 //! is an ordinary blocking write, bounded by the socket's send timeout (the
 //! connection's `write_timeout`): only the connection's own thread uses it,
 //! to wait for its own peer, which is TCP's back-pressure.
+//!
+//! Over TLS the same two kinds hold for the ciphertext (see `tls.rs`): a
+//! write encrypts under a short lock, then writes by the rule above; what the
+//! socket did not take stays in the session, in order, and the writer's
+//! `flush` reports it as a full socket, so the outbox keeps the writer role
+//! and the housekeeper finishes it as it finishes a plain socket.
 
 use std::io::{self, IoSlice, Read, Write};
 use std::net::TcpStream;
+use std::ops::Deref;
+
+/// A connection's socket, with its TLS session when it has one. Socket
+/// settings (timeouts, `shutdown`, addresses) go to the TCP socket through
+/// `Deref`; bytes go through [`Transport`] only.
+#[derive(Debug)]
+pub(crate) struct Stream {
+    tcp: TcpStream,
+    #[cfg(feature = "tls")]
+    tls: Option<crate::tls::Session>,
+}
+
+impl Stream {
+    /// A plain TCP connection.
+    pub(crate) fn plain(tcp: TcpStream) -> Stream {
+        Stream {
+            tcp,
+            #[cfg(feature = "tls")]
+            tls: None,
+        }
+    }
+
+    /// A TLS connection (its handshake not yet done: see [`Stream::handshake`]).
+    #[cfg(feature = "tls")]
+    pub(crate) fn tls(tcp: TcpStream, session: crate::tls::Session) -> Stream {
+        Stream {
+            tcp,
+            tls: Some(session),
+        }
+    }
+
+    /// Runs the TLS handshake, if this is a TLS connection, on the calling
+    /// thread, until `deadline`.
+    ///
+    /// # Errors
+    /// The socket's error, `TimedOut` at the deadline, or `InvalidData`
+    /// with the TLS error (a bad certificate, garbage, plain HTTP).
+    #[cfg(feature = "tls")]
+    pub(crate) fn handshake(&self, deadline: std::time::Instant) -> io::Result<()> {
+        match &self.tls {
+            Some(session) => session.handshake(&self.tcp, deadline),
+            None => Ok(()),
+        }
+    }
+}
+
+impl Stream {
+    /// Before the socket is shut: tells a TLS peer the stream ends
+    /// (`close_notify`, best effort, never waiting); nothing for plain TCP.
+    pub(crate) fn close_notify(&self) {
+        #[cfg(feature = "tls")]
+        if let Some(session) = &self.tls {
+            session.close_notify(&self.tcp);
+        }
+    }
+}
+
+impl Deref for Stream {
+    type Target = TcpStream;
+
+    fn deref(&self) -> &TcpStream {
+        &self.tcp
+    }
+}
 
 /// See the module documentation.
 #[derive(Debug, Clone, Copy)]
@@ -23,22 +93,54 @@ pub(crate) enum Transport<'a> {
         /// Whether a write may wait for room in the socket's buffer.
         wait: bool,
     },
+    /// A TLS session over a TCP socket.
+    #[cfg(feature = "tls")]
+    Tls {
+        /// The socket.
+        tcp: &'a TcpStream,
+        /// The session.
+        session: &'a crate::tls::Session,
+        /// Whether a write may wait for room in the socket's buffer.
+        wait: bool,
+    },
 }
 
 impl<'a> Transport<'a> {
     /// Writes that never wait (any thread).
-    pub(crate) fn nowait(stream: &'a TcpStream) -> Transport<'a> {
-        Transport::Tcp {
-            stream,
-            wait: false,
-        }
+    pub(crate) fn nowait(stream: &'a Stream) -> Transport<'a> {
+        Transport::new(stream, false)
     }
 
     /// Writes that wait up to the socket's send timeout (the connection's
     /// own thread only).
-    pub(crate) fn waiting(stream: &'a TcpStream) -> Transport<'a> {
-        Transport::Tcp { stream, wait: true }
+    pub(crate) fn waiting(stream: &'a Stream) -> Transport<'a> {
+        Transport::new(stream, true)
     }
+
+    fn new(stream: &'a Stream, wait: bool) -> Transport<'a> {
+        #[cfg(feature = "tls")]
+        if let Some(session) = &stream.tls {
+            return Transport::Tls {
+                tcp: &stream.tcp,
+                session,
+                wait,
+            };
+        }
+        Transport::Tcp {
+            stream: &stream.tcp,
+            wait,
+        }
+    }
+}
+
+/// One write of `bufs` to the socket: blocking (bounded by the send
+/// timeout) when `wait`, else with `MSG_DONTWAIT`.
+pub(crate) fn write_raw(stream: &TcpStream, bufs: &[IoSlice<'_>], wait: bool) -> io::Result<usize> {
+    if wait {
+        let mut s = stream;
+        return s.write_vectored(bufs);
+    }
+    send_nowait(stream, bufs)
 }
 
 /// `send` flags for a write that never waits (and raises no SIGPIPE).
@@ -54,17 +156,20 @@ impl Write for Transport<'_> {
 
     fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
         match *self {
-            Transport::Tcp { mut stream, wait } => {
-                if wait {
-                    return stream.write_vectored(bufs);
-                }
-                send_nowait(stream, bufs)
-            }
+            Transport::Tcp { stream, wait } => write_raw(stream, bufs, wait),
+            #[cfg(feature = "tls")]
+            Transport::Tls { tcp, session, wait } => session.write_vectored(tcp, bufs, wait),
         }
     }
 
+    /// Plain TCP: nothing to do. TLS: writes the ciphertext still held;
+    /// `WouldBlock` while the socket will not take it all.
     fn flush(&mut self) -> io::Result<()> {
-        Ok(())
+        match *self {
+            Transport::Tcp { .. } => Ok(()),
+            #[cfg(feature = "tls")]
+            Transport::Tls { tcp, session, wait } => session.flush(tcp, wait),
+        }
     }
 }
 
@@ -72,12 +177,19 @@ impl Read for Transport<'_> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         match *self {
             Transport::Tcp { mut stream, .. } => stream.read(buf),
+            #[cfg(feature = "tls")]
+            Transport::Tls { tcp, session, .. } => session.read(tcp, buf),
         }
     }
 
     fn read_vectored(&mut self, bufs: &mut [io::IoSliceMut<'_>]) -> io::Result<usize> {
         match *self {
             Transport::Tcp { mut stream, .. } => stream.read_vectored(bufs),
+            #[cfg(feature = "tls")]
+            Transport::Tls { tcp, session, .. } => match bufs.iter_mut().find(|b| !b.is_empty()) {
+                Some(buf) => session.read(tcp, buf),
+                None => Ok(0),
+            },
         }
     }
 }
@@ -101,7 +213,7 @@ mod tests {
     #[test]
     fn a_full_socket_answers_would_block_at_once() {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let ours = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let ours = Stream::plain(TcpStream::connect(listener.local_addr().unwrap()).unwrap());
         let (_theirs, _) = listener.accept().unwrap();
         // No send timeout: a blocking write to a full socket would hang.
         ours.set_write_timeout(None).unwrap();

@@ -9,7 +9,14 @@
 // Every wait is bounded.
 'use strict';
 
+const fs = require('fs');
+const https = require('https');
 const { WebSocket, WebSocketServer } = require('ws');
+
+// With INTEROP_CERT and INTEROP_KEY (PEM files) the server serves wss://; with
+// INTEROP_CERT the client trusts that certificate for wss:// URLs.
+const CERT = process.env.INTEROP_CERT;
+const KEY = process.env.INTEROP_KEY;
 
 const WAIT_MS = 10000;
 const PROTOCOLS = ['chat.v2', 'chat.v1'];
@@ -30,14 +37,20 @@ function sendFragmented(ws, parts, binary) {
 }
 
 function runServer() {
-  const wss = new WebSocketServer({
-    host: '127.0.0.1',
-    port: 0,
+  const options = {
     maxPayload: 64 << 20,
     perMessageDeflate: false,
     handleProtocols: (offered) => PROTOCOLS.find((p) => offered.has(p)) || false,
-  });
-  wss.on('listening', () => console.log(`listening on ws://127.0.0.1:${wss.address().port}`));
+  };
+  let wss;
+  if (CERT && KEY) {
+    const server = https.createServer({ cert: fs.readFileSync(CERT), key: fs.readFileSync(KEY) });
+    wss = new WebSocketServer({ ...options, server });
+    server.listen(0, '127.0.0.1', () => console.log(`listening on wss://127.0.0.1:${server.address().port}`));
+  } else {
+    wss = new WebSocketServer({ ...options, host: '127.0.0.1', port: 0 });
+    wss.on('listening', () => console.log(`listening on ws://127.0.0.1:${wss.address().port}`));
+  }
   wss.on('connection', (ws, req) => {
     ws.on('message', (data, isBinary) => {
       const text = isBinary ? null : data.toString('utf8');
@@ -94,6 +107,7 @@ function open(url) {
       handshakeTimeout: WAIT_MS,
       maxPayload: 64 << 20,
       perMessageDeflate: false,
+      ...(url.startsWith('wss:') && CERT ? { ca: fs.readFileSync(CERT) } : {}),
     });
     const queue = [];
     const waiters = [];

@@ -9,6 +9,8 @@ cmd:frag). The client runs the same checks as the Node peer's client.
 Every wait is bounded.
 """
 
+import os
+import ssl
 import sys
 import threading
 
@@ -75,11 +77,22 @@ def handler(ws):
         last_close[0] = f"{rcvd.code} {rcvd.reason}" if rcvd else "1006 "
 
 
+# With INTEROP_CERT and INTEROP_KEY (PEM files) the server serves wss://; with
+# INTEROP_CERT the client trusts that certificate for wss:// URLs.
+CERT = os.environ.get("INTEROP_CERT")
+KEY = os.environ.get("INTEROP_KEY")
+
+
 def run_server():
+    tls = None
+    if CERT and KEY:
+        tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        tls.load_cert_chain(CERT, KEY)
     with serve(handler, "127.0.0.1", 0, select_subprotocol=select_protocol,
-               max_size=None, compression=None, ping_interval=None) as server:
+               max_size=None, compression=None, ping_interval=None, ssl=tls) as server:
         port = server.socket.getsockname()[1]
-        print(f"listening on ws://127.0.0.1:{port}", flush=True)
+        scheme = "wss" if tls else "ws"
+        print(f"listening on {scheme}://127.0.0.1:{port}", flush=True)
         server.serve_forever()
 
 
@@ -92,9 +105,10 @@ def expect(what, got, want):
 
 
 def open_client(url):
+    tls = ssl.create_default_context(cafile=CERT) if url.startswith("wss:") and CERT else None
     return connect(url, subprotocols=["nope", "chat.v1"], additional_headers={"X-Interop": "yes"},
                    max_size=None, compression=None, open_timeout=WAIT, close_timeout=WAIT,
-                   ping_interval=None)
+                   ping_interval=None, ssl=tls)
 
 
 def run_client(url):

@@ -18,6 +18,8 @@ pub(crate) struct Target {
     pub(crate) host_header: String,
     pub(crate) path: String,
     pub(crate) query: Option<String>,
+    /// `wss://`: over TLS.
+    pub(crate) secure: bool,
 }
 
 impl Target {
@@ -35,15 +37,15 @@ pub(crate) fn parse_url(url: &str) -> Result<Target, Error> {
     let uri: Uri = url
         .parse()
         .map_err(|_| Error::InvalidInput("the url is not a valid ws:// url"))?;
-    match uri.scheme_str() {
-        Some(s) if s.eq_ignore_ascii_case("ws") => {}
-        Some(s) if s.eq_ignore_ascii_case("wss") => {
+    let secure = match uri.scheme_str() {
+        Some(s) if s.eq_ignore_ascii_case("ws") => false,
+        Some(s) if s.eq_ignore_ascii_case("wss") => true,
+        _ => {
             return Err(Error::InvalidInput(
-                "wss:// needs TLS, which wsportal does not provide (use a TLS proxy)",
+                "the url must start with ws:// or wss://",
             ))
         }
-        _ => return Err(Error::InvalidInput("the url must start with ws://")),
-    }
+    };
     let authority = uri
         .authority()
         .ok_or(Error::InvalidInput("the url has no host"))?;
@@ -64,10 +66,11 @@ pub(crate) fn parse_url(url: &str) -> Result<Target, Error> {
             .trim_start_matches('[')
             .trim_end_matches(']')
             .to_owned(),
-        port: port(&host_header)?,
+        port: port(&host_header, secure)?,
         host_header,
         path,
         query: uri.query().map(str::to_owned),
+        secure,
     })
 }
 
@@ -76,13 +79,13 @@ pub(crate) fn parse_url(url: &str) -> Result<Target, Error> {
 ///
 /// # Errors
 /// [`Error::InvalidInput`] unless it is a number from 1 to 65535.
-fn port(authority: &str) -> Result<u16, Error> {
+fn port(authority: &str, secure: bool) -> Result<u16, Error> {
     let after_host = match authority.rfind(']') {
         Some(i) => &authority[i + 1..],
         None => authority,
     };
     match after_host.rsplit_once(':') {
-        None | Some((_, "")) => Ok(80),
+        None | Some((_, "")) => Ok(if secure { 443 } else { 80 }),
         Some((_, p)) => match p.parse::<u16>() {
             Ok(n) if n > 0 && p.bytes().all(|b| b.is_ascii_digit()) => Ok(n),
             _ => Err(Error::InvalidInput(
@@ -423,7 +426,9 @@ mod tests {
         assert_eq!(t.host_header, "[::1]");
         let t = parse_url("WS://user:pw@h/p").unwrap();
         assert_eq!(t.host_header, "h");
-        for bad in ["wss://h/", "http://h/", "h:80/x", "ws://", "not a url"] {
+        let t = parse_url("wss://[::1]/p").unwrap();
+        assert_eq!((t.host.as_str(), t.port, t.secure), ("::1", 443, true));
+        for bad in ["http://h/", "h:80/x", "ws://", "not a url"] {
             assert!(
                 matches!(parse_url(bad), Err(Error::InvalidInput(_))),
                 "{bad}"

@@ -4,7 +4,7 @@
 use std::any::Any;
 use std::fmt;
 use std::io::{self, Read};
-use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::net::{Shutdown, SocketAddr};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -16,7 +16,7 @@ use super::stream::{EventPublisher, Shared};
 use crate::hub::Hub;
 use crate::outbox::{Admit, Flushed, Lane, Outbox, PushError};
 use crate::resource::Data;
-use crate::transport::Transport;
+use crate::transport::{Stream, Transport};
 use crate::{Error, Event, Request};
 
 /// A handle to one client of an event stream. Cheap to clone, `Send + Sync`:
@@ -31,7 +31,7 @@ pub struct EventClient {
 
 pub(crate) struct ClientInner {
     pub(crate) id: u64,
-    pub(crate) stream: Arc<TcpStream>,
+    pub(crate) stream: Arc<Stream>,
     request: Request,
     data: Option<Data>,
     pub(crate) outbox: Outbox,
@@ -51,7 +51,7 @@ pub(crate) struct ClientInner {
 impl EventClient {
     pub(crate) fn new(
         id: u64,
-        stream: Arc<TcpStream>,
+        stream: Arc<Stream>,
         request: Request,
         data: Option<Data>,
         hub: Arc<Hub>,
@@ -341,7 +341,7 @@ impl<'a> EventSink<'a> {
             if inner.stream.set_read_timeout(Some(left)).is_err() {
                 return Err(Error::Closed);
             }
-            match (&*inner.stream).read(&mut scratch) {
+            match Transport::waiting(&inner.stream).read(&mut scratch) {
                 Ok(0) => {
                     // Either the client hung up, or `close` woke us (then the
                     // backlog is still to be written).

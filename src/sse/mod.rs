@@ -18,7 +18,7 @@ mod stream;
 
 use std::collections::HashMap;
 use std::io::{self, Read};
-use std::net::{Shutdown, TcpStream};
+use std::net::Shutdown;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -32,7 +32,7 @@ pub use self::stream::{EventPublisher, EventStream};
 use self::stream::{Replay, Shared};
 use crate::guard;
 use crate::hub::{Chores, Hub, Retry};
-use crate::transport::Transport;
+use crate::transport::{Stream, Transport};
 use crate::{Accept, Error, Reject, Request};
 
 /// Decides whether to answer with the stream: only `GET`, then the
@@ -67,7 +67,7 @@ pub(crate) fn admit(
 /// An accepted request, ready to become a stream.
 pub(crate) struct Opened {
     pub(crate) id: u64,
-    pub(crate) stream: Arc<TcpStream>,
+    pub(crate) stream: Arc<Stream>,
     pub(crate) request: Request,
     pub(crate) accept: Accept,
     pub(crate) hub: Arc<Hub>,
@@ -210,7 +210,7 @@ fn open(events: &EventStream, hooks: &Hooks<'_>, head: &[u8]) -> Result<(), guar
 fn idle(client: &EventClient) {
     let mut scratch = [0u8; 256];
     loop {
-        match (&*client.inner.stream).read(&mut scratch) {
+        match Transport::waiting(&client.inner.stream).read(&mut scratch) {
             Ok(0) => return,
             Ok(_) => {} // A client has nothing to say on an event stream.
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -227,13 +227,15 @@ fn finish(events: &EventStream, streams: &Streams, client: &EventClient) {
     events.shared.state.lock().clients.remove(&inner.id);
     if !hung_up {
         let deadline = crate::deadline::after(inner.hub.close_timeout());
-        while inner.outbox.backlog() > 0
+        // A stall with nothing queued: TLS ciphertext still to go.
+        while (inner.outbox.backlog() > 0 || inner.outbox.is_stalled())
             && Instant::now() < deadline
             && !inner.forced.load(Ordering::SeqCst)
         {
             std::thread::sleep(Duration::from_millis(2));
         }
     }
+    inner.stream.close_notify();
     let _ = inner.stream.shutdown(Shutdown::Both);
     streams.clients.lock().remove(&inner.id);
 }

@@ -13,4 +13,6 @@ mod push;
 mod sse;
 mod stats;
 mod support;
+#[cfg(feature = "tls")]
+mod tls;
 mod write;
