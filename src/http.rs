@@ -241,7 +241,11 @@ pub(crate) fn percent_decode(s: &str) -> String {
     let mut i = 0;
     while i < bytes.len() {
         if bytes[i] == b'%' && i + 2 < bytes.len() {
-            let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).ok();
+            // Two hex digits: `from_str_radix` alone would also take a sign.
+            let digits = &bytes[i + 1..i + 3];
+            let hex = std::str::from_utf8(digits)
+                .ok()
+                .filter(|_| digits.iter().all(u8::is_ascii_hexdigit));
             if let Some(v) = hex.and_then(|h| u8::from_str_radix(h, 16).ok()) {
                 out.push(v);
                 i += 3;

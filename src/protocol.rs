@@ -13,14 +13,14 @@ use crate::frame::{self, Header, OpCode};
 use crate::{Error, Message};
 
 /// Data frames at least this long are read straight into their own buffer.
-const DIRECT_MIN: usize = 16 * 1024;
+pub(crate) const DIRECT_MIN: usize = 16 * 1024;
 /// A large frame's own buffer grows by this factor when its room is full:
 /// few reads and copies for an honest frame, and at most this many times
 /// the bytes that arrived for a frame that never comes.
-const DIRECT_GROWTH: usize = 4;
+pub(crate) const DIRECT_GROWTH: usize = 4;
 /// Reads stop growing the buffer for throughput past this size; a single
 /// larger frame still gets the room it needs.
-const GROW_LIMIT: usize = 256 * 1024;
+pub(crate) const GROW_LIMIT: usize = 256 * 1024;
 /// The stack buffer a quiet connection reads into.
 const IDLE_SCRATCH: usize = 512;
 /// Reads shorter than this (two in a row) make a connection quiet.
