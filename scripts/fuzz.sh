@@ -58,7 +58,7 @@ for t in $TARGETS; do
             tail -n 40 "target/fuzz/$t.log"
             failed+=("$t")
         else
-            grep -E "^(INFO: seed corpus|#[0-9]+ +(INITED|DONE))" "target/fuzz/$t.log" | tail -n 2 || true
+            grep -E "^(INFO: seed corpus|#[0-9]+\s+(INITED|DONE))" "target/fuzz/$t.log" | tail -n 2 || true
         fi
         continue
     fi

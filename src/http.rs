@@ -149,6 +149,10 @@ pub(crate) fn parse_header_lines<'a>(
 ) -> Option<Vec<(String, String)>> {
     let mut headers = Vec::new();
     for line in lines.take_while(|l| !l.is_empty()) {
+        // A bare CR or LF (lines end with CRLF) would land in the value.
+        if line.contains(['\r', '\n']) {
+            return None;
+        }
         let (name, value) = line.split_once(':')?;
         if !is_token(name) {
             return None;
@@ -169,6 +173,9 @@ pub(crate) fn parse_head(head: &[u8], peer: SocketAddr) -> Result<Request, HeadE
     let text = std::str::from_utf8(head).map_err(|_| HeadError::Malformed("head is not utf-8"))?;
     let mut lines = text.split("\r\n");
     let request_line = lines.next().unwrap_or("");
+    if request_line.contains(['\r', '\n']) {
+        return Err(HeadError::Malformed("bad request line"));
+    }
     let mut parts = request_line.split(' ');
     let (Some(method), Some(target), Some(version), None) =
         (parts.next(), parts.next(), parts.next(), parts.next())

@@ -5,6 +5,7 @@ mod client;
 mod core;
 mod correctness;
 mod ergonomics;
+mod hardening;
 mod examples;
 mod logtail;
 mod page;
