@@ -54,6 +54,8 @@ const MASK: [u8; 4] = [0x37, 0xfa, 0x21, 0x3d];
 struct Tally {
     /// Messages and events received and checked by reading clients.
     messages: AtomicU64,
+    /// Hostile clients that were refused or cut off as they should be.
+    refused: AtomicU64,
     failures: Mutex<Vec<String>>,
 }
 
@@ -64,6 +66,9 @@ impl Tally {
         if f.len() < 100 {
             f.push(what);
         }
+    }
+    fn refused_ok(&self) {
+        self.refused.fetch_add(1, Ordering::Relaxed);
     }
     fn got(&self, n: u64) {
         self.messages.fetch_add(n, Ordering::Relaxed);
@@ -191,7 +196,11 @@ fn main() {
         verdict.push(f.clone());
     }
     if verdict.is_empty() {
-        println!("soak: PASS ({} messages checked)", last.messages);
+        println!(
+            "soak: PASS ({} messages checked, {} hostile clients refused or cut off as expected)",
+            last.messages,
+            tally.refused.load(Ordering::Relaxed)
+        );
     } else {
         println!("soak: FAIL ({} check failures)", failures.len());
         for v in verdict {
@@ -505,6 +514,8 @@ fn hostile(addr: SocketAddr, end: Instant, tally: &Arc<Tally>) {
             Ok(mut ws) => {
                 if time_to_eof(&mut ws.s, Duration::from_secs(8)).is_none() {
                     t.fail("silent client not reaped within 8 s".into());
+                } else {
+                    t.refused_ok();
                 }
             }
             Err(e) => t.fail(format!("silent: connect: {e}")),
@@ -523,12 +534,12 @@ fn hostile(addr: SocketAddr, end: Instant, tally: &Arc<Tally>) {
                     return t.fail("slowloris head not dropped within 6 s".into());
                 }
                 if s.write_all(b"X").is_err() {
-                    return;
+                    return t.refused_ok();
                 }
                 match s.read(&mut b) {
-                    Ok(_) => return, // an answer or EOF: dropped
+                    Ok(_) => return t.refused_ok(), // an answer or EOF: dropped
                     Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {}
-                    Err(_) => return,
+                    Err(_) => return t.refused_ok(),
                 }
             }
         }));
@@ -572,7 +583,9 @@ fn hostile(addr: SocketAddr, end: Instant, tally: &Arc<Tally>) {
             go(Box::new(move |t| match Ws::connect(addr, "/echo") {
                 Ok(mut ws) => {
                     let got = send(&mut ws).and_then(|()| ws.close_code());
-                    if !matches!(got, Ok(Some(c)) if c == code) {
+                    if matches!(got, Ok(Some(c)) if c == code) {
+                        t.refused_ok();
+                    } else {
                         t.fail(format!("{name}: expected close {code}, got {got:?}"));
                     }
                 }
