@@ -22,7 +22,11 @@ use wsportal::{Config, Event, EventStream, Message, Resource, Server};
 
 fn main() -> Result<(), wsportal::Error> {
     env_logger::init();
-    let args: Vec<String> = std::env::args().skip(1).collect();
+    run(&std::env::args().skip(1).collect::<Vec<_>>())
+}
+
+/// Serves on `args[0]` (default 127.0.0.1:0); `--seconds N` stops it cleanly after N seconds.
+pub fn run(args: &[String]) -> Result<(), wsportal::Error> {
     let addr = args.first().map_or("127.0.0.1:0", String::as_str);
     let config = Config::default()
         .max_message_size(1 << 20)

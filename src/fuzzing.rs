@@ -54,9 +54,7 @@ impl FrameReader {
             max_frame,
             max_message,
         };
-        FrameReader(protocol::FrameReader::new(
-            role, limits, initial, leftover,
-        ))
+        FrameReader(protocol::FrameReader::new(role, limits, initial, leftover))
     }
 
     /// One `read` into the buffer; 0 is the end of the stream.
@@ -145,6 +143,9 @@ pub fn check_response(
     Ok((101, protocol))
 }
 
+/// A route found: its number, its decoded parameters and its pattern.
+pub type Found = (usize, Vec<(String, String)>, String);
+
 /// The server's route table (`route::Routes`), each route numbered.
 #[derive(Debug, Default)]
 pub struct Routes(crate::route::Routes<usize>);
@@ -160,7 +161,7 @@ impl Routes {
 
     /// The route for a request path: its number, its decoded parameters and
     /// its pattern.
-    pub fn find(&self, path: &str) -> Option<(usize, Vec<(String, String)>, String)> {
+    pub fn find(&self, path: &str) -> Option<Found> {
         self.0
             .find(path)
             .map(|(id, params, pattern)| (*id, params, pattern.to_owned()))

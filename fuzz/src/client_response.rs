@@ -29,13 +29,22 @@ pub fn run(data: &[u8]) {
     let (result, largest) =
         crate::largest_allocation(|| fuzzing::check_response(head, KEY, &offered));
     // The header list is proportional to the head (48 bytes a header, doubled).
-    assert!(largest <= 32 * head.len() + 16 * 1024, "allocated {largest} bytes at once");
+    assert!(
+        largest <= 32 * head.len() + 16 * 1024,
+        "allocated {largest} bytes at once"
+    );
     match result {
         Ok((101, protocol)) => {
             let text = String::from_utf8_lossy(head);
-            assert!(text.contains(ACCEPT), "accepted a 101 without the accept value");
+            assert!(
+                text.contains(ACCEPT),
+                "accepted a 101 without the accept value"
+            );
             if let Some(p) = protocol {
-                assert!(offered.contains(&p), "accepted a subprotocol not offered: {p:?}");
+                assert!(
+                    offered.contains(&p),
+                    "accepted a subprotocol not offered: {p:?}"
+                );
             }
         }
         Ok((status, protocol)) => {

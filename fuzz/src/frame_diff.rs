@@ -61,11 +61,14 @@ fn tungstenite_run(
         .max_frame_size(Some(max_frame))
         .max_message_size(Some(max_message));
     let role = if server { Role::Server } else { Role::Client };
-    let mut ws = WebSocket::from_raw_socket(Duplex(Chunked::new(stream, Vec::new())), role, Some(config));
+    let mut ws =
+        WebSocket::from_raw_socket(Duplex(Chunked::new(stream, Vec::new())), role, Some(config));
     let mut events = Vec::new();
     loop {
         let event = match ws.read() {
-            Ok(tungstenite::Message::Text(t)) => FrameEvent::Message(Message::Text(t.as_str().to_owned())),
+            Ok(tungstenite::Message::Text(t)) => {
+                FrameEvent::Message(Message::Text(t.as_str().to_owned()))
+            }
             Ok(tungstenite::Message::Binary(b)) => FrameEvent::Message(Message::Binary(b.to_vec())),
             Ok(tungstenite::Message::Ping(p)) => FrameEvent::Ping(p.to_vec()),
             Ok(tungstenite::Message::Pong(p)) => FrameEvent::Pong(p.to_vec()),
@@ -94,7 +97,8 @@ pub fn run(data: &[u8]) {
     };
     let mut chunked = Chunked::new(&stream[leftover..], sizes);
     let (ours, our_end) = drive(setup, &stream[..leftover], &mut chunked);
-    let (theirs, their_end) = tungstenite_run(setup.server, setup.max_frame, setup.max_message, &stream);
+    let (theirs, their_end) =
+        tungstenite_run(setup.server, setup.max_frame, setup.max_message, &stream);
     compare(&ours, &our_end, &theirs, &their_end);
 }
 
@@ -102,7 +106,10 @@ pub fn run(data: &[u8]) {
 pub fn compare(ours: &[FrameEvent], our_end: &Outcome, theirs: &[FrameEvent], their_end: &Outcome) {
     let invalid_close = "close frame with an invalid status code";
     match (our_end, their_end) {
-        (a, b) if a == b || matches!((a, b), (Outcome::Refused(x, _), Outcome::Refused(y, _)) if x == y) => {
+        (a, b)
+            if a == b
+                || matches!((a, b), (Outcome::Refused(x, _), Outcome::Refused(y, _)) if x == y) =>
+        {
             assert_eq!(ours, theirs, "same outcome {a:?}, different events");
         }
         // Difference 1: our header checks come before the payload.
@@ -115,15 +122,23 @@ pub fn compare(ours: &[FrameEvent], our_end: &Outcome, theirs: &[FrameEvent], th
         }
         // Difference 3: a close code a peer may not send.
         (Outcome::Refused(1002, why), Outcome::Closed) if why.contains(invalid_close) => {
-            let (last, before) = theirs.split_last().expect("tungstenite closed, so it has an event");
+            let (last, before) = theirs
+                .split_last()
+                .expect("tungstenite closed, so it has an event");
             assert_eq!(
                 last,
                 &FrameEvent::Close(Some((1002, "Protocol violation".to_owned())))
             );
-            assert_eq!(ours, before, "invalid close code, different events before it");
+            assert_eq!(
+                ours, before,
+                "invalid close code, different events before it"
+            );
         }
         (Outcome::Refused(1002, why), Outcome::Refused(1007, _)) if why.contains(invalid_close) => {
-            assert_eq!(ours, theirs, "invalid close code and reason, different events before it");
+            assert_eq!(
+                ours, theirs,
+                "invalid close code and reason, different events before it"
+            );
         }
         (a, b) => panic!(
             "outcomes differ: wsportal {a:?} after {} events, tungstenite {b:?} after {} events",

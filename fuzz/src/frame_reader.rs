@@ -35,7 +35,11 @@ pub struct Setup {
 
 /// Drives a reader as `session::read_loop` does: every complete event, then
 /// one read, until a close, a refusal or the end.
-pub fn drive(setup: Setup, leftover: &[u8], stream: &mut Chunked<'_>) -> (Vec<FrameEvent>, Outcome) {
+pub fn drive(
+    setup: Setup,
+    leftover: &[u8],
+    stream: &mut Chunked<'_>,
+) -> (Vec<FrameEvent>, Outcome) {
     let mut reader = FrameReader::new(
         setup.server,
         setup.max_frame,
@@ -98,7 +102,10 @@ pub fn check_refusal(setup: &Setup, e: &Error) {
 
 /// The settings, leftover length and chunk sizes the input chose, and the
 /// stream.
-pub fn setup(u: &mut Unstructured<'_>, max_limit: usize) -> Option<(Setup, usize, Vec<usize>, Vec<u8>)> {
+pub fn setup(
+    u: &mut Unstructured<'_>,
+    max_limit: usize,
+) -> Option<(Setup, usize, Vec<usize>, Vec<u8>)> {
     let server = u.arbitrary::<bool>().ok()?;
     let max_frame = input::limit(u, max_limit).ok()?;
     let max_message = input::limit(u, max_limit).ok()?;

@@ -25,7 +25,8 @@ fn routes() -> Routes {
         .iter()
         .enumerate()
     {
-        r.add(p, i).expect("because these routes are valid and distinct");
+        r.add(p, i)
+            .expect("because these routes are valid and distinct");
     }
     r
 }
@@ -50,24 +51,37 @@ pub fn run(data: &[u8]) {
     let (req, leftover) = match result {
         Ok(r) => r,
         Err(HeadRefusal::Status(431, _)) => {
-            assert!(stream.len() >= max, "431 for {} bytes under {max}", stream.len());
+            assert!(
+                stream.len() >= max,
+                "431 for {} bytes under {max}",
+                stream.len()
+            );
             return;
         }
         Err(HeadRefusal::Status(400, _)) => return,
         Err(HeadRefusal::Status(s, why)) => panic!("undocumented refusal {s} {why}"),
         Err(HeadRefusal::Dropped) => {
-            assert!(stream.len() <= max, "dropped a stream longer than the limit");
+            assert!(
+                stream.len() <= max,
+                "dropped a stream longer than the limit"
+            );
             return;
         }
     };
     let consumed = chunked.consumed();
     assert!(leftover.len() <= consumed);
     assert_eq!(&stream[consumed - leftover.len()..consumed], &leftover[..]);
-    assert!(consumed - leftover.len() <= max, "a head over the limit was accepted");
+    assert!(
+        consumed - leftover.len() <= max,
+        "a head over the limit was accepted"
+    );
     assert!(req.path().starts_with('/'), "path {:?}", req.path());
     for (name, value) in req.headers() {
         assert!(!name.is_empty() && !name.contains([':', '\r', '\n', ' ']));
-        assert!(!value.contains(['\r', '\n']), "header value with a line break");
+        assert!(
+            !value.contains(['\r', '\n']),
+            "header value with a line break"
+        );
     }
 
     let Some((_, _params, _pattern)) = routes().find(req.path()) else {
@@ -75,15 +89,18 @@ pub fn run(data: &[u8]) {
     };
     match fuzzing::upgrade(&req, &PROTOCOLS) {
         Ok(response) => {
-            let key = req.header("sec-websocket-key").expect("because a 101 needs a key");
+            let key = req
+                .header("sec-websocket-key")
+                .expect("because a 101 needs a key");
             let offered: Vec<String> = PROTOCOLS.iter().map(|p| (*p).to_owned()).collect();
             let (status, protocol) = fuzzing::check_response(&response, key, &offered)
                 .expect("our own 101 must pass our client's checks");
             assert_eq!(status, 101);
             if let Some(p) = protocol {
                 assert!(
-                    req.headers().any(|(k, v)| k.eq_ignore_ascii_case("sec-websocket-protocol")
-                        && v.split(',').any(|o| o.trim() == p)),
+                    req.headers()
+                        .any(|(k, v)| k.eq_ignore_ascii_case("sec-websocket-protocol")
+                            && v.split(',').any(|o| o.trim() == p)),
                     "chose {p:?}, which the request did not offer"
                 );
             }

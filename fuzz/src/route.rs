@@ -20,7 +20,8 @@ pub fn decode(s: &str) -> String {
         if b[i] == b'%' && i + 2 < b.len() {
             let (h, l) = (b[i + 1], b[i + 2]);
             if h.is_ascii_hexdigit() && l.is_ascii_hexdigit() {
-                let hex = |c: u8| (c as char).to_digit(16).expect("because it is a hex digit") as u8;
+                let hex =
+                    |c: u8| (c as char).to_digit(16).expect("because it is a hex digit") as u8;
                 out.push(hex(h) * 16 + hex(l));
                 i += 3;
                 continue;
@@ -56,7 +57,9 @@ fn text(u: &mut Unstructured<'_>) -> Option<String> {
     if u.ratio(1, 4).ok()? {
         return u.arbitrary::<String>().ok();
     }
-    const PIECES: [&str; 12] = ["/", "a", "b", ":x", ":y", "%", "%2F", "%41", "%+1", "%zz", "é", "%C3"];
+    const PIECES: [&str; 12] = [
+        "/", "a", "b", ":x", ":y", "%", "%2F", "%41", "%+1", "%zz", "é", "%C3",
+    ];
     let n = u.int_in_range(0..=8u8).ok()?;
     let mut s = String::from("/");
     for _ in 0..n {

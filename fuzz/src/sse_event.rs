@@ -32,7 +32,11 @@ pub fn parse(text: &str) -> Seen {
             break;
         };
         let line = &rest[..end];
-        let skip = if rest[end..].starts_with("\r\n") { 2 } else { 1 };
+        let skip = if rest[end..].starts_with("\r\n") {
+            2
+        } else {
+            1
+        };
         rest = &rest[end + skip..];
         if line.is_empty() {
             seen.last_id.clone_from(&id);
@@ -43,7 +47,11 @@ pub fn parse(text: &str) -> Seen {
             if data.ends_with('\n') {
                 data.pop();
             }
-            let name = if kind.is_empty() { "message".to_owned() } else { std::mem::take(&mut kind) };
+            let name = if kind.is_empty() {
+                "message".to_owned()
+            } else {
+                std::mem::take(&mut kind)
+            };
             seen.events.push((name, std::mem::take(&mut data)));
             continue;
         }
@@ -109,7 +117,10 @@ pub fn run(data: &[u8]) {
         }
         Err(other) => panic!("undocumented error {other:?}"),
     };
-    assert!(!refused, "encoded an event with a line break in its name or id");
+    assert!(
+        !refused,
+        "encoded an event with a line break in its name or id"
+    );
     let text = String::from_utf8(wire).expect("because the encoder writes UTF-8");
     let seen = parse(&text);
     let want_data = body.replace("\r\n", "\n").replace('\r', "\n");
@@ -117,7 +128,11 @@ pub fn run(data: &[u8]) {
         None | Some("") => "message",
         Some(n) => n,
     };
-    assert_eq!(seen.events, vec![(want_name.to_owned(), want_data)], "wire {text:?}");
+    assert_eq!(
+        seen.events,
+        vec![(want_name.to_owned(), want_data)],
+        "wire {text:?}"
+    );
     assert_eq!(seen.last_id, id.unwrap_or_default(), "wire {text:?}");
     assert_eq!(seen.retry, retry.map(u64::from), "wire {text:?}");
 }

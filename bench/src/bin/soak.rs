@@ -102,9 +102,15 @@ fn main() {
         eprintln!("usage: soak ADDR PID [--minutes M] [--wave SECS]");
         std::process::exit(2)
     };
-    let addr: SocketAddr = args.first().and_then(|a| a.parse().ok()).unwrap_or_else(|| usage());
+    let addr: SocketAddr = args
+        .first()
+        .and_then(|a| a.parse().ok())
+        .unwrap_or_else(|| usage());
     assert!(addr.ip().is_loopback(), "the soak only talks to 127.0.0.1");
-    let pid: u32 = args.get(1).and_then(|a| a.parse().ok()).unwrap_or_else(|| usage());
+    let pid: u32 = args
+        .get(1)
+        .and_then(|a| a.parse().ok())
+        .unwrap_or_else(|| usage());
     let flag = |name: &str, default: f64| -> f64 {
         args.iter()
             .skip_while(|a| *a != name)
@@ -119,16 +125,26 @@ fn main() {
     let tally = Arc::new(Tally::default());
     let samples = Arc::new(Mutex::new(Vec::new()));
     let done = Arc::new(AtomicBool::new(false));
-    println!("soak: {waves} waves of {:.0} s against {addr} (server pid {pid})", wave.as_secs_f64());
-    println!("{:>6} {:>9} {:>8} {:>6} {:>10}  phase", "time", "RSS KiB", "threads", "fds", "messages");
+    println!(
+        "soak: {waves} waves of {:.0} s against {addr} (server pid {pid})",
+        wave.as_secs_f64()
+    );
+    println!(
+        "{:>6} {:>9} {:>8} {:>6} {:>10}  phase",
+        "time", "RSS KiB", "threads", "fds", "messages"
+    );
     let phase = Arc::new(Mutex::new(String::from("start")));
     let sampler = {
-        let (tally, samples, done, phase) = (tally.clone(), samples.clone(), done.clone(), phase.clone());
+        let (tally, samples, done, phase) =
+            (tally.clone(), samples.clone(), done.clone(), phase.clone());
         thread::spawn(move || {
             while !done.load(Ordering::Relaxed) {
                 let s = sample(pid, t0, &tally);
                 let p = phase.lock().unwrap().clone();
-                println!("{:>5}s {:>9} {:>8} {:>6} {:>10}  {p}", s.secs, s.rss_kib, s.threads, s.fds, s.messages);
+                println!(
+                    "{:>5}s {:>9} {:>8} {:>6} {:>10}  {p}",
+                    s.secs, s.rss_kib, s.threads, s.fds, s.messages
+                );
                 samples.lock().unwrap().push(s);
                 for _ in 0..20 {
                     if done.load(Ordering::Relaxed) {
@@ -157,7 +173,10 @@ fn main() {
 
     let answers = get_page(addr);
     println!("\nquiet readings (after each wave's clients left):");
-    println!("{:>6} {:>6} {:>9} {:>8} {:>6} {:>10}", "wave", "time", "RSS KiB", "threads", "fds", "messages");
+    println!(
+        "{:>6} {:>6} {:>9} {:>8} {:>6} {:>10}",
+        "wave", "time", "RSS KiB", "threads", "fds", "messages"
+    );
     println!(
         "{:>6} {:>5}s {:>9} {:>8} {:>6} {:>10}",
         "start", baseline.secs, baseline.rss_kib, baseline.threads, baseline.fds, baseline.messages
@@ -179,14 +198,20 @@ fn main() {
     let (first, last) = (quiet[0], quiet[quiet.len() - 1]);
     let mut verdict = Vec::new();
     if last.threads > first.threads {
-        verdict.push(format!("threads grew from {} to {}", first.threads, last.threads));
+        verdict.push(format!(
+            "threads grew from {} to {}",
+            first.threads, last.threads
+        ));
     }
     if last.fds > first.fds {
         verdict.push(format!("fds grew from {} to {}", first.fds, last.fds));
     }
     let rss_room = (first.rss_kib / 10).max(8 * 1024);
     if last.rss_kib > first.rss_kib + rss_room {
-        verdict.push(format!("RSS grew from {} KiB to {} KiB", first.rss_kib, last.rss_kib));
+        verdict.push(format!(
+            "RSS grew from {} KiB to {} KiB",
+            first.rss_kib, last.rss_kib
+        ));
     }
     if !answers {
         verdict.push("the server did not answer GET / at the end".into());
@@ -228,28 +253,54 @@ fn sparkline(values: &[u64]) -> String {
 fn run_wave(addr: SocketAddr, tally: &Arc<Tally>) {
     let end = Instant::now() + LOAD;
     let mut threads = Vec::new();
-    let spawn = |threads: &mut Vec<thread::JoinHandle<()>>, name: &str, f: Box<dyn FnOnce() + Send>| {
-        threads.push(thread::Builder::new().name(name.into()).spawn(f).expect("spawn a load thread"));
-    };
+    let spawn =
+        |threads: &mut Vec<thread::JoinHandle<()>>, name: &str, f: Box<dyn FnOnce() + Send>| {
+            threads.push(
+                thread::Builder::new()
+                    .name(name.into())
+                    .spawn(f)
+                    .expect("spawn a load thread"),
+            );
+        };
     {
         let t = tally.clone();
-        spawn(&mut threads, "chat", Box::new(move || chat_room(addr, end, &t)));
+        spawn(
+            &mut threads,
+            "chat",
+            Box::new(move || chat_room(addr, end, &t)),
+        );
     }
     for i in 0..ECHO_CLIENTS {
         let t = tally.clone();
-        spawn(&mut threads, "echo", Box::new(move || echo_client(addr, end, i as u64, &t)));
+        spawn(
+            &mut threads,
+            "echo",
+            Box::new(move || echo_client(addr, end, i as u64, &t)),
+        );
     }
     for _ in 0..SSE_CLIENTS {
         let t = tally.clone();
-        spawn(&mut threads, "sse", Box::new(move || sse_client(addr, end, &t)));
+        spawn(
+            &mut threads,
+            "sse",
+            Box::new(move || sse_client(addr, end, &t)),
+        );
     }
     for i in 0..2 {
         let t = tally.clone();
-        spawn(&mut threads, "churn", Box::new(move || churn(addr, end, i, &t)));
+        spawn(
+            &mut threads,
+            "churn",
+            Box::new(move || churn(addr, end, i, &t)),
+        );
     }
     {
         let t = tally.clone();
-        spawn(&mut threads, "hostile", Box::new(move || hostile(addr, end, &t)));
+        spawn(
+            &mut threads,
+            "hostile",
+            Box::new(move || hostile(addr, end, &t)),
+        );
     }
     for h in threads {
         if h.join().is_err() {
@@ -291,7 +342,11 @@ impl Ws {
             return Err(io::Error::other(format!("upgrade refused: {head:?}")));
         }
         rd.consume(end + 4);
-        Ok(Ws { s, rd, queue: VecDeque::new() })
+        Ok(Ws {
+            s,
+            rd,
+            queue: VecDeque::new(),
+        })
     }
 
     fn send(&mut self, op: u8, payload: &[u8]) -> io::Result<()> {
@@ -396,11 +451,19 @@ fn echo_client(addr: SocketAddr, end: Instant, i: u64, tally: &Tally) {
 
 /// One SSE connection: reads events until `leave`, checking the ids follow
 /// `last`. Returns the last id seen.
-fn sse_once(addr: SocketAddr, last: Option<u64>, leave: Instant, tally: &Tally) -> io::Result<Option<u64>> {
+fn sse_once(
+    addr: SocketAddr,
+    last: Option<u64>,
+    leave: Instant,
+    tally: &Tally,
+) -> io::Result<Option<u64>> {
     let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
     s.set_read_timeout(Some(Duration::from_millis(200)))?;
     let resume = last.map_or(String::new(), |id| format!("Last-Event-ID: {id}\r\n"));
-    write!(s, "GET /events HTTP/1.1\r\nHost: {addr}\r\nAccept: text/event-stream\r\n{resume}\r\n")?;
+    write!(
+        s,
+        "GET /events HTTP/1.1\r\nHost: {addr}\r\nAccept: text/event-stream\r\n{resume}\r\n"
+    )?;
     let mut buf = Vec::new();
     let mut chunk = [0u8; 4096];
     let mut head_done = false;
@@ -410,7 +473,14 @@ fn sse_once(addr: SocketAddr, last: Option<u64>, leave: Instant, tally: &Tally) 
         let n = match s.read(&mut chunk) {
             Ok(0) => return Err(io::ErrorKind::UnexpectedEof.into()),
             Ok(n) => n,
-            Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => continue,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ) =>
+            {
+                continue
+            }
             Err(e) => return Err(e),
         };
         buf.extend_from_slice(&chunk[..n]);
@@ -494,7 +564,11 @@ fn time_to_eof(s: &mut TcpStream, limit: Duration) -> Option<Duration> {
         match s.read(&mut b) {
             Ok(0) => return Some(t.elapsed()),
             Ok(_) => {}
-            Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {}
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ) => {}
             Err(_) => return Some(t.elapsed()),
         }
     }
@@ -538,7 +612,11 @@ fn hostile(addr: SocketAddr, end: Instant, tally: &Arc<Tally>) {
                 }
                 match s.read(&mut b) {
                     Ok(_) => return t.refused_ok(), // an answer or EOF: dropped
-                    Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {}
+                    Err(e)
+                        if matches!(
+                            e.kind(),
+                            io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                        ) => {}
                     Err(_) => return t.refused_ok(),
                 }
             }
@@ -617,38 +695,51 @@ fn chat_room(addr: SocketAddr, end: Instant, tally: &Tally) {
         Err(e) => return tally.fail(format!("chat: {e}")),
     };
     let errors: Mutex<Vec<String>> = Mutex::new(Vec::new());
-    let mut handler = |_id: usize, m: &mut Member, _out: &mut Vec<u8>, ev: Ev| -> Result<(), String> {
-        match ev {
-            Ev::Open => m.open = true,
-            Ev::Msg(OP_TEXT, p) => {
-                let text = std::str::from_utf8(p).map_err(|e| e.to_string())?;
-                let (s, n) = text
-                    .strip_prefix('s')
-                    .and_then(|t| t.split_once('-'))
-                    .ok_or_else(|| format!("chat: odd message {text:?}"))?;
-                let (s, n): (usize, u64) = (s.parse().map_err(|_| "sender")?, n.parse().map_err(|_| "seq")?);
-                if n != m.seen[s] + 1 {
-                    errors.lock().unwrap().push(format!("chat: from {s} got {n} after {}", m.seen[s]));
+    let mut handler =
+        |_id: usize, m: &mut Member, _out: &mut Vec<u8>, ev: Ev| -> Result<(), String> {
+            match ev {
+                Ev::Open => m.open = true,
+                Ev::Msg(OP_TEXT, p) => {
+                    let text = std::str::from_utf8(p).map_err(|e| e.to_string())?;
+                    let (s, n) = text
+                        .strip_prefix('s')
+                        .and_then(|t| t.split_once('-'))
+                        .ok_or_else(|| format!("chat: odd message {text:?}"))?;
+                    let (s, n): (usize, u64) = (
+                        s.parse().map_err(|_| "sender")?,
+                        n.parse().map_err(|_| "seq")?,
+                    );
+                    if n != m.seen[s] + 1 {
+                        errors
+                            .lock()
+                            .unwrap()
+                            .push(format!("chat: from {s} got {n} after {}", m.seen[s]));
+                    }
+                    m.seen[s] = n;
+                    m.got += 1;
                 }
-                m.seen[s] = n;
-                m.got += 1;
-            }
-            Ev::Msg(..) => {}
-            Ev::Closed(why) => {
-                if !m.deaf {
-                    errors.lock().unwrap().push(format!("chat: a reading member was closed: {why}"));
+                Ev::Msg(..) => {}
+                Ev::Closed(why) => {
+                    if !m.deaf {
+                        errors
+                            .lock()
+                            .unwrap()
+                            .push(format!("chat: a reading member was closed: {why}"));
+                    }
+                    m.open = false;
                 }
-                m.open = false;
             }
-        }
-        Ok(())
-    };
+            Ok(())
+        };
     let fail_fast = |r: Result<(), String>| r.map_err(|e| tally.fail(format!("chat: {e}"))).is_ok();
     // Join in batches (the listen backlog is finite).
     let join_by = Instant::now() + Duration::from_secs(20);
     let mut ids = Vec::new();
     for i in 0..CHAT_MEMBERS {
-        let m = Member { deaf: i < CHAT_DEAF, ..Member::default() };
+        let m = Member {
+            deaf: i < CHAT_DEAF,
+            ..Member::default()
+        };
         match net.connect(m) {
             Ok(id) => ids.push(id),
             Err(e) => return tally.fail(format!("chat: {e}")),
@@ -658,12 +749,17 @@ fn chat_room(addr: SocketAddr, end: Instant, tally: &Tally) {
         }
     }
     loop {
-        let open = ids.iter().filter(|&&id| net.state(id).is_some_and(|m| m.open)).count();
+        let open = ids
+            .iter()
+            .filter(|&&id| net.state(id).is_some_and(|m| m.open))
+            .count();
         if open == CHAT_MEMBERS {
             break;
         }
         if Instant::now() > join_by {
-            return tally.fail(format!("chat: only {open} of {CHAT_MEMBERS} members joined in 20 s"));
+            return tally.fail(format!(
+                "chat: only {open} of {CHAT_MEMBERS} members joined in 20 s"
+            ));
         }
         if !fail_fast(net.poll(Duration::from_millis(50), &mut handler)) {
             return;
@@ -702,7 +798,9 @@ fn chat_room(addr: SocketAddr, end: Instant, tally: &Tally) {
             break;
         }
         if Instant::now() > by {
-            tally.fail(format!("chat: {behind} reading members missed messages ({sent} sent)"));
+            tally.fail(format!(
+                "chat: {behind} reading members missed messages ({sent} sent)"
+            ));
             break;
         }
         if !fail_fast(net.poll(Duration::from_millis(20), &mut handler)) {
@@ -712,15 +810,25 @@ fn chat_room(addr: SocketAddr, end: Instant, tally: &Tally) {
     for e in errors.lock().unwrap().iter().take(5) {
         tally.fail(e.clone());
     }
-    let delivered: u64 = ids.iter().filter_map(|&id| net.state(id).map(|m| m.got)).sum();
+    let delivered: u64 = ids
+        .iter()
+        .filter_map(|&id| net.state(id).map(|m| m.got))
+        .sum();
     tally.got(delivered);
     // Leave: half with a close frame, half by dropping the socket.
     for (k, &id) in ids.iter().enumerate() {
         if k % 2 == 0 {
-            let _ = net.send(id, &client_frame(OP_CLOSE, &1000u16.to_be_bytes(), MASK), &mut |_, _: &mut Member, _: &mut Vec<u8>, _: Ev| Ok(()));
+            let _ = net.send(
+                id,
+                &client_frame(OP_CLOSE, &1000u16.to_be_bytes(), MASK),
+                &mut |_, _: &mut Member, _: &mut Vec<u8>, _: Ev| Ok(()),
+            );
         }
     }
-    let _ = net.poll(Duration::from_millis(100), &mut |_, _: &mut Member, _: &mut Vec<u8>, _: Ev| Ok(()));
+    let _ = net.poll(
+        Duration::from_millis(100),
+        &mut |_, _: &mut Member, _: &mut Vec<u8>, _: Ev| Ok(()),
+    );
     for id in ids {
         net.drop_conn(id);
     }
@@ -732,7 +840,9 @@ fn get_page(addr: SocketAddr) -> bool {
         return false;
     };
     let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
-    if s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").is_err() {
+    if s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .is_err()
+    {
         return false;
     }
     let mut out = Vec::new();
