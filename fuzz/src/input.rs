@@ -116,7 +116,8 @@ pub fn frame_stream(u: &mut Unstructured<'_>, server_role: bool) -> Result<Vec<u
     }
     let mut out = Vec::new();
     let mut frames = 0;
-    while !u.is_empty() && frames < 64 {
+    // Bounded, so one input stays cheap (a few large frames at most).
+    while !u.is_empty() && frames < 64 && out.len() < 256 * 1024 {
         frames += 1;
         build_frame(u, server_role, &mut out)?;
     }
