@@ -5,6 +5,8 @@
 #
 #   scripts/fuzz.sh [SECONDS]     fuzz each target, growing fuzz/corpus/TARGET
 #   scripts/fuzz.sh --replay      run every corpus file once, no fuzzing
+#   scripts/fuzz.sh --merge       add to fuzz/corpus/TARGET the inputs of past
+#                                 runs (target/fuzz/corpus) that reach new code
 #   TARGETS="frame_reader route" scripts/fuzz.sh 30
 #
 # Engine: libFuzzer (crate libfuzzer-sys) on the stable toolchain. The flags
@@ -19,17 +21,18 @@
 # install, for the same coverage.
 #
 # Crashes land in fuzz/artifacts/TARGET/ (not committed); a crash becomes a
-# regression test under tests/ or beside the code, and its input may join the
-# corpus. New corpus entries from a long run can be minimised with
-#   target/fuzz/x86_64-unknown-linux-gnu/release/TARGET -merge=1 NEW fuzz/corpus/TARGET
+# regression test under tests/ or beside the code, and its input joins the
+# corpus as fuzz/corpus/TARGET/regression-WHAT.
 
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 SECONDS_EACH=60
 REPLAY=0
+MERGE=0
 case "${1:-}" in
     --replay) REPLAY=1 ;;
+    --merge) MERGE=1 ;;
     "") ;;
     *) SECONDS_EACH=$1 ;;
 esac
@@ -50,6 +53,13 @@ failed=()
 for t in $TARGETS; do
     corpus="fuzz/corpus/$t"
     mkdir -p "$corpus" "fuzz/artifacts/$t"
+    if (( MERGE )); then
+        before=$(find "$corpus" -type f | wc -l)
+        "$BIN/$t" -merge=1 -max_len=4096 "$corpus" "target/fuzz/corpus/$t" 2>"target/fuzz/$t.log" \
+            || { tail -n 20 "target/fuzz/$t.log"; failed+=("$t"); continue; }
+        echo "fuzz: $t: corpus $before -> $(find "$corpus" -type f | wc -l) inputs"
+        continue
+    fi
     if (( REPLAY )); then
         n=$(find "$corpus" -type f | wc -l)
         echo "fuzz: $t: replaying $n corpus inputs"
