@@ -4,7 +4,8 @@
 //!     cargo run --release --example soak -- 127.0.0.1:0 [--seconds N]
 //!
 //! - `/echo`    WebSocket: every message comes straight back
-//! - `/chat`    WebSocket: every text message goes to every chat client
+//! - `/chat`    WebSocket: `welcome` on open, then every text message goes to
+//!   every chat client
 //! - `/events`  Server-Sent Events: `n` (id = a counter) every 50 ms, with a
 //!   history of 1000 so a client reconnecting with `Last-Event-ID` gets what
 //!   it missed
@@ -51,11 +52,17 @@ pub fn run(args: &[String]) -> Result<(), wsportal::Error> {
     );
     server.define_resource(
         "/chat",
-        Resource::new().on_message(|ws, msg| {
-            if let Message::Text(_) = &msg {
-                let _ = ws.broadcaster().to_resource("/chat", msg);
-            }
-        }),
+        // The welcome says "you are in the room": broadcasts reach a
+        // connection from `on_open` on, which a client cannot see in the 101.
+        Resource::new()
+            .on_open(|ws| {
+                let _ = ws.send(Message::Text("welcome".into()));
+            })
+            .on_message(|ws, msg| {
+                if let Message::Text(_) = &msg {
+                    let _ = ws.broadcaster().to_resource("/chat", msg);
+                }
+            }),
     );
     let handle = server.start(addr)?;
     println!("listening on {}", handle.local_addr());

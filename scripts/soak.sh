@@ -3,8 +3,8 @@
 # (bench/src/bin/soak.rs says what each wave does) for MINUTES (default 1),
 # sampling the server's RSS, threads and open fds every 2 s, and fails
 # unless every check passed, the quiet readings after the first and the last
-# wave agree (threads and fds no higher, RSS within 10% or 8 MiB), and the
-# server still answers at the end.
+# wave agree (threads and fds no higher; RSS, after a warm-up, within 10% or
+# 8 MiB), and the server still answers at the end.
 #
 #   scripts/soak.sh [MINUTES]        e.g. scripts/soak.sh 30
 #   SOAK_WAVE=60 scripts/soak.sh 30  longer waves (seconds, default 30)

@@ -465,7 +465,7 @@ mod tests {
         }
     }
 
-    /// Found by the `frame_reader` fuzz target: `Vec::resize` grows the
+    /// Found while checking a `frame_reader` fuzz report: `Vec::resize` grows the
     /// capacity by doubling, so a buffer that doubled from a size that is not
     /// a power of two (a `read_buffer_size` of 40,000) and stopped at the
     /// 256 KiB cap held 320 KiB; a large frame's vector could likewise hold
