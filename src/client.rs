@@ -9,7 +9,7 @@
 //! its hub's housekeeper; the reader stops the housekeeper when the
 //! connection ends, and whoever drops the last handle joins the reader.
 
-mod handshake;
+pub(crate) mod handshake;
 
 use std::fmt;
 use std::io::{self, Read, Write};

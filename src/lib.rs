@@ -394,6 +394,9 @@ mod connection;
 mod deadline;
 mod error;
 mod frame;
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing;
 mod guard;
 mod handler;
 mod handshake;

@@ -13,14 +13,14 @@ use crate::frame::{self, Header, OpCode};
 use crate::{Error, Message};
 
 /// Data frames at least this long are read straight into their own buffer.
-const DIRECT_MIN: usize = 16 * 1024;
+pub(crate) const DIRECT_MIN: usize = 16 * 1024;
 /// A large frame's own buffer grows by this factor when its room is full:
 /// few reads and copies for an honest frame, and at most this many times
 /// the bytes that arrived for a frame that never comes.
-const DIRECT_GROWTH: usize = 4;
+pub(crate) const DIRECT_GROWTH: usize = 4;
 /// Reads stop growing the buffer for throughput past this size; a single
 /// larger frame still gets the room it needs.
-const GROW_LIMIT: usize = 256 * 1024;
+pub(crate) const GROW_LIMIT: usize = 256 * 1024;
 /// The stack buffer a quiet connection reads into.
 const IDLE_SCRATCH: usize = 512;
 /// Reads shorter than this (two in a row) make a connection quiet.
@@ -104,7 +104,7 @@ impl Direct {
             let room = (self.data.len() * DIRECT_GROWTH)
                 .max(DIRECT_MIN)
                 .min(self.len);
-            self.data.resize(room, 0);
+            resize_exact(&mut self.data, room);
         }
     }
 }
@@ -157,7 +157,7 @@ impl FrameReader {
             // lands in the buffer in the same call, so a stream of large
             // frames costs about one read each.
             if self.buf.len() < self.initial {
-                self.buf.resize(self.initial, 0);
+                resize_exact(&mut self.buf, self.initial);
             }
             let mut into = [
                 IoSliceMut::new(&mut d.data[d.filled..]),
@@ -183,7 +183,7 @@ impl FrameReader {
         }
         if self.buf.len() < self.initial {
             // Busy again after a quiet spell: back to a full-size buffer.
-            self.buf.resize(self.initial, 0);
+            resize_exact(&mut self.buf, self.initial);
         }
         let need = self.need.max(self.buffered() + 1);
         if self.start + need > self.buf.len() {
@@ -193,12 +193,12 @@ impl FrameReader {
             self.start = 0;
             if need > self.buf.len() {
                 // Room for the frame, and for what follows it in the same read.
-                self.buf.resize(need + self.initial, 0);
+                resize_exact(&mut self.buf, need + self.initial);
             }
         } else if self.filled && self.buf.len() < GROW_LIMIT {
             // The previous read filled all the room there was: more is coming.
             let grown = (self.buf.len() * 2).min(GROW_LIMIT);
-            self.buf.resize(grown, 0);
+            resize_exact(&mut self.buf, grown);
         }
         let n = stream.read(&mut self.buf[self.end..])?;
         self.filled = self.end + n == self.buf.len();
@@ -386,6 +386,13 @@ impl FrameReader {
     }
 }
 
+/// `v.resize(len, 0)` with exactly `len` bytes of room: `resize` alone may
+/// double the capacity, past the limits above.
+fn resize_exact(v: &mut Vec<u8>, len: usize) {
+    v.reserve_exact(len.saturating_sub(v.len()));
+    v.resize(len, 0);
+}
+
 fn finish(text: bool, data: Vec<u8>) -> Result<Event, Error> {
     if text {
         String::from_utf8(data)
@@ -456,6 +463,56 @@ mod tests {
                 Err(e) => return (events, Some(e)),
             }
         }
+    }
+
+    /// Found while checking a `frame_reader` fuzz report: `Vec::resize` grows the
+    /// capacity by doubling, so a buffer that doubled from a size that is not
+    /// a power of two (a `read_buffer_size` of 40,000) and stopped at the
+    /// 256 KiB cap held 320 KiB; a large frame's vector could likewise hold
+    /// more than the frame. Growth is exact now.
+    #[test]
+    fn buffers_grow_exactly_to_their_cap() {
+        // 100-byte frames: every read of a full buffer ends on a frame's end.
+        let mut stream = Vec::new();
+        for _ in 0..8_000 {
+            stream.extend(client_frame(true, OpCode::Binary, &[7; 94]));
+        }
+        let mut r = FrameReader::new(Role::Server, LIMITS, 40_000, &[]);
+        let mut src = Chunked {
+            rest: &stream,
+            chunk: usize::MAX,
+        };
+        let mut largest = 0;
+        loop {
+            while r.next_event().unwrap().is_some() {}
+            if r.fill(&mut src).unwrap() == 0 {
+                break;
+            }
+            largest = largest.max(r.buf.capacity());
+        }
+        assert!(largest >= GROW_LIMIT / 2, "the buffer grew ({largest})");
+        assert!(largest <= GROW_LIMIT, "{largest} > {GROW_LIMIT}");
+
+        // A 100,000-byte frame arriving in 1,000-byte reads: its vector
+        // never holds more than the frame.
+        let big = client_frame(true, OpCode::Binary, &[1; 100_000]);
+        let mut r = FrameReader::new(Role::Server, LIMITS, 4096, &[]);
+        let mut src = Chunked {
+            rest: &big,
+            chunk: 1000,
+        };
+        let mut largest = 0;
+        loop {
+            if let Some(event) = r.next_event().unwrap() {
+                assert!(
+                    matches!(event, Event::Message(Message::Binary(ref b)) if b.len() == 100_000)
+                );
+                break;
+            }
+            r.fill(&mut src).unwrap();
+            largest = largest.max(r.direct.as_ref().map_or(0, |d| d.data.capacity()));
+        }
+        assert!(largest <= 100_000, "{largest}");
     }
 
     /// A source that hands out at most `chunk` bytes per read, as a socket

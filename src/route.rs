@@ -196,4 +196,16 @@ mod tests {
         r.add("/a/:x/:y", 5).unwrap();
         assert!(r.add("/a/:p/:q", 6).is_err());
     }
+
+    /// Found by the `route` fuzz target: `u8::from_str_radix` takes a sign,
+    /// so `%+1` decoded to U+0001. Only `%` and two hex digits is an escape.
+    #[test]
+    fn a_sign_is_not_a_hex_digit() {
+        let mut r = Routes::default();
+        r.add("/f/:name", 1).unwrap();
+        for (path, want) in [("/f/%+1", "%+1"), ("/f/%-1", "%-1"), ("/f/%+f%41", "%+fA")] {
+            let (_, params, _) = r.find(path).unwrap();
+            assert_eq!(params, vec![("name".to_owned(), want.to_owned())], "{path}");
+        }
+    }
 }

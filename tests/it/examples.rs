@@ -18,6 +18,9 @@ mod hooks;
 #[allow(dead_code)]
 #[path = "../../examples/push.rs"]
 mod push;
+#[allow(dead_code)]
+#[path = "../../examples/soak.rs"]
+mod soak;
 
 #[test]
 fn every_server_example_stops_cleanly_after_its_seconds() {
@@ -27,4 +30,5 @@ fn every_server_example_stops_cleanly_after_its_seconds() {
     echo::run(&args).unwrap();
     hooks::run(&args).unwrap();
     push::run(&args).unwrap();
+    soak::run(&args).unwrap();
 }

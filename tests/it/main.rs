@@ -6,6 +6,7 @@ mod core;
 mod correctness;
 mod ergonomics;
 mod examples;
+mod hardening;
 mod http;
 mod logtail;
 mod page;
