@@ -12,7 +12,7 @@
 //! call per retry, and the others are not held up.
 
 use std::collections::HashMap;
-use std::sync::atomic::{fence, AtomicU64, Ordering};
+use std::sync::atomic::{fence, AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -115,6 +115,8 @@ pub(crate) struct Hub {
     wake_rx: Receiver<Wake>,
     /// When the housekeeper will next scan anyway (`u64::MAX`: not at all;
     /// `SCANNING` while a scan runs).
+    /// Set by a server's shutdown before it sends 1001 to what is open.
+    going_away: AtomicBool,
     next_due: AtomicU64,
     thread: Mutex<Option<JoinHandle<()>>>,
     /// Other sockets' timed work (weak: their owner outlives the housekeeper).
@@ -136,6 +138,7 @@ impl Hub {
             wake,
             wake_rx,
             next_due: AtomicU64::new(u64::MAX),
+            going_away: AtomicBool::new(false),
             thread: Mutex::new(None),
             chores: Mutex::new(Vec::new()),
             stats: Arc::default(),
@@ -152,6 +155,7 @@ impl Hub {
         // Wakes left from an earlier run are stale; a new run starts idle.
         while self.wake_rx.try_recv().is_ok() {}
         self.next_due.store(u64::MAX, Ordering::Relaxed);
+        self.going_away.store(false, Ordering::SeqCst);
         let (h, rx) = (Arc::clone(self), self.wake_rx.clone());
         *thread = Some(
             std::thread::Builder::new()
@@ -214,11 +218,24 @@ impl Hub {
         self.timing.close_timeout
     }
 
+    /// Adds an open connection. One registered after [`Hub::go_away`] is
+    /// sent its 1001 here: the shutdown that looked for it came too early.
     pub(crate) fn register(&self, conn: &Connection) {
         self.conns.lock().insert(conn.id(), conn.clone());
+        // SeqCst, after the map's lock: either the shutdown found this
+        // connection in the map, or this load sees its `go_away`.
+        if self.going_away.load(Ordering::SeqCst) {
+            conn.inner.send_close(1001, "server shutting down");
+        }
         if let Some(interval) = self.timing.ping_interval {
             self.due_in(interval);
         }
+    }
+
+    /// The server is shutting down: from now on [`Hub::register`] sends
+    /// 1001 to every connection it adds.
+    pub(crate) fn go_away(&self) {
+        self.going_away.store(true, Ordering::SeqCst);
     }
 
     pub(crate) fn unregister(&self, conn: &Connection) {

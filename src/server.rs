@@ -4,7 +4,7 @@
 //! Architecture invariant: only the acceptor hands sockets to connection
 //! threads, and every thread started here is joined by `ServerHandle::close`.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
@@ -306,6 +306,7 @@ impl Server {
             sse,
             sockets: Mutex::new(HashMap::new()),
             sockets_empty: Condvar::new(),
+            upgrading: Mutex::new(HashSet::new()),
             next_id: AtomicU64::new(1),
             active: AtomicUsize::new(0),
             stopping: AtomicBool::new(false),
@@ -355,6 +356,9 @@ struct Core {
     sockets: Mutex<HashMap<u64, Arc<Stream>>>,
     /// Notified whenever a socket leaves `sockets`.
     sockets_empty: Condvar,
+    /// Sockets whose `101` is being written or was written: a shutdown
+    /// does not cut them but leaves them the 1001 `Hub::register` sends.
+    upgrading: Mutex<HashSet<u64>>,
     next_id: AtomicU64,
     active: AtomicUsize,
     stopping: AtomicBool,
@@ -511,6 +515,7 @@ fn serve(core: &Core, tcp: TcpStream, peer: SocketAddr) {
         SERVING.with(|s| s.set(None));
     }
     core.sockets.lock().remove(&id);
+    core.upgrading.lock().remove(&id);
     // Every departure: a shutdown begun by a hook waits for all but one.
     core.sockets_empty.notify_all();
 }
@@ -592,6 +597,14 @@ fn handle(core: &Core, id: u64, stream: &Arc<Stream>, peer: SocketAddr) {
                 Ok(up) => up,
                 Err(reject) => return refuse(stream, peer, Some(&req), &reject),
             };
+            // SeqCst, after the set's lock: either a shutdown sees this
+            // socket upgrading (and leaves it its 1001), or this load sees
+            // the shutdown and no 101 goes out.
+            core.upgrading.lock().insert(id);
+            if core.stopping.load(Ordering::SeqCst) {
+                let reject = Reject::new(503).body("server shutting down");
+                return refuse(stream, peer, Some(&req), &reject);
+            }
             core.hub.stats.websocket_accepted();
             let mut t = Transport::waiting(stream);
             if let Err(e) = t.write_all(&up.response).and_then(|()| t.flush()) {
@@ -758,13 +771,15 @@ impl ServerHandle {
         self.closer.close();
         let core = &self.core;
         core.stopping.store(true, Ordering::SeqCst);
+        core.hub.go_away();
         // Wake the blocked accept() by connecting to ourselves.
         let _ = TcpStream::connect_timeout(&wake_addr(self.local_addr), Duration::from_secs(1));
         let _ = acceptor.join();
         log::debug!("listener on {} closed", self.local_addr);
 
         // Going Away to open connections, the end of the stream to event
-        // clients; anything still handshaking is cut. From a hook, the hook's
+        // clients; a socket still reading its request is cut (one whose 101
+        // is on the way gets its 1001 as it registers). From a hook, the hook's
         // own connection is cut off below instead: its thread cannot read
         // the answer until the hook returns.
         let own = serving_here(core);
@@ -779,6 +794,8 @@ impl ServerHandle {
                 Some(_) if Some(*id) == own => {}
                 Some(conn) => conn.inner.send_close(1001, "server shutting down"),
                 None if core.sse.close_client(*id) => {}
+                // Its 101 is on the way; it gets its 1001 as it registers.
+                None if core.upgrading.lock().contains(id) => {}
                 None => {
                     let _ = stream.shutdown(Shutdown::Both);
                 }

@@ -247,3 +247,54 @@ fn close_from_inside_a_hook() {
     assert_eq!(recv_close(&mut ws).0, 1001);
     assert!(TcpStream::connect(addr).is_err(), "the listener is closed");
 }
+
+/// A shutdown that comes while a connection's `101` is on its way (written,
+/// not yet registered) still sends it 1001: every client that got its 101
+/// gets a close frame, never a bare end of stream. Clients connect in a
+/// loop while the server closes, so some land in that window.
+#[test]
+fn a_shutdown_during_upgrades_sends_1001_to_every_upgraded_client() {
+    init_logs();
+    for _ in 0..100 {
+        let mut server = Server::new();
+        server.define_resource("/", Resource::new());
+        let h = server.start("127.0.0.1:0").expect("server starts");
+        let addr = h.local_addr();
+        let first = Arc::new(Barrier::new(5));
+        let clients: Vec<_> = (0..4)
+            .map(|_| {
+                let first = Arc::clone(&first);
+                thread::spawn(move || {
+                    let mut upgraded = Vec::new();
+                    let mut waited = false;
+                    loop {
+                        let Ok(tcp) = TcpStream::connect(addr) else {
+                            break;
+                        };
+                        tcp.set_read_timeout(Some(WAIT)).unwrap();
+                        let url = format!("ws://{addr}/");
+                        match tungstenite::client(url.as_str(), tcp) {
+                            Ok((ws, _)) => upgraded.push(ws),
+                            Err(_) => break, // refused or cut while handshaking: fine
+                        }
+                        if !waited {
+                            first.wait();
+                            waited = true;
+                        }
+                    }
+                    if !waited {
+                        first.wait();
+                    }
+                    for mut ws in upgraded {
+                        assert_eq!(recv_close(&mut ws).0, 1001);
+                    }
+                })
+            })
+            .collect();
+        first.wait();
+        h.close();
+        for c in clients {
+            c.join().expect("every upgraded client got its 1001");
+        }
+    }
+}
