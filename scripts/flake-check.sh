@@ -43,7 +43,8 @@ for i in $(seq "$N"); do
         [[ "$profile" == release ]] && args=(--release)
         logf="$OUT/run-$i-$profile.log"
         runs=$((runs + 1))
-        if timeout 900 cargo test "${args[@]}" >"$logf" 2>&1 </dev/null; then
+        # Debug logs go to each test's captured output: a failure explains itself.
+        if RUST_LOG="${RUST_LOG:-wsportal=debug}" timeout 900 cargo test "${args[@]}" >"$logf" 2>&1 </dev/null; then
             log "round $i/$N $profile: ok"
             rm -f "$logf"
         else
