@@ -12,13 +12,14 @@
 # Engine: libFuzzer (crate libfuzzer-sys) on the stable toolchain. The flags
 # below are the ones `cargo fuzz build --sanitizer none` passes (coverage
 # counters, compare tracing, debug assertions); none needs nightly, so we set
-# them ourselves and CI need not install cargo-fuzz (`cargo fuzz run TARGET
-# --sanitizer none` in fuzz/ works too, from `cargo install cargo-fuzz`).
+# them ourselves and CI need not install cargo-fuzz (fuzz/ has the layout
+# cargo-fuzz expects, so `cargo fuzz run TARGET --sanitizer none` should work
+# too; not tried here).
 # No AddressSanitizer: it needs nightly's -Zsanitizer, and the library is
 # `forbid(unsafe_code)`, so what it would add is covered by the allocation
-# checks in the targets. cargo-afl was the other candidate: it needs its own
-# compiler plugin built per toolchain (`cargo afl config --build`) and an AFL++
-# install, for the same coverage.
+# checks in the targets. cargo-afl (not tried) was the other candidate: it
+# needs AFL++'s compiler plugins built per toolchain (`cargo afl config
+# --build`), for the same kind of coverage guidance.
 #
 # Crashes land in fuzz/artifacts/TARGET/ (not committed); a crash becomes a
 # regression test under tests/ or beside the code, and its input joins the
