@@ -386,6 +386,8 @@
 #![deny(missing_docs, missing_debug_implementations, unreachable_pub)]
 #![doc(test(attr(deny(warnings))))]
 
+#[cfg(feature = "redis")]
+mod backplane;
 mod broadcast;
 mod client;
 mod closer;
@@ -436,6 +438,9 @@ pub use crate::writer::MessageWriter;
 
 #[cfg(feature = "tls")]
 pub use crate::tls::TlsConfig;
+
+#[cfg(feature = "redis")]
+pub use crate::backplane::Backplane;
 /// The rustls this crate is built with (feature `tls`), for
 /// [`TlsConfig::from_server_config`] and `Client::tls_config`.
 #[cfg(feature = "tls")]
