@@ -133,4 +133,17 @@ fn close_joins_every_thread() {
     drop(clone);
     h.close();
     assert_eq!(settled(before), before);
+
+    // A backplane adds one subscriber thread, joined by close, even while
+    // Redis is unreachable (here nothing listens on port 1: it backs off).
+    #[cfg(feature = "redis")]
+    {
+        let mut server = Server::new();
+        server.backplane(wsportal::Backplane::redis("redis://127.0.0.1:1/").unwrap());
+        let h = server.start("127.0.0.1:0").unwrap();
+        assert_eq!(named("wsportal-backpl"), 1);
+        h.close();
+        assert_eq!(settled(before), before);
+        assert_eq!(named("wsportal-backpl"), 0);
+    }
 }
