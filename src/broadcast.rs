@@ -53,7 +53,11 @@ impl Broadcaster {
         let msg = msg.into();
         let local = self.hub.deliver(route, self.hub.on_route(route), &msg);
         #[cfg(feature = "redis")]
-        let local = self.publish(crate::backplane::wire::Target::Resource(route.to_owned()), &msg, local);
+        let local = self.publish(
+            crate::backplane::wire::Target::Resource(route.to_owned()),
+            &msg,
+            local,
+        );
         self.nobody(local)
     }
 
@@ -83,7 +87,9 @@ impl Broadcaster {
     /// and the message could not be published either).
     pub fn to_all(&self, msg: impl Into<Message>) -> Result<usize, Error> {
         let msg = msg.into();
-        let local = self.hub.deliver("all connections", self.hub.connections(), &msg);
+        let local = self
+            .hub
+            .deliver("all connections", self.hub.connections(), &msg);
         #[cfg(feature = "redis")]
         let local = self.publish(crate::backplane::wire::Target::All, &msg, local);
         self.nobody(local)
@@ -233,12 +239,21 @@ impl Broadcaster {
 
     /// As `publish`, but with no member here the answer depends on the
     /// group's presence on the other instances (asked in the same round trip).
-    fn publish_to_group(&self, group: &str, msg: &Message, local: Result<usize, Error>) -> Result<usize, Error> {
+    fn publish_to_group(
+        &self,
+        group: &str,
+        msg: &Message,
+        local: Result<usize, Error>,
+    ) -> Result<usize, Error> {
         let Some(node) = self.hub.cluster() else {
             return local;
         };
         if local.is_ok() {
-            return self.publish(crate::backplane::wire::Target::Group(group.to_owned()), msg, local);
+            return self.publish(
+                crate::backplane::wire::Target::Group(group.to_owned()),
+                msg,
+                local,
+            );
         }
         match node.publish_to_absent_group(group, msg) {
             Ok(0) => local,

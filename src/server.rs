@@ -350,7 +350,8 @@ impl Server {
                 return Err(Error::Io(e));
             }
         };
-        #[cfg_attr(not(feature = "redis"), allow(unused_mut))] // because only joining a backplane changes it.
+        #[cfg_attr(not(feature = "redis"), allow(unused_mut))]
+        // because only joining a backplane changes it.
         let mut handle = ServerHandle {
             core,
             acceptor: Some(acceptor),
@@ -378,7 +379,11 @@ impl ServerHandle {
         let core = &self.core;
         core.hub.set_cluster(Some(Arc::clone(&node)));
         core.sse.set_cluster(Some(&node));
-        let sub = crate::backplane::Subscriber::start(node, Arc::clone(&core.hub), Arc::clone(&core.sse))?;
+        let sub = crate::backplane::Subscriber::start(
+            node,
+            Arc::clone(&core.hub),
+            Arc::clone(&core.sse),
+        )?;
         self.cluster = Some(sub);
         Ok(())
     }

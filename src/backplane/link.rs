@@ -65,11 +65,15 @@ impl Link {
         f: impl FnOnce(&mut redis::Connection) -> redis::RedisResult<T>,
     ) -> Result<T, Error> {
         let Some(mut st) = self.state.try_lock_for(timeout) else {
-            return Err(Error::Backplane(format!("{what}: the publishing connection stayed busy")));
+            return Err(Error::Backplane(format!(
+                "{what}: the publishing connection stayed busy"
+            )));
         };
         if st.conn.is_none() {
             if st.retry_at.is_some_and(|at| Instant::now() < at) {
-                return Err(Error::Backplane(format!("{what}: Redis is unreachable (retrying)")));
+                return Err(Error::Backplane(format!(
+                    "{what}: Redis is unreachable (retrying)"
+                )));
             }
             match connect(&self.client, timeout) {
                 Ok(c) => {
@@ -102,7 +106,10 @@ impl Link {
 }
 
 /// A connection whose every socket operation is bounded by `timeout`.
-pub(crate) fn connect(client: &redis::Client, timeout: Duration) -> redis::RedisResult<redis::Connection> {
+pub(crate) fn connect(
+    client: &redis::Client,
+    timeout: Duration,
+) -> redis::RedisResult<redis::Connection> {
     let conn = client.get_connection_with_timeout(timeout)?;
     conn.set_read_timeout(Some(timeout))?;
     conn.set_write_timeout(Some(timeout))?;

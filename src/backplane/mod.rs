@@ -191,7 +191,10 @@ impl Backplane {
         let bytes = wire::encode(origin, target, body)?;
         let channel = self.channel();
         self.link.with(self.timeout, "publish", |c| {
-            redis::cmd("PUBLISH").arg(&channel).arg(bytes).query::<i64>(c)
+            redis::cmd("PUBLISH")
+                .arg(&channel)
+                .arg(bytes)
+                .query::<i64>(c)
         })?;
         Ok(())
     }
@@ -241,7 +244,12 @@ impl Backplane {
     ///
     /// # Errors
     /// As [`Backplane::publish_event`].
-    pub fn publish_event_to_group(&self, stream: &str, group: &str, event: &Event) -> Result<(), Error> {
+    pub fn publish_event_to_group(
+        &self,
+        stream: &str,
+        group: &str,
+        event: &Event,
+    ) -> Result<(), Error> {
         event.encode()?;
         let target = Target::StreamGroup {
             stream: stream.to_owned(),
@@ -262,7 +270,12 @@ impl Backplane {
         let key = self.group_key(group);
         let alive = self.alive_prefix();
         let n: i64 = self.link.with(self.timeout, "group size", |c| {
-            redis::cmd("EVAL").arg(GROUP_SIZE).arg(1).arg(&key).arg(&alive).query(c)
+            redis::cmd("EVAL")
+                .arg(GROUP_SIZE)
+                .arg(1)
+                .arg(&key)
+                .arg(&alive)
+                .query(c)
         })?;
         Ok(usize::try_from(n).unwrap_or(0))
     }
@@ -276,7 +289,10 @@ pub(crate) struct Node {
 
 impl Node {
     pub(crate) fn new(bp: Backplane) -> Node {
-        Node { bp, id: random_id() }
+        Node {
+            bp,
+            id: random_id(),
+        }
     }
 
     fn field(&self) -> String {
@@ -290,18 +306,37 @@ impl Node {
 
     /// Publishes an event that was just delivered locally.
     pub(crate) fn publish_event(&self, target: &Target, event: &Event) -> Result<(), Error> {
-        self.bp.publish(self.id, target, &Body::Event(event.clone()))
+        self.bp
+            .publish(self.id, target, &Body::Event(event.clone()))
     }
 
     /// Publishes to a group that has no member here, and asks in the same
     /// round trip how many members it has on the other instances.
-    pub(crate) fn publish_to_absent_group(&self, group: &str, msg: &Message) -> Result<usize, Error> {
-        let bytes = wire::encode(self.id, &Target::Group(group.to_owned()), &Body::Ws(msg.clone()))?;
-        let (channel, key, alive) = (self.bp.channel(), self.bp.group_key(group), self.bp.alive_prefix());
+    pub(crate) fn publish_to_absent_group(
+        &self,
+        group: &str,
+        msg: &Message,
+    ) -> Result<usize, Error> {
+        let bytes = wire::encode(
+            self.id,
+            &Target::Group(group.to_owned()),
+            &Body::Ws(msg.clone()),
+        )?;
+        let (channel, key, alive) = (
+            self.bp.channel(),
+            self.bp.group_key(group),
+            self.bp.alive_prefix(),
+        );
         let (_, n): (i64, i64) = self.bp.link.with(self.bp.timeout, "publish", |c| {
             redis::pipe()
-                .cmd("PUBLISH").arg(&channel).arg(bytes)
-                .cmd("EVAL").arg(GROUP_SIZE).arg(1).arg(&key).arg(&alive)
+                .cmd("PUBLISH")
+                .arg(&channel)
+                .arg(bytes)
+                .cmd("EVAL")
+                .arg(GROUP_SIZE)
+                .arg(1)
+                .arg(&key)
+                .arg(&alive)
                 .query(c)
         })?;
         Ok(usize::try_from(n).unwrap_or(0))
@@ -322,8 +357,15 @@ impl Node {
                 match hub.group_size(g) {
                     0 => p.cmd("HDEL").arg(&key).arg(&field).ignore(),
                     n => p
-                        .cmd("HSET").arg(&key).arg(&field).arg(n).ignore()
-                        .cmd("PEXPIRE").arg(&key).arg(ttl).ignore(),
+                        .cmd("HSET")
+                        .arg(&key)
+                        .arg(&field)
+                        .arg(n)
+                        .ignore()
+                        .cmd("PEXPIRE")
+                        .arg(&key)
+                        .arg(ttl)
+                        .ignore(),
                 };
             }
             p.query::<()>(c)
@@ -335,9 +377,16 @@ impl Node {
     pub(crate) fn refresh(&self, hub: &Hub) -> Result<(), Error> {
         let alive = format!("{}{}", self.bp.alive_prefix(), self.field());
         let ttl = ttl_ms(self.bp.presence_ttl);
-        self.bp.link.with(self.bp.timeout, "presence refresh", |c| {
-            redis::cmd("SET").arg(&alive).arg(1).arg("PX").arg(ttl).query::<()>(c)
-        })?;
+        self.bp
+            .link
+            .with(self.bp.timeout, "presence refresh", |c| {
+                redis::cmd("SET")
+                    .arg(&alive)
+                    .arg(1)
+                    .arg("PX")
+                    .arg(ttl)
+                    .query::<()>(c)
+            })?;
         let groups: Vec<String> = hub.group_names().into_iter().map(|(g, _)| g).collect();
         for chunk in groups.chunks(512) {
             self.write_presence(hub, chunk)?;

@@ -32,7 +32,11 @@ pub(crate) struct Subscriber {
 
 impl Subscriber {
     /// Starts the thread.
-    pub(crate) fn start(node: Arc<Node>, hub: Arc<Hub>, sse: Arc<Streams>) -> std::io::Result<Subscriber> {
+    pub(crate) fn start(
+        node: Arc<Node>,
+        hub: Arc<Hub>,
+        sse: Arc<Streams>,
+    ) -> std::io::Result<Subscriber> {
         let stop = Arc::new(AtomicBool::new(false));
         let (wake, wake_rx) = crossbeam_channel::bounded(1);
         let (n, s) = (Arc::clone(&node), Arc::clone(&stop));
@@ -56,7 +60,10 @@ impl Subscriber {
         };
         self.stop.store(true, Ordering::SeqCst);
         let _ = self.wake.try_send(());
-        let _ = self.node.bp.publish(self.node.id, &Target::All, &Body::Wake);
+        let _ = self
+            .node
+            .bp
+            .publish(self.node.id, &Target::All, &Body::Wake);
         let _ = thread.join();
     }
 }
@@ -76,15 +83,25 @@ enum Ended {
 fn run(node: &Node, hub: &Hub, sse: &Streams, stop: &AtomicBool, wake: &Receiver<()>) {
     let mut down = false;
     let mut backoff = BACKOFF_MIN;
-    let url = node.bp.link.client().get_connection_info().addr().to_string();
+    let url = node
+        .bp
+        .link
+        .client()
+        .get_connection_info()
+        .addr()
+        .to_string();
     while !stop.load(Ordering::SeqCst) {
         let why = match subscribe(node, hub, sse, stop, &mut down, &url) {
             Ended::Stopped => return,
             Ended::Lost(why) => why,
         };
         if !down {
+            // It was up: the first attempt to come back is soon.
+            backoff = BACKOFF_MIN;
+        }
+        if !down {
             log::warn!(
-                "backplane: lost Redis at {url} ({why}); local delivery goes on, \
+                "backplane: Redis at {url} unreachable ({why}); local delivery goes on, \
                  other instances are out of reach until it is back"
             );
             down = true;
@@ -96,14 +113,18 @@ fn run(node: &Node, hub: &Hub, sse: &Streams, stop: &AtomicBool, wake: &Receiver
             return;
         }
         backoff = (backoff * 2).min(BACKOFF_MAX);
-        if down && backoff == BACKOFF_MAX {
-            continue;
-        }
     }
 }
 
 /// Connects, subscribes and delivers until the link fails or a stop.
-fn subscribe(node: &Node, hub: &Hub, sse: &Streams, stop: &AtomicBool, down: &mut bool, url: &str) -> Ended {
+fn subscribe(
+    node: &Node,
+    hub: &Hub,
+    sse: &Streams,
+    stop: &AtomicBool,
+    down: &mut bool,
+    url: &str,
+) -> Ended {
     let timeout = node.bp.timeout;
     let mut conn = match link::connect(node.bp.link.client(), timeout) {
         Ok(c) => c,
@@ -156,7 +177,10 @@ pub(crate) fn deliver(node: &Node, hub: &Hub, sse: &Streams, bytes: &[u8]) {
     let env = match wire::decode(bytes) {
         Ok(env) => env,
         Err(why) => {
-            log::debug!("backplane: dropped a message of {} bytes: {why}", bytes.len());
+            log::debug!(
+                "backplane: dropped a message of {} bytes: {why}",
+                bytes.len()
+            );
             return;
         }
     };

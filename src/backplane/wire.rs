@@ -75,7 +75,8 @@ impl std::fmt::Display for Malformed {
 }
 
 fn put_u16_str(out: &mut Vec<u8>, s: &str) -> Result<(), crate::Error> {
-    let n = u16::try_from(s.len()).map_err(|_| crate::Error::InvalidInput("name longer than 65535 bytes"))?;
+    let n = u16::try_from(s.len())
+        .map_err(|_| crate::Error::InvalidInput("name longer than 65535 bytes"))?;
     out.extend_from_slice(&n.to_be_bytes());
     out.extend_from_slice(s.as_bytes());
     Ok(())
@@ -234,11 +235,29 @@ mod tests {
     fn round_trips() {
         let cases = [
             (Target::All, Body::Ws(Message::Text("hé".into()))),
-            (Target::Resource("/chat/:room".into()), Body::Ws(Message::Binary(vec![0, 255, 10]))),
-            (Target::Group("room-1".into()), Body::Ws(Message::Text(String::new()))),
-            (Target::Stream("/events".into()), Body::Event(Event::new("a\nb").id("7").name("n").retry(Duration::from_secs(3)).comment("c"))),
             (
-                Target::StreamGroup { stream: "/e".into(), group: "g".into() },
+                Target::Resource("/chat/:room".into()),
+                Body::Ws(Message::Binary(vec![0, 255, 10])),
+            ),
+            (
+                Target::Group("room-1".into()),
+                Body::Ws(Message::Text(String::new())),
+            ),
+            (
+                Target::Stream("/events".into()),
+                Body::Event(
+                    Event::new("a\nb")
+                        .id("7")
+                        .name("n")
+                        .retry(Duration::from_secs(3))
+                        .comment("c"),
+                ),
+            ),
+            (
+                Target::StreamGroup {
+                    stream: "/e".into(),
+                    group: "g".into(),
+                },
                 Body::Event(Event::new("x")),
             ),
             (Target::All, Body::Wake),
@@ -246,14 +265,29 @@ mod tests {
         for (target, body) in cases {
             let bytes = encode(42, &target, &body).unwrap();
             let back = decode(&bytes).unwrap();
-            assert_eq!(back, Envelope { origin: 42, target, body });
+            assert_eq!(
+                back,
+                Envelope {
+                    origin: 42,
+                    target,
+                    body
+                }
+            );
         }
     }
 
     #[test]
     fn layout_is_as_documented() {
-        let bytes = encode(1, &Target::Group("g".into()), &Body::Ws(Message::Text("hi".into()))).unwrap();
-        assert_eq!(bytes, [0x57, 1, 0, 0, 0, 0, 0, 0, 0, 1, 2, 1, 0, 1, b'g', 0, 0, b'h', b'i']);
+        let bytes = encode(
+            1,
+            &Target::Group("g".into()),
+            &Body::Ws(Message::Text("hi".into())),
+        )
+        .unwrap();
+        assert_eq!(
+            bytes,
+            [0x57, 1, 0, 0, 0, 0, 0, 0, 0, 1, 2, 1, 0, 1, b'g', 0, 0, b'h', b'i']
+        );
     }
 
     #[test]
@@ -261,7 +295,12 @@ mod tests {
         assert_eq!(decode(b""), Err(Malformed::Foreign));
         assert_eq!(decode(b"hello world"), Err(Malformed::Foreign));
         assert_eq!(decode(&[0x57, 9]), Err(Malformed::Version(9)));
-        let good = encode(3, &Target::Stream("/s".into()), &Body::Event(Event::new("d").id("1"))).unwrap();
+        let good = encode(
+            3,
+            &Target::Stream("/s".into()),
+            &Body::Event(Event::new("d").id("1")),
+        )
+        .unwrap();
         // Every truncation and every single-byte corruption decodes or is refused.
         for n in 0..good.len() {
             let _ = decode(&good[..n]);

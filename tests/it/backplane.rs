@@ -32,12 +32,18 @@ impl Redis {
                 Ok(r) => return Some(r),
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                     if std::env::var("CI").as_deref() == Ok("true") {
-                        panic!("redis-server is not installed, and CI must run the backplane tests");
+                        panic!(
+                            "redis-server is not installed, and CI must run the backplane tests"
+                        );
                     }
-                    eprintln!("SKIPPED: redis-server is not installed (apt-get install redis-server)");
+                    eprintln!(
+                        "SKIPPED: redis-server is not installed (apt-get install redis-server)"
+                    );
                     return None;
                 }
-                Err(e) => eprintln!("redis-server on port {port} did not start ({e}); another port"),
+                Err(e) => {
+                    eprintln!("redis-server on port {port} did not start ({e}); another port")
+                }
             }
         }
         panic!("redis-server did not start on any of 5 ports");
@@ -46,7 +52,16 @@ impl Redis {
     /// Starts one on `port`; returns when it accepts connections.
     fn start_on(port: u16) -> std::io::Result<Redis> {
         let mut child = Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .args([
+                "--port",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()?;
@@ -117,13 +132,16 @@ fn backplane(redis: &Redis, prefix: &str) -> Backplane {
 
 /// A chat server: `/chat/:room` joins its room and relays text to it.
 fn chat_server(bp: &Backplane) -> ServerHandle {
-    let mut server = Server::with_config(Config::default().shutdown_grace(Duration::from_millis(200)));
+    let mut server =
+        Server::with_config(Config::default().shutdown_grace(Duration::from_millis(200)));
     server.define_resource(
         "/chat/:room",
         Resource::new()
             .on_open(|ws| ws.join(ws.param("room").unwrap_or("")))
             .on_message(|ws, msg| {
-                let _ = ws.broadcaster().to_group(ws.param("room").unwrap_or(""), msg);
+                let _ = ws
+                    .broadcaster()
+                    .to_group(ws.param("room").unwrap_or(""), msg);
             }),
     );
     server.backplane(bp.clone());
@@ -143,10 +161,15 @@ fn a_room_message_reaches_members_on_three_instances_in_order() {
     let Some(redis) = Redis::start() else { return };
     let bp = backplane(&redis, "order");
     let servers: Vec<ServerHandle> = (0..3).map(|_| chat_server(&bp)).collect();
-    let mut clients: Vec<_> = servers.iter().map(|s| connect(s.local_addr(), "/chat/lobby")).collect();
+    let mut clients: Vec<_> = servers
+        .iter()
+        .map(|s| connect(s.local_addr(), "/chat/lobby"))
+        .collect();
     // Counted only once each instance has subscribed (its liveness key is
     // written after its subscription) and its member joined.
-    eventually("the room has 3 members", || bp.cluster_group_size("lobby").ok() == Some(3));
+    eventually("the room has 3 members", || {
+        bp.cluster_group_size("lobby").ok() == Some(3)
+    });
     for i in 0..20 {
         clients[1].send(WsMessage::text(format!("m{i}"))).unwrap();
     }
@@ -172,7 +195,9 @@ fn group_presence_counts_every_instance() {
     let _a1 = connect(a.local_addr(), "/chat/g");
     let _a2 = connect(a.local_addr(), "/chat/g");
     let mut b1 = connect(b.local_addr(), "/chat/g");
-    eventually("g has 3 members", || c.broadcaster().cluster_group_size("g").ok() == Some(3));
+    eventually("g has 3 members", || {
+        c.broadcaster().cluster_group_size("g").ok() == Some(3)
+    });
     // `c` has no member: Ok(0), and the others get it.
     assert_eq!(c.broadcaster().to_group("g", "hello").unwrap(), 0);
     assert_eq!(text(&mut b1), "hello");
@@ -184,7 +209,9 @@ fn group_presence_counts_every_instance() {
     drop(_a1);
     drop(_a2);
     a.close();
-    eventually("g has 1 member", || bp.cluster_group_size("g").ok() == Some(1));
+    eventually("g has 1 member", || {
+        bp.cluster_group_size("g").ok() == Some(1)
+    });
     b1.close(None).unwrap();
     eventually("g is empty", || bp.cluster_group_size("g").ok() == Some(0));
     match c.broadcaster().to_group("g", "x") {
@@ -196,12 +223,16 @@ fn group_presence_counts_every_instance() {
 #[test]
 fn redis_restarted_mid_run_local_delivery_goes_on_and_cross_instance_resumes() {
     init_logs();
-    let Some(mut redis) = Redis::start() else { return };
+    let Some(mut redis) = Redis::start() else {
+        return;
+    };
     let bp = backplane(&redis, "restart");
     let (a, b) = (chat_server(&bp), chat_server(&bp));
     let mut ca = connect(a.local_addr(), "/chat/r");
     let mut cb = connect(b.local_addr(), "/chat/r");
-    eventually("r has 2 members", || bp.cluster_group_size("r").ok() == Some(2));
+    eventually("r has 2 members", || {
+        bp.cluster_group_size("r").ok() == Some(2)
+    });
     ca.send(WsMessage::text("before")).unwrap();
     assert_eq!(text(&mut ca), "before");
     assert_eq!(text(&mut cb), "before");
@@ -216,7 +247,9 @@ fn redis_restarted_mid_run_local_delivery_goes_on_and_cross_instance_resumes() {
 
     redis.restart();
     // Both instances resubscribe and write their presence again.
-    eventually("r has 2 members again", || bp.cluster_group_size("r").ok() == Some(2));
+    eventually("r has 2 members again", || {
+        bp.cluster_group_size("r").ok() == Some(2)
+    });
     // A message published on a connection that Redis dropped can be lost
     // (at most once); one that arrives is in order.
     ca.send(WsMessage::text("after")).unwrap();
@@ -274,9 +307,13 @@ fn sse_resume_against_a_different_instance() {
     let Some(redis) = Redis::start() else { return };
     let bp = backplane(&redis, "sse");
     let start = |bp: &Backplane| {
-        let mut server = Server::with_config(Config::default().shutdown_grace(Duration::from_millis(200)));
+        let mut server =
+            Server::with_config(Config::default().shutdown_grace(Duration::from_millis(200)));
         server.define_event_stream("/events", EventStream::new().history(10));
-        server.define_resource("/ws/:g", Resource::new().on_open(|ws| ws.join(ws.param("g").unwrap_or(""))));
+        server.define_resource(
+            "/ws/:g",
+            Resource::new().on_open(|ws| ws.join(ws.param("g").unwrap_or(""))),
+        );
         server.backplane(bp.clone());
         server.start("127.0.0.1:0").unwrap()
     };
@@ -308,7 +345,12 @@ fn sse_resume_against_a_different_instance() {
 fn chat_example() -> std::path::PathBuf {
     let exe = std::env::current_exe().unwrap();
     // target/debug/deps/it-HASH -> target/debug/examples/chat
-    let path = exe.parent().and_then(|p| p.parent()).unwrap().join("examples").join("chat");
+    let path = exe
+        .parent()
+        .and_then(|p| p.parent())
+        .unwrap()
+        .join("examples")
+        .join("chat");
     assert!(
         path.exists(),
         "{} is missing: run `cargo test --features redis` (which builds the examples)",
@@ -326,12 +368,20 @@ struct Instance {
 impl Instance {
     fn start(redis: &Redis) -> Instance {
         let mut child = Command::new(chat_example())
-            .args(["127.0.0.1:0", "--redis", &redis.url(), "--presence-ttl-ms", "900"])
+            .args([
+                "127.0.0.1:0",
+                "--redis",
+                &redis.url(),
+                "--presence-ttl-ms",
+                "900",
+            ])
             .stdout(Stdio::piped())
             .spawn()
             .unwrap();
         let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
         // "listening on ws://ADDR/chat"
         let addr = line
             .trim()
@@ -357,8 +407,13 @@ fn three_chat_processes_share_a_room_and_a_killed_one_drops_out_of_presence() {
     let Some(redis) = Redis::start() else { return };
     let watch = backplane(&redis, "chat");
     let mut instances: Vec<Instance> = (0..3).map(|_| Instance::start(&redis)).collect();
-    let mut clients: Vec<_> = instances.iter().map(|i| connect(i.addr, "/chat/lobby")).collect();
-    eventually("3 members", || watch.cluster_group_size("room:lobby").ok() == Some(3));
+    let mut clients: Vec<_> = instances
+        .iter()
+        .map(|i| connect(i.addr, "/chat/lobby"))
+        .collect();
+    eventually("3 members", || {
+        watch.cluster_group_size("room:lobby").ok() == Some(3)
+    });
     for i in 0..10 {
         clients[0].send(WsMessage::text(format!("m{i}"))).unwrap();
     }
@@ -371,7 +426,9 @@ fn three_chat_processes_share_a_room_and_a_killed_one_drops_out_of_presence() {
     let mut killed = instances.pop().unwrap();
     killed.child.kill().unwrap();
     killed.child.wait().unwrap();
-    eventually("2 members", || watch.cluster_group_size("room:lobby").ok() == Some(2));
+    eventually("2 members", || {
+        watch.cluster_group_size("room:lobby").ok() == Some(2)
+    });
     clients[1].send(WsMessage::text("still here")).unwrap();
     assert_eq!(text(&mut clients[0]), "still here");
     assert_eq!(text(&mut clients[1]), "still here");
