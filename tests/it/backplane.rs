@@ -181,8 +181,20 @@ fn a_room_message_reaches_members_on_three_instances_in_order() {
     // A worker process serving no clients publishes too.
     let worker = backplane(&redis, "order");
     worker.publish_to_group("lobby", "from a worker").unwrap();
+    // Foreign and malformed messages on the channel are dropped.
+    let mut raw = redis::Client::open(redis.url()).unwrap().get_connection().unwrap();
+    for junk in [&b"not ours"[..], &[0x57, 9, 1, 2], &[0x57, 1, 0], &[]] {
+        let _: i64 = redis::cmd("PUBLISH").arg("order:bus").arg(junk).query(&mut raw).unwrap();
+    }
+    worker.publish_to_resource("/chat/:room", "to the resource").unwrap();
     for c in &mut clients {
         assert_eq!(text(c), "from a worker");
+        assert_eq!(text(c), "to the resource");
+    }
+    // (Order holds per publisher: this one is local at once for `servers[2]`.)
+    assert_eq!(servers[2].broadcaster().to_all("to all").unwrap(), 1);
+    for c in &mut clients {
+        assert_eq!(text(c), "to all");
     }
 }
 
