@@ -36,7 +36,9 @@ impl Redis {
                             "redis-server is not installed, and CI must run the backplane tests"
                         );
                     }
-                    eprintln!(
+                    // Straight to stderr: the test harness does not capture it.
+                    let _ = writeln!(
+                        std::io::stderr(),
                         "SKIPPED: redis-server is not installed (apt-get install redis-server)"
                     );
                     return None;
