@@ -184,11 +184,20 @@ fn a_room_message_reaches_members_on_three_instances_in_order() {
     let worker = backplane(&redis, "order");
     worker.publish_to_group("lobby", "from a worker").unwrap();
     // Foreign and malformed messages on the channel are dropped.
-    let mut raw = redis::Client::open(redis.url()).unwrap().get_connection().unwrap();
+    let mut raw = redis::Client::open(redis.url())
+        .unwrap()
+        .get_connection()
+        .unwrap();
     for junk in [&b"not ours"[..], &[0x57, 9, 1, 2], &[0x57, 1, 0], &[]] {
-        let _: i64 = redis::cmd("PUBLISH").arg("order:bus").arg(junk).query(&mut raw).unwrap();
+        let _: i64 = redis::cmd("PUBLISH")
+            .arg("order:bus")
+            .arg(junk)
+            .query(&mut raw)
+            .unwrap();
     }
-    worker.publish_to_resource("/chat/:room", "to the resource").unwrap();
+    worker
+        .publish_to_resource("/chat/:room", "to the resource")
+        .unwrap();
     for c in &mut clients {
         assert_eq!(text(c), "from a worker");
         assert_eq!(text(c), "to the resource");
@@ -446,4 +455,52 @@ fn three_chat_processes_share_a_room_and_a_killed_one_drops_out_of_presence() {
     clients[1].send(WsMessage::text("still here")).unwrap();
     assert_eq!(text(&mut clients[0]), "still here");
     assert_eq!(text(&mut clients[1]), "still here");
+}
+
+#[test]
+fn a_frozen_redis_holds_up_no_hook_and_local_delivery_goes_on() {
+    init_logs();
+    let Some(redis) = Redis::start() else { return };
+    let bp = backplane(&redis, "frozen").timeout(Duration::from_millis(50));
+    let (a, b) = (chat_server(&bp), chat_server(&bp));
+    let mut ca = connect(a.local_addr(), "/chat/f");
+    let mut cb = connect(b.local_addr(), "/chat/f");
+    eventually("f has 2 members", || {
+        bp.cluster_group_size("f").ok() == Some(2)
+    });
+    let pid = redis.child.as_ref().unwrap().id().to_string();
+    let signal = |sig: &str| {
+        let ok = Command::new("kill")
+            .args([sig, &pid])
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "kill {sig}");
+    };
+    // Accepts connections (the kernel does) but answers nothing.
+    signal("-STOP");
+    for i in 0..3 {
+        ca.send(WsMessage::text(format!("frozen{i}"))).unwrap();
+        assert_eq!(text(&mut ca), format!("frozen{i}"));
+    }
+    assert!(bp.cluster_group_size("f").is_err());
+    signal("-CONT");
+    eventually("f has 2 members again", || {
+        bp.cluster_group_size("f").ok() == Some(2)
+    });
+    // Anything published before the instances resubscribed may be lost;
+    // keep sending until one crosses, then the rest arrive in order.
+    let mut n = 0;
+    eventually("a message crosses again", || {
+        n += 1;
+        ca.send(WsMessage::text(format!("after{n}"))).unwrap();
+        assert_eq!(text(&mut ca), format!("after{n}"));
+        cb.get_mut()
+            .set_read_timeout(Some(Duration::from_millis(200)))
+            .unwrap();
+        let got = cb.read();
+        cb.get_mut().set_read_timeout(Some(WAIT)).unwrap();
+        matches!(got, Ok(WsMessage::Text(_)))
+    });
+    drop((a, b));
 }
