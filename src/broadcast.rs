@@ -70,7 +70,7 @@ impl Broadcaster {
     /// # Errors
     /// [`Error::NoConnections`] when the group has no open connection (with
     /// a backplane: on any instance, as far as the group's presence in
-    /// Redis says; see [`Broadcaster::cluster_group_size`]).
+    /// Redis says; see `Broadcaster::cluster_group_size`).
     pub fn to_group(&self, group: &str, msg: impl Into<Message>) -> Result<usize, Error> {
         let msg = msg.into();
         let local = self.hub.deliver(group, self.hub.group_members(group), &msg);
