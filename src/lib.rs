@@ -329,6 +329,15 @@
 //! `Client::add_root_certificate`, or a whole `Client::tls_config`. A
 //! certificate it does not trust is [`Error::Tls`] with the reason.
 //!
+//! ## Several instances
+//!
+//! With the `redis` feature (off by default; the blocking `redis` client),
+//! `Server::backplane(Backplane::redis(url)?)` links server instances
+//! through Redis: broadcasts, group pushes and event-stream events reach the
+//! clients of every instance (at most once through Redis; local clients at
+//! once), group presence counts across them, and an event with an id enters
+//! every instance's history. See `Backplane`.
+//!
 //! ## Shutdown
 //!
 //! [`ServerHandle::close`] (or dropping the handle) closes the listener at

@@ -287,6 +287,10 @@ impl Server {
         tls: Option<TlsSetting>,
     ) -> Result<ServerHandle, Error> {
         self.config.validate()?;
+        #[cfg(feature = "redis")]
+        if let Some(bp) = &self.backplane {
+            bp.validate()?;
+        }
         match &self.route_error {
             Some(Error::Config { setting, reason }) => {
                 return Err(Error::Config {
@@ -374,7 +378,6 @@ impl Server {
 #[cfg(feature = "redis")]
 impl ServerHandle {
     fn join_cluster(&mut self, bp: &crate::Backplane) -> Result<(), Error> {
-        bp.validate()?;
         let node = Arc::new(crate::backplane::Node::new(bp.clone()));
         let core = &self.core;
         core.hub.set_cluster(Some(Arc::clone(&node)));

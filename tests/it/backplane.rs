@@ -504,3 +504,40 @@ fn a_frozen_redis_holds_up_no_hook_and_local_delivery_goes_on() {
     });
     drop((a, b));
 }
+
+#[test]
+fn bad_settings_are_refused_at_start_and_an_unreachable_redis_fails_fast() {
+    init_logs();
+    match Backplane::redis("http://nope") {
+        Err(Error::Config { setting, .. }) => assert_eq!(setting, "backplane"),
+        other => panic!("expected a Config error, got {other:?}"),
+    }
+    // Nothing listens on port 1.
+    let bp = Backplane::redis("redis://127.0.0.1:1/").unwrap();
+    for bad in [
+        bp.clone().timeout(Duration::ZERO),
+        bp.clone().presence_ttl(Duration::from_millis(1)),
+    ] {
+        let mut server = Server::new();
+        server.backplane(bad);
+        match server.start("127.0.0.1:0") {
+            Err(Error::Config { setting, .. }) => {
+                assert!(setting.starts_with("backplane"), "{setting}")
+            }
+            other => panic!("expected a Config error, got {other:?}"),
+        }
+    }
+    for _ in 0..3 {
+        match bp.publish_to_all("x") {
+            Err(Error::Backplane(_)) => {}
+            other => panic!("expected a Backplane error, got {other:?}"),
+        }
+    }
+    // A server whose Redis is unreachable serves its own clients.
+    let h = chat_server(&bp);
+    let mut c = connect(h.local_addr(), "/chat/alone");
+    c.send(WsMessage::text("hi")).unwrap();
+    assert_eq!(text(&mut c), "hi");
+    assert_eq!(h.broadcaster().to_group("alone", "local").unwrap(), 1);
+    assert_eq!(text(&mut c), "local");
+}
