@@ -321,6 +321,12 @@ impl EventPublisher {
     /// nobody is connected.
     /// Returns how many clients it was queued for.
     ///
+    /// When the serving server has a backplane (feature `redis`), the event
+    /// also goes to the stream's clients on every other instance, and into
+    /// their histories; the count is of this instance's clients, and `Ok(0)`
+    /// replaces [`Error::NoConnections`] once it is published. (A publisher
+    /// used before its server starts reaches this instance only.)
+    ///
     /// # Errors
     /// [`Error::InvalidInput`] for a newline in the event's name or id
     /// (nothing is sent or kept), [`Error::NoConnections`] when no client is
@@ -347,7 +353,10 @@ impl EventPublisher {
     }
 
     /// Sends an event to the clients of the stream that joined `group`
-    /// ([`EventClient::join`]). It is not kept in the history.
+    /// ([`EventClient::join`]). It is not kept in the history. With a
+    /// backplane it reaches the group on every instance, as for
+    /// [`EventPublisher::send`] (there is no cluster presence for event
+    /// clients' groups: `Ok(0)` once published).
     ///
     /// # Errors
     /// [`Error::InvalidInput`] as for [`EventPublisher::send`],
