@@ -156,7 +156,7 @@ fn subscribe(
             Ok(msg) => deliver(node, hub, sse, msg.get_payload_bytes()),
             Err(e) if e.is_timeout() => {
                 // Quiet: check the link is still there.
-                if let Err(e) = ps.ping::<String>() {
+                if let Err(e) = ps.ping::<redis::Value>() {
                     return Ended::Lost(e.to_string());
                 }
             }

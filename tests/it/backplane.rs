@@ -541,3 +541,41 @@ fn bad_settings_are_refused_at_start_and_an_unreachable_redis_fails_fast() {
     assert_eq!(h.broadcaster().to_group("alone", "local").unwrap(), 1);
     assert_eq!(text(&mut c), "local");
 }
+
+/// A field of Redis's `INFO` (`name:value` lines; `cmdstat_ping:calls=N,...`).
+fn info_number(raw: &mut redis::Connection, section: &str, field: &str) -> u64 {
+    let text: String = redis::cmd("INFO").arg(section).query(raw).unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
+        .map_or(0, |v| {
+            let v = v.strip_prefix("calls=").unwrap_or(v);
+            v.split(',').next().unwrap().trim().parse().unwrap()
+        })
+}
+
+/// Regression: the subscriber's idle ping (every second of silence) was
+/// read as a string, which a subscribed connection's `pong` is not, so an
+/// idle instance dropped and remade its subscription every second.
+#[test]
+fn an_idle_subscription_is_kept() {
+    init_logs();
+    let Some(redis) = Redis::start() else { return };
+    let bp = backplane(&redis, "idle").presence_ttl(Duration::from_secs(600));
+    let h = chat_server(&bp);
+    let _c = connect(h.local_addr(), "/chat/i");
+    eventually("subscribed", || bp.cluster_group_size("i").ok() == Some(1));
+    let mut raw = redis::Client::open(redis.url())
+        .unwrap()
+        .get_connection()
+        .unwrap();
+    let connections = info_number(&mut raw, "stats", "total_connections_received");
+    // Two idle pings went out (and came back) ...
+    eventually("two idle pings", || {
+        info_number(&mut raw, "commandstats", "cmdstat_ping") >= 2
+    });
+    // ... and nobody connected again.
+    assert_eq!(
+        info_number(&mut raw, "stats", "total_connections_received"),
+        connections
+    );
+}
