@@ -362,6 +362,14 @@ fn sse_resume_against_a_different_instance() {
     let mut on_b = Sse::open(b.local_addr(), Some("1"));
     assert_eq!(on_b.next(), ("2".into(), "e2".into()));
     assert_eq!(on_b.next(), ("3".into(), "e3".into()));
+    // A worker's event reaches both instances, and their histories.
+    let worker = backplane(&redis, "sse");
+    worker
+        .publish_event("/events", &Event::new("e4").id("4"))
+        .unwrap();
+    assert_eq!(on_b.next(), ("4".into(), "e4".into()));
+    let mut late_a = Sse::open(a.local_addr(), Some("3"));
+    assert_eq!(late_a.next(), ("4".into(), "e4".into()));
 }
 
 /// The chat example's binary (built by `cargo test --features redis`).
