@@ -25,7 +25,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use self::link::Link;
-use self::wire::{Body, Target};
+use self::wire::{Payload, Target};
 use crate::hub::Hub;
 use crate::{Error, Event, Message};
 
@@ -187,7 +187,7 @@ impl Backplane {
         format!("{}:alive:", self.prefix)
     }
 
-    fn publish(&self, origin: u64, target: &Target, body: &Body) -> Result<(), Error> {
+    fn publish(&self, origin: u64, target: &Target, body: Payload<'_>) -> Result<(), Error> {
         let bytes = wire::encode(origin, target, body)?;
         let channel = self.channel();
         self.link.with(self.timeout, "publish", |c| {
@@ -204,7 +204,7 @@ impl Backplane {
     /// # Errors
     /// [`Error::Backplane`] when Redis could not be reached within the timeout.
     pub fn publish_to_all(&self, msg: impl Into<Message>) -> Result<(), Error> {
-        self.publish(self.origin, &Target::All, &Body::Ws(msg.into()))
+        self.publish(self.origin, &Target::All, Payload::Ws(&msg.into()))
     }
 
     /// Publishes `msg` to the connections of the resource registered as
@@ -214,7 +214,7 @@ impl Backplane {
     /// As [`Backplane::publish_to_all`].
     pub fn publish_to_resource(&self, route: &str, msg: impl Into<Message>) -> Result<(), Error> {
         let target = Target::Resource(route.to_owned());
-        self.publish(self.origin, &target, &Body::Ws(msg.into()))
+        self.publish(self.origin, &target, Payload::Ws(&msg.into()))
     }
 
     /// Publishes `msg` to the members of `group` on every instance.
@@ -223,7 +223,7 @@ impl Backplane {
     /// As [`Backplane::publish_to_all`].
     pub fn publish_to_group(&self, group: &str, msg: impl Into<Message>) -> Result<(), Error> {
         let target = Target::Group(group.to_owned());
-        self.publish(self.origin, &target, &Body::Ws(msg.into()))
+        self.publish(self.origin, &target, Payload::Ws(&msg.into()))
     }
 
     /// Publishes an event to the clients of the event stream defined at
@@ -236,7 +236,7 @@ impl Backplane {
     pub fn publish_event(&self, stream: &str, event: &Event) -> Result<(), Error> {
         event.encode()?;
         let target = Target::Stream(stream.to_owned());
-        self.publish(self.origin, &target, &Body::Event(event.clone()))
+        self.publish(self.origin, &target, Payload::Event(event))
     }
 
     /// Publishes an event to the clients of the event stream `stream` that
@@ -255,7 +255,7 @@ impl Backplane {
             stream: stream.to_owned(),
             group: group.to_owned(),
         };
-        self.publish(self.origin, &target, &Body::Event(event.clone()))
+        self.publish(self.origin, &target, Payload::Event(event))
     }
 
     /// How many WebSocket connections are members of `group`, over every
@@ -301,13 +301,12 @@ impl Node {
 
     /// Publishes a WebSocket message that was just delivered locally.
     pub(crate) fn publish(&self, target: &Target, msg: &Message) -> Result<(), Error> {
-        self.bp.publish(self.id, target, &Body::Ws(msg.clone()))
+        self.bp.publish(self.id, target, Payload::Ws(msg))
     }
 
     /// Publishes an event that was just delivered locally.
     pub(crate) fn publish_event(&self, target: &Target, event: &Event) -> Result<(), Error> {
-        self.bp
-            .publish(self.id, target, &Body::Event(event.clone()))
+        self.bp.publish(self.id, target, Payload::Event(event))
     }
 
     /// Publishes to a group that has no member here, and asks in the same
@@ -317,11 +316,7 @@ impl Node {
         group: &str,
         msg: &Message,
     ) -> Result<usize, Error> {
-        let bytes = wire::encode(
-            self.id,
-            &Target::Group(group.to_owned()),
-            &Body::Ws(msg.clone()),
-        )?;
+        let bytes = wire::encode(self.id, &Target::Group(group.to_owned()), Payload::Ws(msg))?;
         let (channel, key, alive) = (
             self.bp.channel(),
             self.bp.group_key(group),

@@ -63,7 +63,7 @@ impl Subscriber {
         let _ = self
             .node
             .bp
-            .publish(self.node.id, &Target::All, &Body::Wake);
+            .publish(self.node.id, &Target::All, super::wire::Payload::Wake);
         let _ = thread.join();
     }
 }

@@ -44,6 +44,24 @@ pub(crate) enum Body {
     Event(Event),
 }
 
+/// What a message carries, borrowed, for encoding without a copy.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Payload<'a> {
+    Wake,
+    Ws(&'a Message),
+    Event(&'a Event),
+}
+
+impl<'a> From<&'a Body> for Payload<'a> {
+    fn from(body: &'a Body) -> Payload<'a> {
+        match body {
+            Body::Wake => Payload::Wake,
+            Body::Ws(m) => Payload::Ws(m),
+            Body::Event(e) => Payload::Event(e),
+        }
+    }
+}
+
 /// One message on the channel.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Envelope {
@@ -86,8 +104,18 @@ fn put_u16_str(out: &mut Vec<u8>, s: &str) -> Result<(), crate::Error> {
 ///
 /// # Errors
 /// [`crate::Error::InvalidInput`] for a name, group or event id longer than 65535 bytes.
-pub(crate) fn encode(origin: u64, target: &Target, body: &Body) -> Result<Vec<u8>, crate::Error> {
-    let mut out = Vec::with_capacity(64);
+pub(crate) fn encode(
+    origin: u64,
+    target: &Target,
+    body: Payload<'_>,
+) -> Result<Vec<u8>, crate::Error> {
+    let mut out = Vec::with_capacity(
+        64 + match body {
+            Payload::Ws(m) => m.len(),
+            Payload::Event(e) => e.data.len(),
+            Payload::Wake => 0,
+        },
+    );
     out.extend_from_slice(&[MAGIC, VERSION]);
     out.extend_from_slice(&origin.to_be_bytes());
     let (kind, name, group) = match target {
@@ -98,18 +126,18 @@ pub(crate) fn encode(origin: u64, target: &Target, body: &Body) -> Result<Vec<u8
         Target::StreamGroup { stream, group } => (4, stream.as_str(), group.as_str()),
     };
     let msg_kind = match body {
-        Body::Wake => 0,
-        Body::Ws(Message::Text(_)) => 1,
-        Body::Ws(Message::Binary(_)) => 2,
-        Body::Event(_) => 3,
+        Payload::Wake => 0,
+        Payload::Ws(Message::Text(_)) => 1,
+        Payload::Ws(Message::Binary(_)) => 2,
+        Payload::Event(_) => 3,
     };
     out.extend_from_slice(&[kind, msg_kind]);
     put_u16_str(&mut out, name)?;
     put_u16_str(&mut out, group)?;
     match body {
-        Body::Wake => {}
-        Body::Ws(m) => out.extend_from_slice(m.as_bytes()),
-        Body::Event(e) => {
+        Payload::Wake => {}
+        Payload::Ws(m) => out.extend_from_slice(m.as_bytes()),
+        Payload::Event(e) => {
             let flags = u8::from(e.id.is_some())
                 | (u8::from(e.name.is_some()) << 1)
                 | (u8::from(e.retry.is_some()) << 2)
@@ -263,7 +291,7 @@ mod tests {
             (Target::All, Body::Wake),
         ];
         for (target, body) in cases {
-            let bytes = encode(42, &target, &body).unwrap();
+            let bytes = encode(42, &target, (&body).into()).unwrap();
             let back = decode(&bytes).unwrap();
             assert_eq!(
                 back,
@@ -281,7 +309,7 @@ mod tests {
         let bytes = encode(
             1,
             &Target::Group("g".into()),
-            &Body::Ws(Message::Text("hi".into())),
+            Payload::Ws(&Message::Text("hi".into())),
         )
         .unwrap();
         assert_eq!(
@@ -298,7 +326,7 @@ mod tests {
         let good = encode(
             3,
             &Target::Stream("/s".into()),
-            &Body::Event(Event::new("d").id("1")),
+            Payload::Event(&Event::new("d").id("1")),
         )
         .unwrap();
         // Every truncation and every single-byte corruption decodes or is refused.
@@ -313,7 +341,8 @@ mod tests {
         let mut bad_kind = good.clone();
         bad_kind[10] = 9;
         assert_eq!(decode(&bad_kind), Err(Malformed::Kind));
-        let mut bad_text = encode(3, &Target::All, &Body::Ws(Message::Text("ok".into()))).unwrap();
+        let mut bad_text =
+            encode(3, &Target::All, Payload::Ws(&Message::Text("ok".into()))).unwrap();
         bad_text.push(0xff);
         assert_eq!(decode(&bad_text), Err(Malformed::Utf8));
     }
