@@ -5,6 +5,11 @@
 //!     cargo run --example chat -- 127.0.0.1:9003
 //!
 //! Try it with two terminals running `cargo run --example client -- ws://127.0.0.1:9003/chat/lobby`.
+//!
+//! Several instances share their rooms through Redis (feature `redis`):
+//!
+//!     cargo run --features redis --example chat -- 127.0.0.1:9003 --redis redis://127.0.0.1:6379/
+//!     cargo run --features redis --example chat -- 127.0.0.1:9004 --redis redis://127.0.0.1:6379/
 
 use std::time::Duration;
 
@@ -22,7 +27,8 @@ fn main() -> std::process::ExitCode {
     }
 }
 
-/// Serves on `args[0]` (default 127.0.0.1:9003); `--seconds N` stops it cleanly after N seconds.
+/// Serves on `args[0]` (default 127.0.0.1:9003); `--seconds N` stops it cleanly after N seconds;
+/// `--redis URL` (feature `redis`) links it with the other instances using that Redis.
 pub fn run(args: &[String]) -> Result<(), wsportal::Error> {
     let addr = args.first().map_or("127.0.0.1:9003", String::as_str);
 
@@ -59,6 +65,24 @@ pub fn run(args: &[String]) -> Result<(), wsportal::Error> {
                 }
             }),
     );
+
+    if let Some(url) = args.iter().skip_while(|a| *a != "--redis").nth(1) {
+        #[cfg(feature = "redis")]
+        {
+            // `--presence-ttl-ms N`: how soon a killed instance leaves group presence.
+            let ttl = args.iter().skip_while(|a| *a != "--presence-ttl-ms").nth(1);
+            let ttl = ttl.and_then(|n| n.parse().ok()).unwrap_or(15_000);
+            let backplane = wsportal::Backplane::redis(url)?
+                .prefix("chat")
+                .presence_ttl(Duration::from_millis(ttl));
+            server.backplane(backplane);
+        }
+        #[cfg(not(feature = "redis"))]
+        return Err(wsportal::Error::Config {
+            setting: "--redis",
+            reason: format!("{url}: this build has no `redis` feature"),
+        });
+    }
 
     let handle = server.start(addr)?;
     println!("listening on ws://{}/chat", handle.local_addr());

@@ -41,30 +41,58 @@ impl Broadcaster {
     /// Sends to every open connection of the resource registered as `route`
     /// (the pattern as given to `define_resource`, e.g. `/chat/:room`).
     ///
+    /// With a backplane (feature `redis`) it also reaches that resource's
+    /// connections on the other instances, and the count is of this
+    /// instance's connections.
+    ///
     /// # Errors
-    /// [`Error::NoConnections`] when none is open. Otherwise returns how many
+    /// [`Error::NoConnections`] when none is open (with a backplane: here,
+    /// and the message could not be published either). Otherwise returns how many
     /// connections the message was queued for.
     pub fn to_resource(&self, route: &str, msg: impl Into<Message>) -> Result<usize, Error> {
-        let recipients = self.hub.on_route(route);
-        self.deliver(route, recipients, &msg.into())
+        let msg = msg.into();
+        let local = self.hub.deliver(route, self.hub.on_route(route), &msg);
+        #[cfg(feature = "redis")]
+        let local = self.publish(
+            crate::backplane::wire::Target::Resource(route.to_owned()),
+            &msg,
+            local,
+        );
+        self.nobody(local)
     }
 
     /// Sends to every member of `group`.
     ///
-    /// # Errors
-    /// [`Error::NoConnections`] when the group has no open connection.
-    pub fn to_group(&self, group: &str, msg: impl Into<Message>) -> Result<usize, Error> {
-        let recipients = self.hub.group_members(group);
-        self.deliver(group, recipients, &msg.into())
-    }
-
-    /// Sends to every open connection.
+    /// With a backplane (feature `redis`) it also reaches the members on the
+    /// other instances; the count is of this instance's members (`Ok(0)`
+    /// when only other instances have some).
     ///
     /// # Errors
-    /// [`Error::NoConnections`] when none is open.
+    /// [`Error::NoConnections`] when the group has no open connection (with
+    /// a backplane: on any instance, as far as the group's presence in
+    /// Redis says; see `Broadcaster::cluster_group_size`).
+    pub fn to_group(&self, group: &str, msg: impl Into<Message>) -> Result<usize, Error> {
+        let msg = msg.into();
+        let local = self.hub.deliver(group, self.hub.group_members(group), &msg);
+        #[cfg(feature = "redis")]
+        let local = self.publish_to_group(group, &msg, local);
+        self.nobody(local)
+    }
+
+    /// Sends to every open connection (with a backplane, feature `redis`: of
+    /// every instance; the count is of this instance's).
+    ///
+    /// # Errors
+    /// [`Error::NoConnections`] when none is open (with a backplane: here,
+    /// and the message could not be published either).
     pub fn to_all(&self, msg: impl Into<Message>) -> Result<usize, Error> {
-        let recipients = self.hub.connections();
-        self.deliver("all connections", recipients, &msg.into())
+        let msg = msg.into();
+        let local = self
+            .hub
+            .deliver("all connections", self.hub.connections(), &msg);
+        #[cfg(feature = "redis")]
+        let local = self.publish(crate::backplane::wire::Target::All, &msg, local);
+        self.nobody(local)
     }
 
     /// The same snapshot as [`ServerHandle::stats`](crate::ServerHandle::stats),
@@ -172,9 +200,81 @@ impl Broadcaster {
     }
 
     fn deliver(&self, target: &str, to: Vec<Connection>, msg: &Message) -> Result<usize, Error> {
-        match self.hub.deliver(target, to, msg) {
+        self.nobody(self.hub.deliver(target, to, msg))
+    }
+
+    /// `NoConnections` as `Ok(0)` under [`Broadcaster::allow_nobody`].
+    fn nobody(&self, delivered: Result<usize, Error>) -> Result<usize, Error> {
+        match delivered {
             Err(Error::NoConnections(_)) if self.nobody_ok => Ok(0),
             delivered => delivered,
+        }
+    }
+}
+
+/// The backplane (feature `redis`).
+#[cfg(feature = "redis")]
+impl Broadcaster {
+    /// Publishes what was just delivered locally; a publish failure leaves
+    /// the local result as it was (the link's state is logged by the
+    /// subscriber).
+    fn publish(
+        &self,
+        target: crate::backplane::wire::Target,
+        msg: &Message,
+        local: Result<usize, Error>,
+    ) -> Result<usize, Error> {
+        let Some(node) = self.hub.cluster() else {
+            return local;
+        };
+        match (node.publish(&target, msg), local) {
+            (Ok(()), Err(Error::NoConnections(_))) => Ok(0),
+            (Err(e), local) => {
+                log::debug!("backplane: not published: {e}");
+                local
+            }
+            (Ok(()), local) => local,
+        }
+    }
+
+    /// As `publish`, but with no member here the answer depends on the
+    /// group's presence on the other instances (asked in the same round trip).
+    fn publish_to_group(
+        &self,
+        group: &str,
+        msg: &Message,
+        local: Result<usize, Error>,
+    ) -> Result<usize, Error> {
+        let Some(node) = self.hub.cluster() else {
+            return local;
+        };
+        if local.is_ok() {
+            return self.publish(
+                crate::backplane::wire::Target::Group(group.to_owned()),
+                msg,
+                local,
+            );
+        }
+        match node.publish_to_absent_group(group, msg) {
+            Ok(0) => local,
+            Ok(_) => Ok(0),
+            Err(e) => {
+                log::debug!("backplane: not published: {e}");
+                local
+            }
+        }
+    }
+
+    /// How many connections are members of `group` on every instance
+    /// sharing the backplane (see [`Backplane::cluster_group_size`](crate::Backplane::cluster_group_size)
+    /// for how stale it can be); without one, [`Broadcaster::group_members`]'s count.
+    ///
+    /// # Errors
+    /// [`Error::Backplane`] when Redis could not be asked within the backplane's timeout.
+    pub fn cluster_group_size(&self, group: &str) -> Result<usize, Error> {
+        match self.hub.cluster() {
+            Some(node) => node.bp.cluster_group_size(group),
+            None => Ok(self.hub.group_size(group)),
         }
     }
 }

@@ -68,6 +68,10 @@ pub enum Error {
     /// read or does not fit, or a handshake refused (an untrusted or expired
     /// certificate, a wrong host name, ...). The text is the reason.
     Tls(String),
+    /// The Redis backplane (feature `redis`) could not publish or answer
+    /// within its timeout (Redis unreachable, restarting, or too slow). The
+    /// text is the reason.
+    Backplane(String),
 }
 
 impl Error {
@@ -111,6 +115,7 @@ impl fmt::Debug for Error {
             Error::HandlerPanic(msg) => f.debug_tuple("HandlerPanic").field(msg).finish(),
             Error::Closed => f.write_str("Closed"),
             Error::Tls(why) => f.debug_tuple("Tls").field(why).finish(),
+            Error::Backplane(why) => f.debug_tuple("Backplane").field(why).finish(),
             Error::NoConnections(target) => f.debug_tuple("NoConnections").field(target).finish(),
             Error::Http {
                 status,
@@ -150,6 +155,7 @@ impl fmt::Display for Error {
             Error::Http { status, .. } => write!(f, "http request refused with status {status}"),
             Error::InvalidInput(why) => write!(f, "invalid input: {why}"),
             Error::Tls(why) => write!(f, "tls: {why}"),
+            Error::Backplane(why) => write!(f, "backplane: {why}"),
         }
     }
 }

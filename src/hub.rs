@@ -123,6 +123,9 @@ pub(crate) struct Hub {
     chores: Mutex<Vec<Weak<dyn Chores>>>,
     /// Counters for `stats()`.
     pub(crate) stats: Arc<crate::stats::Counters>,
+    /// The backplane node of the running server, if it has one.
+    #[cfg(feature = "redis")]
+    pub(crate) cluster: parking_lot::RwLock<Option<Arc<crate::backplane::Node>>>,
 }
 
 impl Hub {
@@ -142,6 +145,8 @@ impl Hub {
             thread: Mutex::new(None),
             chores: Mutex::new(Vec::new()),
             stats: Arc::default(),
+            #[cfg(feature = "redis")]
+            cluster: parking_lot::RwLock::new(None),
         })
     }
 
@@ -246,14 +251,17 @@ impl Hub {
         drop(conns);
         let names = std::mem::take(&mut *conn.inner.groups.lock());
         let mut groups = self.groups.lock();
-        for name in names {
-            if let Some(members) = groups.get_mut(&name) {
+        for name in &names {
+            if let Some(members) = groups.get_mut(name) {
                 members.remove(&conn.id());
                 if members.is_empty() {
-                    groups.remove(&name);
+                    groups.remove(name);
                 }
             }
         }
+        drop(groups);
+        #[cfg(feature = "redis")]
+        self.presence_changed(&names);
     }
 
     /// Tells the housekeeper that something will be due after `d` (a new
@@ -336,6 +344,9 @@ impl Hub {
             .entry(group.to_owned())
             .or_default()
             .insert(conn.id(), conn.clone());
+        drop((groups, mine));
+        #[cfg(feature = "redis")]
+        self.presence_changed(&[group.to_owned()]);
     }
 
     pub(crate) fn leave(&self, conn: &Connection, group: &str) {
@@ -350,6 +361,15 @@ impl Hub {
                 groups.remove(group);
             }
         }
+        drop((groups, mine));
+        #[cfg(feature = "redis")]
+        self.presence_changed(&[group.to_owned()]);
+    }
+
+    /// How many members `group` has here.
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))] // because only the backplane asks.
+    pub(crate) fn group_size(&self, group: &str) -> usize {
+        self.groups.lock().get(group).map_or(0, HashMap::len)
     }
 
     pub(crate) fn group_members(&self, group: &str) -> Vec<Connection> {

@@ -329,6 +329,15 @@
 //! `Client::add_root_certificate`, or a whole `Client::tls_config`. A
 //! certificate it does not trust is [`Error::Tls`] with the reason.
 //!
+//! ## Several instances
+//!
+//! With the `redis` feature (off by default; the blocking `redis` client),
+//! `Server::backplane(Backplane::redis(url)?)` links server instances
+//! through Redis: broadcasts, group pushes and event-stream events reach the
+//! clients of every instance (at most once through Redis; local clients at
+//! once), group presence counts across them, and an event with an id enters
+//! every instance's history. See `Backplane`.
+//!
 //! ## Shutdown
 //!
 //! [`ServerHandle::close`] (or dropping the handle) closes the listener at
@@ -386,6 +395,8 @@
 #![deny(missing_docs, missing_debug_implementations, unreachable_pub)]
 #![doc(test(attr(deny(warnings))))]
 
+#[cfg(feature = "redis")]
+mod backplane;
 mod broadcast;
 mod client;
 mod closer;
@@ -436,6 +447,9 @@ pub use crate::writer::MessageWriter;
 
 #[cfg(feature = "tls")]
 pub use crate::tls::TlsConfig;
+
+#[cfg(feature = "redis")]
+pub use crate::backplane::Backplane;
 /// The rustls this crate is built with (feature `tls`), for
 /// [`TlsConfig::from_server_config`] and `Client::tls_config`.
 #[cfg(feature = "tls")]

@@ -80,6 +80,9 @@ pub struct Server {
     closer: Closer,
     /// The routes of the WebSocket resources, for `stats()`.
     resources: Vec<String>,
+    /// The backplane each running server joins.
+    #[cfg(feature = "redis")]
+    backplane: Option<crate::Backplane>,
 }
 
 impl fmt::Debug for Server {
@@ -112,7 +115,24 @@ impl Server {
             route_error: None,
             event_streams: Vec::new(),
             resources: Vec::new(),
+            #[cfg(feature = "redis")]
+            backplane: None,
         }
+    }
+
+    /// Links this server with the other instances sharing `backplane`
+    /// (feature `redis`): from then on (each time it is started),
+    /// [`Broadcaster::to_resource`], [`Broadcaster::to_group`],
+    /// [`Broadcaster::to_all`], [`EventPublisher::send`] and
+    /// [`EventPublisher::to_group`] reach the matching clients of every
+    /// instance, and group presence counts across them. Each start joins
+    /// as a new instance, with one subscriber thread that
+    /// [`ServerHandle::close`] joins. Redis need not be up at the start:
+    /// the server serves its own clients and connects when it can.
+    #[cfg(feature = "redis")]
+    pub fn backplane(&mut self, backplane: crate::Backplane) -> &mut Server {
+        self.backplane = Some(backplane);
+        self
     }
 
     /// Registers a WebSocket resource at `path`: an exact path such as
@@ -267,6 +287,10 @@ impl Server {
         tls: Option<TlsSetting>,
     ) -> Result<ServerHandle, Error> {
         self.config.validate()?;
+        #[cfg(feature = "redis")]
+        if let Some(bp) = &self.backplane {
+            bp.validate()?;
+        }
         match &self.route_error {
             Some(Error::Config { setting, reason }) => {
                 return Err(Error::Config {
@@ -330,13 +354,56 @@ impl Server {
                 return Err(Error::Io(e));
             }
         };
-        log::debug!("listening on {local_addr}");
-        Ok(ServerHandle {
+        #[cfg_attr(not(feature = "redis"), allow(unused_mut))]
+        // because only joining a backplane changes it.
+        let mut handle = ServerHandle {
             core,
             acceptor: Some(acceptor),
             local_addr,
             closer,
-        })
+            #[cfg(feature = "redis")]
+            cluster: None,
+        };
+        #[cfg(feature = "redis")]
+        if let Some(bp) = &self.backplane {
+            // On an error the handle's drop stops what started.
+            handle.join_cluster(bp)?;
+        }
+        log::debug!("listening on {local_addr}");
+        Ok(handle)
+    }
+}
+
+/// The backplane (feature `redis`).
+#[cfg(feature = "redis")]
+impl ServerHandle {
+    fn join_cluster(&mut self, bp: &crate::Backplane) -> Result<(), Error> {
+        let node = Arc::new(crate::backplane::Node::new(bp.clone()));
+        let core = &self.core;
+        core.hub.set_cluster(Some(Arc::clone(&node)));
+        core.sse.set_cluster(Some(&node));
+        let sub = crate::backplane::Subscriber::start(
+            node,
+            Arc::clone(&core.hub),
+            Arc::clone(&core.sse),
+        )?;
+        self.cluster = Some(sub);
+        Ok(())
+    }
+
+    /// Leaves the cluster: presence removed, subscriber joined.
+    fn leave_cluster(&mut self) {
+        let Some(mut sub) = self.cluster.take() else {
+            return;
+        };
+        let core = &self.core;
+        if let Some(node) = core.hub.cluster() {
+            let groups: Vec<String> = core.hub.group_names().into_iter().map(|(g, _)| g).collect();
+            node.retire(&groups);
+        }
+        core.hub.set_cluster(None);
+        core.sse.set_cluster(None);
+        sub.stop();
     }
 }
 
@@ -701,6 +768,9 @@ pub struct ServerHandle {
     acceptor: Option<JoinHandle<()>>,
     local_addr: SocketAddr,
     closer: Closer,
+    /// The backplane subscriber, when the server has a backplane.
+    #[cfg(feature = "redis")]
+    cluster: Option<crate::backplane::Subscriber>,
 }
 
 impl fmt::Debug for ServerHandle {
@@ -829,6 +899,9 @@ impl ServerHandle {
                 let _ = t.join();
             }
         }
+        #[cfg(feature = "redis")]
+        self.leave_cluster();
+        let core = &self.core;
         core.hub.stop();
         core.sse.release();
         log::debug!("server on {} stopped", self.local_addr);

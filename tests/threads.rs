@@ -133,4 +133,27 @@ fn close_joins_every_thread() {
     drop(clone);
     h.close();
     assert_eq!(settled(before), before);
+
+    // A backplane adds one subscriber thread, joined by close, even while
+    // Redis is unreachable (here nothing listens on port 1: it backs off).
+    #[cfg(feature = "redis")]
+    {
+        let mut server = Server::new();
+        server.backplane(wsportal::Backplane::redis("redis://127.0.0.1:1/").unwrap());
+        let h = server.start("127.0.0.1:0").unwrap();
+        // A new thread names itself once it runs: wait (bounded) for it.
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while named("wsportal-backpl") != 1 && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        assert_eq!(named("wsportal-backpl"), 1);
+        assert_eq!(
+            settled(before + 3),
+            before + 3,
+            "acceptor, housekeeper, subscriber"
+        );
+        h.close();
+        assert_eq!(settled(before), before);
+        assert_eq!(named("wsportal-backpl"), 0);
+    }
 }

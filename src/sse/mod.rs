@@ -321,6 +321,14 @@ impl Streams {
         }
     }
 
+    /// Attaches these streams to a backplane node (or detaches them).
+    #[cfg(feature = "redis")]
+    pub(crate) fn set_cluster(&self, node: Option<&Arc<crate::backplane::Node>>) {
+        for s in &self.streams {
+            *s.cluster.write() = node.cloned();
+        }
+    }
+
     /// The publisher of the stream defined at `route`.
     pub(crate) fn publisher(&self, route: &str) -> Option<EventPublisher> {
         self.streams

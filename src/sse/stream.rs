@@ -92,6 +92,8 @@ impl EventStream {
                     history_cap: 0,
                     filter: None,
                 }),
+                #[cfg(feature = "redis")]
+                cluster: parking_lot::RwLock::new(None),
             }),
         }
     }
@@ -201,6 +203,9 @@ pub(crate) struct Shared {
     /// Whether a running server serves this stream (only one may).
     pub(crate) serving: AtomicBool,
     pub(crate) state: Mutex<State>,
+    /// The backplane node of the server serving it, if it has one.
+    #[cfg(feature = "redis")]
+    pub(crate) cluster: parking_lot::RwLock<Option<Arc<crate::backplane::Node>>>,
 }
 
 impl Shared {
@@ -316,11 +321,25 @@ impl EventPublisher {
     /// nobody is connected.
     /// Returns how many clients it was queued for.
     ///
+    /// When the serving server has a backplane (feature `redis`), the event
+    /// also goes to the stream's clients on every other instance, and into
+    /// their histories; the count is of this instance's clients, and `Ok(0)`
+    /// replaces [`Error::NoConnections`] once it is published. (A publisher
+    /// used before its server starts reaches this instance only.)
+    ///
     /// # Errors
     /// [`Error::InvalidInput`] for a newline in the event's name or id
     /// (nothing is sent or kept), [`Error::NoConnections`] when no client is
     /// connected.
     pub fn send(&self, event: &Event) -> Result<usize, Error> {
+        let local = self.send_here(event);
+        #[cfg(feature = "redis")]
+        let local = self.publish(crate::backplane::wire::Target::Stream, event, local);
+        local
+    }
+
+    /// [`EventPublisher::send`] to this instance's clients only.
+    pub(crate) fn send_here(&self, event: &Event) -> Result<usize, Error> {
         let bytes: Arc<[u8]> = event.encode()?.into();
         let mut st = self.shared.state.lock();
         st.record(event, &bytes);
@@ -334,12 +353,30 @@ impl EventPublisher {
     }
 
     /// Sends an event to the clients of the stream that joined `group`
-    /// ([`EventClient::join`]). It is not kept in the history.
+    /// ([`EventClient::join`]). It is not kept in the history. With a
+    /// backplane it reaches the group on every instance, as for
+    /// [`EventPublisher::send`] (there is no cluster presence for event
+    /// clients' groups: `Ok(0)` once published).
     ///
     /// # Errors
     /// [`Error::InvalidInput`] as for [`EventPublisher::send`],
     /// [`Error::NoConnections`] when the group has no connected client.
     pub fn to_group(&self, group: &str, event: &Event) -> Result<usize, Error> {
+        let local = self.to_group_here(group, event);
+        #[cfg(feature = "redis")]
+        let local = self.publish(
+            |stream| crate::backplane::wire::Target::StreamGroup {
+                stream,
+                group: group.to_owned(),
+            },
+            event,
+            local,
+        );
+        local
+    }
+
+    /// [`EventPublisher::to_group`] to this instance's clients only.
+    pub(crate) fn to_group_here(&self, group: &str, event: &Event) -> Result<usize, Error> {
         let bytes: Arc<[u8]> = event.encode()?.into();
         let st = self.shared.state.lock();
         let queued = st
@@ -482,6 +519,36 @@ fn keeps(filter: &Arc<FilterHook>, client: &EventClient, event: &Event) -> bool 
                 p.message
             );
             false
+        }
+    }
+}
+
+/// The backplane (feature `redis`).
+#[cfg(feature = "redis")]
+impl EventPublisher {
+    /// Publishes an event just sent here to the other instances: a local
+    /// `NoConnections` becomes `Ok(0)` once published (unless the event could
+    /// not be encoded, which is returned as it is).
+    fn publish(
+        &self,
+        target: impl FnOnce(String) -> crate::backplane::wire::Target,
+        event: &Event,
+        local: Result<usize, Error>,
+    ) -> Result<usize, Error> {
+        if matches!(local, Err(Error::InvalidInput(_))) {
+            return local;
+        }
+        let node = self.shared.cluster.read().clone();
+        let (Some(node), Some(route)) = (node, self.shared.route.get()) else {
+            return local;
+        };
+        match (node.publish_event(&target(route.clone()), event), local) {
+            (Ok(()), Err(Error::NoConnections(_))) => Ok(0),
+            (Err(e), local) => {
+                log::debug!("backplane: event not published: {e}");
+                local
+            }
+            (Ok(()), local) => local,
         }
     }
 }

@@ -1,6 +1,8 @@
 //! Integration tests: real sockets on 127.0.0.1:0, bounded waits, no sleeps
 //! used as synchronisation.
 
+#[cfg(feature = "redis")]
+mod backplane;
 mod client;
 mod core;
 mod correctness;

@@ -1,0 +1,433 @@
+//! The Redis backplane (feature `redis`): broadcasts, group pushes and
+//! event-stream events published on one server instance reach the matching
+//! clients of every instance that shares the backplane.
+//!
+//! Each running server attached to a backplane is a [`Node`] with a random
+//! instance id. A push is delivered locally at once, then published (one
+//! Redis `PUBLISH` on the channel `PREFIX:bus`, in the format of
+//! [`wire`]) through the backplane's one publishing connection ([`Link`],
+//! under a lock). One subscriber thread per server ([`Subscriber`]) reads
+//! the channel and delivers what other instances published; its own
+//! messages coming back are dropped by their origin id.
+//!
+//! Group presence: each node writes its local member count of each group
+//! into the hash `PREFIX:group:NAME` (field: its id in hex), and keeps the
+//! key `PREFIX:alive:ID` alive with a TTL; counts of nodes whose key
+//! expired are ignored (and removed) when a size is asked for.
+
+mod link;
+mod subscriber;
+pub(crate) mod wire;
+
+use std::fmt;
+use std::hash::{BuildHasher, Hasher};
+use std::sync::Arc;
+use std::time::Duration;
+
+use self::link::Link;
+use self::wire::{Payload, Target};
+use crate::hub::Hub;
+use crate::{Error, Event, Message};
+
+pub(crate) use self::subscriber::Subscriber;
+
+/// Sums a group's counts over the nodes still alive, and drops the others.
+const GROUP_SIZE: &str = r"
+local h = redis.call('HGETALL', KEYS[1])
+local n = 0
+for i = 1, #h, 2 do
+  if redis.call('EXISTS', ARGV[1] .. h[i]) == 1 then
+    n = n + tonumber(h[i + 1])
+  else
+    redis.call('HDEL', KEYS[1], h[i])
+  end
+end
+return n
+";
+
+/// A Redis backplane (feature `redis`) linking several server instances
+/// (processes or machines, behind a load balancer) so that pushes reach
+/// the clients of all of them. Attach it with
+/// [`Server::backplane`](crate::Server::backplane); then
+/// [`Broadcaster::to_resource`](crate::Broadcaster::to_resource),
+/// [`to_group`](crate::Broadcaster::to_group),
+/// [`to_all`](crate::Broadcaster::to_all),
+/// [`EventPublisher::send`](crate::EventPublisher::send) and
+/// [`EventPublisher::to_group`](crate::EventPublisher::to_group) reach every
+/// instance sharing the same Redis and prefix.
+///
+/// ```no_run
+/// use wsportal::{Backplane, Server};
+/// let mut server = Server::new();
+/// server.backplane(Backplane::redis("redis://127.0.0.1:6379/")?.prefix("chat"));
+/// # Ok::<(), wsportal::Error>(())
+/// ```
+///
+/// Delivery through Redis is **at most once**: a message published while
+/// Redis is unreachable, or while an instance is disconnected from it, is
+/// lost for the instances that did not get it (local clients always get it
+/// at once). Messages published from one thread arrive in order on every
+/// instance. Nothing waits on Redis for longer than [`Backplane::timeout`]
+/// (per step: the lock, then each socket operation); while Redis is down,
+/// publishing fails at once between reconnection attempts.
+///
+/// A `Backplane` is cheap to clone: clones (and every server it is
+/// attached to) share one publishing connection, used under a lock. The
+/// `publish_*` methods work from a process that serves no clients (a
+/// worker).
+#[derive(Clone)]
+pub struct Backplane {
+    link: Arc<Link>,
+    prefix: String,
+    timeout: Duration,
+    presence_ttl: Duration,
+    /// The origin of what this handle publishes itself (`publish_*`).
+    origin: u64,
+}
+
+impl fmt::Debug for Backplane {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Backplane")
+            .field("redis", &self.link.client().get_connection_info().addr())
+            .field("prefix", &self.prefix)
+            .field("timeout", &self.timeout)
+            .field("presence_ttl", &self.presence_ttl)
+            .finish()
+    }
+}
+
+/// A random instance id (std's hasher keys are random per process; the
+/// time and a counter make two ids of one process differ).
+fn random_id() -> u64 {
+    static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u64(COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed));
+    h.write_u32(std::process::id());
+    if let Ok(t) = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH) {
+        h.write_u128(t.as_nanos());
+    }
+    h.finish().max(1)
+}
+
+impl Backplane {
+    /// A backplane on the Redis (6 or later) or Valkey server at `url`
+    /// (`redis://[user:password@]host[:port][/db]`), with the prefix
+    /// `wsportal`. Nothing connects yet: a server connects when it starts,
+    /// and keeps trying while Redis is unreachable.
+    ///
+    /// # Errors
+    /// [`Error::Config`] (setting `backplane`) for a URL that is not one.
+    pub fn redis(url: &str) -> Result<Backplane, Error> {
+        let client = redis::Client::open(url).map_err(|e| Error::Config {
+            setting: "backplane",
+            reason: format!("{url:?} is not a Redis URL: {e}"),
+        })?;
+        Ok(Backplane {
+            link: Arc::new(Link::new(client)),
+            prefix: "wsportal".to_owned(),
+            timeout: Duration::from_millis(250),
+            presence_ttl: Duration::from_secs(15),
+            origin: random_id(),
+        })
+    }
+
+    /// The prefix of the channel and keys (default `wsportal`), so that
+    /// several applications can share one Redis: only instances with the
+    /// same prefix see each other.
+    pub fn prefix(mut self, prefix: &str) -> Backplane {
+        prefix.clone_into(&mut self.prefix);
+        self
+    }
+
+    /// The longest any step of talking to Redis may block a hook or a
+    /// publisher (default 250 ms, at least 1 ms): waiting for the shared
+    /// publishing connection, connecting, and each write and read.
+    pub fn timeout(mut self, timeout: Duration) -> Backplane {
+        self.timeout = timeout;
+        self
+    }
+
+    /// How long an instance that stopped refreshing (killed, cut off from
+    /// Redis) still counts in group presence (default 15 s; at least 30 ms).
+    /// Each instance refreshes every third of it.
+    pub fn presence_ttl(mut self, ttl: Duration) -> Backplane {
+        self.presence_ttl = ttl;
+        self
+    }
+
+    /// Checks the settings, naming the bad one.
+    pub(crate) fn validate(&self) -> Result<(), Error> {
+        let bad = |setting, reason: &str| {
+            Err(Error::Config {
+                setting,
+                reason: reason.to_owned(),
+            })
+        };
+        if self.timeout < Duration::from_millis(1) {
+            return bad("backplane timeout", "must be at least 1 ms");
+        }
+        if self.presence_ttl < Duration::from_millis(30) {
+            return bad("backplane presence_ttl", "must be at least 30 ms");
+        }
+        if self.prefix.is_empty() {
+            return bad("backplane prefix", "must not be empty");
+        }
+        Ok(())
+    }
+
+    fn channel(&self) -> String {
+        format!("{}:bus", self.prefix)
+    }
+
+    fn group_key(&self, group: &str) -> String {
+        format!("{}:group:{group}", self.prefix)
+    }
+
+    fn alive_prefix(&self) -> String {
+        format!("{}:alive:", self.prefix)
+    }
+
+    fn publish(&self, origin: u64, target: &Target, body: Payload<'_>) -> Result<(), Error> {
+        let bytes = wire::encode(origin, target, body)?;
+        let channel = self.channel();
+        self.link.with(self.timeout, "publish", |c| {
+            redis::cmd("PUBLISH")
+                .arg(&channel)
+                .arg(bytes)
+                .query::<i64>(c)
+        })?;
+        Ok(())
+    }
+
+    /// Publishes `msg` to every WebSocket connection of every instance.
+    ///
+    /// # Errors
+    /// [`Error::Backplane`] when Redis could not be reached within the timeout.
+    pub fn publish_to_all(&self, msg: impl Into<Message>) -> Result<(), Error> {
+        self.publish(self.origin, &Target::All, Payload::Ws(&msg.into()))
+    }
+
+    /// Publishes `msg` to the connections of the resource registered as
+    /// `route` (the pattern, e.g. `/chat/:room`) on every instance.
+    ///
+    /// # Errors
+    /// As [`Backplane::publish_to_all`].
+    pub fn publish_to_resource(&self, route: &str, msg: impl Into<Message>) -> Result<(), Error> {
+        let target = Target::Resource(route.to_owned());
+        self.publish(self.origin, &target, Payload::Ws(&msg.into()))
+    }
+
+    /// Publishes `msg` to the members of `group` on every instance.
+    ///
+    /// # Errors
+    /// As [`Backplane::publish_to_all`].
+    pub fn publish_to_group(&self, group: &str, msg: impl Into<Message>) -> Result<(), Error> {
+        let target = Target::Group(group.to_owned());
+        self.publish(self.origin, &target, Payload::Ws(&msg.into()))
+    }
+
+    /// Publishes an event to the clients of the event stream defined at
+    /// `stream` on every instance; an event with an id enters each
+    /// instance's history of that stream.
+    ///
+    /// # Errors
+    /// [`Error::InvalidInput`] for an event that cannot be sent (see
+    /// [`Event`]), otherwise as [`Backplane::publish_to_all`].
+    pub fn publish_event(&self, stream: &str, event: &Event) -> Result<(), Error> {
+        event.encode()?;
+        let target = Target::Stream(stream.to_owned());
+        self.publish(self.origin, &target, Payload::Event(event))
+    }
+
+    /// Publishes an event to the clients of the event stream `stream` that
+    /// joined `group`, on every instance (not kept in any history).
+    ///
+    /// # Errors
+    /// As [`Backplane::publish_event`].
+    pub fn publish_event_to_group(
+        &self,
+        stream: &str,
+        group: &str,
+        event: &Event,
+    ) -> Result<(), Error> {
+        event.encode()?;
+        let target = Target::StreamGroup {
+            stream: stream.to_owned(),
+            group: group.to_owned(),
+        };
+        self.publish(self.origin, &target, Payload::Event(event))
+    }
+
+    /// How many WebSocket connections are members of `group`, over every
+    /// live instance. It can be stale: a join or leave is counted once its
+    /// instance has written it (right after, unless Redis was unreachable:
+    /// then at the next refresh after reconnecting), and an instance that
+    /// died without closing still counts until its presence TTL expires.
+    ///
+    /// # Errors
+    /// [`Error::Backplane`] when Redis could not be reached within the timeout.
+    pub fn cluster_group_size(&self, group: &str) -> Result<usize, Error> {
+        let key = self.group_key(group);
+        let alive = self.alive_prefix();
+        let n: i64 = self.link.with(self.timeout, "group size", |c| {
+            redis::cmd("EVAL")
+                .arg(GROUP_SIZE)
+                .arg(1)
+                .arg(&key)
+                .arg(&alive)
+                .query(c)
+        })?;
+        Ok(usize::try_from(n).unwrap_or(0))
+    }
+}
+
+/// One running server attached to a backplane.
+pub(crate) struct Node {
+    pub(crate) bp: Backplane,
+    pub(crate) id: u64,
+}
+
+impl Node {
+    pub(crate) fn new(bp: Backplane) -> Node {
+        Node {
+            bp,
+            id: random_id(),
+        }
+    }
+
+    fn field(&self) -> String {
+        format!("{:016x}", self.id)
+    }
+
+    /// Publishes a WebSocket message that was just delivered locally.
+    pub(crate) fn publish(&self, target: &Target, msg: &Message) -> Result<(), Error> {
+        self.bp.publish(self.id, target, Payload::Ws(msg))
+    }
+
+    /// Publishes an event that was just delivered locally.
+    pub(crate) fn publish_event(&self, target: &Target, event: &Event) -> Result<(), Error> {
+        self.bp.publish(self.id, target, Payload::Event(event))
+    }
+
+    /// Publishes to a group that has no member here, and asks in the same
+    /// round trip how many members it has on the other instances.
+    pub(crate) fn publish_to_absent_group(
+        &self,
+        group: &str,
+        msg: &Message,
+    ) -> Result<usize, Error> {
+        let bytes = wire::encode(self.id, &Target::Group(group.to_owned()), Payload::Ws(msg))?;
+        let (channel, key, alive) = (
+            self.bp.channel(),
+            self.bp.group_key(group),
+            self.bp.alive_prefix(),
+        );
+        let (_, n): (i64, i64) = self.bp.link.with(self.bp.timeout, "publish", |c| {
+            redis::pipe()
+                .cmd("PUBLISH")
+                .arg(&channel)
+                .arg(bytes)
+                .cmd("EVAL")
+                .arg(GROUP_SIZE)
+                .arg(1)
+                .arg(&key)
+                .arg(&alive)
+                .query(c)
+        })?;
+        Ok(usize::try_from(n).unwrap_or(0))
+    }
+
+    /// Writes this instance's member counts of `groups` (as they are now:
+    /// the last writer writes the latest count, under the link's lock).
+    pub(crate) fn write_presence(&self, hub: &Hub, groups: &[String]) -> Result<(), Error> {
+        if groups.is_empty() {
+            return Ok(());
+        }
+        let field = self.field();
+        let ttl = ttl_ms(self.bp.presence_ttl.saturating_mul(2));
+        self.bp.link.with(self.bp.timeout, "presence", |c| {
+            let mut p = redis::pipe();
+            for g in groups {
+                let key = self.bp.group_key(g);
+                match hub.group_size(g) {
+                    0 => p.cmd("HDEL").arg(&key).arg(&field).ignore(),
+                    n => p
+                        .cmd("HSET")
+                        .arg(&key)
+                        .arg(&field)
+                        .arg(n)
+                        .ignore()
+                        .cmd("PEXPIRE")
+                        .arg(&key)
+                        .arg(ttl)
+                        .ignore(),
+                };
+            }
+            p.query::<()>(c)
+        })
+    }
+
+    /// Refreshes this instance's liveness key and rewrites every group count
+    /// (Redis may have restarted empty).
+    pub(crate) fn refresh(&self, hub: &Hub) -> Result<(), Error> {
+        let alive = format!("{}{}", self.bp.alive_prefix(), self.field());
+        let ttl = ttl_ms(self.bp.presence_ttl);
+        self.bp
+            .link
+            .with(self.bp.timeout, "presence refresh", |c| {
+                redis::cmd("SET")
+                    .arg(&alive)
+                    .arg(1)
+                    .arg("PX")
+                    .arg(ttl)
+                    .query::<()>(c)
+            })?;
+        let groups: Vec<String> = hub.group_names().into_iter().map(|(g, _)| g).collect();
+        for chunk in groups.chunks(512) {
+            self.write_presence(hub, chunk)?;
+        }
+        Ok(())
+    }
+
+    /// Takes this instance out of presence at once (a graceful stop).
+    pub(crate) fn retire(&self, groups: &[String]) {
+        let alive = format!("{}{}", self.bp.alive_prefix(), self.field());
+        let field = self.field();
+        let done = self.bp.link.with(self.bp.timeout, "presence", |c| {
+            let mut p = redis::pipe();
+            p.cmd("DEL").arg(&alive).ignore();
+            for g in groups {
+                p.cmd("HDEL").arg(self.bp.group_key(g)).arg(&field).ignore();
+            }
+            p.query::<()>(c)
+        });
+        if let Err(e) = done {
+            log::debug!("backplane: could not retire instance {:016x}: {e}", self.id);
+        }
+    }
+}
+
+fn ttl_ms(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX).max(1)
+}
+
+/// The backplane side of a hub.
+impl Hub {
+    /// The node this hub's server is attached as, if any.
+    pub(crate) fn cluster(&self) -> Option<Arc<Node>> {
+        self.cluster.read().clone()
+    }
+
+    pub(crate) fn set_cluster(&self, node: Option<Arc<Node>>) {
+        *self.cluster.write() = node;
+    }
+
+    /// Writes the presence of `groups` after a join, leave or close.
+    pub(crate) fn presence_changed(&self, groups: &[String]) {
+        if let Some(node) = self.cluster() {
+            if let Err(e) = node.write_presence(self, groups) {
+                log::debug!("backplane: presence not written (the next refresh will): {e}");
+            }
+        }
+    }
+}
