@@ -392,7 +392,11 @@ mod closer;
 mod config;
 mod connection;
 mod deadline;
+#[cfg(feature = "deflate")]
+mod deflate;
 mod error;
+#[cfg(feature = "deflate")]
+mod extension;
 mod frame;
 #[cfg(feature = "fuzzing")]
 #[doc(hidden)]
@@ -434,6 +438,8 @@ pub use crate::sse::{Event, EventClient, EventPublisher, EventSink, EventStream}
 pub use crate::stats::Stats;
 pub use crate::writer::MessageWriter;
 
+#[cfg(feature = "deflate")]
+pub use crate::extension::Deflate;
 #[cfg(feature = "tls")]
 pub use crate::tls::TlsConfig;
 /// The rustls this crate is built with (feature `tls`), for
