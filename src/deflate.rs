@@ -93,6 +93,12 @@ impl Compressor {
         if out.ends_with(&TAIL) {
             out.truncate(out.len() - TAIL.len());
         }
+        if out.is_empty() {
+            // zlib flushes nothing for an empty message right after a
+            // flush; an empty stored block's first byte stands for it
+            // (RFC 7692, section 7.2.3.6).
+            out.push(0x00);
+        }
         Some(out)
     }
 
@@ -235,14 +241,16 @@ mod tests {
                 assert_eq!(sizes[4] < sizes[0], !takeover_off, "{sizes:?}");
             }
         }
-        // An empty message.
+        // Empty messages, first and after another (zlib flushes nothing
+        // then: the payload is one 0x00 byte).
         let mut c = Compressor::new(dir(12, false), 6, 0);
-        let z = c.compress(b"").unwrap();
-        let mut out = Vec::new();
-        Inflater::new(dir(12, false))
-            .inflate(&z, true, &mut out, 10)
-            .unwrap();
-        assert!(out.is_empty());
+        let mut i = Inflater::new(dir(12, false));
+        for msg in [&b""[..], b"", b"abc", b"", b"abc"] {
+            let z = c.compress(msg).unwrap();
+            let mut out = Vec::new();
+            i.inflate(&z, true, &mut out, 10).unwrap();
+            assert_eq!(out, msg);
+        }
     }
 
     /// A message split across frames at any byte inflates the same.

@@ -4,6 +4,8 @@
 mod client;
 mod core;
 mod correctness;
+#[cfg(feature = "deflate")]
+mod deflate;
 mod ergonomics;
 mod examples;
 mod hardening;
