@@ -8,7 +8,8 @@
 # 2. `cargo build --release --example EXAMPLE`;
 # 3. starts `target/release/examples/EXAMPLE 127.0.0.1:0` in the background
 #    and waits (bounded) for its `listening on ws://HOST:PORT` line;
-# 4. runs `kosoku -m fuzzingclient -x '12.*' -x '13.*'` against it, one kosoku
+# 4. runs `kosoku -m fuzzingclient -x '12.*' -x '13.*'` (the whole suite with
+#    AUTOBAHN_FEATURES=deflate) against it, one kosoku
 #    run per top-level section (1 2 3 4 5 6 7 9 10) so that a hang in one
 #    section still leaves the other sections' results, and merges the reports
 #    into .ci-work/autobahn/server-EXAMPLE/index.json;

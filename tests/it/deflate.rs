@@ -95,7 +95,8 @@ fn inflate_raw(z: &mut Decompress, data: &[u8]) -> Vec<u8> {
 
 #[test]
 fn a_raw_peer_sees_compressed_frames_both_ways() {
-    let h = echo(Config::default(), Resource::new());
+    let ours = Deflate::default().min_size(32);
+    let h = echo(Config::default().deflate(Some(ours)), Resource::new());
     let (mut s, ext) = raw(h.local_addr(), "permessage-deflate; client_max_window_bits");
     assert_eq!(
         ext.as_deref(),
