@@ -329,6 +329,16 @@
 //! `Client::add_root_certificate`, or a whole `Client::tls_config`. A
 //! certificate it does not trust is [`Error::Tls`] with the reason.
 //!
+//! ## Compression
+//!
+//! With the `deflate` feature (off by default; flate2 on the pure-Rust
+//! `zlib-rs` backend), a server accepts `permessage-deflate` (RFC 7692) and
+//! a client offers it, with the settings of `Config::deflate` (12-bit
+//! windows by default; `None` turns it off); `Resource::compression(false)`
+//! refuses it for one resource. Messages sent with `send` are compressed
+//! and received ones inflated, with `max_message_size` applied to the
+//! inflated size; broadcasts and streamed messages go out uncompressed.
+//!
 //! ## Shutdown
 //!
 //! [`ServerHandle::close`] (or dropping the handle) closes the listener at
