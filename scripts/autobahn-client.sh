@@ -59,6 +59,7 @@ KOSOKU_VERSION="${KOSOKU_VERSION:-0.1.0}"
 sel=(-x '12.*' -x '13.*')
 # Cases in sections 1-10 with kosoku 0.1.0 (1:16 2:11 3:7 4:10 5:20 6:145 7:37 9:54 10:1).
 MIN_CASES=301
+CHECK_EXTRA=()
 TAG=client
 TIMEOUT_DEFAULT=1200
 SUITE="sections 1-10"
@@ -66,6 +67,7 @@ if [[ " ${AUTOBAHN_FEATURES:-} " =~ [\ ,]deflate[\ ,] ]]; then
     # The whole suite: sections 12 and 13 (12:90 13:126) are permessage-deflate.
     sel=()
     MIN_CASES=517
+    CHECK_EXTRA=(--compression)
     TAG=client-deflate
     TIMEOUT_DEFAULT=2400
     SUITE="all sections"
@@ -192,7 +194,7 @@ if [[ ! -f "$OUT/index.json" ]]; then
 fi
 
 rc=0
-"$VENV/bin/python" "$ROOT/scripts/check-autobahn.py" --min-cases "$MIN_CASES" --close "$CLOSE_MODE" "$OUT/index.json" "$AGENT" || rc=$?
+"$VENV/bin/python" "$ROOT/scripts/check-autobahn.py" "${CHECK_EXTRA[@]}" --min-cases "$MIN_CASES" --close "$CLOSE_MODE" "$OUT/index.json" "$AGENT" || rc=$?
 log "reports: $OUT/index.json (HTML: $OUT/index.html); total $((SECONDS - T0))s"
 if [[ -n "$problems" ]]; then
     die "client run problems:$problems"

@@ -58,6 +58,7 @@ ALL_SECTIONS="1 2 3 4 5 6 7 9 10"
 EXCLUDE=(-x '12.*' -x '13.*')
 # Cases in sections 1-10 with kosoku 0.1.0 (1:16 2:11 3:7 4:10 5:20 6:145 7:37 9:54 10:1).
 MIN_CASES=301
+CHECK_EXTRA=()
 TAG="$EXAMPLE"
 TOTAL_DEFAULT=1200
 if [[ " ${AUTOBAHN_FEATURES:-} " =~ [\ ,]deflate[\ ,] ]]; then
@@ -65,6 +66,7 @@ if [[ " ${AUTOBAHN_FEATURES:-} " =~ [\ ,]deflate[\ ,] ]]; then
     ALL_SECTIONS="1 2 3 4 5 6 7 9 10 12 13"
     EXCLUDE=()
     MIN_CASES=517
+    CHECK_EXTRA=(--compression)
     TAG="$EXAMPLE-deflate"
     TOTAL_DEFAULT=2400
 fi
@@ -187,7 +189,7 @@ with open(os.path.join(out, "index.json"), "w") as f:
 PY
 
 rc=0
-"$VENV/bin/python" "$ROOT/scripts/check-autobahn.py" --min-cases "$MIN_CASES" --close "$CLOSE_MODE" "$OUT/index.json" || rc=$?
+"$VENV/bin/python" "$ROOT/scripts/check-autobahn.py" "${CHECK_EXTRA[@]}" --min-cases "$MIN_CASES" --close "$CLOSE_MODE" "$OUT/index.json" || rc=$?
 log "reports: $OUT/index.json (HTML: $OUT/sec-*/index.html); total $((SECONDS - T0))s"
 if [[ -n "$run_failed" ]]; then
     die "kosoku run problems:$run_failed"

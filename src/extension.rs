@@ -303,23 +303,31 @@ pub(crate) fn accept<'a>(
 }
 
 /// The client's offer: `client_max_window_bits` (so a server may pick a
-/// window), and the settings that ask something of the server.
+/// window), and the settings that ask something of the server; then,
+/// unless we already give up context takeover, the same with
+/// `client_no_context_takeover`, for a server that wants its clients
+/// without it (as Autobahn's 13.2, 13.5 and 13.6 do; Python `websockets`
+/// and Node `ws` echo it when they take that offer, which is how the
+/// answer tells the two apart).
 pub(crate) fn offer(ours: &Deflate) -> String {
-    let mut out = NAME.to_owned();
+    let mut first = NAME.to_owned();
     if ours.server_no_context_takeover {
-        out.push_str("; server_no_context_takeover");
+        first.push_str("; server_no_context_takeover");
     }
     if ours.client_no_context_takeover {
-        out.push_str("; client_no_context_takeover");
+        first.push_str("; client_no_context_takeover");
     }
     if ours.ask_server_window {
-        out.push_str(&format!(
+        first.push_str(&format!(
             "; server_max_window_bits={}",
             ours.server_max_window_bits
         ));
     }
-    out.push_str("; client_max_window_bits");
-    out
+    first.push_str("; client_max_window_bits");
+    if ours.client_no_context_takeover {
+        return first;
+    }
+    format!("{first}, {first}; client_no_context_takeover")
 }
 
 /// The client's check of the server's answer (every
@@ -485,12 +493,25 @@ mod tests {
     fn client_offer_and_answers() {
         assert_eq!(
             offer(&Deflate::default()),
-            "permessage-deflate; client_max_window_bits"
+            "permessage-deflate; client_max_window_bits, \
+             permessage-deflate; client_max_window_bits; client_no_context_takeover"
         );
         assert_eq!(
-            offer(&Deflate::default().server_max_window_bits(10)),
-            "permessage-deflate; server_max_window_bits=10; client_max_window_bits"
+            offer(
+                &Deflate::default()
+                    .server_max_window_bits(10)
+                    .client_no_context_takeover(true)
+            ),
+            "permessage-deflate; client_no_context_takeover; server_max_window_bits=10; \
+             client_max_window_bits"
         );
+        // Our own server takes the first offer.
+        let (agreed, _) = accept(
+            std::iter::once(offer(&Deflate::default()).as_str()),
+            &Deflate::default(),
+        )
+        .unwrap();
+        assert!(!agreed.client_no_context_takeover);
         assert_eq!(verify(std::iter::empty(), &Deflate::default()), Ok(None));
         let a = client("permessage-deflate").unwrap().unwrap();
         assert_eq!((a.server().window_bits, a.client().window_bits), (15, 12));

@@ -289,7 +289,7 @@ fn the_client_refuses_an_answer_that_breaks_its_offer() {
             let head = String::from_utf8(head).unwrap();
             assert!(
                 head.contains(
-                    "Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n"
+                    "Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits, "
                 ),
                 "{head}"
             );
