@@ -17,10 +17,6 @@ use crate::Error;
 /// (RFC 7692, section 7.2.1).
 const TAIL: [u8; 4] = [0x00, 0x00, 0xff, 0xff];
 
-/// Output grows by at most this much per step while inflating, and never
-/// past the message size limit (plus one byte, to notice the excess).
-const INFLATE_STEP: usize = 64 << 10;
-
 /// One connection's outbound compression context.
 pub(crate) struct Compressor {
     dir: Direction,
@@ -169,9 +165,12 @@ impl Inflater {
             .get_or_insert_with(|| Box::new(Decompress::new_with_window_bits(false, bits)));
         loop {
             if out.len() == out.capacity() {
+                // Doubling (few copies for a large message), never past the
+                // size limit plus one byte (which is how the excess shows).
                 let room = out
                     .capacity()
-                    .clamp(1024, INFLATE_STEP)
+                    .max(input.len() * 2)
+                    .max(256)
                     .min(limit.saturating_add(1) - out.len());
                 out.reserve_exact(room.max(1));
             }
