@@ -687,6 +687,75 @@ mod tests {
         }
     }
 
+    /// permessage-deflate through the reader: a compressed message in three
+    /// fragments with a ping between them (RSV1 on the first only), then a
+    /// bomb refused at the message limit while its output stays within it.
+    #[cfg(feature = "deflate")]
+    #[test]
+    fn compressed_messages_are_inflated_within_the_limit() {
+        use crate::deflate::{Compressor, Inflater};
+        use crate::extension::Direction;
+        let dir = Direction {
+            window_bits: 15,
+            no_context_takeover: false,
+        };
+        let text = "compressed text, compressed text, compressed text ".repeat(100);
+        let z = Compressor::new(dir, 6, 0)
+            .compress(text.as_bytes())
+            .unwrap();
+        let third = z.len() / 3;
+        let mut first = client_frame(false, OpCode::Text, &z[..third]);
+        first[0] |= 0x40;
+        let mut bytes = first;
+        bytes.extend(client_frame(true, OpCode::Ping, b"p"));
+        bytes.extend(client_frame(
+            false,
+            OpCode::Continuation,
+            &z[third..2 * third],
+        ));
+        bytes.extend(client_frame(true, OpCode::Continuation, &z[2 * third..]));
+        let bomb = Compressor::new(dir, 9, 0)
+            .compress(&vec![0u8; 8 << 20])
+            .unwrap();
+        let mut big = client_frame(true, OpCode::Binary, &bomb);
+        big[0] |= 0x40;
+        bytes.extend(big);
+        for chunk in [1, 1000, bytes.len()] {
+            let mut r = FrameReader::new(Role::Server, LIMITS, 64, &[])
+                .with_inflater(Some(Inflater::new(dir)));
+            let mut src = Chunked {
+                rest: &bytes,
+                chunk,
+            };
+            let mut events = Vec::new();
+            let err = loop {
+                match r.next_event() {
+                    Ok(Some(e)) => events.push(e),
+                    Ok(None) => {
+                        r.fill(&mut src).unwrap();
+                    }
+                    Err(e) => break e,
+                }
+            };
+            assert_eq!(
+                events,
+                vec![
+                    Event::Ping(b"p".to_vec()),
+                    Event::Message(Message::Text(text.clone()))
+                ]
+            );
+            assert!(
+                matches!(err, Error::TooBig { size, limit } if limit == LIMITS.max_message && size <= limit as u64 + (1 << 20)),
+                "{err:?}"
+            );
+        }
+        // RSV1 without the stage is refused.
+        let mut plain = FrameReader::new(Role::Server, LIMITS, 64, &[]);
+        let mut src = &bytes[..];
+        plain.fill(&mut src).unwrap();
+        assert!(matches!(plain.next_event(), Err(Error::Protocol(_))));
+    }
+
     #[test]
     fn protocol_errors() {
         let unmasked = [0x81, 0x01, b'a'];
