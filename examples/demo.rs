@@ -321,7 +321,12 @@ function submit(form, input, send) {
 // Echo over a WebSocket.
 const echo = new WebSocket(wsUrl("/echo"));
 function sendEcho(text) { echo.send(text); add("echo-log", "\u2192 " + text, "mine"); }
-echo.onopen = () => { status("echo", "on"); if (selftest) sendEcho("selftest-echo-" + token); };
+echo.onopen = () => {
+  status("echo", "on");
+  // For scripts/browser-test.sh: the extensions the browser agreed on.
+  document.body.setAttribute("data-echo-extensions", echo.extensions);
+  if (selftest) sendEcho("selftest-echo-" + token);
+};
 echo.onclose = () => { status("echo", "off"); add("echo-log", "disconnected", "sys"); };
 echo.onmessage = (e) => {
   add("echo-log", "\u2190 " + e.data);

@@ -30,6 +30,10 @@
 #                       AUTOBAHN_PIP_EXTRA=websockets WEBSOCKETS_MAX_FRAGMENTS=10000000 \
 #                       CLIENT_CMD="python /path/to/client_driver.py" \
 #                       bash scripts/autobahn-client.sh
+#   AUTOBAHN_FEATURES cargo features for the example's build (e.g. deflate).
+#                     With `deflate` the whole suite is served: sections 12 and
+#                     13 (permessage-deflate) too, all 517 cases required, and
+#                     the report goes to .ci-work/autobahn/client-deflate.
 #   AUTOBAHN_AGENT    agent name the client reports (default wsportal).
 #   AUTOBAHN_PIP_EXTRA extra pip packages to put in the venv (e.g. websockets).
 #   AUTOBAHN_CASES    space-separated case ids/globs (e.g. "5.* 9.7.1") to serve
@@ -52,19 +56,33 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"  # cds to ROOT; sets WORK, VENV, 
 LOG_NAME=autobahn-client
 
 KOSOKU_VERSION="${KOSOKU_VERSION:-0.1.0}"
-OUT="${AUTOBAHN_OUT:-$WORK/autobahn/client}"
+sel=(-x '12.*' -x '13.*')
+# Cases in sections 1-10 with kosoku 0.1.0 (1:16 2:11 3:7 4:10 5:20 6:145 7:37 9:54 10:1).
+MIN_CASES=301
+CHECK_EXTRA=()
+TAG=client
+TIMEOUT_DEFAULT=1200
+SUITE="sections 1-10"
+if [[ " ${AUTOBAHN_FEATURES:-} " =~ [\ ,]deflate[\ ,] ]]; then
+    # The whole suite: sections 12 and 13 (12:90 13:126) are permessage-deflate.
+    sel=()
+    MIN_CASES=517
+    CHECK_EXTRA=(--compression)
+    TAG=client-deflate
+    TIMEOUT_DEFAULT=2400
+    SUITE="all sections"
+fi
+OUT="${AUTOBAHN_OUT:-$WORK/autobahn/$TAG}"
 AGENT="${AUTOBAHN_AGENT:-wsportal}"
-CLIENT_TIMEOUT="${AUTOBAHN_TIMEOUT:-1200}"
+CLIENT_TIMEOUT="${AUTOBAHN_TIMEOUT:-$TIMEOUT_DEFAULT}"
 BUILD_TIMEOUT="${AUTOBAHN_BUILD_TIMEOUT:-1200}"
 READY_TIMEOUT="${AUTOBAHN_READY_TIMEOUT:-30}"
 REPORT_TIMEOUT="${AUTOBAHN_REPORT_TIMEOUT:-60}"
 CLOSE_MODE="${AUTOBAHN_CLOSE:-must}"
-# Cases in sections 1-10 with kosoku 0.1.0 (1:16 2:11 3:7 4:10 5:20 6:145 7:37 9:54 10:1).
-MIN_CASES=301
 
 KOSOKU_PID=""
-KOSOKU_LOG="$WORK/autobahn/client-kosoku.log"
-CLIENT_LOG="$WORK/autobahn/client-$EXAMPLE.log"
+KOSOKU_LOG="$WORK/autobahn/$TAG-kosoku.log"
+CLIENT_LOG="$WORK/autobahn/$TAG-$EXAMPLE.log"
 
 stop_kosoku() { term_then_kill "$KOSOKU_PID"; KOSOKU_PID=""; }
 cleanup() { stop_child; stop_kosoku; }
@@ -82,7 +100,6 @@ mkdir -p "$OUT" "$(dirname "$KOSOKU_LOG")"
 : >"$KOSOKU_LOG"
 : >"$CLIENT_LOG"
 
-sel=(-x '12.*' -x '13.*')
 if [[ -n "${AUTOBAHN_CASES:-}" ]]; then
     for c in $AUTOBAHN_CASES; do sel+=(-i "$c"); done
     MIN_CASES=1
@@ -177,7 +194,7 @@ if [[ ! -f "$OUT/index.json" ]]; then
 fi
 
 rc=0
-"$VENV/bin/python" "$ROOT/scripts/check-autobahn.py" --min-cases "$MIN_CASES" --close "$CLOSE_MODE" "$OUT/index.json" "$AGENT" || rc=$?
+"$VENV/bin/python" "$ROOT/scripts/check-autobahn.py" "${CHECK_EXTRA[@]}" --min-cases "$MIN_CASES" --close "$CLOSE_MODE" "$OUT/index.json" "$AGENT" || rc=$?
 log "reports: $OUT/index.json (HTML: $OUT/index.html); total $((SECONDS - T0))s"
 if [[ -n "$problems" ]]; then
     die "client run problems:$problems"
@@ -185,4 +202,4 @@ fi
 if (( rc != 0 )); then
     die "Autobahn conformance check failed for the client (agent '$AGENT'; see the failing cases above)"
 fi
-log "PASSED: the client is Autobahn-conformant (cases: ${AUTOBAHN_CASES:-sections 1-10})"
+log "PASSED: the client is Autobahn-conformant (cases: ${AUTOBAHN_CASES:-$SUITE})"

@@ -8,7 +8,8 @@
 # 2. `cargo build --release --example EXAMPLE`;
 # 3. starts `target/release/examples/EXAMPLE 127.0.0.1:0` in the background
 #    and waits (bounded) for its `listening on ws://HOST:PORT` line;
-# 4. runs `kosoku -m fuzzingclient -x '12.*' -x '13.*'` against it, one kosoku
+# 4. runs `kosoku -m fuzzingclient -x '12.*' -x '13.*'` (the whole suite with
+#    AUTOBAHN_FEATURES=deflate) against it, one kosoku
 #    run per top-level section (1 2 3 4 5 6 7 9 10) so that a hang in one
 #    section still leaves the other sections' results, and merges the reports
 #    into .ci-work/autobahn/server-EXAMPLE/index.json;
@@ -26,6 +27,10 @@
 #                        AUTOBAHN_PIP_EXTRA=websockets WEBSOCKETS_MAX_FRAGMENTS=10000000 \
 #                        SERVER_CMD="python /path/to/echo_server.py" \
 #                        bash scripts/autobahn-server.sh
+#   AUTOBAHN_FEATURES  cargo features for the example's build (e.g. deflate).
+#                      With `deflate` the whole suite runs: sections 12 and 13
+#                      (permessage-deflate) too, all 517 cases required, and
+#                      the report goes to .ci-work/autobahn/server-EXAMPLE-deflate.
 #   AUTOBAHN_PIP_EXTRA extra pip packages to put in the venv (e.g. websockets).
 #   AUTOBAHN_SECTIONS  top-level sections to run (default "1 2 3 4 5 6 7 9 10").
 #   AUTOBAHN_CASES     space-separated case ids/globs (e.g. "5.* 9.7.1") run as one
@@ -49,19 +54,33 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"  # cds to ROOT; sets WORK, VENV, 
 LOG_NAME=autobahn-server
 
 KOSOKU_VERSION="${KOSOKU_VERSION:-0.1.0}"
-OUT="${AUTOBAHN_OUT:-$WORK/autobahn/server-$EXAMPLE}"
-SECTIONS="${AUTOBAHN_SECTIONS:-1 2 3 4 5 6 7 9 10}"
+ALL_SECTIONS="1 2 3 4 5 6 7 9 10"
+EXCLUDE=(-x '12.*' -x '13.*')
+# Cases in sections 1-10 with kosoku 0.1.0 (1:16 2:11 3:7 4:10 5:20 6:145 7:37 9:54 10:1).
+MIN_CASES=301
+CHECK_EXTRA=()
+TAG="$EXAMPLE"
+TOTAL_DEFAULT=1200
+if [[ " ${AUTOBAHN_FEATURES:-} " =~ [\ ,]deflate[\ ,] ]]; then
+    # The whole suite: sections 12 and 13 (12:90 13:126) are permessage-deflate.
+    ALL_SECTIONS="1 2 3 4 5 6 7 9 10 12 13"
+    EXCLUDE=()
+    MIN_CASES=517
+    CHECK_EXTRA=(--compression)
+    TAG="$EXAMPLE-deflate"
+    TOTAL_DEFAULT=2400
+fi
+OUT="${AUTOBAHN_OUT:-$WORK/autobahn/server-$TAG}"
+SECTIONS="${AUTOBAHN_SECTIONS:-$ALL_SECTIONS}"
 SECTION_TIMEOUT="${AUTOBAHN_SECTION_TIMEOUT:-600}"
-TOTAL_TIMEOUT="${AUTOBAHN_TIMEOUT:-1200}"
+TOTAL_TIMEOUT="${AUTOBAHN_TIMEOUT:-$TOTAL_DEFAULT}"
 BUILD_TIMEOUT="${AUTOBAHN_BUILD_TIMEOUT:-1200}"
 READY_TIMEOUT="${AUTOBAHN_READY_TIMEOUT:-30}"
 PARALLELISM="${AUTOBAHN_PARALLELISM:-1}"
 CLOSE_MODE="${AUTOBAHN_CLOSE:-must}"
-# Cases in sections 1-10 with kosoku 0.1.0 (1:16 2:11 3:7 4:10 5:20 6:145 7:37 9:54 10:1).
-MIN_CASES=301
 
 SERVER_PID=""
-SERVER_LOG="$WORK/autobahn/server-$EXAMPLE.log"
+SERVER_LOG="$WORK/autobahn/server-$TAG.log"
 
 stop_server() { term_then_kill "$SERVER_PID" server; SERVER_PID=""; }
 cleanup() { stop_child; stop_server; }
@@ -102,13 +121,13 @@ if [[ -n "${AUTOBAHN_CASES:-}" ]]; then
     MIN_CASES=1
 else
     read -r -a CHUNKS <<<"$SECTIONS"
-    [[ "$SECTIONS" == "1 2 3 4 5 6 7 9 10" ]] || MIN_CASES=1
+    [[ "$SECTIONS" == "$ALL_SECTIONS" ]] || MIN_CASES=1
 fi
 
 run_failed=""
 k0=$SECONDS
 for chunk in "${CHUNKS[@]}"; do
-    args=(-m fuzzingclient -p "$PARALLELISM" -x '12.*' -x '13.*')
+    args=(-m fuzzingclient -p "$PARALLELISM" "${EXCLUDE[@]}")
     if [[ "$chunk" == "custom" ]]; then
         for c in $AUTOBAHN_CASES; do args+=(-i "$c"); done
     else
@@ -170,7 +189,7 @@ with open(os.path.join(out, "index.json"), "w") as f:
 PY
 
 rc=0
-"$VENV/bin/python" "$ROOT/scripts/check-autobahn.py" --min-cases "$MIN_CASES" --close "$CLOSE_MODE" "$OUT/index.json" || rc=$?
+"$VENV/bin/python" "$ROOT/scripts/check-autobahn.py" "${CHECK_EXTRA[@]}" --min-cases "$MIN_CASES" --close "$CLOSE_MODE" "$OUT/index.json" || rc=$?
 log "reports: $OUT/index.json (HTML: $OUT/sec-*/index.html); total $((SECONDS - T0))s"
 if [[ -n "$run_failed" ]]; then
     die "kosoku run problems:$run_failed"
@@ -178,4 +197,4 @@ fi
 if (( rc != 0 )); then
     die "Autobahn conformance check failed for example '$EXAMPLE' (see the failing cases above)"
 fi
-log "PASSED: example '$EXAMPLE' is Autobahn-conformant (cases: ${AUTOBAHN_CASES:-sections 1-10})"
+log "PASSED: example '$EXAMPLE' is Autobahn-conformant (cases: ${AUTOBAHN_CASES:-sections $SECTIONS})"

@@ -46,8 +46,8 @@ log "$(timeout 60 chromium --version 2>/dev/null || echo 'chromium (version unkn
 
 # ------------------------------------------------------------------ the demo
 log "building the demo"
-timeout 1200 cargo build --release --features tls --example demo \
-    || die "cargo build --release --features tls --example demo"
+timeout 1200 cargo build --release --features tls,deflate --example demo \
+    || die "cargo build --release --features tls,deflate --example demo"
 
 # (Not $WORK: lib.sh's WORK is .ci-work, which must survive the cleanup.)
 SCRATCH="$(mktemp -d /tmp/wsportal-browser.XXXXXX)"
@@ -209,6 +209,9 @@ log "resulting <body>: $body"
 for marker in echo chat tick sse-chat stats; do
     grep -q "data-$marker-ok=\"yes\"" <<<"$body" || die "the page did not mark data-$marker-ok (driver exit $DRIVER)"
 done
+# The demo is built with `deflate`: Chromium must have agreed permessage-deflate.
+grep -q 'data-echo-extensions="permessage-deflate' <<<"$body" \
+    || die "Chromium did not agree permessage-deflate on /echo (see data-echo-extensions in: $body)"
 # The live panel: redrawn every second (at least twice by now), with a chart.
 updates="$(grep -o '<section id="stats" data-updates="[0-9]*"' "$SCRATCH/dom.html" | grep -o '[0-9]*' | head -n1 || true)"
 (( ${updates:-0} >= 2 )) || die "the stats panel was redrawn ${updates:-0} times, expected at least 2"
@@ -217,7 +220,7 @@ log "stats panel redrawn $updates times"
 [[ -s "$SHOT" ]] || die "no screenshot at $SHOT"
 kill -0 "$DEMO_PID" 2>/dev/null || die "the demo exited during the test: $(cat "$SCRATCH/demo.err")"
 log "screenshot: $SHOT"
-log "passed ($scheme): echo, chat, tick, chat-as-event and the live stats panel all worked in a real browser"
+log "passed ($scheme): echo (permessage-deflate), chat, tick, chat-as-event and the live stats panel all worked in a real browser"
 term_and_reap "$DEMO_PID"
 DEMO_PID=""
 }

@@ -18,8 +18,10 @@ the per-case report files next to index.json.
 
 Pass rules
   * `behavior` must be OK, NON-STRICT or INFORMATIONAL. In sections 12 and
-    13 (permessage-deflate) UNIMPLEMENTED is accepted too. Anything else
-    (FAILED, ERROR, UNIMPLEMENTED outside 12/13, ...) fails the gate.
+    13 (permessage-deflate) UNIMPLEMENTED is accepted too, unless
+    --compression (a build with permessage-deflate: every case must pass).
+    Anything else (FAILED, ERROR, UNIMPLEMENTED outside 12/13, ...) fails
+    the gate.
   * `behaviorClose` (the closing handshake), per --close:
       must   (default) FAILED, UNCLEAN and WRONG CODE fail the gate;
              FAILED BY CLIENT ("it is preferred that the server close the
@@ -110,6 +112,8 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n", 1)[0])
     ap.add_argument("index_json")
     ap.add_argument("agent", nargs="?")
+    ap.add_argument("--compression", action="store_true",
+                    help="sections 12 and 13 must pass too (no UNIMPLEMENTED)")
     ap.add_argument("--min-cases", type=int, default=1,
                     help="fail unless at least this many cases ran (default 1)")
     ap.add_argument("--close", choices=["must", "strict", "ignore"], default="must",
@@ -158,13 +162,14 @@ def main() -> int:
             duration_ms += int(entry.get("duration") or 0)
 
             allowed = set(PASS_BEHAVIORS)
-            if sec in OPTIONAL_SECTIONS:
+            optional = sec in OPTIONAL_SECTIONS and not args.compression
+            if optional:
                 allowed.add("UNIMPLEMENTED")
             why = []
             if beh not in allowed:
                 why.append(f"behavior={beh}")
             close_bad = bclose not in CLOSE_OK
-            if sec in OPTIONAL_SECTIONS and beh == "UNIMPLEMENTED":
+            if optional and beh == "UNIMPLEMENTED":
                 close_bad = False
             if close_bad and args.close != "ignore":
                 if args.close == "strict" or bclose not in CLOSE_WARN_ONLY:

@@ -16,7 +16,11 @@
 #    an extra request header (see examples/interop.rs for the command protocol).
 # 4. checks our server's Prometheus page (/metrics) with Python
 #    `prometheus_client`'s text-format parser (scripts/interop/metrics.py).
-# 5. runs the four pairings again over TLS (wss://, a certificate made by
+# 5. runs the four pairings again with permessage-deflate (our build has the
+#    `deflate` feature; the peers turn it on through INTEROP_DEFLATE, with
+#    their defaults and then `tuned`: other windows, no context takeover),
+#    each peer failing unless the extension was agreed;
+# 6. runs the four pairings again over TLS (wss://, a certificate made by
 #    scripts/tls-cert.sh that each client is told to trust), then checks that
 #    our client refuses a server it was not told to trust (Error::Tls).
 #
@@ -79,9 +83,9 @@ fi
 export NODE_PATH="$NODE_DIR/node_modules"
 log "websockets $WEBSOCKETS_VERSION, ws $WS_VERSION, node $(node -v)"
 
-log "cargo build --release --features tls --example interop"
-timeout 1200 cargo build --release --features tls --example interop </dev/null \
-    || die "cargo build --release --features tls --example interop failed"
+log "cargo build --release --features tls,deflate --example interop"
+timeout 1200 cargo build --release --features tls,deflate --example interop </dev/null \
+    || die "cargo build --release --features tls,deflate --example interop failed"
 
 # ---------------------------------------------------------------- pairings
 # start_server NAME CMD...: starts a server that prints "listening on
@@ -137,6 +141,20 @@ pair "python websockets client -> wsportal server" wsportal "$BIN" server 127.0.
 pair "node ws client -> wsportal server" wsportal "$BIN" server 127.0.0.1:0 -- "${PEER_JS[@]}" client
 pair "prometheus_client parses wsportal /metrics" wsportal "$BIN" server 127.0.0.1:0 -- "$VENV/bin/python" "$ROOT/scripts/interop/metrics.py"
 
+# ------------------------------------------------------- permessage-deflate
+# wsportal (built with `deflate`) offers and accepts it by default; the peers
+# above turn it off (so those pairs run uncompressed), these turn it on and
+# fail unless it was agreed: with their defaults, and `tuned` (other window
+# sizes, no context takeover either way).
+for mode in default tuned; do
+    export INTEROP_DEFLATE=$mode
+    pair "wsportal client -> python websockets server (deflate $mode)" python "${PEER_PY[@]}" server -- "$BIN" client
+    pair "wsportal client -> node ws server (deflate $mode)" node "${PEER_JS[@]}" server -- "$BIN" client
+    pair "python websockets client -> wsportal server (deflate $mode)" wsportal "$BIN" server 127.0.0.1:0 -- "${PEER_PY[@]}" client
+    pair "node ws client -> wsportal server (deflate $mode)" wsportal "$BIN" server 127.0.0.1:0 -- "${PEER_JS[@]}" client
+done
+unset INTEROP_DEFLATE
+
 # ---------------------------------------------------------------- over TLS
 bash "$ROOT/scripts/tls-cert.sh" "$WORK/tls" >/dev/null || die "could not make a certificate (openssl)"
 export INTEROP_CERT="$WORK/tls/cert.pem" INTEROP_KEY="$WORK/tls/key.pem"
@@ -160,6 +178,6 @@ else
 fi
 
 if (( ${#FAILED[@]} > 0 )); then
-    die "${#FAILED[@]} of 10 checks failed: $(printf '%s; ' "${FAILED[@]}")"
+    die "${#FAILED[@]} of 18 checks failed: $(printf '%s; ' "${FAILED[@]}")"
 fi
-log "PASSED: all 10 checks: 4 pairings plain and over TLS, and /metrics (total $((SECONDS - T0))s)"
+log "PASSED: all 18 checks: 4 pairings plain, with deflate (two ways) and over TLS, and /metrics (total $((SECONDS - T0))s)"

@@ -166,7 +166,8 @@ ensure_venv() {
 }
 
 # ---------------------------------------------------------------- cargo
-# build_example NAME MISSING_MSG: `cargo build --release --example NAME`,
+# build_example NAME MISSING_MSG: `cargo build --release --example NAME`
+# (with `--features $AUTOBAHN_FEATURES` when that is set),
 # bounded by $BUILD_TIMEOUT, and set BIN to the built binary. Dies with
 # MISSING_MSG if `cargo metadata` shows the crate has no such example (the
 # check needs $VENV's python; if it cannot run, the build goes ahead).
@@ -183,10 +184,12 @@ print(any(t["name"] == name and "example" in t["kind"] for p in meta["packages"]
     if [[ "$has_example" == "False" ]]; then
         die "$missing"
     fi
-    log "cargo build --release --example $example"
+    local features=()
+    [[ -n "${AUTOBAHN_FEATURES:-}" ]] && features=(--features "$AUTOBAHN_FEATURES")
+    log "cargo build --release --example $example ${features[*]}"
     b0=$SECONDS
-    run_bounded "$BUILD_TIMEOUT" cargo build --release --example "$example" </dev/null \
-        || die "cargo build --release --example $example failed (or exceeded ${BUILD_TIMEOUT}s)"
+    run_bounded "$BUILD_TIMEOUT" cargo build --release --example "$example" "${features[@]}" </dev/null \
+        || die "cargo build --release --example $example ${features[*]} failed (or exceeded ${BUILD_TIMEOUT}s)"
     log "build took $((SECONDS - b0))s"
     BIN="${CARGO_TARGET_DIR:-$ROOT/target}/release/examples/$example"
     [[ -x "$BIN" ]] || die "built example not found at $BIN"

@@ -199,7 +199,14 @@ impl Client {
             return Err(Error::InvalidInput("wss:// needs wsportal's `tls` feature"));
         }
         let key = tungstenite::handshake::client::generate_key();
-        let headers = handshake::request_headers(&target, &key, &self.protocols, &self.headers)?;
+        #[allow(unused_mut)] // because only the deflate feature changes it.
+        let mut headers =
+            handshake::request_headers(&target, &key, &self.protocols, &self.headers)?;
+        #[cfg(feature = "deflate")]
+        if let Some(ours) = &c.deflate {
+            let offer = crate::extension::offer(ours);
+            headers.push(("Sec-WebSocket-Extensions".to_owned(), offer));
+        }
         let deadline = crate::deadline::after(self.timeout.unwrap_or(c.handshake_timeout));
 
         let (tcp, peer) = open_socket(&target, deadline)?;
@@ -218,7 +225,23 @@ impl Client {
                 body,
             });
         }
-        let protocol = handshake::verify(&response, &key, &self.protocols)?;
+        #[cfg(feature = "deflate")]
+        let offered = c.deflate.is_some();
+        #[cfg(not(feature = "deflate"))]
+        let offered = false;
+        let protocol = handshake::verify_offering(&response, &key, &self.protocols, offered)?;
+        // A `101` whose permessage-deflate answer breaks our offer fails
+        // the connection before it opens (RFC 7692, section 7.1).
+        #[cfg(feature = "deflate")]
+        let deflate = match &c.deflate {
+            Some(ours) => {
+                let answer = response.all("sec-websocket-extensions");
+                crate::extension::verify(answer, ours)
+                    .map_err(Error::Protocol)?
+                    .map(|agreed| (agreed, *ours))
+            }
+            None => None,
+        };
         stream.set_read_timeout(None)?;
         stream.set_write_timeout(Some(c.write_timeout))?;
 
@@ -235,6 +258,9 @@ impl Client {
             max_message: c.max_message_size,
         };
         let reader = FrameReader::new(Role::Client, limits, c.read_buffer_size, &leftover);
+        #[cfg(feature = "deflate")]
+        let reader =
+            reader.with_inflater(deflate.map(|(a, _)| crate::deflate::Inflater::new(a.server())));
         let hub = Hub::for_config(c)?;
         let parts = Parts {
             stream: Arc::new(stream),
@@ -243,6 +269,8 @@ impl Client {
             protocol,
             data: None,
             role: Role::Client,
+            #[cfg(feature = "deflate")]
+            deflate,
         };
         let conn = Connection::new(1, parts, hub);
         log::debug!("client: connected to {peer}{}", target.path);

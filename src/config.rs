@@ -38,6 +38,8 @@ pub struct Config {
     pub(crate) write_timeout: Duration,
     pub(crate) nodelay: bool,
     pub(crate) sse_keepalive: Option<Duration>,
+    #[cfg(feature = "deflate")]
+    pub(crate) deflate: Option<crate::Deflate>,
 }
 
 impl Default for Config {
@@ -59,6 +61,8 @@ impl Default for Config {
             write_timeout: Duration::from_secs(10),
             nodelay: true,
             sse_keepalive: Some(Duration::from_secs(15)),
+            #[cfg(feature = "deflate")]
+            deflate: Some(crate::Deflate::default()),
         }
     }
 }
@@ -130,6 +134,17 @@ setters! {
     sse_keepalive: Option<Duration>;
 }
 
+#[cfg(feature = "deflate")]
+impl Config {
+    /// `permessage-deflate` (RFC 7692; feature `deflate`): a server accepts
+    /// it and a client offers it with these settings (default
+    /// `Some(Deflate::default())`); `None` turns it off.
+    pub fn deflate(mut self, value: Option<crate::Deflate>) -> Config {
+        self.deflate = value;
+        self
+    }
+}
+
 impl Config {
     /// Checks every value; the error names the first bad setting.
     pub(crate) fn validate(&self) -> Result<(), Error> {
@@ -181,6 +196,10 @@ impl Config {
         }
         if self.sse_keepalive.is_some_and(|d| d < ms) {
             return bad("sse_keepalive", "must be at least 1 ms (None disables it)");
+        }
+        #[cfg(feature = "deflate")]
+        if let Some(Err((setting, reason))) = self.deflate.as_ref().map(crate::Deflate::validate) {
+            return bad(setting, reason);
         }
         if self.max_backlog <= self.max_message_size {
             log::warn!(

@@ -89,6 +89,11 @@ pub(crate) struct Inner {
     pub(crate) states: crate::state::States,
     /// Messages and bytes each way, for `stats()`.
     pub(crate) counts: crate::stats::ConnCounts,
+    /// The permessage-deflate stage of the send path, when negotiated. Its
+    /// lock is held from compressing a message to queueing it, so the
+    /// peer's inflater sees messages in the order they were compressed.
+    #[cfg(feature = "deflate")]
+    pub(crate) compressor: Option<Mutex<crate::deflate::Compressor>>,
 }
 
 /// Everything a connection is built from.
@@ -99,11 +104,26 @@ pub(crate) struct Parts {
     pub(crate) protocol: Option<String>,
     pub(crate) data: Option<Data>,
     pub(crate) role: Role,
+    /// The permessage-deflate agreement and our settings, if negotiated.
+    #[cfg(feature = "deflate")]
+    pub(crate) deflate: Option<(crate::extension::Agreed, crate::Deflate)>,
 }
 
 impl Connection {
     pub(crate) fn new(id: u64, parts: Parts, hub: Arc<Hub>) -> Connection {
         let now = hub.now();
+        #[cfg(feature = "deflate")]
+        let compressor = parts.deflate.map(|(agreed, ours)| {
+            let dir = match parts.role {
+                Role::Server => agreed.server(),
+                Role::Client => agreed.client(),
+            };
+            Mutex::new(crate::deflate::Compressor::new(
+                dir,
+                ours.level,
+                ours.min_size,
+            ))
+        });
         Connection {
             inner: Arc::new(Inner {
                 id,
@@ -123,6 +143,8 @@ impl Connection {
                 close_sent: AtomicU64::new(0),
                 states: crate::state::States::default(),
                 counts: crate::stats::ConnCounts::default(),
+                #[cfg(feature = "deflate")]
+                compressor,
             }),
         }
     }
@@ -209,6 +231,10 @@ impl Connection {
             Message::Text(_) => OpCode::Text,
             Message::Binary(_) => OpCode::Binary,
         };
+        #[cfg(feature = "deflate")]
+        if let Some(sent) = self.push_compressed(op, msg.as_bytes(), deadline) {
+            return sent.map_err(|why| (why, msg));
+        }
         if msg.len() >= ZERO_COPY_MIN && self.inner.role == Role::Server {
             return self.send_owned(op, msg, deadline);
         }
@@ -302,8 +328,25 @@ impl Connection {
         payload: &[u8],
         deadline: Option<Instant>,
     ) -> Result<(), Refused> {
+        #[cfg(feature = "deflate")]
+        if let Some(sent) = self.push_compressed(op, payload, deadline) {
+            return sent;
+        }
         let mask = (self.inner.role == Role::Client).then(frame::random_mask);
         let len = frame::encoded_len(payload.len(), mask.is_some());
+        self.push_encoded(len, deadline, |v| frame::encode(v, op, payload, mask))?;
+        self.inner.counts.sent(payload.len());
+        Ok(())
+    }
+
+    /// Queues one data frame that `encode` appends (`len` bytes); with a
+    /// deadline, waits for room until then.
+    fn push_encoded(
+        &self,
+        len: usize,
+        deadline: Option<Instant>,
+        encode: impl Fn(&mut Vec<u8>),
+    ) -> Result<(), Refused> {
         let admit = if deadline.is_some() {
             Admit::Waited
         } else {
@@ -315,19 +358,56 @@ impl Connection {
                 len,
                 admit,
                 Lane::Data,
-                |v| frame::encode(v, op, payload, mask),
+                &encode,
             );
             match (pushed, deadline) {
                 (Err(PushError::TooSlow), Some(deadline)) => {
                     self.wait_for_room(len, Lane::Data, deadline)?
                 }
-                (pushed, _) => {
-                    self.after_push(pushed).map_err(|_| Refused::Closed)?;
-                    self.inner.counts.sent(payload.len());
-                    return Ok(());
-                }
+                (pushed, _) => return self.after_push(pushed).map_err(|_| Refused::Closed),
             }
         }
+    }
+
+    /// Compresses a message and queues it as one step (under the
+    /// compressor's lock), when the connection compresses and the message
+    /// is long enough; `None` when it goes the plain way.
+    #[cfg(feature = "deflate")]
+    fn push_compressed(
+        &self,
+        op: OpCode,
+        payload: &[u8],
+        deadline: Option<Instant>,
+    ) -> Option<Result<(), Refused>> {
+        let mut z = self.inner.compressor.as_ref()?.lock();
+        if !z.wants(payload.len()) {
+            return None;
+        }
+        let mut body = z.compress(payload)?;
+        let mask = (self.inner.role == Role::Client).then(frame::random_mask);
+        let mut header = Vec::with_capacity(frame::MAX_HEADER_LEN);
+        frame::encode_header(&mut header, true, op, body.len(), mask);
+        frame::set_rsv1(&mut header);
+        if let Some(m) = mask {
+            frame::apply_mask(&mut body, m, 0);
+        }
+        let pushed = if body.len() < ZERO_COPY_MIN {
+            let len = header.len() + body.len();
+            self.push_encoded(len, deadline, |v| {
+                v.extend_from_slice(&header);
+                v.extend_from_slice(&body);
+            })
+        } else {
+            self.push_owned_until(&header, body, Lane::Data, deadline)
+                .map_err(|(why, _)| why)
+        };
+        match pushed {
+            Ok(()) => self.inner.counts.sent(payload.len()),
+            // The peer will not see this message: the next one must not
+            // refer to it.
+            Err(_) => z.reset(),
+        }
+        Some(pushed)
     }
 
     /// A refused push that will not wait: a full backlog closes the connection.
@@ -558,6 +638,18 @@ impl Inner {
             Err(_) => {
                 let _ = self.stream.shutdown(Shutdown::Both);
             }
+        }
+    }
+
+    /// Frees the compressor's zlib state of a connection gone quiet (its
+    /// keepalive ping is due): about 200 KiB with zlib-rs, whose hash table
+    /// has a fixed size. A fresh compressor refers to nothing before it, so
+    /// the peer's inflater stays in step; the next message compresses a
+    /// little less well. Skipped if a sender holds the compressor.
+    #[cfg(feature = "deflate")]
+    pub(crate) fn trim(&self) {
+        if let Some(mut z) = self.compressor.as_ref().and_then(Mutex::try_lock) {
+            z.reset();
         }
     }
 

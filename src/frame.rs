@@ -47,6 +47,8 @@ impl OpCode {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Header {
     pub(crate) fin: bool,
+    /// RSV1: a compressed message's first frame (permessage-deflate).
+    pub(crate) rsv1: bool,
     pub(crate) opcode: OpCode,
     pub(crate) mask: Option<[u8; 4]>,
     pub(crate) payload_len: u64,
@@ -81,7 +83,8 @@ pub(crate) fn parse_header(buf: &[u8]) -> Result<Option<Header>, HeaderError> {
         return Ok(None);
     }
     let (b0, b1) = (buf[0], buf[1]);
-    if b0 & 0x70 != 0 {
+    // RSV1 is left to the reader, which knows whether an extension uses it.
+    if b0 & 0x30 != 0 {
         return Err(HeaderError::ReservedBits);
     }
     let opcode = OpCode::from_bits(b0 & 0x0F).ok_or(HeaderError::ReservedOpcode(b0 & 0x0F))?;
@@ -119,6 +122,7 @@ pub(crate) fn parse_header(buf: &[u8]) -> Result<Option<Header>, HeaderError> {
     };
     Ok(Some(Header {
         fin: b0 & 0x80 != 0,
+        rsv1: b0 & 0x40 != 0,
         opcode,
         mask,
         payload_len,
@@ -149,6 +153,12 @@ pub(crate) fn encode_header(
     if let Some(m) = mask {
         out.extend_from_slice(&m);
     }
+}
+
+/// Sets RSV1 in an encoded header: a compressed message's first frame.
+#[cfg(feature = "deflate")]
+pub(crate) fn set_rsv1(header: &mut [u8]) {
+    header[0] |= 0x40;
 }
 
 /// The length of a whole frame with a `payload_len`-byte payload.
@@ -236,7 +246,9 @@ mod tests {
 
     #[test]
     fn rejects_reserved_bits_and_opcodes() {
-        assert_eq!(parse_header(&[0xC1, 0]), Err(HeaderError::ReservedBits));
+        assert_eq!(parse_header(&[0xA1, 0]), Err(HeaderError::ReservedBits));
+        assert_eq!(parse_header(&[0x91, 0]), Err(HeaderError::ReservedBits));
+        assert!(parse_header(&[0xC1, 0]).unwrap().unwrap().rsv1);
         assert_eq!(
             parse_header(&[0x83, 0]),
             Err(HeaderError::ReservedOpcode(3))

@@ -9,6 +9,9 @@ pub(crate) struct Upgrade {
     pub(crate) response: Vec<u8>,
     pub(crate) protocol: Option<String>,
     pub(crate) data: Option<Data>,
+    /// The permessage-deflate agreement, if any (see [`negotiate`]).
+    #[cfg(feature = "deflate")]
+    pub(crate) deflate: Option<crate::extension::Agreed>,
 }
 
 /// Whether a `Sec-WebSocket-Key` is base64 of 16 bytes, as RFC 6455 asks.
@@ -108,7 +111,37 @@ pub(crate) fn upgrade(req: &Request, res: &Resource) -> Result<Upgrade, Reject> 
         response: crate::http::response_bytes(101, &headers, &[]),
         protocol,
         data: accept.data,
+        #[cfg(feature = "deflate")]
+        deflate: None,
     })
+}
+
+/// Takes the first `permessage-deflate` offer the server can accept
+/// (unless the resource refuses compression or the server has it off) and
+/// adds the answer to the `101`.
+#[cfg(feature = "deflate")]
+pub(crate) fn negotiate(
+    req: &Request,
+    res: &Resource,
+    ours: Option<&crate::Deflate>,
+    up: &mut Upgrade,
+) {
+    let Some(ours) = ours.filter(|_| !res.no_compression) else {
+        return;
+    };
+    let offers = req
+        .headers
+        .iter()
+        .filter(|(k, _)| k.eq_ignore_ascii_case("sec-websocket-extensions"))
+        .map(|(_, v)| v.as_str());
+    let Some((agreed, answer)) = crate::extension::accept(offers, ours) else {
+        return;
+    };
+    // The response ends with the blank line: the header goes before it.
+    let end = up.response.len() - 2;
+    let line = format!("Sec-WebSocket-Extensions: {answer}\r\n");
+    up.response.splice(end..end, line.bytes());
+    up.deflate = Some(agreed);
 }
 
 #[cfg(test)]
@@ -226,6 +259,32 @@ mod tests {
     fn a_panicking_hook_is_a_500() {
         let r = Resource::new().on_handshake(|_| panic!("nope"));
         assert_eq!(upgrade(&req(GOOD), &r).err().unwrap().status, 500);
+    }
+
+    #[cfg(feature = "deflate")]
+    #[test]
+    fn deflate_is_answered_unless_refused() {
+        let offer = format!("{GOOD}Sec-WebSocket-Extensions: permessage-deflate\r\n");
+        let ours = crate::Deflate::default();
+        let mut up = upgrade(&req(&offer), &Resource::new()).ok().unwrap();
+        negotiate(&req(&offer), &Resource::new(), Some(&ours), &mut up);
+        let text = String::from_utf8(up.response).unwrap();
+        assert!(
+            text.ends_with(
+                "Sec-WebSocket-Extensions: permessage-deflate; server_max_window_bits=12\r\n\r\n"
+            ),
+            "{text}"
+        );
+        assert!(up.deflate.is_some());
+        let refusing = Resource::new().compression(false);
+        let mut up = upgrade(&req(&offer), &refusing).ok().unwrap();
+        negotiate(&req(&offer), &refusing, Some(&ours), &mut up);
+        assert!(up.deflate.is_none());
+        let mut up = upgrade(&req(&offer), &Resource::new()).ok().unwrap();
+        negotiate(&req(&offer), &Resource::new(), None, &mut up);
+        assert!(!String::from_utf8(up.response)
+            .unwrap()
+            .contains("Extensions"));
     }
 
     #[test]

@@ -338,6 +338,16 @@
 //! once), group presence counts across them, and an event with an id enters
 //! every instance's history. See `Backplane`.
 //!
+//! ## Compression
+//!
+//! With the `deflate` feature (off by default; flate2 on the pure-Rust
+//! `zlib-rs` backend), a server accepts `permessage-deflate` (RFC 7692) and
+//! a client offers it, with the settings of `Config::deflate` (12-bit
+//! windows by default; `None` turns it off); `Resource::compression(false)`
+//! refuses it for one resource. Messages sent with `send` are compressed
+//! and received ones inflated, with `max_message_size` applied to the
+//! inflated size; broadcasts and streamed messages go out uncompressed.
+//!
 //! ## Shutdown
 //!
 //! [`ServerHandle::close`] (or dropping the handle) closes the listener at
@@ -403,7 +413,11 @@ mod closer;
 mod config;
 mod connection;
 mod deadline;
+#[cfg(feature = "deflate")]
+mod deflate;
 mod error;
+#[cfg(feature = "deflate")]
+mod extension;
 mod frame;
 #[cfg(feature = "fuzzing")]
 #[doc(hidden)]
@@ -445,6 +459,8 @@ pub use crate::sse::{Event, EventClient, EventPublisher, EventSink, EventStream}
 pub use crate::stats::Stats;
 pub use crate::writer::MessageWriter;
 
+#[cfg(feature = "deflate")]
+pub use crate::extension::Deflate;
 #[cfg(feature = "tls")]
 pub use crate::tls::TlsConfig;
 

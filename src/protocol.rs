@@ -56,6 +56,9 @@ struct Partial {
     data: Vec<u8>,
     /// Bytes of `data` already known to be valid UTF-8 (fail fast on bad text).
     checked: usize,
+    /// Its frames are compressed (permessage-deflate): `data` is what they
+    /// inflated to.
+    compressed: bool,
 }
 
 /// The inbound state of one connection.
@@ -76,6 +79,9 @@ pub(crate) struct FrameReader {
     partial: Option<Partial>,
     /// A large data frame being read straight into its own buffer.
     direct: Option<Direct>,
+    /// The permessage-deflate stage, when negotiated.
+    #[cfg(feature = "deflate")]
+    inflater: Option<crate::deflate::Inflater>,
 }
 
 /// A large data frame whose payload is read into the vector that becomes the
@@ -131,7 +137,25 @@ impl FrameReader {
             limits,
             partial: None,
             direct: None,
+            #[cfg(feature = "deflate")]
+            inflater: None,
         }
+    }
+
+    /// Adds the permessage-deflate stage: messages whose first frame has
+    /// RSV1 are inflated.
+    #[cfg(feature = "deflate")]
+    pub(crate) fn with_inflater(mut self, inflater: Option<crate::deflate::Inflater>) -> Self {
+        self.inflater = inflater;
+        self
+    }
+
+    /// Whether a frame with RSV1 may start a compressed message.
+    fn compresses(&self) -> bool {
+        #[cfg(feature = "deflate")]
+        return self.inflater.is_some();
+        #[cfg(not(feature = "deflate"))]
+        false
     }
 
     /// Bytes buffered but not yet consumed.
@@ -296,6 +320,18 @@ impl FrameReader {
             (Role::Client, true) => return Err(Error::Protocol("server frame masked")),
             _ => {}
         }
+        if h.rsv1 {
+            if !self.compresses() {
+                return Err(Error::Protocol("reserved bits set without an extension"));
+            }
+            match h.opcode {
+                OpCode::Text | OpCode::Binary => {}
+                OpCode::Continuation => {
+                    return Err(Error::Protocol("RSV1 set on a continuation frame"))
+                }
+                _ => return Err(Error::Protocol("compressed control frame")),
+            }
+        }
         if h.opcode.is_control() {
             if !h.fin {
                 return Err(Error::Protocol("fragmented control frame"));
@@ -329,7 +365,7 @@ impl FrameReader {
                     ));
                 }
                 let text = h.opcode == OpCode::Text;
-                if h.fin {
+                if h.fin && !h.rsv1 {
                     self.check_message_size(bytes.len() as u64)?;
                     let data = match payload {
                         Payload::Owned(v) => v,
@@ -337,42 +373,56 @@ impl FrameReader {
                     };
                     return finish(text, data).map(Some);
                 }
-                let mut p = Partial {
+                let p = Partial {
                     text,
                     data: Vec::new(),
                     checked: 0,
+                    compressed: h.rsv1,
                 };
-                self.append(&mut p, bytes)?;
-                self.partial = Some(p);
-                Ok(None)
+                self.next_fragment(p, h.fin, payload)
             }
             OpCode::Continuation => {
-                let Some(mut p) = self.partial.take() else {
+                let Some(p) = self.partial.take() else {
                     return Err(Error::Protocol("continuation frame without a message"));
                 };
-                self.append(&mut p, bytes)?;
-                if h.fin {
-                    finish(p.text, p.data).map(Some)
-                } else {
-                    self.partial = Some(p);
-                    Ok(None)
-                }
+                self.next_fragment(p, h.fin, payload)
             }
+        }
+    }
+
+    /// Adds a fragment (inflated if the message is compressed) to a
+    /// message; the message is done with `fin`.
+    fn next_fragment(
+        &mut self,
+        mut p: Partial,
+        fin: bool,
+        payload: Payload,
+    ) -> Result<Option<Event>, Error> {
+        let bytes: &[u8] = match &payload {
+            Payload::Buffered(at, len) => &self.buf[*at..*at + *len],
+            Payload::Owned(v) => v,
+        };
+        if p.compressed {
+            #[cfg(feature = "deflate")]
+            if let Some(inflater) = self.inflater.as_mut() {
+                inflater.inflate(bytes, fin, &mut p.data, self.limits.max_message)?;
+                check_utf8(&mut p)?;
+            }
+        } else {
+            self.append(&mut p, bytes)?;
+        }
+        if fin {
+            finish(p.text, p.data).map(Some)
+        } else {
+            self.partial = Some(p);
+            Ok(None)
         }
     }
 
     fn append(&self, p: &mut Partial, bytes: &[u8]) -> Result<(), Error> {
         self.check_message_size((p.data.len() + bytes.len()) as u64)?;
         p.data.extend_from_slice(bytes);
-        if p.text {
-            // Fail fast: only an incomplete sequence at the very end may wait.
-            match std::str::from_utf8(&p.data[p.checked..]) {
-                Ok(_) => p.checked = p.data.len(),
-                Err(e) if e.error_len().is_some() => return Err(Error::InvalidUtf8),
-                Err(e) => p.checked += e.valid_up_to(),
-            }
-        }
-        Ok(())
+        check_utf8(p)
     }
 
     fn check_message_size(&self, size: u64) -> Result<(), Error> {
@@ -391,6 +441,19 @@ impl FrameReader {
 fn resize_exact(v: &mut Vec<u8>, len: usize) {
     v.reserve_exact(len.saturating_sub(v.len()));
     v.resize(len, 0);
+}
+
+/// Fails fast on text that is not UTF-8: only an incomplete sequence at
+/// the very end of what arrived so far may wait for more.
+fn check_utf8(p: &mut Partial) -> Result<(), Error> {
+    if p.text {
+        match std::str::from_utf8(&p.data[p.checked..]) {
+            Ok(_) => p.checked = p.data.len(),
+            Err(e) if e.error_len().is_some() => return Err(Error::InvalidUtf8),
+            Err(e) => p.checked += e.valid_up_to(),
+        }
+    }
+    Ok(())
 }
 
 fn finish(text: bool, data: Vec<u8>) -> Result<Event, Error> {
@@ -622,6 +685,75 @@ mod tests {
             let bound = DIRECT_GROWTH * arrived + DIRECT_MIN + 4096;
             assert!(held(&r) <= bound, "{} held after {arrived} bytes", held(&r));
         }
+    }
+
+    /// permessage-deflate through the reader: a compressed message in three
+    /// fragments with a ping between them (RSV1 on the first only), then a
+    /// bomb refused at the message limit while its output stays within it.
+    #[cfg(feature = "deflate")]
+    #[test]
+    fn compressed_messages_are_inflated_within_the_limit() {
+        use crate::deflate::{Compressor, Inflater};
+        use crate::extension::Direction;
+        let dir = Direction {
+            window_bits: 15,
+            no_context_takeover: false,
+        };
+        let text = "compressed text, compressed text, compressed text ".repeat(100);
+        let z = Compressor::new(dir, 6, 0)
+            .compress(text.as_bytes())
+            .unwrap();
+        let third = z.len() / 3;
+        let mut first = client_frame(false, OpCode::Text, &z[..third]);
+        first[0] |= 0x40;
+        let mut bytes = first;
+        bytes.extend(client_frame(true, OpCode::Ping, b"p"));
+        bytes.extend(client_frame(
+            false,
+            OpCode::Continuation,
+            &z[third..2 * third],
+        ));
+        bytes.extend(client_frame(true, OpCode::Continuation, &z[2 * third..]));
+        let bomb = Compressor::new(dir, 9, 0)
+            .compress(&vec![0u8; 8 << 20])
+            .unwrap();
+        let mut big = client_frame(true, OpCode::Binary, &bomb);
+        big[0] |= 0x40;
+        bytes.extend(big);
+        for chunk in [1, 1000, bytes.len()] {
+            let mut r = FrameReader::new(Role::Server, LIMITS, 64, &[])
+                .with_inflater(Some(Inflater::new(dir)));
+            let mut src = Chunked {
+                rest: &bytes,
+                chunk,
+            };
+            let mut events = Vec::new();
+            let err = loop {
+                match r.next_event() {
+                    Ok(Some(e)) => events.push(e),
+                    Ok(None) => {
+                        r.fill(&mut src).unwrap();
+                    }
+                    Err(e) => break e,
+                }
+            };
+            assert_eq!(
+                events,
+                vec![
+                    Event::Ping(b"p".to_vec()),
+                    Event::Message(Message::Text(text.clone()))
+                ]
+            );
+            assert!(
+                matches!(err, Error::TooBig { size, limit } if limit == LIMITS.max_message && size <= limit as u64 + (1 << 20)),
+                "{err:?}"
+            );
+        }
+        // RSV1 without the stage is refused.
+        let mut plain = FrameReader::new(Role::Server, LIMITS, 64, &[]);
+        let mut src = &bytes[..];
+        plain.fill(&mut src).unwrap();
+        assert!(matches!(plain.next_event(), Err(Error::Protocol(_))));
     }
 
     #[test]

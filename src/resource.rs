@@ -43,6 +43,9 @@ pub struct Resource {
     /// Origins allowed besides the server's own.
     pub(crate) origins: Vec<String>,
     pub(crate) any_origin: bool,
+    /// Refuses `permessage-deflate` for this resource (feature `deflate`).
+    #[cfg(feature = "deflate")]
+    pub(crate) no_compression: bool,
 }
 
 impl fmt::Debug for Resource {
@@ -163,6 +166,17 @@ impl Resource {
     /// (see [`Resource::origins`]).
     pub fn any_origin(mut self) -> Resource {
         self.any_origin = true;
+        self
+    }
+
+    /// Whether this resource accepts `permessage-deflate` (feature
+    /// `deflate`; default `true` when the server's
+    /// [`Config::deflate`](crate::Config::deflate) is on). Turn it off for
+    /// a resource whose messages do not compress (already compressed
+    /// media, random bytes) or that must not pay for it.
+    #[cfg(feature = "deflate")]
+    pub fn compression(mut self, on: bool) -> Resource {
+        self.no_compression = !on;
         self
     }
 

@@ -660,10 +660,13 @@ fn handle(core: &Core, id: u64, stream: &Arc<Stream>, peer: SocketAddr) {
     let route = route.to_owned();
     match &**endpoint {
         Endpoint::Socket(resource) => {
-            let up = match crate::handshake::upgrade(&req, resource) {
+            #[allow(unused_mut)] // because only the deflate feature changes it.
+            let mut up = match crate::handshake::upgrade(&req, resource) {
                 Ok(up) => up,
                 Err(reject) => return refuse(stream, peer, Some(&req), &reject),
             };
+            #[cfg(feature = "deflate")]
+            crate::handshake::negotiate(&req, resource, c.deflate.as_ref(), &mut up);
             // SeqCst, after the set's lock: either a shutdown sees this
             // socket upgrading (and leaves it its 1001), or this load sees
             // the shutdown and no 101 goes out.
@@ -687,6 +690,8 @@ fn handle(core: &Core, id: u64, stream: &Arc<Stream>, peer: SocketAddr) {
                 protocol: up.protocol,
                 data: up.data,
                 role: Role::Server,
+                #[cfg(feature = "deflate")]
+                deflate: up.deflate.map(|a| (a, c.deflate.unwrap_or_default())),
             };
             let conn = Connection::new(id, parts, Arc::clone(&core.hub));
             let limits = Limits {
@@ -694,6 +699,11 @@ fn handle(core: &Core, id: u64, stream: &Arc<Stream>, peer: SocketAddr) {
                 max_message: c.max_message_size,
             };
             let reader = FrameReader::new(Role::Server, limits, c.read_buffer_size, &leftover);
+            #[cfg(feature = "deflate")]
+            let reader = reader.with_inflater(
+                up.deflate
+                    .map(|a| crate::deflate::Inflater::new(a.client())),
+            );
             crate::session::run(&conn, reader, resource, c.debug_on_error);
         }
         Endpoint::Events(events) => match crate::sse::admit(events, &req, c.debug_on_error) {

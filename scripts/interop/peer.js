@@ -19,6 +19,19 @@ const CERT = process.env.INTEROP_CERT;
 const KEY = process.env.INTEROP_KEY;
 
 const WAIT_MS = 10000;
+// INTEROP_DEFLATE=default: permessage-deflate (threshold 0, so every message
+// is compressed); =tuned: other windows and no context takeover. Either way
+// the extension must be agreed, or the peer fails.
+const DEFLATE = process.env.INTEROP_DEFLATE || '';
+const deflateOptions = (server) => {
+  if (!DEFLATE) return false;
+  if (DEFLATE === 'tuned') {
+    return server
+      ? { threshold: 0, serverNoContextTakeover: true, clientNoContextTakeover: true, serverMaxWindowBits: 10, clientMaxWindowBits: 9 }
+      : { threshold: 0, serverNoContextTakeover: true, clientNoContextTakeover: true, serverMaxWindowBits: 11, clientMaxWindowBits: true };
+  }
+  return { threshold: 0 };
+};
 const PROTOCOLS = ['chat.v2', 'chat.v1'];
 let lastClose = 'none';
 
@@ -39,7 +52,7 @@ function sendFragmented(ws, parts, binary) {
 function runServer() {
   const options = {
     maxPayload: 64 << 20,
-    perMessageDeflate: false,
+    perMessageDeflate: deflateOptions(true),
     handleProtocols: (offered) => PROTOCOLS.find((p) => offered.has(p)) || false,
   };
   let wss;
@@ -52,6 +65,10 @@ function runServer() {
     wss.on('listening', () => console.log(`listening on ws://127.0.0.1:${wss.address().port}`));
   }
   wss.on('connection', (ws, req) => {
+    if (DEFLATE && !ws.extensions.includes('permessage-deflate')) {
+      ws.close(1011, 'permessage-deflate was not agreed');
+      return;
+    }
     ws.on('message', (data, isBinary) => {
       const text = isBinary ? null : data.toString('utf8');
       if (text === null || !text.startsWith('cmd:')) {
@@ -106,7 +123,7 @@ function open(url) {
       headers: { 'X-Interop': 'yes' },
       handshakeTimeout: WAIT_MS,
       maxPayload: 64 << 20,
-      perMessageDeflate: false,
+      perMessageDeflate: deflateOptions(false),
       ...(url.startsWith('wss:') && CERT ? { ca: fs.readFileSync(CERT) } : {}),
     });
     const queue = [];
@@ -137,6 +154,7 @@ function open(url) {
 async function runClient(url) {
   let ws = await open(url);
   expect('subprotocol agreed', ws.protocol, 'chat.v1');
+  if (DEFLATE) expect(`permessage-deflate agreed (${DEFLATE})`, ws.extensions.includes('permessage-deflate'), true);
   ws.send('cmd:protocol');
   expect('the server agrees on the subprotocol', await ws.recv(), 'chat.v1');
   ws.send('cmd:header X-Interop');

@@ -45,6 +45,9 @@ def select_protocol(connection, offered):
 
 
 def handler(ws):
+    if DEFLATE and not deflated(ws, ws.response.headers):
+        ws.close(1011, "permessage-deflate was not agreed")
+        return
     try:
         for msg in ws:
             if isinstance(msg, str) and msg.startswith("cmd:"):
@@ -81,6 +84,32 @@ def handler(ws):
 # INTEROP_CERT the client trusts that certificate for wss:// URLs.
 CERT = os.environ.get("INTEROP_CERT")
 KEY = os.environ.get("INTEROP_KEY")
+# INTEROP_DEFLATE=default: permessage-deflate with websockets' defaults (12-bit
+# windows, memLevel 5); =tuned: other windows and no context takeover. Either
+# way the extension must be agreed, or the peer fails.
+DEFLATE = os.environ.get("INTEROP_DEFLATE", "")
+
+
+def deflated(ws, headers):
+    return "permessage-deflate" in (headers.get("Sec-WebSocket-Extensions") or "")
+
+
+def server_compression():
+    if DEFLATE == "tuned":
+        from websockets.extensions.permessage_deflate import ServerPerMessageDeflateFactory
+        return dict(compression=None, extensions=[ServerPerMessageDeflateFactory(
+            server_no_context_takeover=True, client_no_context_takeover=True,
+            server_max_window_bits=10, client_max_window_bits=9)])
+    return dict(compression="deflate" if DEFLATE else None)
+
+
+def client_compression():
+    if DEFLATE == "tuned":
+        from websockets.extensions.permessage_deflate import ClientPerMessageDeflateFactory
+        return dict(compression=None, extensions=[ClientPerMessageDeflateFactory(
+            server_no_context_takeover=True, client_no_context_takeover=True,
+            server_max_window_bits=11, client_max_window_bits=True)])
+    return dict(compression="deflate" if DEFLATE else None)
 
 
 def run_server():
@@ -89,7 +118,7 @@ def run_server():
         tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         tls.load_cert_chain(CERT, KEY)
     with serve(handler, "127.0.0.1", 0, select_subprotocol=select_protocol,
-               max_size=None, compression=None, ping_interval=None, ssl=tls) as server:
+               max_size=None, ping_interval=None, ssl=tls, **server_compression()) as server:
         port = server.socket.getsockname()[1]
         scheme = "wss" if tls else "ws"
         print(f"listening on {scheme}://127.0.0.1:{port}", flush=True)
@@ -107,13 +136,15 @@ def expect(what, got, want):
 def open_client(url):
     tls = ssl.create_default_context(cafile=CERT) if url.startswith("wss:") and CERT else None
     return connect(url, subprotocols=["nope", "chat.v1"], additional_headers={"X-Interop": "yes"},
-                   max_size=None, compression=None, open_timeout=WAIT, close_timeout=WAIT,
+                   max_size=None, open_timeout=WAIT, close_timeout=WAIT, **client_compression(),
                    ping_interval=None, ssl=tls)
 
 
 def run_client(url):
     with open_client(url) as ws:
         expect("subprotocol agreed", ws.subprotocol, "chat.v1")
+        if DEFLATE:
+            expect(f"permessage-deflate agreed ({DEFLATE})", deflated(ws, ws.response.headers), True)
         ws.send("cmd:protocol")
         expect("the server agrees on the subprotocol", ws.recv(WAIT), "chat.v1")
         ws.send("cmd:header X-Interop")

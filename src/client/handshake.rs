@@ -178,7 +178,7 @@ impl Response {
     }
 
     /// Every value of a header, by case-insensitive name.
-    fn all<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+    pub(crate) fn all<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
         self.headers
             .iter()
             .filter(move |(k, _)| k.eq_ignore_ascii_case(name))
@@ -365,10 +365,22 @@ fn unfold(value: &[u8]) -> String {
 }
 
 /// Checks a `101` answer; returns the agreed subprotocol.
+#[cfg(any(test, feature = "fuzzing"))]
 pub(crate) fn verify(
     response: &Response,
     key: &str,
     offered: &[String],
+) -> Result<Option<String>, Error> {
+    verify_offering(response, key, offered, false)
+}
+
+/// [`verify`], for a request that offered extensions (`extensions`): the
+/// caller checks the answer's `Sec-WebSocket-Extensions` against its offer.
+pub(crate) fn verify_offering(
+    response: &Response,
+    key: &str,
+    offered: &[String],
+    extensions: bool,
 ) -> Result<Option<String>, Error> {
     if !response.has_token("upgrade", "websocket") {
         return Err(Error::Protocol(
@@ -386,9 +398,10 @@ pub(crate) fn verify(
     }
     // Every occurrence counts (RFC 6455 section 4.1): an extension in a
     // second header is as much an extension we did not offer.
-    if response
-        .all("sec-websocket-extensions")
-        .any(|v| !v.trim().is_empty())
+    if !extensions
+        && response
+            .all("sec-websocket-extensions")
+            .any(|v| !v.trim().is_empty())
     {
         return Err(Error::Protocol(
             "handshake: the server chose an extension we did not offer",

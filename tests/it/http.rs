@@ -370,7 +370,7 @@ fn the_client_refuses_an_extension_in_a_second_header() {
     let (url, _hold) = scripted(
         b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
           Sec-WebSocket-Accept: ACCEPT\r\nSec-WebSocket-Extensions:\r\n\
-          Sec-WebSocket-Extensions: permessage-deflate\r\n\r\n",
+          Sec-WebSocket-Extensions: x-webkit-deflate-frame\r\n\r\n",
     );
     let err = connect_soon(url).unwrap_err();
     assert!(matches!(err, Error::Protocol(_)), "{err:?}");

@@ -6,6 +6,8 @@ mod backplane;
 mod client;
 mod core;
 mod correctness;
+#[cfg(feature = "deflate")]
+mod deflate;
 mod ergonomics;
 mod examples;
 mod hardening;
