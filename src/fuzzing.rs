@@ -145,8 +145,9 @@ pub fn check_response(
     Ok((101, protocol))
 }
 
-/// A route found: its number, its decoded parameters and its pattern.
-pub type Found = (usize, Vec<(String, String)>, String);
+/// A route found: its number, its decoded parameters (`None` when one is
+/// not UTF-8 once decoded: the server answers 400) and its pattern.
+pub type Found = (usize, Option<Vec<(String, String)>>, String);
 
 /// The server's route table (`route::Routes`), each route numbered.
 #[derive(Debug, Default)]
@@ -161,11 +162,12 @@ impl Routes {
         self.0.add(path, id)
     }
 
-    /// The route for a request path: its number, its decoded parameters and
-    /// its pattern.
+    /// The route for a request path: its number, its parameters decoded as
+    /// the server decodes them, and its pattern.
     pub fn find(&self, path: &str) -> Option<Found> {
-        self.0
-            .find(path)
-            .map(|(id, params, pattern)| (*id, params, pattern.to_owned()))
+        self.0.find(path).map(|(id, params, pattern)| {
+            let params = crate::route::decode_params(params);
+            (*id, params, pattern.to_owned())
+        })
     }
 }

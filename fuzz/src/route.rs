@@ -5,14 +5,15 @@
 //! exact path wins, else the first `:name` route in definition order whose
 //! segments all match, a parameter matching one non-empty segment); each
 //! parameter is the segment percent-decoded (`%` and two hex digits, and
-//! nothing else, is an escape; invalid UTF-8 becomes U+FFFD).
+//! nothing else, is an escape; a parameter that is not UTF-8 once decoded
+//! makes the request a 400, `None` here).
 
 use libfuzzer_sys::arbitrary::Unstructured;
 use wsportal::fuzzing::Routes;
 use wsportal::Error;
 
-/// Strict percent-decoding, then lossy UTF-8.
-pub fn decode(s: &str) -> String {
+/// Strict percent-decoding, then strict UTF-8.
+pub fn decode(s: &str) -> Option<String> {
     let b = s.as_bytes();
     let mut out = Vec::new();
     let mut i = 0;
@@ -30,11 +31,11 @@ pub fn decode(s: &str) -> String {
         out.push(b[i]);
         i += 1;
     }
-    String::from_utf8_lossy(&out).into_owned()
+    String::from_utf8(out).ok()
 }
 
 /// The reference matcher: the parameters if `pattern` matches `path`.
-fn matches(pattern: &str, path: &str) -> Option<Vec<(String, String)>> {
+fn matches(pattern: &str, path: &str) -> Option<Vec<(String, Option<String>)>> {
     let pat: Vec<&str> = pattern[1..].split('/').collect();
     let got: Vec<&str> = path.strip_prefix('/')?.split('/').collect();
     if pat.len() != got.len() {
@@ -50,6 +51,11 @@ fn matches(pattern: &str, path: &str) -> Option<Vec<(String, String)>> {
         }
     }
     Some(params)
+}
+
+/// All parameters decoded, or `None` if one is not UTF-8.
+fn all_decoded(params: Vec<(String, Option<String>)>) -> Option<Vec<(String, String)>> {
+    params.into_iter().map(|(k, v)| v.map(|v| (k, v))).collect()
 }
 
 /// A path from a small alphabet (so segments collide), or any string.
@@ -89,12 +95,12 @@ pub fn run(data: &[u8]) {
         .iter()
         .position(|p| !p.is_empty() && !p.split('/').any(|s| s.starts_with(':')) && *p == path);
     let want = match exact {
-        Some(i) => Some((i, Vec::new())),
+        Some(i) => Some((i, Some(Vec::new()))),
         None => added
             .iter()
             .enumerate()
             .filter(|(_, p)| !p.is_empty() && p.split('/').any(|s| s.starts_with(':')))
-            .find_map(|(i, p)| matches(p, &path).map(|params| (i, params))),
+            .find_map(|(i, p)| matches(p, &path).map(|params| (i, all_decoded(params)))),
     };
     let got = found.map(|(id, params, pattern)| {
         assert_eq!(pattern, added[id]);

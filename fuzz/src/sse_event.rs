@@ -108,7 +108,15 @@ pub fn run(data: &[u8]) {
         event = event.retry(Duration::from_millis(u64::from(r)));
     }
     let newline = |s: &Option<String>| s.as_deref().is_some_and(|s| s.contains(['\r', '\n']));
-    let refused = newline(&name) || newline(&id) || id.as_deref().is_some_and(|i| i.contains('\0'));
+    // An id the browser could not send back intact (leading or trailing
+    // space or tab, a control character other than an inner tab) is refused
+    // too: it could never be resumed.
+    let unresumable = |i: &str| {
+        i.starts_with([' ', '\t'])
+            || i.ends_with([' ', '\t'])
+            || i.chars().any(|c| c.is_ascii_control() && c != '\t')
+    };
+    let refused = newline(&name) || newline(&id) || id.as_deref().is_some_and(unresumable);
     let wire = match event.encode() {
         Ok(w) => w,
         Err(Error::InvalidInput(_)) => {
