@@ -6,7 +6,7 @@
 use std::fmt;
 
 use crate::guard;
-use crate::{Reject, Request};
+use crate::Request;
 
 type HandlerFn = dyn Fn(&Request) -> Response + Send + Sync;
 
@@ -168,15 +168,9 @@ impl Handler {
     /// panics (logged at error level under `debug_on_error`, else at debug
     /// level) or answers something that cannot be sent.
     pub(crate) fn respond(&self, req: &Request, debug_on_error: bool) -> Vec<u8> {
-        let head_only = match req.method() {
-            "GET" => false,
-            "HEAD" => true,
-            _ => {
-                return Reject::new(405)
-                    .header("Allow", "GET, HEAD")
-                    .body("method not allowed")
-                    .to_bytes()
-            }
+        let head_only = match crate::page::head_only(req) {
+            Ok(head_only) => head_only,
+            Err(refusal) => return refusal,
         };
         let failed = || {
             Response::new(500)

@@ -27,15 +27,9 @@ impl Page {
     /// The whole answer to `req`: the page for `GET`, its head for `HEAD`,
     /// `405` with `Allow` for any other method.
     pub(crate) fn response(&self, req: &Request) -> Vec<u8> {
-        let head_only = match req.method() {
-            "GET" => false,
-            "HEAD" => true,
-            _ => {
-                return Reject::new(405)
-                    .header("Allow", "GET, HEAD")
-                    .body("method not allowed")
-                    .to_bytes()
-            }
+        let head_only = match crate::page::head_only(req) {
+            Ok(head_only) => head_only,
+            Err(refusal) => return refusal,
         };
         let headers = [
             ("Content-Type".to_owned(), self.content_type.clone()),
@@ -44,6 +38,20 @@ impl Page {
         ];
         let body: &[u8] = if head_only { &[] } else { &self.body };
         crate::http::response_bytes(200, &headers, body)
+    }
+}
+
+/// For an endpoint that answers `GET` and `HEAD` only (pages, handlers,
+/// metrics): whether to leave the body out, or the `405` (with `Allow`) to
+/// send instead.
+pub(crate) fn head_only(req: &Request) -> Result<bool, Vec<u8>> {
+    match req.method() {
+        "GET" => Ok(false),
+        "HEAD" => Ok(true),
+        _ => Err(Reject::new(405)
+            .header("Allow", "GET, HEAD")
+            .body("method not allowed")
+            .to_bytes()),
     }
 }
 
