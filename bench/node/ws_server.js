@@ -18,9 +18,11 @@
 'use strict';
 const { WebSocketServer, WebSocket } = require('ws');
 
-const [host, port] = process.argv[2].split(':');
+const args = process.argv.slice(2);
+const addr = args.find((a) => !a.startsWith('-'));
+const [host, port] = addr.split(':');
 const room = new Set();
-const perMessageDeflate = process.argv.slice(3).includes('--deflate')
+const perMessageDeflate = args.includes('--deflate')
   ? { serverMaxWindowBits: 12, clientMaxWindowBits: 12, threshold: 0 }
   : false;
 const wss = new WebSocketServer({ host, port: Number(port), perMessageDeflate });
@@ -42,4 +44,4 @@ wss.on('connection', (ws, req) => {
   });
 });
 
-wss.on('listening', () => console.log(`node-ws listening on ${process.argv[2]}`));
+wss.on('listening', () => console.log(`node-ws listening on ${addr}`));

@@ -26,17 +26,17 @@ impl Rng {
     }
 }
 
-const WORDS: &[&str] = &[
-    "order", "shipped", "customer", "the", "and", "payment", "received", "for", "warehouse",
-    "north", "delayed", "by", "weather", "item", "back", "in", "stock", "please", "confirm",
-    "address", "update", "new", "price", "list", "from", "supplier", "was", "today",
-];
+/// Words for the JSON body's `note`.
+const WORDS: &str = "order shipped customer the and payment received for warehouse north \
+                     delayed by weather item back in stock please confirm address update new \
+                     price list from supplier was today";
 
 /// A JSON object of exactly `size` bytes (at least 120): an event
 /// envelope and a list of items with the same keys, then a `note` string
 /// filling the rest. `variant` picks the values.
 pub fn json(size: usize, variant: u64) -> Vec<u8> {
     let size = size.max(120);
+    let words: Vec<&str> = WORDS.split_whitespace().collect();
     let mut r = Rng::new(variant + 1);
     let mut s = format!(
         "{{\"type\":\"inventory.update\",\"seq\":{},\"ts\":\"2026-11-30T{:02}:{:02}:{:02}.{:03}Z\",\
@@ -76,7 +76,7 @@ pub fn json(size: usize, variant: u64) -> Vec<u8> {
     s += "],\"note\":\"";
     let end = "\"}";
     while s.len() + end.len() < size {
-        s += r.pick(WORDS);
+        s += r.pick(&words);
         s.push(' ');
     }
     s.truncate(size - end.len());

@@ -239,7 +239,11 @@ mod tests {
     #[test]
     fn round_trips_with_context_and_final_blocks() {
         let msgs: Vec<Vec<u8>> = (0..20)
-            .map(|i| format!("{{\"seq\":{i},\"text\":\"hello hello hello\"}}").repeat(i * 50).into_bytes())
+            .map(|i| {
+                format!("{{\"seq\":{i},\"text\":\"hello hello hello\"}}")
+                    .repeat(i * 50)
+                    .into_bytes()
+            })
             .collect();
         let agreed = Agreement::from_response(&["permessage-deflate"]).unwrap();
         let mut s = Session::new(agreed);

@@ -297,12 +297,18 @@ mod tests {
         bytes.extend(server_frame(true, OP_CONT, b"cd"));
         let mut r = FrameReader::new(64);
         r.allow_rsv1 = true;
-        assert_eq!(collect(&mut r, &bytes), vec![(OP_TEXT | 0x40, b"abcd".to_vec())]);
+        assert_eq!(
+            collect(&mut r, &bytes),
+            vec![(OP_TEXT | 0x40, b"abcd".to_vec())]
+        );
         let plain = server_frame(true, OP_BINARY, b"x");
         assert_eq!(collect(&mut r, &plain), vec![(OP_BINARY, b"x".to_vec())]);
         let mut r = FrameReader::new(64);
         assert!(r.read_once(&mut &first[..]).is_ok());
-        assert!(r.drain(|_, _| Ok(())).is_err(), "RSV1 without the extension");
+        assert!(
+            r.drain(|_, _| Ok(())).is_err(),
+            "RSV1 without the extension"
+        );
         for (fin, op) in [(true, OP_PING), (true, OP_CONT)] {
             let mut f = server_frame(fin, op, b"p");
             f[0] |= 0x40;

@@ -360,7 +360,10 @@ fn echo(o: &Opts) -> Result<Report, String> {
     let (mut count, mut rtts) = (0u64, Vec::<u64>::new());
     let (mut cpu0, mut cpu1) = (None, None);
 
-    let mut on_event = |_: usize, sent: &mut VecDeque<(Instant, usize)>, out: &mut Vec<u8>, ev: Ev| {
+    let mut on_event = |_: usize,
+                        sent: &mut VecDeque<(Instant, usize)>,
+                        out: &mut Vec<u8>,
+                        ev: Ev| {
         let Ev::Msg(got_op, got) = ev else {
             return Err(match ev {
                 Ev::Closed(why) => format!("connection closed mid-run: {why}"),

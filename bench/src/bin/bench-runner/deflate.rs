@@ -69,13 +69,22 @@ pub fn scenarios(
         "wsportal",
     ];
     let compressed = [("ratio", "ratio"), ("compressed_pct", "compressed %")];
-    let echo = |name: &str, what: &str, args: &[&str], extra: &[(&'static str, &'static str)]| {
-        Scenario {
+    let echo =
+        |name: &str, what: &str, args: &[&str], extra: &[(&'static str, &'static str)]| Scenario {
             group: "deflate",
             opt_in: true,
             deflate: true,
             metric: ("msgs_per_s", "msg/s", true),
-            extra: [extra, &compressed[..], &[("p99_us", "p99 µs"), ("server_cpu_pct", "CPU %"), ("loadgen_cpu_pct", "loadgen CPU %")]].concat(),
+            extra: [
+                extra,
+                &compressed[..],
+                &[
+                    ("p99_us", "p99 µs"),
+                    ("server_cpu_pct", "CPU %"),
+                    ("loadgen_cpu_pct", "loadgen CPU %"),
+                ],
+            ]
+            .concat(),
             rounds,
             servers: Some(ECHO),
             ..Scenario::new(
@@ -84,8 +93,7 @@ pub fn scenarios(
                 [strings(args), strings(&["--deflate"]), timed.to_vec()].concat(),
                 echo_timeout,
             )
-        }
-    };
+        };
     let mut list = vec![
         echo(
             "deflate-json",
@@ -104,10 +112,10 @@ pub fn scenarios(
             &[("cpu_us_per_msg", "CPU µs/msg"), ("mb_per_s", "MB/s")],
         ),
     ];
-    for (args, (name, label)) in broadcast
-        .into_iter()
-        .zip([("deflate-broadcast64", "64 B"), ("deflate-broadcast16k", "16 KiB")])
-    {
+    for (args, (name, label)) in broadcast.into_iter().zip([
+        ("deflate-broadcast64", "64 B"),
+        ("deflate-broadcast16k", "16 KiB"),
+    ]) {
         list.push(Scenario {
             group: "deflate",
             opt_in: true,
@@ -133,7 +141,10 @@ pub fn scenarios(
         deflate: true,
         metric: ("kib_per_conn", "KiB/conn idle", false),
         extra: vec![
-            ("kib_per_conn_after_echo", "KiB/conn after one message each way"),
+            (
+                "kib_per_conn_after_echo",
+                "KiB/conn after one message each way",
+            ),
             ("compressed_pct", "compressed %"),
             ("hold_cpu_ms", "CPU ms in hold"),
             ("open_s", "open s"),
@@ -147,9 +158,21 @@ pub fn scenarios(
              RSS growth per connection before and after",
             [
                 strings(&[
-                    "idle", "--deflate", "--content", "json", "--size", "256", "--concurrency", "100",
+                    "idle",
+                    "--deflate",
+                    "--content",
+                    "json",
+                    "--size",
+                    "256",
+                    "--concurrency",
+                    "100",
                 ]),
-                strings(&["--clients", &idle_conns.to_string(), "--hold", &idle_hold.to_string()]),
+                strings(&[
+                    "--clients",
+                    &idle_conns.to_string(),
+                    "--hold",
+                    &idle_hold.to_string(),
+                ]),
             ]
             .concat(),
             Duration::from_secs_f64(idle_hold + 300.0),
