@@ -22,6 +22,21 @@ command -v taskset >/dev/null || { echo "taskset not found (Debian package util-
 echo "== building the harness (bench/) in release" >&2
 cargo build --release --quiet -p wsportal-bench --bins
 
+# The deflate group (SCENARIOS=deflate or all) runs wsportal's echo and chat
+# built with `--features deflate`, copied to target/bench/deflate/; built
+# first, so that target/release/examples/ ends with the plain build.
+case ",${SCENARIOS:-}," in
+  *,all,*|*deflate*)
+    echo "== building wsportal's examples with --features deflate" >&2
+    rm -rf target/bench/deflate
+    if cargo build --release --quiet --features deflate --example echo --example chat; then
+      mkdir -p target/bench/deflate
+      cp target/release/examples/echo target/release/examples/chat target/bench/deflate/
+    else
+      echo "warning: the deflate build failed; its wsportal rows are skipped" >&2
+    fi ;;
+esac
+
 echo "== building wsportal's examples in release" >&2
 if ! cargo build --release --quiet --examples; then
   export WSPORTAL_SKIP="cargo build --release --examples failed"

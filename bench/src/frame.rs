@@ -66,6 +66,9 @@ pub struct FrameReader {
     /// for the raw-TCP mode, where our own client frames come back verbatim
     /// (comparing masked bytes saves loadgen the unmasking work).
     pub accept_masked: bool,
+    /// permessage-deflate agreed: RSV1 may start a data message, and is
+    /// passed on in the opcode (`op | 0x40`) for the caller to inflate.
+    pub allow_rsv1: bool,
 }
 
 /// What one non-blocking read pass found.
@@ -85,6 +88,7 @@ impl FrameReader {
             frag: Vec::new(),
             frag_op: None,
             accept_masked: false,
+            allow_rsv1: false,
         }
     }
 
@@ -132,7 +136,7 @@ impl FrameReader {
     ) -> Result<(), String> {
         loop {
             let avail = &self.buf[self.start..self.end];
-            let Some((fin, op, hlen, plen, mask)) = parse_header(avail)? else {
+            let Some((fin, op, hlen, plen, mask)) = parse_header(avail, self.allow_rsv1)? else {
                 break;
             };
             if avail.len() < hlen + plen {
@@ -144,6 +148,12 @@ impl FrameReader {
             let p0 = self.start + hlen;
             self.start = p0 + plen;
             let payload = &self.buf[p0..p0 + plen];
+            // RSV1 (only with `allow_rsv1`) marks a compressed message: it
+            // goes with the message's first frame, never a control frame.
+            let (op, rsv1) = (op & 0x0F, op & 0x40);
+            if rsv1 != 0 && !matches!((op, self.frag_op), (OP_TEXT | OP_BINARY, None)) {
+                return Err(format!("RSV1 set on a frame with opcode {op}"));
+            }
             match (op, self.frag_op) {
                 // Control frames may arrive between fragments.
                 (OP_CLOSE | OP_PING | OP_PONG, _) => {
@@ -152,9 +162,9 @@ impl FrameReader {
                     }
                     on_msg(op, payload)?;
                 }
-                (OP_TEXT | OP_BINARY, None) if fin => on_msg(op, payload)?,
+                (OP_TEXT | OP_BINARY, None) if fin => on_msg(op | rsv1, payload)?,
                 (OP_TEXT | OP_BINARY, None) => {
-                    self.frag_op = Some(op);
+                    self.frag_op = Some(op | rsv1);
                     self.frag.clear();
                     self.frag.extend_from_slice(payload);
                 }
@@ -177,17 +187,22 @@ impl FrameReader {
 }
 
 /// Parses a frame header: `(fin, opcode, header_len, payload_len, mask)`,
-/// or `None` if more bytes are needed.
+/// or `None` if more bytes are needed. With `rsv1`, RSV1 is allowed and
+/// comes back in the opcode (`0x40`).
 #[allow(clippy::type_complexity)]
-fn parse_header(b: &[u8]) -> Result<Option<(bool, u8, usize, usize, Option<[u8; 4]>)>, String> {
+fn parse_header(
+    b: &[u8],
+    rsv1: bool,
+) -> Result<Option<(bool, u8, usize, usize, Option<[u8; 4]>)>, String> {
     if b.len() < 2 {
         return Ok(None);
     }
-    if b[0] & 0x70 != 0 {
+    let allowed = if rsv1 { 0x40 } else { 0 };
+    if b[0] & 0x70 & !allowed != 0 {
         return Err("reserved bits set in frame header".into());
     }
     let fin = b[0] & 0x80 != 0;
-    let op = b[0] & 0x0F;
+    let op = b[0] & (0x0F | allowed);
     let masked = b[1] & 0x80 != 0;
     let (mut hlen, plen) = match b[1] & 0x7F {
         126 if b.len() >= 4 => (4, u16::from_be_bytes([b[2], b[3]]) as usize),
@@ -272,6 +287,36 @@ mod tests {
             .map(|(i, b)| b ^ mask[i % 4])
             .collect();
         assert_eq!(fast, slow);
+    }
+
+    #[test]
+    fn rsv1_only_when_allowed_and_only_on_a_first_data_frame() {
+        let mut first = server_frame(false, OP_TEXT, b"ab");
+        first[0] |= 0x40;
+        let mut bytes = first.clone();
+        bytes.extend(server_frame(true, OP_CONT, b"cd"));
+        let mut r = FrameReader::new(64);
+        r.allow_rsv1 = true;
+        assert_eq!(
+            collect(&mut r, &bytes),
+            vec![(OP_TEXT | 0x40, b"abcd".to_vec())]
+        );
+        let plain = server_frame(true, OP_BINARY, b"x");
+        assert_eq!(collect(&mut r, &plain), vec![(OP_BINARY, b"x".to_vec())]);
+        let mut r = FrameReader::new(64);
+        assert!(r.read_once(&mut &first[..]).is_ok());
+        assert!(
+            r.drain(|_, _| Ok(())).is_err(),
+            "RSV1 without the extension"
+        );
+        for (fin, op) in [(true, OP_PING), (true, OP_CONT)] {
+            let mut f = server_frame(fin, op, b"p");
+            f[0] |= 0x40;
+            let mut r = FrameReader::new(64);
+            r.allow_rsv1 = true;
+            assert!(r.read_once(&mut &f[..]).is_ok());
+            assert!(r.drain(|_, _| Ok(())).is_err(), "RSV1 on opcode {op}");
+        }
     }
 
     #[test]

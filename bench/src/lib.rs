@@ -2,8 +2,12 @@
 //!
 //! * [`procfs`]: server CPU time and memory read from `/proc/PID/...`.
 //! * [`frame`]: a minimal client-side WebSocket frame codec used by `loadgen`.
+//! * [`deflate`], [`content`]: loadgen's permessage-deflate, and the
+//!   realistic message bodies of the compression scenarios.
 //! * [`server_args`]: the command line shared by the peer servers.
 
+pub mod content;
+pub mod deflate;
 pub mod frame;
 pub mod net;
 pub mod procfs;

@@ -12,6 +12,7 @@ use std::time::Duration;
 use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Token};
 
+use crate::deflate::{self, Agreement, Session};
 use crate::frame::{self, FrameReader, OP_PING, OP_PONG};
 
 /// What a connection reports to the scenario handler.
@@ -42,6 +43,9 @@ struct Conn<S> {
     out_pos: usize,
     /// When false, bytes are left unread once open (a stalled client).
     reading: bool,
+    /// permessage-deflate was offered; then agreed (its inflater).
+    offered: bool,
+    z: Option<Session>,
     st: S,
 }
 
@@ -56,6 +60,8 @@ pub struct Net<S> {
     /// Plain TCP: no handshake, and our own masked frames come back.
     raw: bool,
     read_capacity: usize,
+    /// Offer permessage-deflate, and require it (see [`Net::offer_deflate`]).
+    deflate: bool,
 }
 
 /// The handler a scenario passes to [`Net::poll`]:
@@ -74,7 +80,25 @@ impl<S> Net<S> {
             path: path.to_string(),
             raw,
             read_capacity,
+            deflate: false,
         })
+    }
+
+    /// Offers permessage-deflate ([`deflate::OFFER`]) on every connection
+    /// started from now on; a response that does not agree fails the run.
+    pub fn offer_deflate(&mut self) {
+        self.deflate = true;
+    }
+
+    /// What the server agreed to on connection `id`, once it is open.
+    pub fn agreement(&self, id: usize) -> Option<Agreement> {
+        let c = self.conns.get(id)?.as_ref()?;
+        c.z.as_ref().map(|z| z.agreed)
+    }
+
+    /// Connection `id`'s compression counters (None without the extension).
+    pub fn deflate_session(&self, id: usize) -> Option<&Session> {
+        self.conns.get(id)?.as_ref()?.z.as_ref()
     }
 
     /// Starts a new connection and returns its id. Ids of closed connections
@@ -97,10 +121,15 @@ impl<S> Net<S> {
         if !self.raw {
             let host = self.addr;
             let path = &self.path;
+            let ext = if self.deflate {
+                format!("Sec-WebSocket-Extensions: {}\r\n", deflate::OFFER)
+            } else {
+                String::new()
+            };
             out = format!(
                 "GET {path} HTTP/1.1\r\nHost: {host}\r\nUpgrade: websocket\r\n\
                  Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n\
-                 Sec-WebSocket-Version: 13\r\n\r\n"
+                 Sec-WebSocket-Version: 13\r\n{ext}\r\n"
             )
             .into_bytes();
         }
@@ -112,6 +141,8 @@ impl<S> Net<S> {
             out,
             out_pos: 0,
             reading: true,
+            offered: self.deflate && !self.raw,
+            z: None,
             st,
         };
         if id == self.conns.len() {
@@ -263,12 +294,20 @@ fn deliver<S>(id: usize, c: &mut Conn<S>, h: &mut impl Handler<S>) -> Result<(),
     if c.phase != Phase::Open || !c.reading {
         return Ok(());
     }
-    let Conn { rd, out, st, .. } = c;
+    let Conn { rd, out, st, z, .. } = c;
     rd.drain(|op, payload| {
         if op == OP_PING {
             out.extend_from_slice(&frame::client_frame(OP_PONG, payload, [9, 8, 7, 6]));
             Ok(())
+        } else if op & deflate::RSV1 != 0 {
+            // Only set once the extension was agreed (`allow_rsv1`).
+            let z = z.as_mut().ok_or("RSV1 without permessage-deflate")?;
+            let data = z.inflate(payload)?;
+            h(id, st, out, Ev::Msg(op & !deflate::RSV1, data))
         } else {
+            if let Some(z) = z {
+                z.plain += 1;
+            }
             h(id, st, out, Ev::Msg(op, payload))
         }
     })?;
@@ -298,6 +337,17 @@ fn check_upgrade<S>(c: &mut Conn<S>) -> Result<(), Fail> {
     });
     if accept != Some(c.accept.as_str()) {
         return Err(Fail::Fatal(format!("bad Sec-WebSocket-Accept: {accept:?}")));
+    }
+    if c.offered {
+        let exts: Vec<&str> = head
+            .split("\r\n")
+            .skip(1)
+            .filter_map(|l| l.split_once(':'))
+            .filter(|(name, _)| name.trim().eq_ignore_ascii_case("sec-websocket-extensions"))
+            .map(|(_, value)| value.trim())
+            .collect();
+        c.z = Some(Session::new(Agreement::from_response(&exts)?));
+        c.rd.allow_rsv1 = true;
     }
     c.rd.consume(end + 4);
     c.phase = Phase::Open;

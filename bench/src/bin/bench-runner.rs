@@ -18,6 +18,11 @@ use std::time::{Duration, Instant};
 
 use wsportal_bench::procfs;
 
+// The deflate group lives beside this file (a directory, so cargo does not
+// take it for a binary of its own).
+#[path = "bench-runner/deflate.rs"]
+mod deflate;
+
 /// One server implementation; `None` commands mean "not available".
 #[derive(Clone)]
 struct Server {
@@ -78,6 +83,8 @@ struct Scenario {
     /// Only run when named (or its group named) in `SCENARIOS`, or with
     /// `SCENARIOS=all`.
     opt_in: bool,
+    /// Compression on: servers run as `deflate::command` says.
+    deflate: bool,
 }
 
 impl Scenario {
@@ -99,6 +106,7 @@ impl Scenario {
             nagle_rows: false,
             servers: None,
             opt_in: false,
+            deflate: false,
         }
     }
 }
@@ -352,6 +360,15 @@ fn main() {
             )
         });
     }
+    all_scenarios.extend(deflate::scenarios(
+        &timed,
+        echo_timeout,
+        rounds,
+        [64, 16384].map(|size| broadcast(size, bc_clients - 5.0, 5, bc_secs, bc_idle)),
+        &bc_extra,
+        bc_timeout(bc_secs),
+        (idle_conns, idle_hold),
+    ));
 
     let only_scen = env_s("SCENARIOS", "");
     let scenarios: Vec<Scenario> = all_scenarios
@@ -397,6 +414,9 @@ fn main() {
                 .join(", ")
         );
     }
+    if scenarios.iter().any(|s| s.deflate) {
+        report += &deflate::header();
+    }
     for s in &servers {
         if let Some(why) = &s.skip {
             eprintln!("skipping {}: {why}", s.name);
@@ -421,12 +441,18 @@ fn main() {
                     }
             })
             .filter(|s| servers_named || sc.servers.is_none_or(|only| only.contains(&&*s.name)))
+            .filter(|s| !sc.deflate || deflate::serves(s))
             .collect();
         let rounds = sc.rounds;
         let mut all: Vec<Vec<Run>> = active.iter().map(|_| Vec::new()).collect();
         for round in 1..=rounds {
             for (server, runs) in active.iter().zip(&mut all) {
-                let cmd = if sc.chat { &server.chat } else { &server.echo };
+                let deflate_cmd = sc.deflate.then(|| deflate::command(server, sc.chat));
+                let cmd = match &deflate_cmd {
+                    Some(cmd) => cmd,
+                    None if sc.chat => &server.chat,
+                    None => &server.echo,
+                };
                 let Some(cmd) = cmd else {
                     // Shown as a "skipped" row (wsportal's chat example missing).
                     let mut run = Run::new();

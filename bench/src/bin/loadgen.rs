@@ -10,14 +10,20 @@ use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+use wsportal_bench::deflate::compressed_frame;
 use wsportal_bench::frame::{client_frame, close_frame, OP_BINARY, OP_CLOSE, OP_TEXT};
 use wsportal_bench::net::{Ev, Net};
-use wsportal_bench::procfs;
+use wsportal_bench::{content, procfs};
 
 const USAGE: &str = "usage: loadgen echo|connect|idle|broadcast --addr HOST:PORT [--pid PID]
   [--path /] [--raw] [--clients N] [--inflight N] [--size BYTES] [--binary]
   [--warmup SECS] [--duration SECS] [--hold SECS] [--rate MSG_PER_S]
-  [--stalled N] [--drain SECS] [--concurrency N]";
+  [--stalled N] [--drain SECS] [--concurrency N]
+  [--deflate] [--content json|log] [--variants N]
+--deflate offers permessage-deflate (and fails if the server declines it),
+sends compressed messages and inflates what comes back; --content picks
+realistic bodies of --size bytes (--variants distinct ones, sent in turn)
+instead of the default pattern (echo, idle; broadcast pads with it).";
 
 /// Command-line options (one set for all scenarios).
 struct Opts {
@@ -37,6 +43,9 @@ struct Opts {
     stalled: usize,
     drain: f64,
     concurrency: usize,
+    deflate: bool,
+    content: Option<String>,
+    variants: usize,
 }
 
 /// Key/value pairs printed on the `RESULT` line.
@@ -92,11 +101,15 @@ fn parse_opts() -> Result<Opts, String> {
         stalled: 5,
         drain: 5.0,
         concurrency: 100,
+        deflate: false,
+        content: None,
+        variants: 16,
     };
     while let Some(flag) = args.next() {
         match flag.as_str() {
             "--raw" => o.raw = true,
             "--binary" => o.binary = true,
+            "--deflate" => o.deflate = true,
             _ => {
                 let v = args.next().ok_or(format!("{flag} needs a value"))?;
                 match flag.as_str() {
@@ -113,10 +126,18 @@ fn parse_opts() -> Result<Opts, String> {
                     "--stalled" => o.stalled = num(&flag, &v)?,
                     "--drain" => o.drain = num(&flag, &v)?,
                     "--concurrency" => o.concurrency = num(&flag, &v)?,
+                    "--content" => {
+                        content::make(&v, 200, 0).ok_or(format!("unknown --content {v:?}"))?;
+                        o.content = Some(v.clone());
+                    }
+                    "--variants" => o.variants = num::<usize>(&flag, &v)?.max(1),
                     _ => return Err(format!("unknown option {flag}")),
                 }
             }
         }
+    }
+    if o.raw && o.deflate {
+        return Err("--raw and --deflate do not mix".into());
     }
     if !o.addr.ip().is_loopback() {
         return Err("refusing a non-loopback --addr: this tool only loads local servers".into());
@@ -169,6 +190,79 @@ fn payload(size: usize) -> Vec<u8> {
     (0..size)
         .map(|i| b'!' + ((i * 7 + i / 95) % 94) as u8)
         .collect()
+}
+
+/// Message body number `variant`: `--content` of `--size` bytes, or the
+/// default pattern (one variant only).
+fn body(o: &Opts, variant: usize) -> Vec<u8> {
+    match &o.content {
+        Some(kind) => content::make(kind, o.size, variant as u64).unwrap_or_default(),
+        None => payload(o.size),
+    }
+}
+
+/// The distinct messages a run sends in turn: `--variants` of them with
+/// `--content`, else one.
+fn variant_count(o: &Opts) -> usize {
+    if o.content.is_some() {
+        o.variants
+    } else {
+        1
+    }
+}
+
+/// With `--deflate`: the window loadgen may compress with, the smallest
+/// any open connection agreed to; an error if one did not agree.
+/// `Ok(None)` without `--deflate`.
+fn client_bits<S>(net: &Net<S>, o: &Opts) -> Result<Option<u8>, String> {
+    if !o.deflate {
+        return Ok(None);
+    }
+    let mut bits = 15;
+    for id in net.ids() {
+        let a = net
+            .agreement(id)
+            .ok_or("the server did not agree to permessage-deflate")?;
+        bits = bits.min(a.client_bits);
+    }
+    Ok(Some(bits))
+}
+
+/// A masked client frame of `data`: compressed with `bits` if given.
+fn frame_of(op: u8, data: &[u8], bits: Option<u8>) -> Vec<u8> {
+    match bits {
+        Some(bits) => compressed_frame(op, data, bits, MASK),
+        None => client_frame(op, data, MASK),
+    }
+}
+
+/// With `--deflate`, RESULT fields on what the server sent: the share of
+/// messages that came compressed, and inflated / compressed bytes.
+fn deflate_report<S>(net: &Net<S>, o: &Opts, report: &mut Report) {
+    if !o.deflate {
+        return;
+    }
+    let (mut z, mut plain, mut wire, mut inflated) = (0u64, 0u64, 0u64, 0u64);
+    for id in net.ids() {
+        if let Some(s) = net.deflate_session(id) {
+            (z, plain) = (z + s.compressed, plain + s.plain);
+            (wire, inflated) = (wire + s.wire_bytes, inflated + s.inflated_bytes);
+        }
+    }
+    let pct = if z + plain == 0 {
+        "-".into()
+    } else {
+        format!("{:.0}", z as f64 * 100.0 / (z + plain) as f64)
+    };
+    report.push(("compressed_pct", pct));
+    report.push((
+        "ratio",
+        if wire == 0 {
+            "-".into()
+        } else {
+            format!("{:.2}", inflated as f64 / wire as f64)
+        },
+    ));
 }
 
 /// A client masking key; fixed per run, which servers cannot tell apart
@@ -229,17 +323,35 @@ fn open_all<S>(
 /// With `--raw` the same frames go over plain TCP (for `raw-echo`).
 fn echo(o: &Opts) -> Result<Report, String> {
     let op = if o.binary { OP_BINARY } else { OP_TEXT };
-    let frame = client_frame(op, &payload(o.size), MASK);
-    // What must come back: the payload, or in raw mode the masked payload
-    // (the frame's tail), since raw frames are compared without unmasking.
-    let data = if o.raw {
-        frame[frame.len() - o.size..].to_vec()
-    } else {
-        payload(o.size)
-    };
-    let mut net: Net<VecDeque<Instant>> =
+    let mut net: Net<VecDeque<(Instant, usize)>> =
         Net::new(o.addr, &o.path, o.raw, 2 * o.size + 4096).map_err(|e| e.to_string())?;
+    if o.deflate {
+        net.offer_deflate();
+    }
     open_all(&mut net, o, o.clients, secs(30.0), |_| VecDeque::new())?;
+    let bits = client_bits(&net, o)?;
+    // Each variant's frame (compressed once, with --deflate), and what must
+    // come back: the body, or in raw mode the masked body (the frame's
+    // tail), since raw frames are compared without unmasking.
+    let variants: Vec<(Vec<u8>, Vec<u8>)> = (0..variant_count(o))
+        .map(|v| {
+            let data = body(o, v);
+            let frame = frame_of(op, &data, bits);
+            let expect = if o.raw {
+                frame[frame.len() - data.len()..].to_vec()
+            } else {
+                data
+            };
+            (frame, expect)
+        })
+        .collect();
+    // Variants go out in turn, across all connections.
+    let next = Cell::new(0usize);
+    let pick = || {
+        let v = next.get();
+        next.set((v + 1) % variants.len());
+        v
+    };
 
     let start = Instant::now();
     let (w0, w1) = (start + secs(o.warmup), start + secs(o.warmup + o.duration));
@@ -248,13 +360,18 @@ fn echo(o: &Opts) -> Result<Report, String> {
     let (mut count, mut rtts) = (0u64, Vec::<u64>::new());
     let (mut cpu0, mut cpu1) = (None, None);
 
-    let mut on_event = |_: usize, sent: &mut VecDeque<Instant>, out: &mut Vec<u8>, ev: Ev| {
+    let mut on_event = |_: usize,
+                        sent: &mut VecDeque<(Instant, usize)>,
+                        out: &mut Vec<u8>,
+                        ev: Ev| {
         let Ev::Msg(got_op, got) = ev else {
             return Err(match ev {
                 Ev::Closed(why) => format!("connection closed mid-run: {why}"),
                 _ => "unexpected event".into(),
             });
         };
+        let (sent_at, v) = sent.pop_front().ok_or("more echoes than messages sent")?;
+        let data = &variants[v].1;
         if got_op != op || got != &data[..] {
             return Err(format!(
                 "echo mismatch: sent opcode {op} with {} bytes, got opcode {got_op} with {} bytes{}",
@@ -264,14 +381,14 @@ fn echo(o: &Opts) -> Result<Report, String> {
             ));
         }
         let now = Instant::now();
-        let sent_at = sent.pop_front().ok_or("more echoes than messages sent")?;
         if now >= w0 && now < w1 {
             count += 1;
             rtts.push((now - sent_at).as_nanos() as u64);
         }
         if now < w1 {
-            out.extend_from_slice(&frame);
-            sent.push_back(now);
+            let v = pick();
+            out.extend_from_slice(&variants[v].0);
+            sent.push_back((now, v));
         } else {
             outstanding.set(outstanding.get() - 1);
         }
@@ -279,10 +396,13 @@ fn echo(o: &Opts) -> Result<Report, String> {
     };
     // Fill the pipelines, then run until the window is over and drained.
     for id in net.ids() {
+        let mut burst = Vec::new();
         for _ in 0..o.inflight {
-            net.state(id).unwrap().push_back(Instant::now());
+            let v = pick();
+            burst.extend_from_slice(&variants[v].0);
+            net.state(id).unwrap().push_back((Instant::now(), v));
         }
-        net.send(id, &frame.repeat(o.inflight), &mut on_event)?;
+        net.send(id, &burst, &mut on_event)?;
     }
     loop {
         let now = Instant::now();
@@ -304,7 +424,7 @@ fn echo(o: &Opts) -> Result<Report, String> {
     let d = o.duration;
     let ((s0, l0), (s1, l1)) = (cpu0.unwrap_or_default(), cpu1.unwrap_or_default());
     let (cpu, own) = (s1.saturating_sub(s0), l1.saturating_sub(l0));
-    Ok(vec![
+    let mut report = vec![
         ("msgs_per_s", format!("{:.0}", count as f64 / d)),
         (
             "mb_per_s",
@@ -316,7 +436,9 @@ fn echo(o: &Opts) -> Result<Report, String> {
         ("cpu_us_per_msg", per_item_us(cpu, count)),
         ("loadgen_cpu_pct", cpu_pct(own, secs(d))),
         ("messages", count.to_string()),
-    ])
+    ];
+    deflate_report(&net, o, &mut report);
+    Ok(report)
 }
 
 /// Per-connection progress in the `connect` scenario.
@@ -428,11 +550,15 @@ fn connect(o: &Opts) -> Result<Report, String> {
 fn idle(o: &Opts) -> Result<Report, String> {
     let pid = o.pid.ok_or("idle needs --pid")?;
     let rss = |field| procfs::status_kib(pid, field).ok_or("cannot read server /proc status");
-    let data = payload(o.size);
-    let frame = client_frame(OP_TEXT, &data, MASK);
-    let mut net: Net<bool> = Net::new(o.addr, &o.path, false, 1024).map_err(|e| e.to_string())?;
+    let data = body(o, 0);
+    let mut net: Net<bool> =
+        Net::new(o.addr, &o.path, false, 1024 + 2 * o.size).map_err(|e| e.to_string())?;
+    if o.deflate {
+        net.offer_deflate();
+    }
     let rss0 = rss("VmRSS")?;
     let open_time = open_all(&mut net, o, o.clients, secs(60.0), |_| false)?;
+    let frame = frame_of(OP_TEXT, &data, client_bits(&net, o)?);
 
     // Hold: nothing but (possibly) server pings, answered by `Net`.
     let cpu0 = server_cpu(o);
@@ -484,9 +610,13 @@ fn idle(o: &Opts) -> Result<Report, String> {
             o.clients
         ));
     }
-    let per_conn = (rss1 as f64 - rss0 as f64) / o.clients as f64;
-    Ok(vec![
-        ("kib_per_conn", format!("{per_conn:.1}")),
+    // Every connection has now sent and received one message (with
+    // --deflate, both compressed: the server's zlib state is allocated).
+    let rss2 = rss("VmRSS")?;
+    let per_conn = |rss: u64| format!("{:.1}", (rss as f64 - rss0 as f64) / o.clients as f64);
+    let mut report = vec![
+        ("kib_per_conn", per_conn(rss1)),
+        ("kib_per_conn_after_echo", per_conn(rss2)),
         (
             "hold_cpu_ms",
             format!("{:.0}", hold_cpu.as_secs_f64() * 1e3),
@@ -496,7 +626,9 @@ fn idle(o: &Opts) -> Result<Report, String> {
         ("rss_after_kib", rss1.to_string()),
         ("server_threads", threads.to_string()),
         ("echo_ok", answered.get().to_string()),
-    ])
+    ];
+    deflate_report(&net, o, &mut report);
+    Ok(report)
 }
 
 /// Per-connection state in the `broadcast` scenario.
@@ -512,20 +644,24 @@ struct Member {
     gap: bool,
 }
 
-/// Builds the broadcast text `"<seq> <nanos> "` padded with `x` to `size`.
-fn chat_payload(seq: u64, nanos: u64, size: usize) -> Vec<u8> {
+/// Builds the broadcast text `"<seq> <nanos> "` followed by the rest of
+/// `filler` (`size` bytes: `x`, or `--content`), so `size` bytes in all
+/// (more if the header alone is longer).
+fn chat_payload(seq: u64, nanos: u64, filler: &[u8]) -> Vec<u8> {
     let mut p = format!("{seq} {nanos} ").into_bytes();
-    p.resize(size.max(p.len()), b'x');
+    if p.len() < filler.len() {
+        p.extend_from_slice(&filler[p.len()..]);
+    }
     p
 }
 
 /// Checks one relayed message and returns `(seq, send_nanos)`.
-fn parse_chat(got: &[u8], size: usize) -> Option<(u64, u64)> {
+fn parse_chat(got: &[u8], filler: &[u8]) -> Option<(u64, u64)> {
     let text = std::str::from_utf8(got).ok()?;
     let mut parts = text.splitn(3, ' ');
     let seq = parts.next()?.parse().ok()?;
     let nanos = parts.next()?.parse().ok()?;
-    let ok = chat_payload(seq, nanos, size) == got;
+    let ok = chat_payload(seq, nanos, filler) == got;
     ok.then_some((seq, nanos))
 }
 
@@ -547,6 +683,13 @@ fn broadcast(o: &Opts) -> Result<Report, String> {
     let epoch = Instant::now();
     let mut net: Net<Member> =
         Net::new(o.addr, &o.path, false, 2 * o.size + 4096).map_err(|e| e.to_string())?;
+    if o.deflate {
+        net.offer_deflate();
+    }
+    let filler = match o.content {
+        Some(_) => body(o, 0),
+        None => vec![b'x'; o.size],
+    };
     let n = o.clients;
     let stalled_from = n.saturating_sub(o.stalled);
     // Members 0..n (the last `stalled` never read), then the publisher.
@@ -556,6 +699,7 @@ fn broadcast(o: &Opts) -> Result<Report, String> {
     })?;
     let ids = net.ids();
     let publisher = ids[n];
+    let bits = client_bits(&net, o)?;
     let mut noop = |_: usize, _: &mut Member, _: &mut Vec<u8>, _: Ev| Ok(());
     for &id in &ids[stalled_from..n] {
         net.set_reading(id, false, &mut noop)?;
@@ -579,7 +723,6 @@ fn broadcast(o: &Opts) -> Result<Report, String> {
     // Publishing phase.
     let total = (o.rate * o.duration).round() as u64;
     let readers = stalled_from + 1;
-    let size = o.size;
     let mut lat = Vec::<u64>::with_capacity(total as usize * readers);
     // Reading members done: got the last message, or closed.
     let finished = Cell::new(0usize);
@@ -609,7 +752,7 @@ fn broadcast(o: &Opts) -> Result<Report, String> {
             Ev::Msg(op, _) => return Err(format!("member {id}: unexpected opcode {op}")),
             Ev::Open => return Ok(()),
         };
-        let (seq, nanos) = parse_chat(got, size)
+        let (seq, nanos) = parse_chat(got, &filler)
             .ok_or_else(|| format!("member {id}: corrupt message ({} bytes)", got.len()))?;
         if seq < m.next || seq >= total {
             return Err(format!(
@@ -639,8 +782,8 @@ fn broadcast(o: &Opts) -> Result<Report, String> {
         let now = Instant::now();
         // Send every message that is due (50/s -> one per 20 ms).
         while sent < total && now >= t0 + secs(sent as f64 / o.rate) {
-            let p = chat_payload(sent, epoch.elapsed().as_nanos() as u64, size);
-            net.send(publisher, &client_frame(OP_TEXT, &p, MASK), &mut on_event)?;
+            let p = chat_payload(sent, epoch.elapsed().as_nanos() as u64, &filler);
+            net.send(publisher, &frame_of(OP_TEXT, &p, bits), &mut on_event)?;
             sent += 1;
         }
         net.poll(Duration::from_millis(1), &mut on_event)?;
@@ -671,7 +814,7 @@ fn broadcast(o: &Opts) -> Result<Report, String> {
         }
     }
     lat.sort_unstable();
-    Ok(vec![
+    let mut report = vec![
         ("p50_us", format!("{:.0}", pct(&lat, 50.0) as f64 / 1e3)),
         ("p99_us", format!("{:.0}", pct(&lat, 99.0) as f64 / 1e3)),
         (
@@ -705,5 +848,7 @@ fn broadcast(o: &Opts) -> Result<Report, String> {
             },
         ),
         ("open_s", format!("{:.2}", open_time.as_secs_f64())),
-    ])
+    ];
+    deflate_report(&net, o, &mut report);
+    Ok(report)
 }
