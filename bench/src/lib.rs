@@ -2,11 +2,13 @@
 //!
 //! * [`procfs`]: server CPU time and memory read from `/proc/PID/...`.
 //! * [`frame`]: a minimal client-side WebSocket frame codec used by `loadgen`.
+//! * [`socketio`]: the Engine.IO/Socket.IO text framing `loadgen --socketio` speaks.
 //! * [`server_args`]: the command line shared by the peer servers.
 
 pub mod frame;
 pub mod net;
 pub mod procfs;
+pub mod socketio;
 
 /// Command line of every peer server: `<bin> ADDR [--nodelay]`.
 pub mod server_args {
