@@ -18,6 +18,10 @@ use std::time::{Duration, Instant};
 
 use wsportal_bench::procfs;
 
+/// The `redis` group: a room over several instances sharing one Redis.
+#[path = "bench-runner/cluster.rs"]
+mod cluster;
+
 /// One server implementation; `None` commands mean "not available".
 #[derive(Clone)]
 struct Server {
@@ -482,6 +486,19 @@ fn main() {
         let t = stalled_summary(&stalled);
         println!("{t}");
         report += &t;
+    }
+    if cluster::wanted(&only_scen) {
+        let mut ctx = cluster::Ctx {
+            port: &mut port,
+            quiet_budget: &mut quiet_budget,
+            started,
+            server_cpu: &server_cpu,
+            loadgen_cpu: &loadgen_cpu,
+            out_dir,
+            quick,
+        };
+        report += &cluster::run(&mut ctx, &only_scen);
+        fs::write(out_dir.join("results.md"), &report).expect("write results");
     }
     let total = format!(
         "\nTotal bench time: {:.0} s",

@@ -163,10 +163,7 @@ fn secs(s: f64) -> Duration {
 
 /// Server CPU time so far, summed over every `--pid` (zero without one).
 fn server_cpu(o: &Opts) -> Duration {
-    o.pids
-        .iter()
-        .filter_map(|&p| procfs::cpu_time(p))
-        .sum()
+    o.pids.iter().filter_map(|&p| procfs::cpu_time(p)).sum()
 }
 
 /// This process's own CPU time so far.
