@@ -164,7 +164,7 @@ pub fn run(ctx: &mut Ctx<'_>, only: &str) -> String {
             instances: 1,
             redis: false,
         });
-        if f.name == "wsportal" {
+        if f.name == "wsportal" && instances > 1 {
             setups.push(Setup {
                 family: f,
                 instances: 1,
@@ -242,7 +242,7 @@ pub fn run(ctx: &mut Ctx<'_>, only: &str) -> String {
              |---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n"
         );
         let mut verdicts = String::new();
-        for setup in setups.iter().filter(|s| s.redis && s.instances > 1) {
+        for setup in setups.iter().filter(|s| s.redis && s.instances == instances) {
             let log = format!("redis-ramp-{}", setup.label());
             let mut inst = match start_instances(ctx, setup, &url, &log) {
                 Ok(inst) => inst,
