@@ -242,7 +242,10 @@ pub fn run(ctx: &mut Ctx<'_>, only: &str) -> String {
              |---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n"
         );
         let mut verdicts = String::new();
-        for setup in setups.iter().filter(|s| s.redis && s.instances == instances) {
+        for setup in setups
+            .iter()
+            .filter(|s| s.redis && s.instances == instances)
+        {
             let log = format!("redis-ramp-{}", setup.label());
             let mut inst = match start_instances(ctx, setup, &url, &log) {
                 Ok(inst) => inst,
