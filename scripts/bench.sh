@@ -48,7 +48,7 @@ fi
 # feature, in a target dir of its own (the plain rows keep the plain build),
 # and the Socket.IO + Redis adapter peer (a failed install drops its rows).
 case ",${SCENARIOS:-}," in
-  *,all,*|*,redis,*|*,redis64,*|*,redis16k,*|*,redis-ramp,*)
+  *,all,*|*,redis*)
     echo "== building wsportal's chat example with --features redis (target/bench/redis)" >&2
     cargo build --release --quiet --features redis --example chat --target-dir target/bench/redis \
       || echo "warning: the redis build failed; the wsportal rows of the redis group are skipped" >&2

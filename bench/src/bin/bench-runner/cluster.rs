@@ -14,7 +14,12 @@
 //!   `REDIS_RAMP_SECS` each step until p99 passes `REDIS_P99_MS` (or a
 //!   message is lost, or `REDIS_RAMP_CAP` is passed); the last good rate is
 //!   the answer. `REDIS_RAMP_MEMBERS` (default `REDIS_MEMBERS`) sets its
-//!   room's size: a small room shows the Redis hop's own limit. The instances (and Redis) stay up across the steps.
+//!   room's size.
+//! - `redis-hop`: the same ramp from 8 x `REDIS_RATE` up to `REDIS_HOP_CAP`
+//!   with one member per instance (the publisher included), so that the
+//!   fan-out costs nothing and the publishing path is what is measured
+//!   (wsportal: a synchronous PUBLISH round trip per message, under the
+//!   backplane's lock); against wsportal on one instance without Redis. The instances (and Redis) stay up across the steps.
 //!
 //! Setups: wsportal's `chat` example built with `--features redis` (in
 //! `target/bench/redis/`, so the plain rows keep the plain build), with no
@@ -43,7 +48,7 @@ pub fn wanted(only: &str) -> bool {
     only == "all"
         || only
             .split(',')
-            .any(|n| n == "redis" || n == "redis64" || n == "redis16k" || n == "redis-ramp")
+            .any(|n| n == "redis" || n.starts_with("redis"))
 }
 
 fn named(only: &str, name: &str) -> bool {
@@ -131,6 +136,7 @@ pub fn run(ctx: &mut Ctx<'_>, only: &str) -> String {
     // is 256 MB of them.
     let ramp_cap = env_f("REDIS_RAMP_CAP", q(200.0, 6400.0));
     let ramp_members = env_f("REDIS_RAMP_MEMBERS", members as f64) as usize;
+    let hop_cap = env_f("REDIS_HOP_CAP", q(1600.0, 51200.0));
     let limit_ms = env_f("REDIS_P99_MS", 50.0);
     let mut t = format!(
         "\n## redis: one room over {instances} instances sharing one Redis (issue 14)\n\n\
@@ -230,87 +236,144 @@ pub fn run(ctx: &mut Ctx<'_>, only: &str) -> String {
         }
         println!("{}", &t[table..]);
     }
+    let ramp = |name, what, members, from| Ramp {
+        name,
+        what,
+        members,
+        from,
+        cap: ramp_cap,
+        secs: ramp_secs,
+        idle,
+        limit_ms,
+    };
     if named(only, "redis-ramp") {
-        let table = t.len();
-        t += &format!(
-            "\n### redis-ramp: the most 64 B msg/s the room carries with p99 ≤ {limit_ms} ms\n\n\
-             {ramp_members} members; the rate doubles from {rate} msg/s ({ramp_secs} s per step, at \
-             most {ramp_cap} msg/s) until p99 passes {limit_ms} ms or a message is lost. The \
-             instances and Redis stay up across the steps.\n\n\
-             | setup | msg/s | deliveries/s | p99 µs | p50 µs | lost | CPU % publishing | \
-             Redis CPU % (whole run) | loadgen CPU % | other load % |\n\
-             |---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n"
-        );
-        let mut verdicts = String::new();
-        for setup in setups
+        let setups: Vec<&Setup> = setups
             .iter()
             .filter(|s| s.redis && s.instances == instances)
-        {
-            let log = format!("redis-ramp-{}", setup.label());
-            let mut inst = match start_instances(ctx, setup, &url, &log) {
-                Ok(inst) => inst,
-                Err(e) => {
-                    t += &row(&setup.label(), &error_run(e), "", &[]);
-                    continue;
-                }
-            };
-            let (mut r, mut good) = (rate, None);
-            let why = loop {
-                let args = broadcast_args(setup.family, 64, ramp_members, ramp_secs, idle, r);
-                let (run, back) = measure(ctx, &args, inst, redis.0.id(), &log, ramp_secs + idle);
-                inst = back;
-                let p99 = run.figure("p99_us").filter(|_| run.error.is_none());
-                let lost = run.figure("lost").unwrap_or(0.0);
-                let mut run = run;
-                run.fields.insert("rate".into(), format!("{r}"));
-                run.fields.insert(
-                    "deliveries_per_s".into(),
-                    format!("{:.0}", r * (ramp_members + 1) as f64),
-                );
-                t += &row(
-                    &setup.label(),
-                    &run,
-                    "",
-                    &[
-                        "rate",
-                        "deliveries_per_s",
-                        "p99_us",
-                        "p50_us",
-                        "lost",
-                        "pub_cpu_pct",
-                        "redis_cpu_pct",
-                        "loadgen_cpu_pct",
-                    ],
-                );
-                eprintln!("        {}", t.lines().last().unwrap_or(""));
-                match p99 {
-                    Some(p) if p <= limit_ms * 1e3 && lost == 0.0 => good = Some(r),
-                    Some(p) if lost == 0.0 => {
-                        break format!("at {r} msg/s p99 was {:.1} ms", p / 1e3);
-                    }
-                    Some(_) => {
-                        break format!("at {r} msg/s {lost} deliveries were lost");
-                    }
-                    None => {
-                        break format!("at {r} msg/s the run failed");
-                    }
-                }
-                if r * 2.0 > ramp_cap {
-                    break format!("the cap, {ramp_cap} msg/s, stopped the ramp");
-                }
-                r *= 2.0;
-            };
-            inst.stop();
-            verdicts += &format!(
-                "- {}: **{}** ({why}).\n",
-                setup.label(),
-                good.map_or("none".into(), |g| format!("{g} msg/s"))
-            );
-        }
-        t += &format!("\nMost msg/s with p99 ≤ {limit_ms} ms and nothing lost:\n\n{verdicts}");
-        println!("{}", &t[table..]);
+            .collect();
+        let r = ramp("redis-ramp", "the room", ramp_members, rate);
+        t += &run_ramp(ctx, &r, &setups, redis.0.id(), &url);
+    }
+    if named(only, "redis-hop") {
+        // One member per instance: what is left is the publishing path
+        // (wsportal: one synchronous PUBLISH per message) and the hop.
+        let setups: Vec<&Setup> = setups
+            .iter()
+            .filter(|s| (s.redis && s.instances == instances) || (!s.redis && !s.family.socketio))
+            .collect();
+        let r = Ramp {
+            cap: hop_cap,
+            ..ramp(
+                "redis-hop",
+                "one publisher, one member per instance",
+                instances - 1,
+                8.0 * rate,
+            )
+        };
+        t += &run_ramp(ctx, &r, &setups, redis.0.id(), &url);
     }
     stop(&mut redis.0);
+    t
+}
+
+/// A bounded ramp: the rate doubles from `from` until p99 passes
+/// `limit_ms`, a message is lost, a run fails or the next rate passes `cap`.
+struct Ramp {
+    name: &'static str,
+    what: &'static str,
+    members: usize,
+    from: f64,
+    cap: f64,
+    secs: f64,
+    idle: f64,
+    limit_ms: f64,
+}
+
+/// Runs a ramp on each setup (its instances stay up across the steps);
+/// returns the table and the verdicts.
+fn run_ramp(
+    ctx: &mut Ctx<'_>,
+    p: &Ramp,
+    setups: &[&Setup<'_>],
+    redis_pid: u32,
+    url: &str,
+) -> String {
+    let Ramp {
+        name,
+        members,
+        limit_ms,
+        ..
+    } = *p;
+    let mut t = format!(
+        "\n### {name}: the most 64 B msg/s {} carries with p99 ≤ {limit_ms} ms\n\n\
+         {members} members + 1 publisher; the rate doubles from {} msg/s ({} s per step, at \
+         most {} msg/s) until p99 passes {limit_ms} ms or a message is lost. The \
+         instances (and Redis) stay up across the steps.\n\n\
+         | setup | msg/s | deliveries/s | p99 µs | p50 µs | lost | CPU % publishing | \
+         Redis CPU % (whole run) | loadgen CPU % | other load % |\n\
+         |---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
+        p.what, p.from, p.secs, p.cap
+    );
+    let mut verdicts = String::new();
+    for setup in setups {
+        let log = format!("{name}-{}", setup.label());
+        let mut inst = match start_instances(ctx, setup, url, &log) {
+            Ok(inst) => inst,
+            Err(e) => {
+                t += &row(&setup.label(), &error_run(e), "", &[]);
+                continue;
+            }
+        };
+        let (mut r, mut good) = (p.from, None);
+        let why = loop {
+            let args = broadcast_args(setup.family, 64, members, p.secs, p.idle, r);
+            let (mut run, back) = measure(ctx, &args, inst, redis_pid, &log, p.secs + p.idle);
+            inst = back;
+            let p99 = run.figure("p99_us").filter(|_| run.error.is_none());
+            let lost = run.figure("lost").unwrap_or(0.0);
+            run.fields.insert("rate".into(), format!("{r}"));
+            run.fields.insert(
+                "deliveries_per_s".into(),
+                format!("{:.0}", r * (members + 1) as f64),
+            );
+            t += &row(
+                &setup.label(),
+                &run,
+                "",
+                &[
+                    "rate",
+                    "deliveries_per_s",
+                    "p99_us",
+                    "p50_us",
+                    "lost",
+                    "pub_cpu_pct",
+                    "redis_cpu_pct",
+                    "loadgen_cpu_pct",
+                ],
+            );
+            eprintln!("        {}", t.lines().last().unwrap_or(""));
+            match p99 {
+                Some(p99) if p99 <= limit_ms * 1e3 && lost == 0.0 => good = Some(r),
+                Some(p99) if lost == 0.0 => {
+                    break format!("at {r} msg/s p99 was {:.1} ms", p99 / 1e3);
+                }
+                Some(_) => break format!("at {r} msg/s {lost} deliveries were lost"),
+                None => break format!("at {r} msg/s the run failed"),
+            }
+            if r * 2.0 > p.cap {
+                break format!("the cap, {} msg/s, stopped the ramp", p.cap);
+            }
+            r *= 2.0;
+        };
+        inst.stop();
+        verdicts += &format!(
+            "- {}: **{}** ({why}).\n",
+            setup.label(),
+            good.map_or("none".into(), |g| format!("{g} msg/s"))
+        );
+    }
+    t += &format!("\nMost msg/s with p99 ≤ {limit_ms} ms and nothing lost:\n\n{verdicts}");
+    println!("{t}");
     t
 }
 
