@@ -467,6 +467,20 @@ fn row(label: &str, run: &Run, extra: &str, keys: &[&str]) -> String {
     r + &format!(" {others} |\n")
 }
 
+/// Makes the child die with the runner (`BENCH_TIMEOUT` kills the runner
+/// only): no redis-server or instance is left behind.
+fn die_with_runner(cmd: &mut Command) {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: prctl(2) is async-signal-safe; nothing else runs between
+    // fork and exec.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+            Ok(())
+        });
+    }
+}
+
 /// Starts redis-server on a free port (persistence off) on the server CPU;
 /// returns it with its port once it accepts connections.
 fn start_redis(ctx: &mut Ctx<'_>) -> Result<(Child, u16), String> {
@@ -474,7 +488,9 @@ fn start_redis(ctx: &mut Ctx<'_>) -> Result<(Child, u16), String> {
     let port = *ctx.port;
     let log = File::create(ctx.out_dir.join("logs").join("redis-server.log"))
         .map_err(|e| e.to_string())?;
-    let mut child = Command::new("taskset")
+    let mut cmd = Command::new("taskset");
+    die_with_runner(&mut cmd);
+    let mut child = cmd
         .args([
             "-c",
             ctx.server_cpu,
@@ -527,6 +543,7 @@ fn start_instances(
             .join(format!("{}-{i}.log", log.replace([' ', ',', '+'], "_")));
         let file = File::create(&path).map_err(|e| e.to_string())?;
         let mut cmd = Command::new("taskset");
+        die_with_runner(&mut cmd);
         cmd.args(["-c", ctx.server_cpu])
             .args(&s.family.cmd)
             .arg(&addr);
