@@ -17,9 +17,10 @@ use wsportal_bench::{procfs, socketio};
 const USAGE: &str = "usage: loadgen echo|connect|idle|broadcast --addr HOST:PORT [--pid PID]
   [--path /] [--raw] [--clients N] [--inflight N] [--size BYTES] [--binary]
   [--warmup SECS] [--duration SECS] [--hold SECS] [--rate MSG_PER_S]
-  [--stalled N] [--drain SECS] [--concurrency N] [--socketio]
+  [--stalled N] [--drain SECS] [--concurrency N] [--socketio] [--aux-pid PID]
 broadcast: --addr A,B,C spreads the members over several instances in turn
-  (the publisher is the last); --pid P,Q,R sums their CPU time; --socketio
+  (the publisher is the last); --pid P,Q,R sums their CPU time; --aux-pid
+  reports another process's CPU while publishing (aux_cpu_pct); --socketio
   speaks Socket.IO (Engine.IO v4 over WebSocket; messages are \"chat\" events)";
 
 /// Command-line options (one set for all scenarios).
@@ -33,6 +34,9 @@ struct Opts {
     pids: Vec<u32>,
     /// Socket.IO instead of plain WebSocket messages (broadcast).
     socketio: bool,
+    /// Another process whose CPU use while publishing is reported
+    /// (`aux_cpu_pct`; the `redis` group's redis-server).
+    aux_pid: Option<u32>,
     path: String,
     raw: bool,
     clients: usize,
@@ -91,6 +95,7 @@ fn parse_opts() -> Result<Opts, String> {
         pid: None,
         pids: Vec::new(),
         socketio: false,
+        aux_pid: None,
         path: "/".into(),
         raw: false,
         clients: 100,
@@ -121,6 +126,7 @@ fn parse_opts() -> Result<Opts, String> {
                         o.pids = list(&flag, &v)?;
                         o.pid = o.pids.first().copied();
                     }
+                    "--aux-pid" => o.aux_pid = Some(num(&flag, &v)?),
                     "--path" => o.path = v.clone(),
                     "--clients" => o.clients = num(&flag, &v)?,
                     "--inflight" => o.inflight = num(&flag, &v)?,
@@ -683,6 +689,8 @@ fn broadcast(o: &Opts) -> Result<Report, String> {
         Ok(())
     };
     let (cpu1, own1) = (server_cpu(o), own_cpu());
+    let aux_cpu = || o.aux_pid.and_then(procfs::cpu_time).unwrap_or_default();
+    let aux1 = aux_cpu();
     let t0 = Instant::now();
     let mut sent = 0u64;
     // Whatever has not arrived 10 s after the last message was due is lost.
@@ -703,6 +711,7 @@ fn broadcast(o: &Opts) -> Result<Report, String> {
     let pub_wall = t0.elapsed();
     let pub_cpu = server_cpu(o).saturating_sub(cpu1);
     let own_pub_cpu = own_cpu().saturating_sub(own1);
+    let aux_pub_cpu = aux_cpu().saturating_sub(aux1);
 
     // Stalled members: read what is there now, until each one has turned
     // out closed or has caught up (at most `drain` seconds).
@@ -747,6 +756,7 @@ fn broadcast(o: &Opts) -> Result<Report, String> {
         ("pub_cpu_pct", cpu_pct(pub_cpu, pub_wall)),
         ("cpu_us_per_delivery", per_item_us(pub_cpu, deliveries)),
         ("loadgen_cpu_pct", cpu_pct(own_pub_cpu, pub_wall)),
+        ("aux_cpu_pct", cpu_pct(aux_pub_cpu, pub_wall)),
         ("readers", readers.to_string()),
         ("deliveries", deliveries.to_string()),
         ("messages", total.to_string()),

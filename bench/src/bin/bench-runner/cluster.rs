@@ -1,6 +1,6 @@
 //! The `redis` group (issue 14, opt-in): one chat room spread over several
 //! server instances that share one Redis, against the same load on one
-//! instance; then a bounded ramp of the publish rate.
+//! instance; then bounded ramps of the publish rate.
 //!
 //! The runner starts its own `redis-server` (free port, persistence off,
 //! on the server CPU), then for each setup fresh server instances (all on
@@ -19,7 +19,8 @@
 //!   with one member per instance (the publisher included), so that the
 //!   fan-out costs nothing and the publishing path is what is measured
 //!   (wsportal: a synchronous PUBLISH round trip per message, under the
-//!   backplane's lock); against wsportal on one instance without Redis. The instances (and Redis) stay up across the steps.
+//!   backplane's lock); against wsportal on one instance without Redis.
+//!   A ramp's instances (and Redis) stay up across its steps.
 //!
 //! Setups: wsportal's `chat` example built with `--features redis` (in
 //! `target/bench/redis/`, so the plain rows keep the plain build), with no
@@ -142,8 +143,7 @@ pub fn run(ctx: &mut Ctx<'_>, only: &str) -> String {
         "\n## redis: one room over {instances} instances sharing one Redis (issue 14)\n\n\
          {members} members + 1 publisher spread over the instances in turn; instances and \
          redis-server on CPU {}, loadgen on CPU {}. `CPU µs/delivery` and `CPU % publishing` \
-         are the instances' (summed); `Redis CPU % (whole run)` is redis-server's over the \
-         whole loadgen run (connecting and idle included).\n",
+         are the instances' (summed); `Redis CPU %` is redis-server's, while publishing.\n",
         ctx.server_cpu, ctx.loadgen_cpu
     );
     let families = families();
@@ -191,7 +191,7 @@ pub fn run(ctx: &mut Ctx<'_>, only: &str) -> String {
         t += &format!(
             "\n### {name}: room relay of {label} text, {rate} msg/s for {secs} s\n\n\
              | setup | p99 µs ↓ | vs 1 instance | p50 µs | max µs | lost | readers closed | \
-             CPU µs/delivery | CPU % publishing | Redis CPU % (whole run) | loadgen CPU % | \
+             CPU µs/delivery | CPU % publishing | Redis CPU % | loadgen CPU % | \
              other load % |\n\
              |---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n"
         );
@@ -228,7 +228,7 @@ pub fn run(ctx: &mut Ctx<'_>, only: &str) -> String {
                     "readers_closed",
                     "cpu_us_per_delivery",
                     "pub_cpu_pct",
-                    "redis_cpu_pct",
+                    "aux_cpu_pct",
                     "loadgen_cpu_pct",
                 ],
             );
@@ -310,7 +310,7 @@ fn run_ramp(
          most {} msg/s) until p99 passes {limit_ms} ms or a message is lost. The \
          instances (and Redis) stay up across the steps.\n\n\
          | setup | msg/s | deliveries/s | p99 µs | p50 µs | lost | CPU % publishing | \
-         Redis CPU % (whole run) | loadgen CPU % | other load % |\n\
+         Redis CPU % | loadgen CPU % | other load % |\n\
          |---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
         p.what, p.from, p.secs, p.cap
     );
@@ -347,7 +347,7 @@ fn run_ramp(
                     "p50_us",
                     "lost",
                     "pub_cpu_pct",
-                    "redis_cpu_pct",
+                    "aux_cpu_pct",
                     "loadgen_cpu_pct",
                 ],
             );
@@ -608,6 +608,8 @@ fn measure(
             &inst.addrs.join(","),
             "--pid",
             &pid_list.join(","),
+            "--aux-pid",
+            &redis_pid.to_string(),
         ]);
     let path = ctx
         .out_dir
@@ -637,15 +639,6 @@ fn measure(
         let others = b1.saturating_sub(b0).saturating_sub(ours);
         run.others_pct = Some(others.as_secs_f64() * 100.0 / wall.as_secs_f64());
     }
-    // Redis's share over the publishing window (loadgen's `pub_cpu_pct`
-    // window is shorter than `wall`: this one includes connecting).
-    run.fields.insert(
-        "redis_cpu_pct".into(),
-        format!(
-            "{:.1}",
-            redis_cpu.as_secs_f64() * 100.0 / wall.as_secs_f64()
-        ),
-    );
     if let Some(e) = inst.exited() {
         run.error = Some(e);
     }
