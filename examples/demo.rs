@@ -7,6 +7,12 @@
 //!     cargo run --features tls --example demo -- 127.0.0.1:8443 --cert cert.pem --key key.pem
 //!                                               # then open https://localhost:8443/
 //!
+//! Two or more demos sharing one Redis (feature `redis`) are one site: open
+//! the page on each, and chat and events reach the pages of every instance.
+//!
+//!     cargo run --features redis --example demo -- 127.0.0.1:8080 --redis redis://127.0.0.1:6379/
+//!     cargo run --features redis --example demo -- 127.0.0.1:8081 --redis redis://127.0.0.1:6379/
+//!
 //! - `/`        the page (the HTML, CSS and JavaScript at the end of this file)
 //! - `/echo`    WebSocket: every message comes straight back
 //! - `/chat`    WebSocket: every text message goes to every chat client, sender included
@@ -41,7 +47,8 @@ fn main() -> std::process::ExitCode {
 }
 
 /// Serves on `args[0]` (default 127.0.0.1:8080); `--seconds N` stops it
-/// cleanly after N seconds; `--cert PATH --key PATH` serve it over https.
+/// cleanly after N seconds; `--cert PATH --key PATH` serve it over https;
+/// `--redis URL` (feature `redis`) links it with the other demos using that Redis.
 pub fn run(args: &[String]) -> Result<(), wsportal::Error> {
     let addr = args.first().map_or("127.0.0.1:8080", String::as_str);
 
@@ -56,6 +63,9 @@ pub fn run(args: &[String]) -> Result<(), wsportal::Error> {
     server.define_event_stream("/events", events);
     server.define_metrics("/metrics");
     let stats = server.broadcaster(); // for `stats()` in the clock thread
+    if let Some(url) = flag(args, "--redis") {
+        join_redis(&mut server, url)?;
+    }
 
     // Echo: send every message back as it came.
     server.define_resource(
@@ -66,15 +76,21 @@ pub fn run(args: &[String]) -> Result<(), wsportal::Error> {
     );
 
     // Chat: relay every text message to every `/chat` WebSocket (the sender
-    // too), and to every event-stream client as a `chat` event.
+    // too), and to every event-stream client as a `chat` event. The event
+    // ids start with this process's id, so that they stay unique when
+    // several demos share a Redis: a browser can then resume its event
+    // stream on any of them.
     let chat_events = publisher.clone();
     let chat_ids = AtomicU64::new(0);
+    let process = std::process::id();
     server.define_resource(
         "/chat",
         Resource::new().on_message(move |ws, msg| {
             if let Message::Text(text) = &msg {
                 let id = chat_ids.fetch_add(1, Ordering::Relaxed) + 1;
-                let event = Event::new(text.as_str()).name("chat").id(id.to_string());
+                let event = Event::new(text.as_str())
+                    .name("chat")
+                    .id(format!("{process}-{id}"));
                 if let Err(e) = chat_events.send(&event) {
                     log::warn!("chat event not sent: {e}");
                 }
@@ -92,10 +108,14 @@ pub fn run(args: &[String]) -> Result<(), wsportal::Error> {
 
     // The clock: a thread of our own sends a `tick` and a `stats` event every
     // second until the server closes. They have no id, so they are live only
-    // (never replayed).
+    // (never replayed). With `--redis` every instance's events reach every
+    // page: the page adds up the `stats` of each instance it hears from.
     let closer = handle.closer();
     let clock = std::thread::spawn(move || {
-        let mut rates = Rates::default();
+        let mut rates = Rates {
+            server: here.to_string(),
+            ..Rates::default()
+        };
         while !closer.wait_timeout(Duration::from_secs(1)) {
             if let Err(e) = publisher.send(&Event::new(utc_time()).name("tick")) {
                 log::warn!("tick not sent: {e}");
@@ -108,8 +128,7 @@ pub fn run(args: &[String]) -> Result<(), wsportal::Error> {
     });
     // Serve until the process is stopped (Ctrl-C), or for `--seconds N`;
     // then stop cleanly: 1001 to every client, every thread joined.
-    let seconds = args.iter().skip_while(|a| *a != "--seconds").nth(1);
-    match seconds.and_then(|n| n.parse().ok()) {
+    match flag(args, "--seconds").and_then(|n| n.parse().ok()) {
         Some(n) => _ = handle.wait_timeout(Duration::from_secs(n)),
         None => handle.wait(),
     }
@@ -118,16 +137,43 @@ pub fn run(args: &[String]) -> Result<(), wsportal::Error> {
     Ok(())
 }
 
+/// The value after `name` in `args`, if any.
+fn flag<'a>(args: &'a [String], name: &str) -> Option<&'a str> {
+    args.iter()
+        .skip_while(|a| *a != name)
+        .nth(1)
+        .map(String::as_str)
+}
+
+/// Links the server with every demo using the Redis at `url`: then
+/// `to_resource("/chat", ..)` and the event stream's `send` reach the
+/// clients of all of them (feature `redis`).
+#[cfg(feature = "redis")]
+fn join_redis(server: &mut Server, url: &str) -> Result<(), wsportal::Error> {
+    server.backplane(wsportal::Backplane::redis(url)?.prefix("demo"));
+    Ok(())
+}
+
+#[cfg(not(feature = "redis"))]
+fn join_redis(_: &mut Server, _: &str) -> Result<(), wsportal::Error> {
+    Err(wsportal::Error::InvalidInput(
+        "--redis needs the redis feature: cargo run --features redis --example demo ...",
+    ))
+}
+
 /// WebSocket messages per second (in and out) over the last minute.
 #[derive(Default)]
 struct Rates {
+    /// This server's address, so that pages can tell instances apart.
+    server: String,
     last: Option<(u64, u64)>,
     per_second: VecDeque<(u64, u64)>,
 }
 
 impl Rates {
     /// Adds this second's counts; the `stats` event for the page, as JSON:
-    /// `{"clients":{"/chat":1,...},"in":[...],"out":[...]}`, the oldest second first.
+    /// `{"server":"ADDR","clients":{"/chat":1,...},"in":[...],"out":[...]}`,
+    /// the oldest second first.
     fn next_json(&mut self, s: &Stats) -> String {
         let now = (s.messages_received, s.messages_sent);
         let (in0, out0) = self.last.unwrap_or(now);
@@ -149,7 +195,8 @@ impl Rates {
             v.join(",")
         };
         format!(
-            "{{\"clients\":{{{}}},\"in\":[{}],\"out\":[{}]}}",
+            "{{\"server\":{:?},\"clients\":{{{}}},\"in\":[{}],\"out\":[{}]}}",
+            self.server, // an address needs no escaping
             clients.join(","),
             list(|x| x.0),
             list(|x| x.1)
@@ -165,8 +212,7 @@ fn start(
     addr: &str,
     args: &[String],
 ) -> Result<(ServerHandle, &'static str), wsportal::Error> {
-    let flag = |name: &str| args.iter().skip_while(|a| *a != name).nth(1);
-    match (flag("--cert"), flag("--key")) {
+    match (flag(args, "--cert"), flag(args, "--key")) {
         (None, None) => Ok((server.start(addr)?, "ws")),
         #[cfg(feature = "tls")]
         (Some(cert), Some(key)) => {
@@ -362,9 +408,26 @@ events.addEventListener("chat", (e) => {
 });
 
 // The live panel: clients per endpoint, and a chart of messages per second.
+// Several demos sharing a Redis all send theirs: the panel shows their sum
+// over the instances heard from in the last 3 seconds.
+const servers = new Map();
+function sumStats() {
+  const s = { clients: {}, in: [], out: [] };
+  const plus = (xs, ys) => ys.forEach((v, i) => { xs[i] = (xs[i] || 0) + v; });
+  for (const [name, { at, one }] of servers) {
+    if (Date.now() - at > 3000) { servers.delete(name); continue; }
+    for (const [path, n] of Object.entries(one.clients)) s.clients[path] = (s.clients[path] || 0) + n;
+    plus(s.in, one.in);
+    plus(s.out, one.out);
+  }
+  return s;
+}
 events.addEventListener("stats", (e) => {
-  const s = JSON.parse(e.data);
-  const counts = Object.entries(s.clients).map(([path, n]) => {
+  const one = JSON.parse(e.data);
+  servers.set(one.server, { at: Date.now(), one });
+  const s = sumStats();
+  const shown = servers.size > 1 ? { ...s.clients, instances: servers.size } : s.clients;
+  const counts = Object.entries(shown).map(([path, n]) => {
     const div = document.createElement("div");
     div.className = "count";
     const b = document.createElement("b");

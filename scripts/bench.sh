@@ -9,6 +9,7 @@
 #   SCENARIOS=stalled bash scripts/bench.sh      # issue 11's stalled-members table
 #   BASELINE=main bash scripts/bench.sh          # adds a wsportal-baseline row: the
 #                                                # examples built from that commit
+#   SCENARIOS=redis bash scripts/bench.sh        # issue 14: a room over 3 instances + Redis
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -57,6 +58,22 @@ if [ "${EXTRA_PEERS:-1}" = 1 ]; then
       || echo "warning: Node ws unavailable; its row is skipped" >&2
   fi
 fi
+
+# The `redis` group (issue 14, opt-in): the chat example with the `redis`
+# feature, in a target dir of its own (the plain rows keep the plain build),
+# and the Socket.IO + Redis adapter peer (a failed install drops its rows).
+case ",${SCENARIOS:-}," in
+  *,all,*|*,redis*)
+    echo "== building wsportal's chat example with --features redis (target/bench/redis)" >&2
+    cargo build --release --quiet --features redis --example chat --target-dir target/bench/redis \
+      || echo "warning: the redis build failed; the wsportal rows of the redis group are skipped" >&2
+    if [ "${EXTRA_PEERS:-1}" = 1 ] && [ ! -d bench/socketio/node_modules/@socket.io/redis-adapter ]; then
+      echo "== installing Socket.IO and its Redis adapter into bench/socketio" >&2
+      (cd bench/socketio && npm ci --silent --no-audit --no-fund) \
+        || echo "warning: Socket.IO unavailable; its rows are skipped" >&2
+    fi
+    ;;
+esac
 
 # BASELINE=REV: wsportal's echo and chat examples as of commit REV, built
 # from a clean export in their own target dir (never mixed with this tree's

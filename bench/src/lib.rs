@@ -4,6 +4,7 @@
 //! * [`frame`]: a minimal client-side WebSocket frame codec used by `loadgen`.
 //! * [`deflate`], [`content`]: loadgen's permessage-deflate, and the
 //!   realistic message bodies of the compression scenarios.
+//! * [`socketio`]: the Engine.IO/Socket.IO text framing `loadgen --socketio` speaks.
 //! * [`server_args`]: the command line shared by the peer servers.
 
 pub mod content;
@@ -11,6 +12,7 @@ pub mod deflate;
 pub mod frame;
 pub mod net;
 pub mod procfs;
+pub mod socketio;
 
 /// Command line of every peer server: `<bin> ADDR [--nodelay]`.
 pub mod server_args {

@@ -55,7 +55,9 @@ pub struct Net<S> {
     events: Events,
     conns: Vec<Option<Conn<S>>>,
     free: Vec<usize>,
-    addr: SocketAddr,
+    /// With several addresses, connections go to each in turn.
+    addrs: Vec<SocketAddr>,
+    connects: usize,
     path: String,
     /// Plain TCP: no handshake, and our own masked frames come back.
     raw: bool,
@@ -76,7 +78,8 @@ impl<S> Net<S> {
             events: Events::with_capacity(1024),
             conns: Vec::new(),
             free: Vec::new(),
-            addr,
+            addrs: vec![addr],
+            connects: 0,
             path: path.to_string(),
             raw,
             read_capacity,
@@ -101,10 +104,20 @@ impl<S> Net<S> {
         self.conns.get(id)?.as_ref()?.z.as_ref()
     }
 
+    /// Spreads the connections started from now on over `addrs`, in turn
+    /// (several server instances sharing a room).
+    pub fn spread_over(&mut self, addrs: &[SocketAddr]) {
+        if !addrs.is_empty() {
+            self.addrs = addrs.to_vec();
+        }
+    }
+
     /// Starts a new connection and returns its id. Ids of closed connections
     /// are reused, but only by connections started after the close.
     pub fn connect(&mut self, st: S) -> Result<usize, String> {
-        let mut sock = TcpStream::connect(self.addr).map_err(|e| format!("connect: {e}"))?;
+        let addr = self.addrs[self.connects % self.addrs.len()];
+        self.connects += 1;
+        let mut sock = TcpStream::connect(addr).map_err(|e| format!("connect: {e}"))?;
         let id = self.free.pop().unwrap_or(self.conns.len());
         self.poll
             .registry()
@@ -119,7 +132,7 @@ impl<S> Net<S> {
         rd.accept_masked = self.raw;
         let mut out = Vec::new();
         if !self.raw {
-            let host = self.addr;
+            let host = addr;
             let path = &self.path;
             let ext = if self.deflate {
                 format!("Sec-WebSocket-Extensions: {}\r\n", deflate::OFFER)

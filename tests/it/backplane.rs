@@ -374,6 +374,11 @@ fn sse_resume_against_a_different_instance() {
 
 /// The chat example's binary (built by `cargo test --features redis`).
 fn chat_example() -> std::path::PathBuf {
+    example("chat")
+}
+
+/// An example's binary (built by `cargo test --features redis`).
+fn example(name: &str) -> std::path::PathBuf {
     let exe = std::env::current_exe().unwrap();
     // target/debug/deps/it-HASH -> target/debug/examples/chat
     let path = exe
@@ -381,7 +386,7 @@ fn chat_example() -> std::path::PathBuf {
         .and_then(|p| p.parent())
         .unwrap()
         .join("examples")
-        .join("chat");
+        .join(name);
     assert!(
         path.exists(),
         "{} is missing: run `cargo test --features redis` (which builds the examples)",
@@ -463,6 +468,76 @@ fn three_chat_processes_share_a_room_and_a_killed_one_drops_out_of_presence() {
     clients[1].send(WsMessage::text("still here")).unwrap();
     assert_eq!(text(&mut clients[0]), "still here");
     assert_eq!(text(&mut clients[1]), "still here");
+}
+
+/// Two demo processes with `--redis`: a chat message sent on one reaches
+/// the other's chat and event stream, with an event id unique to its
+/// sender, and each stream carries both instances' `stats`.
+#[test]
+fn two_demo_processes_share_chat_and_events() {
+    init_logs();
+    let Some(redis) = Redis::start() else { return };
+    let start = || {
+        let mut child = Command::new(example("demo"))
+            .args(["127.0.0.1:0", "--redis", &redis.url()])
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let out = BufReader::new(child.stdout.take().unwrap());
+        let addr = out
+            .lines()
+            .map(Result::unwrap)
+            .find_map(|l| l.strip_prefix("listening on ").map(str::to_owned))
+            .expect("the demo says where it listens")
+            .parse()
+            .unwrap();
+        Instance { child, addr }
+    };
+    let (a, b) = (start(), start());
+    let mut on_a = connect(a.addr, "/chat");
+    let mut on_b = connect(b.addr, "/chat");
+    let mut events_b = Sse::open(b.addr, None);
+    // B may not be subscribed yet: send until one message gets across.
+    on_b.get_mut()
+        .set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    let deadline = Instant::now() + WAIT;
+    let mut sent = 0;
+    let got = loop {
+        assert!(Instant::now() < deadline, "no chat message reached B");
+        sent += 1;
+        on_a.send(WsMessage::text(format!("hello {sent}"))).unwrap();
+        match on_b.read() {
+            Ok(WsMessage::Text(t)) => break t.to_string(),
+            Ok(m) => panic!("unexpected {m:?}"),
+            Err(tungstenite::Error::Io(e)) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+            Err(e) => panic!("{e}"),
+        }
+    };
+    assert!(got.starts_with("hello "), "{got}");
+    // B's stream: that chat event, its id from A's process, and both
+    // instances' stats (they come every second).
+    let (mut chat_id, mut stats_from) = (None, Vec::new());
+    for _ in 0..200 {
+        let (id, data) = events_b.next();
+        if data == got {
+            chat_id = Some(id);
+        } else if let Some(rest) = data.strip_prefix("{\"server\":\"") {
+            let server = rest.split('"').next().unwrap().to_owned();
+            if !stats_from.contains(&server) {
+                stats_from.push(server);
+            }
+        }
+        if chat_id.is_some() && stats_from.len() == 2 {
+            break;
+        }
+    }
+    let n = got.trim_start_matches("hello ");
+    assert_eq!(chat_id, Some(format!("{}-{n}", a.child.id())));
+    stats_from.sort();
+    let mut both = vec![a.addr.to_string(), b.addr.to_string()];
+    both.sort();
+    assert_eq!(stats_from, both);
 }
 
 #[test]

@@ -32,3 +32,23 @@ fn every_server_example_stops_cleanly_after_its_seconds() {
     push::run(&args).unwrap();
     soak::run(&args).unwrap();
 }
+
+/// Without the `redis` feature, `--redis` is refused with a message that
+/// names the feature (rather than ignored).
+#[cfg(not(feature = "redis"))]
+#[test]
+fn redis_flag_without_the_feature_says_so() {
+    let args: Vec<String> = [
+        "127.0.0.1:0",
+        "--redis",
+        "redis://127.0.0.1:1/",
+        "--seconds",
+        "0",
+    ]
+    .map(String::from)
+    .into();
+    for e in [demo::run(&args).unwrap_err(), chat::run(&args).unwrap_err()] {
+        assert!(e.to_string().contains("redis"), "{e}");
+        assert!(e.to_string().contains("feature"), "{e}");
+    }
+}

@@ -20,6 +20,9 @@ use wsportal_bench::procfs;
 
 // The deflate group lives beside this file (a directory, so cargo does not
 // take it for a binary of its own).
+/// The `redis` group: a room over several instances sharing one Redis.
+#[path = "bench-runner/cluster.rs"]
+mod cluster;
 #[path = "bench-runner/deflate.rs"]
 mod deflate;
 
@@ -508,6 +511,19 @@ fn main() {
         let t = stalled_summary(&stalled);
         println!("{t}");
         report += &t;
+    }
+    if cluster::wanted(&only_scen) {
+        let mut ctx = cluster::Ctx {
+            port: &mut port,
+            quiet_budget: &mut quiet_budget,
+            started,
+            server_cpu: &server_cpu,
+            loadgen_cpu: &loadgen_cpu,
+            out_dir,
+            quick,
+        };
+        report += &cluster::run(&mut ctx, &only_scen);
+        fs::write(out_dir.join("results.md"), &report).expect("write results");
     }
     let total = format!(
         "\nTotal bench time: {:.0} s",

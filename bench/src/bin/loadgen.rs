@@ -13,23 +13,36 @@ use std::time::{Duration, Instant};
 use wsportal_bench::deflate::compressed_frame;
 use wsportal_bench::frame::{client_frame, close_frame, OP_BINARY, OP_CLOSE, OP_TEXT};
 use wsportal_bench::net::{Ev, Net};
-use wsportal_bench::{content, procfs};
+use wsportal_bench::{content, procfs, socketio};
 
 const USAGE: &str = "usage: loadgen echo|connect|idle|broadcast --addr HOST:PORT [--pid PID]
   [--path /] [--raw] [--clients N] [--inflight N] [--size BYTES] [--binary]
   [--warmup SECS] [--duration SECS] [--hold SECS] [--rate MSG_PER_S]
   [--stalled N] [--drain SECS] [--concurrency N]
-  [--deflate] [--content json|log] [--variants N]
+  [--deflate] [--content json|log] [--variants N] [--socketio] [--aux-pid PID]
 --deflate offers permessage-deflate (and fails if the server declines it),
 sends compressed messages and inflates what comes back; --content picks
 realistic bodies of --size bytes (--variants distinct ones, sent in turn)
-instead of the default pattern (echo, idle; broadcast pads with it).";
+instead of the default pattern (echo, idle; broadcast pads with it).
+broadcast: --addr A,B,C spreads the members over several instances in turn
+  (the publisher is the last); --pid P,Q,R sums their CPU time; --aux-pid
+  reports another process's CPU while publishing (aux_cpu_pct); --socketio
+  speaks Socket.IO (Engine.IO v4 over WebSocket; messages are \"chat\" events)";
 
 /// Command-line options (one set for all scenarios).
 struct Opts {
     scenario: String,
     addr: SocketAddr,
+    /// Every `--addr` given (`addr` is the first).
+    addrs: Vec<SocketAddr>,
     pid: Option<u32>,
+    /// Every `--pid` given (`pid` is the first): server CPU is their sum.
+    pids: Vec<u32>,
+    /// Socket.IO instead of plain WebSocket messages (broadcast).
+    socketio: bool,
+    /// Another process whose CPU use while publishing is reported
+    /// (`aux_cpu_pct`; the `redis` group's redis-server).
+    aux_pid: Option<u32>,
     path: String,
     raw: bool,
     clients: usize,
@@ -87,7 +100,11 @@ fn parse_opts() -> Result<Opts, String> {
     let mut o = Opts {
         scenario,
         addr: "127.0.0.1:9001".parse().unwrap(),
+        addrs: Vec::new(),
         pid: None,
+        pids: Vec::new(),
+        socketio: false,
+        aux_pid: None,
         path: "/".into(),
         raw: false,
         clients: 100,
@@ -110,11 +127,19 @@ fn parse_opts() -> Result<Opts, String> {
             "--raw" => o.raw = true,
             "--binary" => o.binary = true,
             "--deflate" => o.deflate = true,
+            "--socketio" => o.socketio = true,
             _ => {
                 let v = args.next().ok_or(format!("{flag} needs a value"))?;
                 match flag.as_str() {
-                    "--addr" => o.addr = v.parse().map_err(|_| format!("bad --addr {v:?}"))?,
-                    "--pid" => o.pid = Some(num(&flag, &v)?),
+                    "--addr" => {
+                        o.addrs = list(&flag, &v)?;
+                        o.addr = o.addrs[0];
+                    }
+                    "--pid" => {
+                        o.pids = list(&flag, &v)?;
+                        o.pid = o.pids.first().copied();
+                    }
+                    "--aux-pid" => o.aux_pid = Some(num(&flag, &v)?),
                     "--path" => o.path = v.clone(),
                     "--clients" => o.clients = num(&flag, &v)?,
                     "--inflight" => o.inflight = num(&flag, &v)?,
@@ -139,7 +164,13 @@ fn parse_opts() -> Result<Opts, String> {
     if o.raw && o.deflate {
         return Err("--raw and --deflate do not mix".into());
     }
-    if !o.addr.ip().is_loopback() {
+    if o.deflate && o.socketio {
+        return Err("--deflate and --socketio do not mix".into());
+    }
+    if o.addrs.is_empty() {
+        o.addrs.push(o.addr);
+    }
+    if o.addrs.iter().any(|a| !a.ip().is_loopback()) {
         return Err("refusing a non-loopback --addr: this tool only loads local servers".into());
     }
     Ok(o)
@@ -151,13 +182,18 @@ fn num<T: std::str::FromStr>(flag: &str, v: &str) -> Result<T, String> {
         .map_err(|_| format!("bad value for {flag}: {v:?}"))
 }
 
+/// Parses a comma-separated option value (at least one item).
+fn list<T: std::str::FromStr>(flag: &str, v: &str) -> Result<Vec<T>, String> {
+    v.split(',').map(|x| num(flag, x)).collect()
+}
+
 fn secs(s: f64) -> Duration {
     Duration::from_secs_f64(s.max(0.0))
 }
 
-/// Server CPU time so far (zero when no `--pid` was given).
+/// Server CPU time so far, summed over every `--pid` (zero without one).
 fn server_cpu(o: &Opts) -> Duration {
-    o.pid.and_then(procfs::cpu_time).unwrap_or_default()
+    o.pids.iter().filter_map(|&p| procfs::cpu_time(p)).sum()
 }
 
 /// This process's own CPU time so far.
@@ -302,11 +338,22 @@ fn open_all<S>(
         }
         net.poll(
             Duration::from_millis(10),
-            &mut |_, _: &mut S, _: &mut Vec<u8>, ev: Ev| match ev {
-                Ev::Open => {
+            &mut |_, _: &mut S, out: &mut Vec<u8>, ev: Ev| match ev {
+                Ev::Open if !o.socketio => {
                     opened += 1;
                     Ok(())
                 }
+                // Socket.IO: Engine.IO's open packet, then the namespace's.
+                Ev::Open => Ok(()),
+                Ev::Msg(OP_TEXT, m) if o.socketio && socketio::is_open(m) => {
+                    out.extend_from_slice(&client_frame(OP_TEXT, socketio::CONNECT, MASK));
+                    Ok(())
+                }
+                Ev::Msg(OP_TEXT, m) if o.socketio && socketio::is_connected(m) => {
+                    opened += 1;
+                    Ok(())
+                }
+                Ev::Msg(OP_TEXT, m) if pong(o, m, out) => Ok(()),
                 Ev::Msg(op, _) => Err(format!(
                     "unexpected frame (opcode {op}) before any was sent"
                 )),
@@ -315,6 +362,15 @@ fn open_all<S>(
         )?;
     }
     Ok(start.elapsed())
+}
+
+/// Socket.IO: answers the server's ping; says whether `msg` was one.
+fn pong(o: &Opts, msg: &[u8], out: &mut Vec<u8>) -> bool {
+    let ping = o.socketio && msg == socketio::PING;
+    if ping {
+        out.extend_from_slice(&client_frame(OP_TEXT, socketio::PONG, MASK));
+    }
+    ping
 }
 
 /// `echo`: `clients` connections keep `inflight` messages of `size` bytes
@@ -686,6 +742,7 @@ fn broadcast(o: &Opts) -> Result<Report, String> {
     if o.deflate {
         net.offer_deflate();
     }
+    net.spread_over(&o.addrs);
     let filler = match o.content {
         Some(_) => body(o, 0),
         None => vec![b'x'; o.size],
@@ -711,8 +768,9 @@ fn broadcast(o: &Opts) -> Result<Report, String> {
     while t.elapsed() < secs(o.hold) {
         net.poll(
             Duration::from_millis(100),
-            &mut |_, _: &mut Member, _: &mut Vec<u8>, ev: Ev| match ev {
+            &mut |_, _: &mut Member, out: &mut Vec<u8>, ev: Ev| match ev {
                 Ev::Closed(why) => Err(format!("member closed while idle: {why}")),
+                Ev::Msg(OP_TEXT, m) if pong(o, m, out) => Ok(()),
                 _ => Err("unexpected message while idle".into()),
             },
         )?;
@@ -729,8 +787,11 @@ fn broadcast(o: &Opts) -> Result<Report, String> {
     // Stalled members done: closed, or (while draining) got the last message.
     let settled = Cell::new(0usize);
     let (readers_closed, stalled_closed) = (Cell::new(0usize), Cell::new(0usize));
-    let mut on_event = |id: usize, m: &mut Member, _: &mut Vec<u8>, ev: Ev| {
+    let mut on_event = |id: usize, m: &mut Member, out: &mut Vec<u8>, ev: Ev| {
         let got = match ev {
+            Ev::Msg(OP_TEXT, got) if pong(o, got, out) => return Ok(()),
+            Ev::Msg(OP_TEXT, got) if o.socketio => socketio::event_data("chat", got)
+                .ok_or_else(|| format!("member {id}: not a chat event ({} bytes)", got.len()))?,
             Ev::Msg(OP_TEXT, got) => got,
             Ev::Msg(OP_CLOSE, _) | Ev::Closed(_) => {
                 if !m.closed {
@@ -774,6 +835,8 @@ fn broadcast(o: &Opts) -> Result<Report, String> {
         Ok(())
     };
     let (cpu1, own1) = (server_cpu(o), own_cpu());
+    let aux_cpu = || o.aux_pid.and_then(procfs::cpu_time).unwrap_or_default();
+    let aux1 = aux_cpu();
     let t0 = Instant::now();
     let mut sent = 0u64;
     // Whatever has not arrived 10 s after the last message was due is lost.
@@ -782,7 +845,10 @@ fn broadcast(o: &Opts) -> Result<Report, String> {
         let now = Instant::now();
         // Send every message that is due (50/s -> one per 20 ms).
         while sent < total && now >= t0 + secs(sent as f64 / o.rate) {
-            let p = chat_payload(sent, epoch.elapsed().as_nanos() as u64, &filler);
+            let mut p = chat_payload(sent, epoch.elapsed().as_nanos() as u64, &filler);
+            if o.socketio {
+                p = socketio::event("chat", &p);
+            }
             net.send(publisher, &frame_of(OP_TEXT, &p, bits), &mut on_event)?;
             sent += 1;
         }
@@ -791,6 +857,7 @@ fn broadcast(o: &Opts) -> Result<Report, String> {
     let pub_wall = t0.elapsed();
     let pub_cpu = server_cpu(o).saturating_sub(cpu1);
     let own_pub_cpu = own_cpu().saturating_sub(own1);
+    let aux_pub_cpu = aux_cpu().saturating_sub(aux1);
 
     // Stalled members: read what is there now, until each one has turned
     // out closed or has caught up (at most `drain` seconds).
@@ -835,6 +902,7 @@ fn broadcast(o: &Opts) -> Result<Report, String> {
         ("pub_cpu_pct", cpu_pct(pub_cpu, pub_wall)),
         ("cpu_us_per_delivery", per_item_us(pub_cpu, deliveries)),
         ("loadgen_cpu_pct", cpu_pct(own_pub_cpu, pub_wall)),
+        ("aux_cpu_pct", cpu_pct(aux_pub_cpu, pub_wall)),
         ("readers", readers.to_string()),
         ("deliveries", deliveries.to_string()),
         ("messages", total.to_string()),
