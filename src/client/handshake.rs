@@ -345,6 +345,10 @@ pub(crate) fn parse_response(buf: &[u8]) -> Result<Option<(Response, usize)>, Er
         })
     });
     match parsed {
+        // httparse takes any three digits; RFC 9110 section 15 has 100-599.
+        Ok(Some((status, _, _))) if !(100..=599).contains(&status) => Err(Error::Protocol(
+            "handshake: the status code is not between 100 and 599",
+        )),
         Ok(Some((status, headers, end))) => Ok(Some((Response { status, headers }, end))),
         Ok(None) => Ok(None),
         Err(httparse::Error::Version) => Err(Error::Protocol(
@@ -577,6 +581,10 @@ mod tests {
             b"HTTP/1.1 abc\r\n\r\n",
             b"HTTP/1.1 200 OK\r\nnocolon\r\n\r\n",
             b"HTTP/1.1 200 OK\r\nX: a\x00b\r\n\r\n",
+            // Found by the client_response fuzz target: three digits, no status.
+            b"HTTP/1.0 001\r\nUpgrade: websocket\r\n\r\n",
+            b"HTTP/1.1 099 Early\r\n\r\n",
+            b"HTTP/1.1 600 Beyond\r\n\r\n",
         ] {
             assert!(
                 parse_response(bad).is_err(),

@@ -576,7 +576,7 @@ fn churn(addr: SocketAddr, end: Instant, i: usize, tally: &Tally) {
         n += 1;
         // About 100 connections a second per thread: churn, not a port flood.
         thread::sleep(Duration::from_millis(10));
-        if n % 5 == 0 {
+        if n.is_multiple_of(5) {
             // A bare connect: the server sees EOF before any request.
             drop(connect(addr));
             continue;
@@ -593,7 +593,7 @@ fn churn(addr: SocketAddr, end: Instant, i: usize, tally: &Tally) {
             Ok(Some((OP_TEXT, p))) if p == msg.as_bytes() => tally.got(1),
             other => return tally.fail(format!("churn: echo {:?}", other.map(|o| o.map(|m| m.0)))),
         }
-        if n % 2 == 0 {
+        if n.is_multiple_of(2) {
             let _ = ws.send(OP_CLOSE, &1000u16.to_be_bytes());
             let _ = ws.close_code();
         }
