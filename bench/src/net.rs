@@ -4,9 +4,16 @@
 //! connect -> HTTP upgrade -> open. Scenario code reacts to [`Ev`] events in
 //! a handler and queues bytes (precomputed frames) into each connection's
 //! output buffer; `Net` writes them out and answers server pings itself.
+//!
+//! With [`Net::with_tls`] every connection speaks TLS (rustls, SNI
+//! `localhost`) under the same WebSocket traffic: rustls is driven with
+//! `read_tls`/`write_tls` on the non-blocking socket, as rustls's own mio
+//! client example does. Without it a connection's only extra cost is one
+//! enum match per read and per flush.
 
-use std::io::{self, Write};
+use std::io::{self, Read, Write};
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use mio::net::TcpStream;
@@ -34,6 +41,8 @@ enum Phase {
 
 struct Conn<S> {
     sock: TcpStream,
+    /// The TLS state, over `sock`, when the pool speaks TLS.
+    tls: Option<Box<rustls::ClientConnection>>,
     phase: Phase,
     /// Expected `Sec-WebSocket-Accept` value.
     accept: String,
@@ -56,6 +65,7 @@ pub struct Net<S> {
     /// Plain TCP: no handshake, and our own masked frames come back.
     raw: bool,
     read_capacity: usize,
+    tls: Option<Arc<rustls::ClientConfig>>,
 }
 
 /// The handler a scenario passes to [`Net::poll`]:
@@ -74,12 +84,30 @@ impl<S> Net<S> {
             path: path.to_string(),
             raw,
             read_capacity,
+            tls: None,
         })
+    }
+
+    /// Makes every connection started from now on speak TLS with `config`
+    /// (server name `localhost`); `None` keeps plain TCP.
+    pub fn with_tls(mut self, config: Option<Arc<rustls::ClientConfig>>) -> Self {
+        self.tls = config;
+        self
     }
 
     /// Starts a new connection and returns its id. Ids of closed connections
     /// are reused, but only by connections started after the close.
     pub fn connect(&mut self, st: S) -> Result<usize, String> {
+        let tls = match &self.tls {
+            None => None,
+            Some(config) => {
+                let name = rustls::pki_types::ServerName::try_from("localhost")
+                    .map_err(|e| e.to_string())?;
+                let conn = rustls::ClientConnection::new(Arc::clone(config), name)
+                    .map_err(|e| format!("TLS: {e}"))?;
+                Some(Box::new(conn))
+            }
+        };
         let mut sock = TcpStream::connect(self.addr).map_err(|e| format!("connect: {e}"))?;
         let id = self.free.pop().unwrap_or(self.conns.len());
         self.poll
@@ -106,6 +134,7 @@ impl<S> Net<S> {
         }
         let conn = Conn {
             sock,
+            tls,
             phase: Phase::Connecting,
             accept: tungstenite::handshake::derive_accept_key(key.as_bytes()),
             rd,
@@ -237,7 +266,14 @@ fn drive<S>(id: usize, c: &mut Conn<S>, raw: bool, h: &mut impl Handler<S>) -> R
         if c.phase == Phase::Open && !c.reading {
             break;
         }
-        match c.rd.read_once(&mut c.sock) {
+        let got = match &mut c.tls {
+            None => c.rd.read_once(&mut c.sock),
+            Some(tls) => c.rd.read_once(&mut TlsRead {
+                tls,
+                sock: &mut c.sock,
+            }),
+        };
+        match got {
             Ok(Some(_)) => {}
             Ok(None) => {
                 // Deliver what was complete before the EOF, then report it.
@@ -304,18 +340,86 @@ fn check_upgrade<S>(c: &mut Conn<S>) -> Result<(), Fail> {
     Ok(())
 }
 
+/// Plaintext from a TLS connection: what rustls holds, else ciphertext
+/// read from the socket (and any handshake records rustls answers with
+/// written back). `WouldBlock` when the socket has nothing more; `Ok(0)` at
+/// the end, with or without `close_notify`.
+struct TlsRead<'a> {
+    tls: &'a mut rustls::ClientConnection,
+    sock: &'a mut TcpStream,
+}
+
+impl Read for TlsRead<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        loop {
+            match self.tls.reader().read(buf) {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(0),
+                other => return other,
+            }
+            if self.tls.read_tls(self.sock)? == 0 {
+                // The socket ended: let rustls see it, then report it.
+                self.tls.process_new_packets().map_err(tls_error)?;
+                return Ok(0);
+            }
+            self.tls.process_new_packets().map_err(tls_error)?;
+            write_tls(self.tls, self.sock)?;
+        }
+    }
+}
+
+fn tls_error(e: rustls::Error) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, format!("TLS: {e}"))
+}
+
+/// Writes the ciphertext rustls holds until done or the socket is full.
+fn write_tls(tls: &mut rustls::ClientConnection, sock: &mut TcpStream) -> io::Result<()> {
+    while tls.wants_write() {
+        match tls.write_tls(sock) {
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
 /// Writes queued output until done or the socket is full.
 fn flush<S>(c: &mut Conn<S>) -> Result<(), Fail> {
     if c.phase == Phase::Connecting {
         return Ok(());
     }
-    while c.out_pos < c.out.len() {
-        match c.sock.write(&c.out[c.out_pos..]) {
-            Ok(n) => c.out_pos += n,
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(Fail::Closed(format!("write: {e}"))),
+    match &mut c.tls {
+        None => {
+            while c.out_pos < c.out.len() {
+                match c.sock.write(&c.out[c.out_pos..]) {
+                    Ok(n) => c.out_pos += n,
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(e) => return Err(Fail::Closed(format!("write: {e}"))),
+                }
+            }
         }
+        // rustls takes plaintext up to its buffer limit (queued until the
+        // handshake is done); what the socket does not take stays in it.
+        Some(tls) => loop {
+            let taken = tls
+                .writer()
+                .write(&c.out[c.out_pos..])
+                .map_err(|e| Fail::Closed(format!("write: {e}")))?;
+            c.out_pos += taken;
+            if !tls.wants_write() {
+                if taken == 0 || c.out_pos == c.out.len() {
+                    break;
+                }
+                continue;
+            }
+            write_tls(tls, &mut c.sock).map_err(|e| Fail::Closed(format!("write: {e}")))?;
+            if tls.wants_write() {
+                break;
+            }
+        },
     }
     if c.out_pos == c.out.len() {
         c.out.clear();

@@ -18,6 +18,9 @@ use std::time::{Duration, Instant};
 
 use wsportal_bench::procfs;
 
+#[path = "../runner/tls.rs"]
+mod tls;
+
 /// One server implementation; `None` commands mean "not available".
 #[derive(Clone)]
 struct Server {
@@ -78,6 +81,8 @@ struct Scenario {
     /// Only run when named (or its group named) in `SCENARIOS`, or with
     /// `SCENARIOS=all`.
     opt_in: bool,
+    /// Over TLS: runs the servers of [`tls::servers`], with their flags.
+    tls: bool,
 }
 
 impl Scenario {
@@ -99,6 +104,7 @@ impl Scenario {
             nagle_rows: false,
             servers: None,
             opt_in: false,
+            tls: false,
         }
     }
 }
@@ -353,6 +359,9 @@ fn main() {
         });
     }
 
+    let wss = tls::scenarios(&all_scenarios);
+    all_scenarios.extend(wss);
+
     let only_scen = env_s("SCENARIOS", "");
     let scenarios: Vec<Scenario> = all_scenarios
         .into_iter()
@@ -366,6 +375,8 @@ fn main() {
         .collect();
     let servers_named = !env_s("SERVERS", "").is_empty();
     let servers = servers();
+    let tls_servers = tls::servers();
+    let any_tls = scenarios.iter().any(|s| s.tls);
     let server_cpu = env_s("SERVER_CPU", "0");
     let loadgen_cpu = env_s("LOADGEN_CPU", "1");
     let out_dir = Path::new("target/bench");
@@ -397,7 +408,10 @@ fn main() {
                 .join(", ")
         );
     }
-    for s in &servers {
+    if any_tls {
+        report += &tls::note();
+    }
+    for s in servers.iter().chain(tls_servers.iter().filter(|_| any_tls)) {
         if let Some(why) = &s.skip {
             eprintln!("skipping {}: {why}", s.name);
             report += &format!("\nSkipped {}: {why}\n", s.name);
@@ -407,7 +421,8 @@ fn main() {
     // The stalled scenarios' medians, for the summary table at the end.
     let mut stalled: Vec<(&Scenario, Vec<(String, Run)>)> = Vec::new();
     for sc in &scenarios {
-        let active: Vec<&Server> = servers
+        let pool = if sc.tls { &tls_servers } else { &servers };
+        let active: Vec<&Server> = pool
             .iter()
             .filter(|s| s.skip.is_none() && (sc.raw_ok || !s.raw) && (sc.nagle_rows || !s.nagle))
             // A harness-built server without a program for this scenario has
@@ -450,11 +465,14 @@ fn main() {
                         &loadgen_cpu
                     },
                 );
-                let extra_flags = if server.ours && !server.nagle {
+                let mut extra_flags = if server.ours && !server.nagle {
                     vec!["--nodelay".to_string()]
                 } else {
                     vec![]
                 };
+                if sc.tls {
+                    extra_flags.extend(tls::server_flags());
+                }
                 let run = run_one(sc, server, cmd, &extra_flags, port, cpus, out_dir);
                 match &run.error {
                     Some(e) => eprintln!("        error: {e}"),

@@ -8,6 +8,7 @@
 use std::cell::Cell;
 use std::collections::VecDeque;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use wsportal_bench::frame::{client_frame, close_frame, OP_BINARY, OP_CLOSE, OP_TEXT};
@@ -17,7 +18,7 @@ use wsportal_bench::procfs;
 const USAGE: &str = "usage: loadgen echo|connect|idle|broadcast --addr HOST:PORT [--pid PID]
   [--path /] [--raw] [--clients N] [--inflight N] [--size BYTES] [--binary]
   [--warmup SECS] [--duration SECS] [--hold SECS] [--rate MSG_PER_S]
-  [--stalled N] [--drain SECS] [--concurrency N]";
+  [--stalled N] [--drain SECS] [--concurrency N] [--tls-ca CERT.pem]";
 
 /// Command-line options (one set for all scenarios).
 struct Opts {
@@ -37,6 +38,9 @@ struct Opts {
     stalled: usize,
     drain: f64,
     concurrency: usize,
+    /// `--tls-ca`: speak TLS, trusting this certificate (server name
+    /// `localhost`, the `ring` provider, no session resumption).
+    tls: Option<Arc<rustls::ClientConfig>>,
 }
 
 /// Key/value pairs printed on the `RESULT` line.
@@ -92,6 +96,7 @@ fn parse_opts() -> Result<Opts, String> {
         stalled: 5,
         drain: 5.0,
         concurrency: 100,
+        tls: None,
     };
     while let Some(flag) = args.next() {
         match flag.as_str() {
@@ -113,6 +118,7 @@ fn parse_opts() -> Result<Opts, String> {
                     "--stalled" => o.stalled = num(&flag, &v)?,
                     "--drain" => o.drain = num(&flag, &v)?,
                     "--concurrency" => o.concurrency = num(&flag, &v)?,
+                    "--tls-ca" => o.tls = Some(tls_config(&v)?),
                     _ => return Err(format!("unknown option {flag}")),
                 }
             }
@@ -121,7 +127,34 @@ fn parse_opts() -> Result<Opts, String> {
     if !o.addr.ip().is_loopback() {
         return Err("refusing a non-loopback --addr: this tool only loads local servers".into());
     }
+    if o.raw && o.tls.is_some() {
+        return Err("--raw and --tls-ca do not go together".into());
+    }
     Ok(o)
+}
+
+/// The client's TLS configuration: trusts the certificate(s) in `ca` only,
+/// offers ALPN `http/1.1`, and resumes no sessions (every connection makes
+/// a full handshake, so `connect` measures the same work on every server).
+fn tls_config(ca: &str) -> Result<Arc<rustls::ClientConfig>, String> {
+    use rustls::pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in rustls::pki_types::CertificateDer::pem_file_iter(ca)
+        .map_err(|e| format!("--tls-ca {ca}: {e}"))?
+    {
+        roots
+            .add(cert.map_err(|e| format!("--tls-ca {ca}: {e}"))?)
+            .map_err(|e| format!("--tls-ca {ca}: {e}"))?;
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    config.resumption = rustls::client::Resumption::disabled();
+    Ok(Arc::new(config))
 }
 
 /// Parses a numeric option value.
@@ -238,7 +271,8 @@ fn echo(o: &Opts) -> Result<Report, String> {
         payload(o.size)
     };
     let mut net: Net<VecDeque<Instant>> =
-        Net::new(o.addr, &o.path, o.raw, 2 * o.size + 4096).map_err(|e| e.to_string())?;
+        Net::new(o.addr, &o.path, o.raw, 2 * o.size + 4096).map_err(|e| e.to_string())?
+        .with_tls(o.tls.clone());
     open_all(&mut net, o, o.clients, secs(30.0), |_| VecDeque::new())?;
 
     let start = Instant::now();
@@ -334,7 +368,8 @@ fn connect(o: &Opts) -> Result<Report, String> {
     let data = payload(o.size);
     let frame = client_frame(OP_TEXT, &data, MASK);
     let close = close_frame(MASK);
-    let mut net: Net<Cycle> = Net::new(o.addr, &o.path, false, 4096).map_err(|e| e.to_string())?;
+    let mut net: Net<Cycle> = Net::new(o.addr, &o.path, false, 4096).map_err(|e| e.to_string())?
+        .with_tls(o.tls.clone());
     let start = Instant::now();
     let (w0, w1) = (start + secs(o.warmup), start + secs(o.warmup + o.duration));
     let give_up = w1 + secs(5.0);
@@ -430,7 +465,8 @@ fn idle(o: &Opts) -> Result<Report, String> {
     let rss = |field| procfs::status_kib(pid, field).ok_or("cannot read server /proc status");
     let data = payload(o.size);
     let frame = client_frame(OP_TEXT, &data, MASK);
-    let mut net: Net<bool> = Net::new(o.addr, &o.path, false, 1024).map_err(|e| e.to_string())?;
+    let mut net: Net<bool> = Net::new(o.addr, &o.path, false, 1024).map_err(|e| e.to_string())?
+        .with_tls(o.tls.clone());
     let rss0 = rss("VmRSS")?;
     let open_time = open_all(&mut net, o, o.clients, secs(60.0), |_| false)?;
 
@@ -546,7 +582,8 @@ fn parse_chat(got: &[u8], size: usize) -> Option<(u64, u64)> {
 fn broadcast(o: &Opts) -> Result<Report, String> {
     let epoch = Instant::now();
     let mut net: Net<Member> =
-        Net::new(o.addr, &o.path, false, 2 * o.size + 4096).map_err(|e| e.to_string())?;
+        Net::new(o.addr, &o.path, false, 2 * o.size + 4096).map_err(|e| e.to_string())?
+        .with_tls(o.tls.clone());
     let n = o.clients;
     let stalled_from = n.saturating_sub(o.stalled);
     // Members 0..n (the last `stalled` never read), then the publisher.
