@@ -158,6 +158,20 @@ impl<S> Net<S> {
             .collect()
     }
 
+    /// Where a connection stands: `connecting`, `tls` (TLS handshake),
+    /// `upgrade` (HTTP upgrade), `open`, or `gone`.
+    pub fn phase(&self, id: usize) -> &'static str {
+        match self.conns.get(id).and_then(Option::as_ref) {
+            None => "gone",
+            Some(c) => match c.phase {
+                Phase::Connecting => "connecting",
+                Phase::Handshake if c.tls.as_ref().is_some_and(|t| t.is_handshaking()) => "tls",
+                Phase::Handshake => "upgrade",
+                Phase::Open => "open",
+            },
+        }
+    }
+
     pub fn state(&mut self, id: usize) -> Option<&mut S> {
         self.conns.get_mut(id)?.as_mut().map(|c| &mut c.st)
     }

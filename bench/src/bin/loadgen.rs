@@ -387,8 +387,15 @@ fn connect(o: &Opts) -> Result<Report, String> {
             break;
         }
         if now >= give_up {
+            // Where they stand, to tell a stalled server from a slow one.
+            let mut at = std::collections::BTreeMap::new();
+            for id in net.ids() {
+                let stage = net.state(id).map_or(0, |c| c.stage);
+                *at.entry((net.phase(id), stage)).or_insert(0) += 1;
+            }
             return Err(format!(
-                "{active} connections did not finish their close handshake"
+                "{active} connections did not finish their close handshake \
+                 ((phase, stage): count: {at:?})"
             ));
         }
         while now < w1 && active < o.concurrency {
