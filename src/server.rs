@@ -523,39 +523,6 @@ fn accept_loop(
     }
 }
 
-/// The TLS handshake, on a thread of its own that ends with it (joined
-/// before this returns), so that what the handshake leaves behind in a
-/// thread is not kept for the connection's whole life: its stack, deep in
-/// the key exchange and signature, is given back when that thread exits
-/// (glibc does so for an exiting thread's stack), and so is the memory the
-/// allocator keeps cached per thread for reuse (glibc's tcache), some 10 KiB
-/// of the handshake's freed temporaries, which an idle connection's thread
-/// would otherwise hold forever. A connection idle after its handshake then
-/// costs about what a plain one does plus rustls's own state. Without a
-/// thread to spare, the connection's own thread does it.
-#[cfg(feature = "tls")]
-fn tls_handshake(
-    stream: &Stream,
-    deadline: std::time::Instant,
-    stack_size: usize,
-) -> std::io::Result<()> {
-    std::thread::scope(|s| {
-        let shaking = std::thread::Builder::new()
-            .name("wsportal-tls".into())
-            .stack_size(stack_size)
-            .spawn_scoped(s, || stream.handshake(deadline));
-        match shaking {
-            Ok(t) => t
-                .join()
-                .unwrap_or_else(|_| Err(std::io::Error::other("the TLS handshake panicked"))),
-            Err(e) => {
-                log::debug!("cannot start a TLS handshake thread ({e}); the connection's own does it");
-                stream.handshake(deadline)
-            }
-        }
-    })
-}
-
 /// Answers 503 without a thread: whatever request bytes already arrived are
 /// read first, so that closing does not reset the connection before the answer.
 fn refuse_busy(mut stream: TcpStream) {
@@ -643,7 +610,7 @@ fn handle(core: &Core, id: u64, stream: &Arc<Stream>, peer: SocketAddr) {
     let _ = stream.set_write_timeout(Some(c.handshake_timeout));
     let deadline = crate::deadline::after(c.handshake_timeout);
     #[cfg(feature = "tls")]
-    if let Err(e) = tls_handshake(stream, deadline, c.thread_stack_size) {
+    if let Err(e) = stream.handshake(deadline) {
         log::debug!("{peer}: TLS handshake failed: {e}; dropped");
         return;
     }
