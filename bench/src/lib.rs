@@ -38,7 +38,9 @@ pub mod server_args {
         while let Some(arg) = args.next() {
             match arg.as_str() {
                 "--nodelay" => nodelay = true,
-                "--cert" => cert = Some(args.next().unwrap_or_else(|| usage("--cert needs a path"))),
+                "--cert" => {
+                    cert = Some(args.next().unwrap_or_else(|| usage("--cert needs a path")))
+                }
                 "--key" => key = Some(args.next().unwrap_or_else(|| usage("--key needs a path"))),
                 a if allowed.contains(&a) => flags.push(a.to_string()),
                 a if !a.starts_with('-') && addr.is_none() => addr = Some(a.to_string()),

@@ -270,8 +270,8 @@ fn echo(o: &Opts) -> Result<Report, String> {
     } else {
         payload(o.size)
     };
-    let mut net: Net<VecDeque<Instant>> =
-        Net::new(o.addr, &o.path, o.raw, 2 * o.size + 4096).map_err(|e| e.to_string())?
+    let mut net: Net<VecDeque<Instant>> = Net::new(o.addr, &o.path, o.raw, 2 * o.size + 4096)
+        .map_err(|e| e.to_string())?
         .with_tls(o.tls.clone());
     open_all(&mut net, o, o.clients, secs(30.0), |_| VecDeque::new())?;
 
@@ -368,7 +368,8 @@ fn connect(o: &Opts) -> Result<Report, String> {
     let data = payload(o.size);
     let frame = client_frame(OP_TEXT, &data, MASK);
     let close = close_frame(MASK);
-    let mut net: Net<Cycle> = Net::new(o.addr, &o.path, false, 4096).map_err(|e| e.to_string())?
+    let mut net: Net<Cycle> = Net::new(o.addr, &o.path, false, 4096)
+        .map_err(|e| e.to_string())?
         .with_tls(o.tls.clone());
     let start = Instant::now();
     let (w0, w1) = (start + secs(o.warmup), start + secs(o.warmup + o.duration));
@@ -472,7 +473,8 @@ fn idle(o: &Opts) -> Result<Report, String> {
     let rss = |field| procfs::status_kib(pid, field).ok_or("cannot read server /proc status");
     let data = payload(o.size);
     let frame = client_frame(OP_TEXT, &data, MASK);
-    let mut net: Net<bool> = Net::new(o.addr, &o.path, false, 1024).map_err(|e| e.to_string())?
+    let mut net: Net<bool> = Net::new(o.addr, &o.path, false, 1024)
+        .map_err(|e| e.to_string())?
         .with_tls(o.tls.clone());
     let rss0 = rss("VmRSS")?;
     let open_time = open_all(&mut net, o, o.clients, secs(60.0), |_| false)?;
@@ -588,8 +590,8 @@ fn parse_chat(got: &[u8], size: usize) -> Option<(u64, u64)> {
 /// how many stalled members the server closed.
 fn broadcast(o: &Opts) -> Result<Report, String> {
     let epoch = Instant::now();
-    let mut net: Net<Member> =
-        Net::new(o.addr, &o.path, false, 2 * o.size + 4096).map_err(|e| e.to_string())?
+    let mut net: Net<Member> = Net::new(o.addr, &o.path, false, 2 * o.size + 4096)
+        .map_err(|e| e.to_string())?
         .with_tls(o.tls.clone());
     let n = o.clients;
     let stalled_from = n.saturating_sub(o.stalled);
