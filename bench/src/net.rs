@@ -444,3 +444,98 @@ fn flush<S>(c: &mut Conn<S>) -> Result<(), Fail> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::frame::{client_frame, OP_BINARY};
+    use std::time::Instant;
+
+    /// A blocking TLS WebSocket echo server (rustls + tungstenite) on
+    /// 127.0.0.1:0 for one connection, and the client configuration that
+    /// trusts its certificate.
+    fn tls_echo_server() -> (
+        SocketAddr,
+        Arc<rustls::ClientConfig>,
+        std::thread::JoinHandle<()>,
+    ) {
+        let made = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
+        let cert = made.cert.der().clone();
+        let key =
+            rustls::pki_types::PrivateKeyDer::try_from(made.signing_key.serialize_der()).unwrap();
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let server = rustls::ServerConfig::builder_with_provider(Arc::clone(&provider))
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(vec![cert.clone()], key)
+            .unwrap();
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(cert).unwrap();
+        let client = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = Arc::new(server);
+        let serving = std::thread::spawn(move || {
+            let (tcp, _) = listener.accept().unwrap();
+            tcp.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+            let conn = rustls::ServerConnection::new(server).unwrap();
+            let mut ws = tungstenite::accept(rustls::StreamOwned::new(conn, tcp)).unwrap();
+            while let Ok(msg) = ws.read() {
+                if msg.is_binary() || msg.is_text() {
+                    ws.send(msg).unwrap();
+                }
+            }
+        });
+        (addr, Arc::new(client), serving)
+    }
+
+    #[test]
+    fn tls_connections_carry_small_and_large_messages_both_ways() {
+        let (addr, config, serving) = tls_echo_server();
+        let mut net: Net<usize> = Net::new(addr, "/", false, 4096)
+            .unwrap()
+            .with_tls(Some(config));
+        // Three messages queued at once, one larger than rustls's default
+        // buffer limits, so that both sides fill and drain several times.
+        let sizes = [64usize, 300_000, 64];
+        let payload = |i: usize| -> Vec<u8> { (0..sizes[i]).map(|k| (k * 7 + i) as u8).collect() };
+        let id = net.connect(0).unwrap();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let mut done = false;
+        while !done {
+            assert!(Instant::now() < deadline, "the echoes never all came back");
+            net.poll(
+                Duration::from_millis(50),
+                &mut |_, got: &mut usize, out: &mut Vec<u8>, ev: Ev| {
+                    match ev {
+                        Ev::Open => {
+                            for i in 0..sizes.len() {
+                                out.extend_from_slice(&client_frame(
+                                    OP_BINARY,
+                                    &payload(i),
+                                    [1, 2, 3, 4],
+                                ));
+                            }
+                        }
+                        Ev::Msg(op, data) => {
+                            assert_eq!(op, OP_BINARY);
+                            assert!(data == payload(*got), "echo {} differs", *got);
+                            *got += 1;
+                            done = *got == sizes.len();
+                        }
+                        Ev::Closed(why) => panic!("closed: {why}"),
+                    }
+                    Ok(())
+                },
+            )
+            .unwrap();
+        }
+        net.drop_conn(id);
+        serving.join().unwrap();
+    }
+}
