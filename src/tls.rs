@@ -675,7 +675,8 @@ mod tests {
         assert!(server.out.lock().buf.capacity() > 0);
         let mut got = [0u8; 1000];
         let mut have = 0;
-        ours.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        ours.set_read_timeout(Some(Duration::from_secs(20)))
+            .unwrap();
         while have < got.len() {
             have += session.read(&ours, &mut got[have..]).unwrap();
         }
