@@ -7,6 +7,7 @@
 #   QUICK=1 bash scripts/bench.sh    # about 2 minutes
 #   SERVERS=tokio-tungstenite,wsportal SCENARIOS=echo64 bash scripts/bench.sh
 #   SCENARIOS=stalled bash scripts/bench.sh      # issue 11's stalled-members table
+#   SCENARIOS=tls bash scripts/bench.sh          # the wss-* rows (TLS, issue 16)
 #   BASELINE=main bash scripts/bench.sh          # adds a wsportal-baseline row: the
 #                                                # examples built from that commit
 #   SCENARIOS=redis bash scripts/bench.sh        # issue 14: a room over 3 instances + Redis
@@ -36,6 +37,24 @@ case ",${SCENARIOS:-}," in
     else
       echo "warning: the deflate build failed; its wsportal rows are skipped" >&2
     fi ;;
+esac
+
+# The `tls` group (wss-* scenarios): wsportal's echo example built with
+# `--features tls` and copied to target/bench/tls/echo, before the plain
+# build below puts the plain one back in target/release/examples (the plain
+# rows keep using it); and a fresh test certificate in target/bench/tls/.
+case ",${SCENARIOS:-}," in
+  *,all,*|*,tls,*|*,wss-*)
+    echo "== building wsportal's echo example with --features tls; test certificate" >&2
+    mkdir -p target/bench/tls
+    rm -f target/bench/tls/echo
+    if cargo build --release --quiet --example echo --features tls; then
+      cp target/release/examples/echo target/bench/tls/echo
+    else
+      echo "warning: the tls build failed; wsportal's wss rows are skipped" >&2
+    fi
+    bash scripts/tls-cert.sh target/bench/tls >/dev/null
+    ;;
 esac
 
 echo "== building wsportal's examples in release" >&2

@@ -16,8 +16,10 @@
 //!   own lock (only the connection's own thread reads), then locks the state
 //!   to hand the bytes to rustls and take plaintext out. A quiet connection
 //!   waits on a 1 KiB stack buffer, after letting rustls shrink its record
-//!   buffer to 4 KiB; a read that filled its buffer makes the next one take a
-//!   whole record at once (17 KiB on the heap, for that read only).
+//!   buffer to 4 KiB (its floor) and dropping `out`'s allocation if it is
+//!   empty and free (`try_lock` only); a read that filled its buffer makes the
+//!   next one take a whole record at once (17 KiB on the heap, for that read
+//!   only).
 //! - A writer holds `out` (the unsent ciphertext), locks the state only to
 //!   encrypt into `out`, releases it, then writes `out` to the socket by the
 //!   plain socket's rule: `MSG_DONTWAIT` for every thread, a blocking write
@@ -26,7 +28,8 @@
 //!   outbox's writer-role holder writes, so `out` is never contended, and its
 //!   lock makes it impossible for two writers to interleave records anyway.
 //! - Lock order: `out`, then `state`; `reader`, then `state`. The reader
-//!   never takes `out`, a writer never takes `reader`.
+//!   never waits for `out` (it only try-locks it, holding nothing else but
+//!   `reader`, to drop an empty buffer), a writer never takes `reader`.
 //! - Unsent ciphertext makes the transport's `flush` answer `WouldBlock`, so
 //!   the outbox keeps the writer role (it hands it to the housekeeper) until
 //!   `out` is empty: a stalled TLS socket is finished, or cut off with 1008
@@ -449,8 +452,15 @@ impl Session {
                 self.feed(&mut side, &raw[..n])?;
             } else {
                 // Maybe a long wait: first let rustls give back what its
-                // buffer grew to for the last records.
+                // buffer grew to for the last records, and drop our
+                // ciphertext buffer if it is empty and no writer holds it
+                // (only tried: the reader never waits for `out`).
                 let _ = self.state.lock().read_tls(&mut Nothing);
+                if let Some(mut out) = self.out.try_lock() {
+                    if out.is_empty() {
+                        *out = Pending::default();
+                    }
+                }
                 let mut raw = [0u8; READ_SMALL];
                 let n = (&*tcp).read(&mut raw)?;
                 side.big = n == raw.len();
@@ -629,6 +639,63 @@ mod tests {
             std::thread::yield_now();
         }
         assert!(reader.join().unwrap() == sent, "bytes lost or out of order");
+    }
+
+    #[test]
+    fn a_quiet_wait_holds_no_ciphertext_buffer() {
+        let made = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
+        let cert = made.cert.der().clone();
+        let key = PrivateKeyDer::try_from(made.signing_key.serialize_der()).unwrap();
+        let server = rustls::ServerConfig::builder_with_provider(provider())
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(vec![cert.clone()], key)
+            .unwrap();
+        let tls = TlsConfig::from_server_config(Arc::new(server));
+        let client = client_config(&[cert]).unwrap();
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let ours = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (theirs, _) = listener.accept().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let shaking = std::thread::spawn(move || {
+            let session = tls.session().unwrap();
+            session.handshake(&theirs, deadline).unwrap();
+            (session, theirs)
+        });
+        let session = client_session(&client, "localhost").unwrap();
+        session.handshake(&ours, deadline).unwrap();
+        let (server, theirs) = shaking.join().unwrap();
+        // A write leaves its (small) buffer allocated for the next one...
+        let msg = [7u8; 1000];
+        let n = server
+            .write_vectored(&theirs, &[IoSlice::new(&msg)], true)
+            .unwrap();
+        assert_eq!(n, msg.len());
+        assert!(server.out.lock().buf.capacity() > 0);
+        let mut got = [0u8; 1000];
+        let mut have = 0;
+        ours.set_read_timeout(Some(Duration::from_secs(20)))
+            .unwrap();
+        while have < got.len() {
+            have += session.read(&ours, &mut got[have..]).unwrap();
+        }
+        assert!(got == msg);
+        // ...until the server's reader waits on a quiet socket (here it
+        // times out, having passed the point where it waits).
+        theirs
+            .set_read_timeout(Some(Duration::from_millis(20)))
+            .unwrap();
+        let mut buf = [0u8; 100];
+        let e = server.read(&theirs, &mut buf).unwrap_err();
+        assert!(is_full(&e), "{e}");
+        assert_eq!(server.out.lock().buf.capacity(), 0);
+        // And the next write still works.
+        server
+            .write_vectored(&theirs, &[IoSlice::new(b"again")], true)
+            .unwrap();
+        let n = session.read(&ours, &mut buf).unwrap();
+        assert_eq!(&buf[..n], b"again");
     }
 
     #[test]

@@ -14,7 +14,7 @@ pub mod net;
 pub mod procfs;
 pub mod socketio;
 
-/// Command line of every peer server: `<bin> ADDR [--nodelay]`.
+/// Command line of every peer server: `<bin> ADDR [--nodelay] [--cert PATH --key PATH]`.
 pub mod server_args {
     /// Parsed peer-server arguments.
     pub struct ServerArgs {
@@ -24,6 +24,9 @@ pub mod server_args {
         pub nodelay: bool,
         /// Further flags given, out of those the server accepts.
         pub flags: Vec<String>,
+        /// `--cert PATH --key PATH` (PEM files): serve over TLS, where the
+        /// server supports it.
+        pub tls: Option<(String, String)>,
     }
 
     /// Parses `ADDR [--nodelay]` from the process arguments; exits on misuse.
@@ -36,24 +39,36 @@ pub mod server_args {
         let mut addr = None;
         let mut nodelay = false;
         let mut flags = Vec::new();
-        for arg in std::env::args().skip(1) {
+        let (mut cert, mut key) = (None, None);
+        let mut args = std::env::args().skip(1);
+        while let Some(arg) = args.next() {
             match arg.as_str() {
                 "--nodelay" => nodelay = true,
+                "--cert" => {
+                    cert = Some(args.next().unwrap_or_else(|| usage("--cert needs a path")))
+                }
+                "--key" => key = Some(args.next().unwrap_or_else(|| usage("--key needs a path"))),
                 a if allowed.contains(&a) => flags.push(a.to_string()),
                 a if !a.starts_with('-') && addr.is_none() => addr = Some(a.to_string()),
                 other => usage(other),
             }
         }
         let addr = addr.unwrap_or_else(|| usage("missing ADDR"));
+        let tls = match (cert, key) {
+            (Some(c), Some(k)) => Some((c, k)),
+            (None, None) => None,
+            _ => usage("give both --cert PATH and --key PATH"),
+        };
         ServerArgs {
             addr,
             nodelay,
             flags,
+            tls,
         }
     }
 
     fn usage(what: &str) -> ! {
-        eprintln!("error: {what}\nusage: SERVER ADDR [--nodelay]");
+        eprintln!("error: {what}\nusage: SERVER ADDR [--nodelay] [--cert PATH --key PATH]");
         std::process::exit(2)
     }
 }

@@ -4,9 +4,16 @@
 //! connect -> HTTP upgrade -> open. Scenario code reacts to [`Ev`] events in
 //! a handler and queues bytes (precomputed frames) into each connection's
 //! output buffer; `Net` writes them out and answers server pings itself.
+//!
+//! With [`Net::with_tls`] every connection speaks TLS (rustls, SNI
+//! `localhost`) under the same WebSocket traffic: rustls is driven with
+//! `read_tls`/`write_tls` on the non-blocking socket, as rustls's own mio
+//! client example does. Without it a connection's only extra cost is one
+//! enum match per read and per flush.
 
-use std::io::{self, Write};
+use std::io::{self, Read, Write};
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use mio::net::TcpStream;
@@ -35,6 +42,8 @@ enum Phase {
 
 struct Conn<S> {
     sock: TcpStream,
+    /// The TLS state, over `sock`, when the pool speaks TLS.
+    tls: Option<Box<rustls::ClientConnection>>,
     phase: Phase,
     /// Expected `Sec-WebSocket-Accept` value.
     accept: String,
@@ -64,6 +73,7 @@ pub struct Net<S> {
     read_capacity: usize,
     /// Offer permessage-deflate, and require it (see [`Net::offer_deflate`]).
     deflate: bool,
+    tls: Option<Arc<rustls::ClientConfig>>,
 }
 
 /// The handler a scenario passes to [`Net::poll`]:
@@ -84,6 +94,7 @@ impl<S> Net<S> {
             raw,
             read_capacity,
             deflate: false,
+            tls: None,
         })
     }
 
@@ -112,9 +123,26 @@ impl<S> Net<S> {
         }
     }
 
+    /// Makes every connection started from now on speak TLS with `config`
+    /// (server name `localhost`); `None` keeps plain TCP.
+    pub fn with_tls(mut self, config: Option<Arc<rustls::ClientConfig>>) -> Self {
+        self.tls = config;
+        self
+    }
+
     /// Starts a new connection and returns its id. Ids of closed connections
     /// are reused, but only by connections started after the close.
     pub fn connect(&mut self, st: S) -> Result<usize, String> {
+        let tls = match &self.tls {
+            None => None,
+            Some(config) => {
+                let name = rustls::pki_types::ServerName::try_from("localhost")
+                    .map_err(|e| e.to_string())?;
+                let conn = rustls::ClientConnection::new(Arc::clone(config), name)
+                    .map_err(|e| format!("TLS: {e}"))?;
+                Some(Box::new(conn))
+            }
+        };
         let addr = self.addrs[self.connects % self.addrs.len()];
         self.connects += 1;
         let mut sock = TcpStream::connect(addr).map_err(|e| format!("connect: {e}"))?;
@@ -148,6 +176,7 @@ impl<S> Net<S> {
         }
         let conn = Conn {
             sock,
+            tls,
             phase: Phase::Connecting,
             accept: tungstenite::handshake::derive_accept_key(key.as_bytes()),
             rd,
@@ -171,6 +200,20 @@ impl<S> Net<S> {
         (0..self.conns.len())
             .filter(|&i| self.conns[i].is_some())
             .collect()
+    }
+
+    /// Where a connection stands: `connecting`, `tls` (TLS handshake),
+    /// `upgrade` (HTTP upgrade), `open`, or `gone`.
+    pub fn phase(&self, id: usize) -> &'static str {
+        match self.conns.get(id).and_then(Option::as_ref) {
+            None => "gone",
+            Some(c) => match c.phase {
+                Phase::Connecting => "connecting",
+                Phase::Handshake if c.tls.as_ref().is_some_and(|t| t.is_handshaking()) => "tls",
+                Phase::Handshake => "upgrade",
+                Phase::Open => "open",
+            },
+        }
     }
 
     pub fn state(&mut self, id: usize) -> Option<&mut S> {
@@ -281,7 +324,14 @@ fn drive<S>(id: usize, c: &mut Conn<S>, raw: bool, h: &mut impl Handler<S>) -> R
         if c.phase == Phase::Open && !c.reading {
             break;
         }
-        match c.rd.read_once(&mut c.sock) {
+        let got = match &mut c.tls {
+            None => c.rd.read_once(&mut c.sock),
+            Some(tls) => c.rd.read_once(&mut TlsRead {
+                tls,
+                sock: &mut c.sock,
+            }),
+        };
+        match got {
             Ok(Some(_)) => {}
             Ok(None) => {
                 // Deliver what was complete before the EOF, then report it.
@@ -367,18 +417,86 @@ fn check_upgrade<S>(c: &mut Conn<S>) -> Result<(), Fail> {
     Ok(())
 }
 
+/// Plaintext from a TLS connection: what rustls holds, else ciphertext
+/// read from the socket (and any handshake records rustls answers with
+/// written back). `WouldBlock` when the socket has nothing more; `Ok(0)` at
+/// the end, with or without `close_notify`.
+struct TlsRead<'a> {
+    tls: &'a mut rustls::ClientConnection,
+    sock: &'a mut TcpStream,
+}
+
+impl Read for TlsRead<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        loop {
+            match self.tls.reader().read(buf) {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(0),
+                other => return other,
+            }
+            if self.tls.read_tls(self.sock)? == 0 {
+                // The socket ended: let rustls see it, then report it.
+                self.tls.process_new_packets().map_err(tls_error)?;
+                return Ok(0);
+            }
+            self.tls.process_new_packets().map_err(tls_error)?;
+            write_tls(self.tls, self.sock)?;
+        }
+    }
+}
+
+fn tls_error(e: rustls::Error) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, format!("TLS: {e}"))
+}
+
+/// Writes the ciphertext rustls holds until done or the socket is full.
+fn write_tls(tls: &mut rustls::ClientConnection, sock: &mut TcpStream) -> io::Result<()> {
+    while tls.wants_write() {
+        match tls.write_tls(sock) {
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
 /// Writes queued output until done or the socket is full.
 fn flush<S>(c: &mut Conn<S>) -> Result<(), Fail> {
     if c.phase == Phase::Connecting {
         return Ok(());
     }
-    while c.out_pos < c.out.len() {
-        match c.sock.write(&c.out[c.out_pos..]) {
-            Ok(n) => c.out_pos += n,
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(Fail::Closed(format!("write: {e}"))),
+    match &mut c.tls {
+        None => {
+            while c.out_pos < c.out.len() {
+                match c.sock.write(&c.out[c.out_pos..]) {
+                    Ok(n) => c.out_pos += n,
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(e) => return Err(Fail::Closed(format!("write: {e}"))),
+                }
+            }
         }
+        // rustls takes plaintext up to its buffer limit (queued until the
+        // handshake is done); what the socket does not take stays in it.
+        Some(tls) => loop {
+            let taken = tls
+                .writer()
+                .write(&c.out[c.out_pos..])
+                .map_err(|e| Fail::Closed(format!("write: {e}")))?;
+            c.out_pos += taken;
+            if !tls.wants_write() {
+                if taken == 0 || c.out_pos == c.out.len() {
+                    break;
+                }
+                continue;
+            }
+            write_tls(tls, &mut c.sock).map_err(|e| Fail::Closed(format!("write: {e}")))?;
+            if tls.wants_write() {
+                break;
+            }
+        },
     }
     if c.out_pos == c.out.len() {
         c.out.clear();
@@ -388,4 +506,99 @@ fn flush<S>(c: &mut Conn<S>) -> Result<(), Fail> {
         c.out_pos = 0;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::frame::{client_frame, OP_BINARY};
+    use std::time::Instant;
+
+    /// A blocking TLS WebSocket echo server (rustls + tungstenite) on
+    /// 127.0.0.1:0 for one connection, and the client configuration that
+    /// trusts its certificate.
+    fn tls_echo_server() -> (
+        SocketAddr,
+        Arc<rustls::ClientConfig>,
+        std::thread::JoinHandle<()>,
+    ) {
+        let made = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
+        let cert = made.cert.der().clone();
+        let key =
+            rustls::pki_types::PrivateKeyDer::try_from(made.signing_key.serialize_der()).unwrap();
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let server = rustls::ServerConfig::builder_with_provider(Arc::clone(&provider))
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(vec![cert.clone()], key)
+            .unwrap();
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(cert).unwrap();
+        let client = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = Arc::new(server);
+        let serving = std::thread::spawn(move || {
+            let (tcp, _) = listener.accept().unwrap();
+            tcp.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+            let conn = rustls::ServerConnection::new(server).unwrap();
+            let mut ws = tungstenite::accept(rustls::StreamOwned::new(conn, tcp)).unwrap();
+            while let Ok(msg) = ws.read() {
+                if msg.is_binary() || msg.is_text() {
+                    ws.send(msg).unwrap();
+                }
+            }
+        });
+        (addr, Arc::new(client), serving)
+    }
+
+    #[test]
+    fn tls_connections_carry_small_and_large_messages_both_ways() {
+        let (addr, config, serving) = tls_echo_server();
+        let mut net: Net<usize> = Net::new(addr, "/", false, 4096)
+            .unwrap()
+            .with_tls(Some(config));
+        // Three messages queued at once, one larger than rustls's default
+        // buffer limits, so that both sides fill and drain several times.
+        let sizes = [64usize, 300_000, 64];
+        let payload = |i: usize| -> Vec<u8> { (0..sizes[i]).map(|k| (k * 7 + i) as u8).collect() };
+        let id = net.connect(0).unwrap();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let mut done = false;
+        while !done {
+            assert!(Instant::now() < deadline, "the echoes never all came back");
+            net.poll(
+                Duration::from_millis(50),
+                &mut |_, got: &mut usize, out: &mut Vec<u8>, ev: Ev| {
+                    match ev {
+                        Ev::Open => {
+                            for i in 0..sizes.len() {
+                                out.extend_from_slice(&client_frame(
+                                    OP_BINARY,
+                                    &payload(i),
+                                    [1, 2, 3, 4],
+                                ));
+                            }
+                        }
+                        Ev::Msg(op, data) => {
+                            assert_eq!(op, OP_BINARY);
+                            assert!(data == payload(*got), "echo {} differs", *got);
+                            *got += 1;
+                            done = *got == sizes.len();
+                        }
+                        Ev::Closed(why) => panic!("closed: {why}"),
+                    }
+                    Ok(())
+                },
+            )
+            .unwrap();
+        }
+        net.drop_conn(id);
+        serving.join().unwrap();
+    }
 }

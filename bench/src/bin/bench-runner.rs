@@ -25,6 +25,8 @@ use wsportal_bench::procfs;
 mod cluster;
 #[path = "bench-runner/deflate.rs"]
 mod deflate;
+#[path = "../runner/tls.rs"]
+mod tls;
 
 /// One server implementation; `None` commands mean "not available".
 #[derive(Clone)]
@@ -88,6 +90,8 @@ struct Scenario {
     opt_in: bool,
     /// Compression on: servers run as `deflate::command` says.
     deflate: bool,
+    /// Over TLS: runs the servers of [`tls::servers`], with their flags.
+    tls: bool,
 }
 
 impl Scenario {
@@ -110,6 +114,7 @@ impl Scenario {
             servers: None,
             opt_in: false,
             deflate: false,
+            tls: false,
         }
     }
 }
@@ -373,6 +378,9 @@ fn main() {
         (idle_conns, idle_hold),
     ));
 
+    let wss = tls::scenarios(&all_scenarios);
+    all_scenarios.extend(wss);
+
     let only_scen = env_s("SCENARIOS", "");
     let scenarios: Vec<Scenario> = all_scenarios
         .into_iter()
@@ -386,6 +394,8 @@ fn main() {
         .collect();
     let servers_named = !env_s("SERVERS", "").is_empty();
     let servers = servers();
+    let tls_servers = tls::servers();
+    let any_tls = scenarios.iter().any(|s| s.tls);
     let server_cpu = env_s("SERVER_CPU", "0");
     let loadgen_cpu = env_s("LOADGEN_CPU", "1");
     let out_dir = Path::new("target/bench");
@@ -420,7 +430,10 @@ fn main() {
     if scenarios.iter().any(|s| s.deflate) {
         report += &deflate::header();
     }
-    for s in &servers {
+    if any_tls {
+        report += &tls::note();
+    }
+    for s in servers.iter().chain(tls_servers.iter().filter(|_| any_tls)) {
         if let Some(why) = &s.skip {
             eprintln!("skipping {}: {why}", s.name);
             report += &format!("\nSkipped {}: {why}\n", s.name);
@@ -430,7 +443,8 @@ fn main() {
     // The stalled scenarios' medians, for the summary table at the end.
     let mut stalled: Vec<(&Scenario, Vec<(String, Run)>)> = Vec::new();
     for sc in &scenarios {
-        let active: Vec<&Server> = servers
+        let pool = if sc.tls { &tls_servers } else { &servers };
+        let active: Vec<&Server> = pool
             .iter()
             .filter(|s| s.skip.is_none() && (sc.raw_ok || !s.raw) && (sc.nagle_rows || !s.nagle))
             // A harness-built server without a program for this scenario has
@@ -479,11 +493,14 @@ fn main() {
                         &loadgen_cpu
                     },
                 );
-                let extra_flags = if server.ours && !server.nagle {
+                let mut extra_flags = if server.ours && !server.nagle {
                     vec!["--nodelay".to_string()]
                 } else {
                     vec![]
                 };
+                if sc.tls {
+                    extra_flags.extend(tls::server_flags());
+                }
                 let run = run_one(sc, server, cmd, &extra_flags, port, cpus, out_dir);
                 match &run.error {
                     Some(e) => eprintln!("        error: {e}"),

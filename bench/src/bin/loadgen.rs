@@ -8,6 +8,7 @@
 use std::cell::Cell;
 use std::collections::VecDeque;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use wsportal_bench::deflate::compressed_frame;
@@ -19,7 +20,7 @@ const USAGE: &str = "usage: loadgen echo|connect|idle|broadcast --addr HOST:PORT
   [--path /] [--raw] [--clients N] [--inflight N] [--size BYTES] [--binary]
   [--warmup SECS] [--duration SECS] [--hold SECS] [--rate MSG_PER_S]
   [--stalled N] [--drain SECS] [--concurrency N]
-  [--deflate] [--content json|log] [--variants N] [--socketio] [--aux-pid PID]
+  [--deflate] [--content json|log] [--variants N] [--socketio] [--aux-pid PID] [--tls-ca CERT.pem]
 --deflate offers permessage-deflate (and fails if the server declines it),
 sends compressed messages and inflates what comes back; --content picks
 realistic bodies of --size bytes (--variants distinct ones, sent in turn)
@@ -27,7 +28,8 @@ instead of the default pattern (echo, idle; broadcast pads with it).
 broadcast: --addr A,B,C spreads the members over several instances in turn
   (the publisher is the last); --pid P,Q,R sums their CPU time; --aux-pid
   reports another process's CPU while publishing (aux_cpu_pct); --socketio
-  speaks Socket.IO (Engine.IO v4 over WebSocket; messages are \"chat\" events)";
+  speaks Socket.IO (Engine.IO v4 over WebSocket; messages are \"chat\" events)
+--tls-ca CERT.pem speaks TLS, trusting that certificate (server name localhost)";
 
 /// Command-line options (one set for all scenarios).
 struct Opts {
@@ -59,6 +61,9 @@ struct Opts {
     deflate: bool,
     content: Option<String>,
     variants: usize,
+    /// `--tls-ca`: speak TLS, trusting this certificate (server name
+    /// `localhost`, the `ring` provider, no session resumption).
+    tls: Option<Arc<rustls::ClientConfig>>,
 }
 
 /// Key/value pairs printed on the `RESULT` line.
@@ -121,6 +126,7 @@ fn parse_opts() -> Result<Opts, String> {
         deflate: false,
         content: None,
         variants: 16,
+        tls: None,
     };
     while let Some(flag) = args.next() {
         match flag.as_str() {
@@ -156,6 +162,7 @@ fn parse_opts() -> Result<Opts, String> {
                         o.content = Some(v.clone());
                     }
                     "--variants" => o.variants = num::<usize>(&flag, &v)?.max(1),
+                    "--tls-ca" => o.tls = Some(tls_config(&v)?),
                     _ => return Err(format!("unknown option {flag}")),
                 }
             }
@@ -173,7 +180,34 @@ fn parse_opts() -> Result<Opts, String> {
     if o.addrs.iter().any(|a| !a.ip().is_loopback()) {
         return Err("refusing a non-loopback --addr: this tool only loads local servers".into());
     }
+    if o.raw && o.tls.is_some() {
+        return Err("--raw and --tls-ca do not go together".into());
+    }
     Ok(o)
+}
+
+/// The client's TLS configuration: trusts the certificate(s) in `ca` only,
+/// offers ALPN `http/1.1`, and resumes no sessions (every connection makes
+/// a full handshake, so `connect` measures the same work on every server).
+fn tls_config(ca: &str) -> Result<Arc<rustls::ClientConfig>, String> {
+    use rustls::pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in rustls::pki_types::CertificateDer::pem_file_iter(ca)
+        .map_err(|e| format!("--tls-ca {ca}: {e}"))?
+    {
+        roots
+            .add(cert.map_err(|e| format!("--tls-ca {ca}: {e}"))?)
+            .map_err(|e| format!("--tls-ca {ca}: {e}"))?;
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    config.resumption = rustls::client::Resumption::disabled();
+    Ok(Arc::new(config))
 }
 
 /// Parses a numeric option value.
@@ -380,7 +414,9 @@ fn pong(o: &Opts, msg: &[u8], out: &mut Vec<u8>) -> bool {
 fn echo(o: &Opts) -> Result<Report, String> {
     let op = if o.binary { OP_BINARY } else { OP_TEXT };
     let mut net: Net<VecDeque<(Instant, usize)>> =
-        Net::new(o.addr, &o.path, o.raw, 2 * o.size + 4096).map_err(|e| e.to_string())?;
+        Net::new(o.addr, &o.path, o.raw, 2 * o.size + 4096)
+            .map_err(|e| e.to_string())?
+            .with_tls(o.tls.clone());
     if o.deflate {
         net.offer_deflate();
     }
@@ -512,7 +548,9 @@ fn connect(o: &Opts) -> Result<Report, String> {
     let data = payload(o.size);
     let frame = client_frame(OP_TEXT, &data, MASK);
     let close = close_frame(MASK);
-    let mut net: Net<Cycle> = Net::new(o.addr, &o.path, false, 4096).map_err(|e| e.to_string())?;
+    let mut net: Net<Cycle> = Net::new(o.addr, &o.path, false, 4096)
+        .map_err(|e| e.to_string())?
+        .with_tls(o.tls.clone());
     let start = Instant::now();
     let (w0, w1) = (start + secs(o.warmup), start + secs(o.warmup + o.duration));
     let give_up = w1 + secs(5.0);
@@ -530,8 +568,15 @@ fn connect(o: &Opts) -> Result<Report, String> {
             break;
         }
         if now >= give_up {
+            // Where they stand, to tell a stalled server from a slow one.
+            let mut at = std::collections::BTreeMap::new();
+            for id in net.ids() {
+                let stage = net.state(id).map_or(0, |c| c.stage);
+                *at.entry((net.phase(id), stage)).or_insert(0) += 1;
+            }
             return Err(format!(
-                "{active} connections did not finish their close handshake"
+                "{active} connections did not finish their close handshake \
+                 ((phase, stage): count: {at:?})"
             ));
         }
         while now < w1 && active < o.concurrency {
@@ -607,8 +652,9 @@ fn idle(o: &Opts) -> Result<Report, String> {
     let pid = o.pid.ok_or("idle needs --pid")?;
     let rss = |field| procfs::status_kib(pid, field).ok_or("cannot read server /proc status");
     let data = body(o, 0);
-    let mut net: Net<bool> =
-        Net::new(o.addr, &o.path, false, 1024 + 2 * o.size).map_err(|e| e.to_string())?;
+    let mut net: Net<bool> = Net::new(o.addr, &o.path, false, 1024 + 2 * o.size)
+        .map_err(|e| e.to_string())?
+        .with_tls(o.tls.clone());
     if o.deflate {
         net.offer_deflate();
     }
@@ -737,8 +783,9 @@ fn parse_chat(got: &[u8], filler: &[u8]) -> Option<(u64, u64)> {
 /// how many stalled members the server closed.
 fn broadcast(o: &Opts) -> Result<Report, String> {
     let epoch = Instant::now();
-    let mut net: Net<Member> =
-        Net::new(o.addr, &o.path, false, 2 * o.size + 4096).map_err(|e| e.to_string())?;
+    let mut net: Net<Member> = Net::new(o.addr, &o.path, false, 2 * o.size + 4096)
+        .map_err(|e| e.to_string())?
+        .with_tls(o.tls.clone());
     if o.deflate {
         net.offer_deflate();
     }

@@ -21,6 +21,11 @@
 //!   member that falls `ROOM_CAPACITY` messages behind gets `Lagged` and is
 //!   closed. A task blocked on a full socket is not woken by new messages,
 //!   which the mpsc form does for every message.
+//! * `--cert PATH --key PATH` (the `wss-*` scenarios): the same server over
+//!   TLS, as tokio-rustls's own server example accepts it: a `TlsAcceptor`
+//!   from a rustls `ServerConfig` (safe defaults, the `ring` provider passed
+//!   explicitly, as wsportal does; ALPN `http/1.1`), `acceptor.accept(stream)`
+//!   in the connection's task, then the same handler over the TLS stream.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -28,7 +33,8 @@ use std::sync::{Arc, Mutex};
 
 use futures_channel::mpsc::{unbounded, UnboundedSender};
 use futures_util::{future, pin_mut, SinkExt, StreamExt, TryStreamExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::TcpListener;
 use tokio::sync::broadcast;
 use tokio_tungstenite::tungstenite::handshake::server::{Request, Response};
 use tokio_tungstenite::tungstenite::Message;
@@ -58,6 +64,7 @@ async fn main() {
     } else {
         Room::Mpsc(PeerMap::default())
     };
+    let tls = args.tls.as_ref().map(|(cert, key)| acceptor(cert, key));
     loop {
         let Ok((stream, addr)) = listener.accept().await else {
             continue;
@@ -65,11 +72,44 @@ async fn main() {
         if args.nodelay {
             let _ = stream.set_nodelay(true);
         }
-        tokio::spawn(handle(stream, addr, room.clone()));
+        let room = room.clone();
+        match &tls {
+            None => tokio::spawn(handle(stream, addr, room)),
+            Some(tls) => {
+                let tls = tls.clone();
+                tokio::spawn(async move {
+                    if let Ok(stream) = tls.accept(stream).await {
+                        handle(stream, addr, room).await;
+                    }
+                })
+            }
+        };
     }
 }
 
-async fn handle(stream: TcpStream, addr: SocketAddr, room: Room) {
+/// The TLS acceptor for `--cert PATH --key PATH` (PEM files).
+fn acceptor(cert: &str, key: &str) -> tokio_rustls::TlsAcceptor {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let certs = CertificateDer::pem_file_iter(cert)
+        .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
+        .expect("read --cert");
+    let key = PrivateKeyDer::from_pem_file(key).expect("read --key");
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("protocol versions")
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .expect("certificate and key");
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    tokio_rustls::TlsAcceptor::from(Arc::new(config))
+}
+
+async fn handle<S>(stream: S, addr: SocketAddr, room: Room)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
     let mut path = String::new();
     // The closure's signature is tungstenite's `Callback`, large error and all.
     #[allow(clippy::result_large_err)]
