@@ -17,9 +17,10 @@
 //!   to hand the bytes to rustls and take plaintext out. A quiet connection
 //!   waits on a 1 KiB stack buffer, after letting rustls shrink its record
 //!   buffer to 4 KiB (its floor) and dropping `out`'s allocation if it is
-//!   empty and free (`try_lock` only); a read that filled its buffer makes the
-//!   next one take a whole record at once (17 KiB on the heap, for that read
-//!   only).
+//!   empty and free (`try_lock` only), and its own buffer for large reads;
+//!   a read that filled its buffer makes the next one take a whole record at
+//!   once (into that 17 KiB heap buffer, kept while such reads go on). A
+//!   busy connection reuses both buffers from message to message.
 //! - A writer holds `out` (the unsent ciphertext), locks the state only to
 //!   encrypt into `out`, releases it, then writes `out` to the socket by the
 //!   plain socket's rule: `MSG_DONTWAIT` for every thread, a blocking write
@@ -62,9 +63,6 @@ const READ_CHUNK: usize = 17 * 1024;
 const READ_SMALL: usize = 1024;
 /// Plaintext encrypted at once before the ciphertext is written.
 const STEP: usize = 64 * 1024;
-/// `out` keeps its allocation after a write only up to this size (an idle
-/// connection holds no more).
-const KEEP: usize = 4 * 1024;
 
 /// The `ring` crypto provider, passed explicitly.
 fn provider() -> Arc<rustls::crypto::CryptoProvider> {
@@ -241,6 +239,9 @@ struct ReadSide {
     /// The last read filled its buffer: more is likely waiting, so the
     /// next read takes a whole record's worth.
     big: bool,
+    /// The buffer of those reads ([`READ_CHUNK`] bytes once made), kept
+    /// while they go on and dropped before a quiet wait.
+    chunk: Vec<u8>,
 }
 
 /// A reader with nothing to give: lets rustls shrink its buffer for
@@ -292,9 +293,6 @@ impl Pending {
         }
         self.start = 0;
         self.buf.clear();
-        if self.buf.capacity() > KEEP {
-            self.buf = Vec::new();
-        }
         Ok(true)
     }
 }
@@ -446,10 +444,20 @@ impl Session {
                 continue;
             }
             if side.big {
-                let mut raw = vec![0u8; READ_CHUNK];
-                let n = (&*tcp).read(&mut raw)?;
+                let mut raw = std::mem::take(&mut side.chunk);
+                raw.resize(READ_CHUNK, 0);
+                let read = (&*tcp).read(&mut raw);
+                let n = match read {
+                    Ok(n) => n,
+                    Err(e) => {
+                        side.chunk = raw;
+                        return Err(e);
+                    }
+                };
                 side.big = n == raw.len();
-                self.feed(&mut side, &raw[..n])?;
+                let fed = self.feed(&mut side, &raw[..n]);
+                side.chunk = raw;
+                fed?;
             } else {
                 // Maybe a long wait: first let rustls give back what its
                 // buffer grew to for the last records, and drop our
@@ -461,6 +469,7 @@ impl Session {
                         *out = Pending::default();
                     }
                 }
+                side.chunk = Vec::new();
                 let mut raw = [0u8; READ_SMALL];
                 let n = (&*tcp).read(&mut raw)?;
                 side.big = n == raw.len();
