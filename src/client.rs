@@ -9,7 +9,7 @@
 //! its hub's housekeeper; the reader stops the housekeeper when the
 //! connection ends, and whoever drops the last handle joins the reader.
 //! The client adds nothing to the protocol, session or outbox code: its
-//! [`Role`] only masks what it sends and refuses masked frames.
+//! [`Role`] makes the same code mask what it sends and refuse masked frames.
 //!
 //! `connect_with` runs, within [`Client::timeout`]: for `wss://` (feature
 //! `tls`) the TLS handshake (SNI and the host-name check by rustls), then
