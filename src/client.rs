@@ -8,6 +8,15 @@
 //! Architecture invariant: a client owns exactly two threads, its reader and
 //! its hub's housekeeper; the reader stops the housekeeper when the
 //! connection ends, and whoever drops the last handle joins the reader.
+//! The client adds nothing to the protocol, session or outbox code: its
+//! [`Role`] makes the same code mask what it sends and refuse masked frames.
+//!
+//! `connect_with` runs, within [`Client::timeout`]: for `wss://` (feature
+//! `tls`) the TLS handshake (SNI and the host-name check by rustls), then
+//! the upgrade request (`client/handshake.rs`: a random key, the
+//! `Sec-WebSocket-Accept` checked, only offered subprotocols and
+//! extensions accepted); then the reader thread, `wsportal-client`, runs
+//! `session::run`.
 
 pub(crate) mod handshake;
 

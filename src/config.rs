@@ -1,4 +1,8 @@
 //! Server settings: builder-lite, checked once when the server starts.
+//!
+//! `validate` names the bad setting in [`Error::Config`]. Timers shorter
+//! than 1 ms (the housekeeper's resolution) are refused; huge durations,
+//! up to `Duration::MAX`, are valid and mean "never" (see `deadline.rs`).
 
 use std::time::Duration;
 

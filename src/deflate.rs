@@ -6,7 +6,30 @@
 //!
 //! Both allocate their zlib state on first use, so an idle connection
 //! costs nothing until it sends or receives a compressed message, and
-//! without context takeover they free it after each message.
+//! without context takeover they free it after each message. flate2 does
+//! not expose zlib's memLevel (fixed at 8), so the window is what sets the
+//! memory: hence the default of 12 bits (as Python `websockets`). The
+//! housekeeper also drops a compressor's state when the connection's
+//! keepalive ping is due (`trim`): a fresh context refers to nothing, so
+//! the peer stays in step.
+//!
+//! Order: the send path holds the compressor's lock from compressing a
+//! message to queueing it, so the peer's inflater sees messages in the
+//! order they were compressed (context takeover); a compressed message
+//! that cannot be queued resets the compressor, so the next one refers to
+//! nothing the peer lacks.
+//!
+//! Bounds: the inflated size, not the compressed one, is held to
+//! `max_message_size` while inflating (1009), and the frame reader checks
+//! text as UTF-8 as it inflates (1007). A final block (BFINAL) ends the
+//! peer's stream: the rest of that message is ignored and the next one
+//! starts a new stream.
+//!
+//! Broadcasts (encoded once) and streamed messages (`MessageWriter`) go
+//! uncompressed, which a peer must accept on a compressed connection:
+//! compressing per recipient would cost a deflate per connection per push,
+//! and a shared compressed frame would need a fresh no-context-takeover
+//! stream that every recipient's inflater accepts.
 
 use flate2::{Compress, Compression, Decompress, FlushCompress, FlushDecompress, Status};
 

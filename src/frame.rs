@@ -1,7 +1,9 @@
 //! The RFC 6455 frame layout: header parsing, header encoding and masking.
 //!
 //! This module knows bytes, not connections: it never reads a socket and
-//! never allocates except in [`encode`].
+//! never allocates except in [`encode`]. RSV2 and RSV3 are refused here;
+//! RSV1 is handed to the frame reader, which knows whether an extension
+//! uses it.
 
 /// Opcodes of RFC 6455, section 5.2.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -10,6 +10,17 @@
 //! up to [`STALL_RETRY_MAX`], and never later than its write timeout. Retries
 //! never wait (`MSG_DONTWAIT`), so a socket that stays full costs one system
 //! call per retry, and the others are not held up.
+//!
+//! `Hub::new` makes a hub without a housekeeper, `run` starts it and `stop`
+//! joins it; a server's hub can run again after a stop. `due_in` wakes the
+//! housekeeper unless a scan not yet begun is due sooner; while a scan runs
+//! it always wakes it (`next_due` is `SCANNING`), so no deadline is lost.
+//! Event streams add their timed work through [`Chores`].
+//!
+//! `deliver` encodes a broadcast once (`Arc<[u8]>`) for every server
+//! connection; a client connection masks each frame. A connection's group
+//! list and the hub's group map change together under the connection's
+//! lock.
 
 use std::collections::HashMap;
 use std::sync::atomic::{fence, AtomicBool, AtomicU64, Ordering};

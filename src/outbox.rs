@@ -20,6 +20,12 @@
 //! - One message may be *streamed* in fragments ([`Lane::Stream`]). While a
 //!   stream is open, other data frames are held aside and queued after its
 //!   final fragment; control frames still go out between fragments.
+//! - Large payloads are not copied: a server's message of 1 KiB or more is
+//!   queued from its own buffer behind a separate header (`push_owned`),
+//!   and a broadcast's one encoding is shared (`push_shared`).
+//! - A short write counts as a full socket, without a second try. The stall
+//!   clock ([`Outbox::stalled_for`]) is the one clock behind every write
+//!   timeout, WebSocket and SSE alike.
 
 use std::collections::VecDeque;
 use std::io::{self, IoSlice, Write};

@@ -3,6 +3,22 @@
 //!
 //! Architecture invariant: only the acceptor hands sockets to connection
 //! threads, and every thread started here is joined by `ServerHandle::close`.
+//!
+//! A `Server` makes its hub and its `Closer` early, so that
+//! `Server::broadcaster` and `Server::closer` work before `start`; the first
+//! running start claims them. Idle pool threads wait 10 s for the next
+//! socket, then exit. `handle` serves one request on the connection's
+//! thread: the TLS handshake (for `start_tls`) and the request head within
+//! the handshake timeout, then the route's upgrade, event stream or answer.
+//!
+//! Shutdown (`ServerHandle::close` or drop, on the thread that owns the
+//! handle): set the closer (waking loops paused on it), the stop flag,
+//! connect to ourselves to wake `accept()`, join the acceptor (the listener
+//! closes), send 1001 to open connections and end event streams (queued
+//! events are written), wait `shutdown_grace`, cut off the rest, join the
+//! pool threads, leave the backplane (its subscriber joined), stop the
+//! housekeeper. Called from a hook, it does all that but for the hook's own
+//! thread, which it cuts off and which ends when the hook returns.
 
 use std::collections::{HashMap, HashSet};
 use std::fmt;

@@ -1,6 +1,14 @@
 //! The life of one open WebSocket connection on its own thread, after the
 //! handshake: `on_open`, the read loop dispatching to hooks, and `on_close`
 //! exactly once. Server and client connections both run here.
+//!
+//! The read loop: cork the outbox, dispatch every event already buffered,
+//! uncork (the replies leave in one write), read. This thread is the only
+//! one that writes blocking, to its own peer (up to `write_timeout`):
+//! while it writes it does not read, which is TCP's back-pressure. From the
+//! end of the read loop `is_open()` is false and sends fail; `on_close`
+//! follows, once, whatever ended it (a 1006 ending is recorded as a
+//! cut-off).
 
 use std::io;
 use std::net::Shutdown;

@@ -9,6 +9,11 @@
 //! while it adds the open connections' counts, so totals never go down.
 //! Broadcasts add to the hub's totals once per push. Refusals, closes and
 //! panics take a short lock or one atomic, once per connection.
+//!
+//! [`Counters`] (one per hub) holds the totals and a weak link to the
+//! running server's [`Gauges`] (resources, event clients, pool threads).
+//! Refusals and hook panics deep inside a pool thread's request are counted
+//! through a thread-local that `server::serve` sets (`serving`).
 
 use std::cell::RefCell;
 use std::collections::BTreeMap;

@@ -39,6 +39,12 @@
 //!   step's ciphertext (at most [`STEP`] bytes of plaintext) counts as none.
 //! - Records rustls makes while reading (a key update, an alert) wait in the
 //!   state and leave ahead of the next write.
+//!
+//! A broadcast is still encoded once; only encryption is per connection.
+//! The handshake runs on the connection's own thread within the handshake
+//! timeout. What an idle TLS connection costs beyond a plain one (rustls's
+//! state, the handshake's stack, glibc's per-thread cache) is measured in
+//! `bench/README.md` (`wss-idle`).
 
 use std::fmt;
 use std::io::{self, IoSlice, Read, Write};

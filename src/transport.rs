@@ -8,7 +8,9 @@
 //! this way, so no sender ever waits for a slow peer. [`Transport::waiting`]
 //! is an ordinary blocking write, bounded by the socket's send timeout (the
 //! connection's `write_timeout`): only the connection's own thread uses it,
-//! to wait for its own peer, which is TCP's back-pressure.
+//! to wait for its own peer, which is TCP's back-pressure. Without
+//! `MSG_DONTWAIT` (not Unix), `nowait` falls back to an ordinary write
+//! bounded by the send timeout.
 //!
 //! Over TLS the same two kinds hold for the ciphertext (see `tls.rs`): a
 //! write encrypts under a short lock, then writes by the rule above; what the

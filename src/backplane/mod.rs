@@ -14,6 +14,22 @@
 //! into the hash `PREFIX:group:NAME` (field: its id in hex), and keeps the
 //! key `PREFIX:alive:ID` alive with a TTL; counts of nodes whose key
 //! expired are ignored (and removed) when a size is asked for.
+//!
+//! The counts are absolute, written after every join, leave and close
+//! (`Hub::join`/`leave`/`unregister`, after they release their locks) under
+//! the link's lock, so the last write is the latest count. Every third of
+//! the TTL the subscriber refreshes the alive key and rewrites every count
+//! (a Redis restarted empty is refilled); the hashes expire after twice the
+//! TTL unless rewritten. A size is one Lua script (`GROUP_SIZE`). A graceful
+//! close removes the instance at once (`Node::retire`). `to_group` with no
+//! local member publishes and asks the size in one round trip, and answers
+//! `NoConnections` only when it is 0 (or the publish failed).
+//!
+//! What the subscriber receives it delivers with `Hub::deliver` and
+//! `EventPublisher::send_here`/`to_group_here` (so an event with an id
+//! enters the history); a message that does not decode (`wire::decode`:
+//! foreign, other version, truncated, bad UTF-8) is logged at debug and
+//! dropped.
 
 mod link;
 mod subscriber;

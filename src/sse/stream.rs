@@ -1,5 +1,12 @@
 //! An event stream's definition (its hooks and history) and the publisher
 //! that pushes events to its clients from any thread.
+//!
+//! Architecture invariant: a stream's events reach every client in one
+//! order, replays first. A push to many clients and a client's join (its
+//! response head, its replay, its registration) happen under the stream's
+//! lock, and pushes never block under it; the per-client `filter` runs
+//! under that lock too, for live pushes and replays alike. A pushed event
+//! is encoded once and shared by every client's outbox.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::fmt;
