@@ -111,7 +111,7 @@ impl Client {
     /// private CA, client certificates or other settings; it replaces the
     /// default (the Mozilla roots bundled by `webpki-roots`, the `ring`
     /// provider, ALPN `http/1.1`) and any [`Client::add_root_certificate`].
-    /// Build it with [`rustls`](crate::rustls) as re-exported here, and
+    /// Build it with [`rustls`] as re-exported here, and
     /// give it a crypto provider explicitly (`builder_with_provider`).
     #[cfg(feature = "tls")]
     pub fn tls_config(mut self, config: Arc<rustls::ClientConfig>) -> Client {

@@ -1,4 +1,4 @@
-//! TLS (feature `tls`): [`TlsConfig`] for [`Server::start_tls`], the
+//! TLS (feature `tls`): [`TlsConfig`] for [`Server::start_tls`](crate::Server::start_tls), the
 //! client's configuration for `wss://`, and [`Session`], one connection's
 //! TLS state as the transport reads and writes through it.
 //!
