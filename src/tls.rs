@@ -579,8 +579,9 @@ mod tests {
     use std::net::TcpListener;
     use std::time::Duration;
 
-    /// A server and a client `Stream` over loopback, handshake done.
-    fn pair() -> (Stream, Stream) {
+    /// A server and a client session over loopback, each with its socket,
+    /// handshake done.
+    fn sessions() -> ((Session, TcpStream), (Session, TcpStream)) {
         let made = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
         let cert = made.cert.der().clone();
         let key = PrivateKeyDer::try_from(made.signing_key.serialize_der()).unwrap();
@@ -596,14 +597,20 @@ mod tests {
         let ours = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
         let (theirs, _) = listener.accept().unwrap();
         let deadline = Instant::now() + Duration::from_secs(20);
-        let server = Stream::tls(theirs, tls.session().unwrap());
         let shaking = std::thread::spawn(move || {
-            server.handshake(deadline).unwrap();
-            server
+            let session = tls.session().unwrap();
+            session.handshake(&theirs, deadline).unwrap();
+            (session, theirs)
         });
-        let client = Stream::tls(ours, client_session(&client, "localhost").unwrap());
-        client.handshake(deadline).unwrap();
-        (shaking.join().unwrap(), client)
+        let session = client_session(&client, "localhost").unwrap();
+        session.handshake(&ours, deadline).unwrap();
+        (shaking.join().unwrap(), (session, ours))
+    }
+
+    /// A server and a client `Stream` over loopback, handshake done.
+    fn pair() -> (Stream, Stream) {
+        let ((server, theirs), (client, ours)) = sessions();
+        (Stream::tls(theirs, server), Stream::tls(ours, client))
     }
 
     #[test]
@@ -658,29 +665,7 @@ mod tests {
 
     #[test]
     fn a_quiet_wait_holds_no_ciphertext_buffer() {
-        let made = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
-        let cert = made.cert.der().clone();
-        let key = PrivateKeyDer::try_from(made.signing_key.serialize_der()).unwrap();
-        let server = rustls::ServerConfig::builder_with_provider(provider())
-            .with_safe_default_protocol_versions()
-            .unwrap()
-            .with_no_client_auth()
-            .with_single_cert(vec![cert.clone()], key)
-            .unwrap();
-        let tls = TlsConfig::from_server_config(Arc::new(server));
-        let client = client_config(&[cert]).unwrap();
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let ours = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
-        let (theirs, _) = listener.accept().unwrap();
-        let deadline = Instant::now() + Duration::from_secs(20);
-        let shaking = std::thread::spawn(move || {
-            let session = tls.session().unwrap();
-            session.handshake(&theirs, deadline).unwrap();
-            (session, theirs)
-        });
-        let session = client_session(&client, "localhost").unwrap();
-        session.handshake(&ours, deadline).unwrap();
-        let (server, theirs) = shaking.join().unwrap();
+        let ((server, theirs), (session, ours)) = sessions();
         // A write leaves its (small) buffer allocated for the next one...
         let msg = [7u8; 1000];
         let n = server
