@@ -452,16 +452,10 @@ impl Session {
             if side.big {
                 let mut raw = std::mem::take(&mut side.chunk);
                 raw.resize(READ_CHUNK, 0);
-                let read = (&*tcp).read(&mut raw);
-                let n = match read {
-                    Ok(n) => n,
-                    Err(e) => {
-                        side.chunk = raw;
-                        return Err(e);
-                    }
-                };
-                side.big = n == raw.len();
-                let fed = self.feed(&mut side, &raw[..n]);
+                let fed = (&*tcp).read(&mut raw).and_then(|n| {
+                    side.big = n == raw.len();
+                    self.feed(&mut side, &raw[..n])
+                });
                 side.chunk = raw;
                 fed?;
             } else {
