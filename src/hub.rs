@@ -588,7 +588,6 @@ fn scan(hub: &Hub) -> Option<u64> {
             .saturating_add(ms(interval));
         if now >= ping_at {
             inner.ping_sent.store(now.max(1), Ordering::Relaxed);
-            #[cfg(feature = "deflate")]
             inner.trim();
             let _ = conn.push_frame(OpCode::Ping, b"wsportal-keepalive", false);
             due(now.max(1).saturating_add(ms(t.ping_timeout)));

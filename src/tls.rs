@@ -10,35 +10,47 @@
 //!
 //! rustls keeps one state for both directions, while the connection's own
 //! thread sits blocked reading and other threads write. The state's lock
-//! (`state`) is never held across a socket call:
+//! (`state`) is never held across a socket call that can wait for the peer,
+//! except by the one thread nobody else could be waiting on:
 //!
 //! - The reader reads ciphertext from the socket holding only `reader`, its
 //!   own lock (only the connection's own thread reads), then locks the state
-//!   to hand the bytes to rustls and take plaintext out. A quiet connection
-//!   waits on a 1 KiB stack buffer, after letting rustls shrink its record
-//!   buffer to 4 KiB (its floor) and dropping `out`'s allocation if it is
-//!   empty and free (`try_lock` only), and its own buffer for large reads;
-//!   a read that filled its buffer makes the next one take a whole record at
-//!   once (into that 17 KiB heap buffer, kept while such reads go on). A
-//!   busy connection reuses both buffers from message to message.
-//! - A writer holds `out` (the unsent ciphertext), locks the state only to
-//!   encrypt into `out`, releases it, then writes `out` to the socket by the
-//!   plain socket's rule: `MSG_DONTWAIT` for every thread, a blocking write
-//!   only on the connection's own thread. What the socket does not take
-//!   stays in `out`, in order, ahead of anything encrypted later; only the
-//!   outbox's writer-role holder writes, so `out` is never contended, and its
-//!   lock makes it impossible for two writers to interleave records anyway.
-//! - Lock order: `out`, then `state`; `reader`, then `state`. The reader
-//!   never waits for `out` (it only try-locks it, holding nothing else but
-//!   `reader`, to drop an empty buffer), a writer never takes `reader`.
-//! - Unsent ciphertext makes the transport's `flush` answer `WouldBlock`, so
-//!   the outbox keeps the writer role (it hands it to the housekeeper) until
-//!   `out` is empty: a stalled TLS socket is finished, or cut off with 1008
-//!   at its write timeout, exactly like a plain one. Progress is counted in
+//!   to hand the bytes to rustls and take plaintext out.
+//! - A writer holds `writer`, locks the state, encrypts at most [`STEP`]
+//!   bytes of plaintext at a time and writes rustls's records straight from
+//!   its buffers (one `writev`), by the plain socket's rule: `MSG_DONTWAIT`
+//!   for every thread, a blocking write (bounded by the send timeout) only
+//!   on the connection's own thread. So the state is held across a write
+//!   that waits only by the connection's own thread, which is the reader:
+//!   the only other threads that want the state are writers, and they wait
+//!   for `writer` anyway. What the socket does not take stays in rustls, in
+//!   order, ahead of anything encrypted later; only the outbox's
+//!   writer-role holder writes, so `writer` is not contended, and it makes
+//!   it impossible for two writers to interleave records anyway.
+//! - Lock order: `writer`, then `state`; `reader`, then `state`. A writer
+//!   never takes `reader`; `trim` only try-locks it.
+//! - Unsent records make the transport's `flush` answer `WouldBlock`, so the
+//!   outbox keeps the writer role (it hands it to the housekeeper) until
+//!   they are out: a stalled TLS socket is finished, or cut off with 1008 at
+//!   its write timeout, exactly like a plain one. Progress is counted in
 //!   plaintext (what rustls took), so a retry that sends only part of one
-//!   step's ciphertext (at most [`STEP`] bytes of plaintext) counts as none.
+//!   step's records counts as none.
 //! - Records rustls makes while reading (a key update, an alert) wait in the
 //!   state and leave ahead of the next write.
+//!
+//! # Buffers
+//!
+//! A quiet connection (two reads under 1 KiB in a row) waits on a 1 KiB
+//! stack buffer, after letting rustls shrink its record buffer to 4 KiB
+//! (its floor) and dropping ours. A busy one reads 17 KiB (a whole record)
+//! at a time into a heap buffer it keeps; when its socket runs dry it waits
+//! in `peek`, holding no lock, so that the keepalive's `trim` can free
+//! that buffer and shrink rustls's if the wait is long. Writes keep no
+//! buffer of ours: records go from rustls's to the socket.
+//!
+//! The copies we make (received ciphertext into rustls, plaintext out of
+//! it) go through [`copy`], which avoids a slow path of glibc's `memcpy` on
+//! some AMD CPUs.
 //!
 //! A broadcast is still encoded once; only encryption is per connection.
 //! The handshake runs on the connection's own thread within the handshake
@@ -47,7 +59,7 @@
 //! `bench/README.md` (`wss-idle`).
 
 use std::fmt;
-use std::io::{self, IoSlice, Read, Write};
+use std::io::{self, BufRead, IoSlice, Read, Write};
 use std::net::TcpStream;
 use std::path::Path;
 use std::sync::{Arc, OnceLock};
@@ -61,11 +73,12 @@ use crate::outbox::is_full;
 use crate::transport::write_raw;
 use crate::Error;
 
-/// Ciphertext read from the socket at once while more is coming (on the
-/// heap, for that read only): a whole record of the largest size.
+/// Ciphertext a busy connection reads at once (into a heap buffer it
+/// keeps): a whole record of the largest size.
 const READ_CHUNK: usize = 17 * 1024;
-/// Ciphertext read at once otherwise (on the stack): a quiet connection's
-/// thread waits in `read` touching no more stack than this, and no heap.
+/// Ciphertext a quiet connection reads at once (on the stack): its thread
+/// waits in `read` touching no more stack than this, and no heap. Two reads
+/// shorter than this in a row make a busy connection quiet.
 const READ_SMALL: usize = 1024;
 /// Plaintext encrypted at once before the ciphertext is written.
 const STEP: usize = 64 * 1024;
@@ -229,25 +242,37 @@ pub(crate) fn reason(e: &io::Error) -> Option<String> {
 
 /// One connection's TLS state; see the module documentation for its locks.
 pub(crate) struct Session {
-    /// The rustls state: locked only to hand bytes in or take bytes out.
+    /// The rustls state, its unsent records included.
     state: Mutex<rustls::Connection>,
-    /// Encrypted, not yet written: the writer-role holder's.
-    out: Mutex<Pending>,
+    /// The writer's lock: whoever writes records to the socket holds it
+    /// (the outbox's writer-role holder, the handshake, `close_notify`).
+    writer: Mutex<()>,
     /// The reader's own state (only the connection's thread reads).
     reader: Mutex<ReadSide>,
 }
 
 #[derive(Default)]
 struct ReadSide {
-    /// Received ciphertext rustls could not take yet (it still held
-    /// plaintext).
-    unfed: Vec<u8>,
-    /// The last read filled its buffer: more is likely waiting, so the
-    /// next read takes a whole record's worth.
-    big: bool,
-    /// The buffer of those reads ([`READ_CHUNK`] bytes once made), kept
-    /// while they go on and dropped before a quiet wait.
-    chunk: Vec<u8>,
+    /// Ciphertext read from the socket; `buf[at..end]` is what rustls
+    /// could not take yet (it still held plaintext). A busy connection
+    /// reads into it ([`READ_CHUNK`] bytes, kept from read to read).
+    buf: Vec<u8>,
+    at: usize,
+    end: usize,
+    /// The last two reads' lengths: a connection is busy while either
+    /// reached [`READ_SMALL`], quiet after two shorter ones in a row.
+    last: usize,
+    prev: usize,
+}
+
+impl ReadSide {
+    fn busy(&self) -> bool {
+        self.last.max(self.prev) >= READ_SMALL
+    }
+
+    fn record(&mut self, n: usize) {
+        (self.prev, self.last) = (self.last, n);
+    }
 }
 
 /// A reader with nothing to give: lets rustls shrink its buffer for
@@ -267,62 +292,103 @@ impl fmt::Debug for Session {
     }
 }
 
-#[derive(Default)]
-struct Pending {
-    buf: Vec<u8>,
-    /// Bytes of `buf` already written.
-    start: usize,
-}
-
-impl Pending {
-    fn is_empty(&self) -> bool {
-        self.start == self.buf.len()
+/// Copies `src` to `dst` (of the same length). glibc 2.36 copies more than
+/// 2,112 bytes with `rep movsb` on CPUs with FSRM, which on some AMD CPUs
+/// runs at a twentieth of its speed when the destination lies a few dozen
+/// bytes past the source, modulo 4 KiB (this project's EPYC: 2 against
+/// 80 GB/s for 16 KiB, 1 to 31 bytes past; `bench/src/bin/memcpy.rs`).
+/// Buffers of similar sizes from the allocator land at such distances
+/// often, so copies within 63 bytes of that go 2 KiB at a time, below
+/// glibc's threshold.
+fn copy(dst: &mut [u8], src: &[u8]) {
+    const PIECE: usize = 2048;
+    let apart = (dst.as_ptr() as usize).wrapping_sub(src.as_ptr() as usize) % 4096;
+    if src.len() <= PIECE || !(1..64).contains(&apart) {
+        dst.copy_from_slice(src);
+        return;
     }
-
-    /// Writes what is held; `Ok(false)` when the socket is full (a short
-    /// write counts as full: a second one would only say so).
-    fn drain(&mut self, tcp: &TcpStream, wait: bool) -> io::Result<bool> {
-        while !self.is_empty() {
-            let left = self.buf.len() - self.start;
-            match write_raw(tcp, &[IoSlice::new(&self.buf[self.start..])], wait) {
-                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-                Ok(k) => {
-                    self.start += k;
-                    if k < left {
-                        return Ok(false);
-                    }
-                }
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) if is_full(&e) => return Ok(false),
-                Err(e) => return Err(e),
-            }
-        }
-        self.start = 0;
-        self.buf.clear();
-        Ok(true)
+    for (d, s) in dst.chunks_mut(PIECE).zip(src.chunks(PIECE)) {
+        d.copy_from_slice(s);
     }
 }
 
-/// Moves rustls's outgoing records into `out`.
-fn take_records(state: &mut rustls::Connection, out: &mut Pending) -> io::Result<()> {
+/// Received ciphertext as rustls reads it, by [`copy`].
+struct Copied<'a>(&'a [u8]);
+
+impl Read for Copied<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = buf.len().min(self.0.len());
+        let (now, later) = self.0.split_at(n);
+        copy(&mut buf[..n], now);
+        self.0 = later;
+        Ok(n)
+    }
+}
+
+/// The socket as rustls writes its records to it: by the transport's rule
+/// ([`write_raw`]), noting a short write.
+struct Socket<'a> {
+    tcp: &'a TcpStream,
+    wait: bool,
+    short: bool,
+}
+
+impl Write for Socket<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.write_vectored(&[IoSlice::new(buf)])
+    }
+
+    fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+        let n = write_raw(self.tcp, bufs, self.wait)?;
+        self.short |= n < bufs.iter().map(|b| b.len()).sum::<usize>();
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Writes rustls's records to the socket, straight from rustls's buffers
+/// (one `writev` for up to 64 records); `Ok(false)` when the socket is
+/// full, what it did not take staying in rustls, in order. A short write
+/// counts as full: a second one would only say so (or, waiting, wait out
+/// the send timeout again).
+fn send_records(state: &mut rustls::Connection, tcp: &TcpStream, wait: bool) -> io::Result<bool> {
+    let mut socket = Socket {
+        tcp,
+        wait,
+        short: false,
+    };
     while state.wants_write() {
-        state.write_tls(&mut out.buf)?;
+        match state.write_tls(&mut socket) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(_) if socket.short => return Ok(false),
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) if is_full(&e) => return Ok(false),
+            Err(e) => return Err(e),
+        }
     }
-    Ok(())
+    Ok(true)
 }
 
 fn tls_error(e: rustls::Error) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, e)
 }
 
+fn too_long() -> io::Error {
+    io::Error::new(io::ErrorKind::TimedOut, "the TLS handshake took too long")
+}
+
 impl Session {
     fn new(mut conn: rustls::Connection) -> Session {
-        // We bound what we encrypt at once (STEP) and take every record out
-        // at once; rustls's own limit would only make it refuse plaintext.
+        // We bound what we encrypt at once (STEP) and send every record at
+        // once; rustls's own limit would only make it refuse plaintext.
         conn.set_buffer_limit(None);
         Session {
             state: Mutex::new(conn),
-            out: Mutex::new(Pending::default()),
+            writer: Mutex::new(()),
             reader: Mutex::new(ReadSide::default()),
         }
     }
@@ -334,10 +400,7 @@ impl Session {
         let left = || {
             let left = deadline.saturating_duration_since(Instant::now());
             match left.is_zero() {
-                true => Err(io::Error::new(
-                    io::ErrorKind::TimedOut,
-                    "the TLS handshake took too long",
-                )),
+                true => Err(too_long()),
                 false => Ok(left),
             }
         };
@@ -345,22 +408,17 @@ impl Session {
         let mut raw = vec![0u8; 4096];
         loop {
             {
-                let mut out = self.out.lock();
-                take_records(&mut self.state.lock(), &mut out)?;
-                if !out.is_empty() {
+                let _writer = self.writer.lock();
+                let mut state = self.state.lock();
+                if state.wants_write() {
                     tcp.set_write_timeout(Some(left()?))?;
-                    if !out.drain(tcp, true)? {
-                        return Err(io::Error::new(
-                            io::ErrorKind::TimedOut,
-                            "the TLS handshake took too long",
-                        ));
+                    if !send_records(&mut state, tcp, true)? {
+                        return Err(too_long());
                     }
                 }
-            }
-            if !self.state.lock().is_handshaking() {
-                // The handshake's flights were the largest writes yet.
-                self.out.lock().buf = Vec::new();
-                return Ok(());
+                if !state.is_handshaking() {
+                    return Ok(());
+                }
             }
             tcp.set_read_timeout(Some(left()?))?;
             let n = match (&*tcp).read(&mut raw) {
@@ -372,123 +430,157 @@ impl Session {
                 }
                 Ok(n) => n,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) if is_full(&e) => {
-                    return Err(io::Error::new(
-                        io::ErrorKind::TimedOut,
-                        "the TLS handshake took too long",
-                    ))
-                }
+                Err(e) if is_full(&e) => return Err(too_long()),
                 Err(e) => return Err(e),
             };
-            let fed = self.feed(&mut self.reader.lock(), &raw[..n]);
+            // The client's first request may come with its last flight.
+            let fed = self.feed_keeping(&mut self.reader.lock(), &raw[..n]);
             if let Err(e) = fed {
                 // Tell the peer why (an alert), best effort and without waiting.
-                let mut out = self.out.lock();
-                if take_records(&mut self.state.lock(), &mut out).is_ok() {
-                    let _ = out.drain(tcp, false);
-                }
+                let _writer = self.writer.lock();
+                let _ = send_records(&mut self.state.lock(), tcp, false);
                 return Err(e);
             }
         }
     }
 
-    /// Hands received ciphertext to rustls (under the state lock), keeping
-    /// what it cannot take while it holds plaintext.
-    fn feed(&self, side: &mut ReadSide, fresh: &[u8]) -> io::Result<()> {
-        let held = std::mem::take(&mut side.unfed);
-        let joined: Vec<u8>;
-        let mut slice: &[u8] = match held.is_empty() {
-            true => fresh,
-            false => {
-                let mut h = held;
-                h.extend_from_slice(fresh);
-                joined = h;
-                &joined
-            }
-        };
+    /// Copies the plaintext rustls holds into `buf` (by [`copy`]); like
+    /// rustls's own `read`, `WouldBlock` when it holds none.
+    fn take_plaintext(&self, buf: &mut [u8]) -> io::Result<usize> {
         let mut state = self.state.lock();
-        // An empty slice tells rustls the socket ended.
-        let eof = slice.is_empty();
+        let mut reader = state.reader();
+        let mut n = 0;
+        while n < buf.len() {
+            let chunk = match reader.fill_buf() {
+                Ok([]) => break,
+                Ok(chunk) => chunk,
+                // No more for now (or the end): what was copied first.
+                Err(_) if n > 0 => break,
+                Err(e) => return Err(e),
+            };
+            let k = chunk.len().min(buf.len() - n);
+            copy(&mut buf[n..n + k], &chunk[..k]);
+            reader.consume(k);
+            n += k;
+        }
+        Ok(n)
+    }
+
+    /// Hands ciphertext to rustls (under the state lock) until it holds
+    /// plaintext; returns how much it took. An empty `bytes` tells rustls
+    /// the socket ended.
+    fn feed(&self, bytes: &[u8]) -> io::Result<usize> {
+        let len = bytes.len();
+        let mut bytes = Copied(bytes);
+        let mut state = self.state.lock();
         loop {
-            let k = state.read_tls(&mut slice)?;
+            let k = state.read_tls(&mut bytes)?;
             let io = state.process_new_packets().map_err(tls_error)?;
             if k == 0 {
                 // The end, or after `close_notify`: nothing more is read.
-                return Ok(());
+                return Ok(len);
             }
-            if eof || slice.is_empty() || io.plaintext_bytes_to_read() > 0 {
-                break;
+            if bytes.0.is_empty() || io.plaintext_bytes_to_read() > 0 {
+                return Ok(len - bytes.0.len());
             }
         }
-        if !slice.is_empty() {
-            side.unfed = slice.to_vec();
+    }
+
+    /// [`feed`](Self::feed)s `fresh`, read into a buffer of the caller's,
+    /// keeping what rustls did not take in `side`.
+    fn feed_keeping(&self, side: &mut ReadSide, fresh: &[u8]) -> io::Result<()> {
+        let k = self.feed(fresh)?;
+        if k < fresh.len() {
+            side.buf.clear();
+            side.buf.extend_from_slice(&fresh[k..]);
+            (side.at, side.end) = (0, side.buf.len());
         }
         Ok(())
     }
 
+    /// [`feed`](Self::feed)s what `side` holds.
+    fn feed_held(&self, side: &mut ReadSide) -> io::Result<()> {
+        side.at += self.feed(&side.buf[side.at..side.end])?;
+        Ok(())
+    }
+
     /// Reads plaintext: takes what rustls holds, else reads the socket
-    /// (holding no lock), feeds rustls and tries again. An end of the
-    /// socket without TLS's `close_notify` reads as an ordinary end: the
-    /// WebSocket close handshake (or HTTP's length) says whether anything
-    /// was cut short.
+    /// (holding no lock but the reader's own), feeds rustls and tries
+    /// again. An end of the socket without TLS's `close_notify` reads as an
+    /// ordinary end: the WebSocket close handshake (or HTTP's length) says
+    /// whether anything was cut short.
     pub(crate) fn read(&self, tcp: &TcpStream, buf: &mut [u8]) -> io::Result<usize> {
         if buf.is_empty() {
             return Ok(0);
         }
         loop {
-            match self.state.lock().reader().read(buf) {
+            match self.take_plaintext(buf) {
                 Ok(n) => return Ok(n),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
                 Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(0),
                 Err(e) => return Err(e),
             }
             // The reader's lock is the reader's alone: holding it while
-            // blocked on the socket keeps nobody waiting.
+            // blocked on the socket keeps nobody waiting but `trim`.
             let mut side = self.reader.lock();
-            if !side.unfed.is_empty() {
-                self.feed(&mut side, &[])?;
-                continue;
-            }
-            if side.big {
-                let mut raw = std::mem::take(&mut side.chunk);
-                raw.resize(READ_CHUNK, 0);
-                let fed = (&*tcp).read(&mut raw).and_then(|n| {
-                    side.big = n == raw.len();
-                    self.feed(&mut side, &raw[..n])
-                });
-                side.chunk = raw;
-                fed?;
-            } else {
-                // Maybe a long wait: first let rustls give back what its
-                // buffer grew to for the last records, and drop our
-                // ciphertext buffer if it is empty and no writer holds it
-                // (only tried: the reader never waits for `out`).
-                let _ = self.state.lock().read_tls(&mut Nothing);
-                if let Some(mut out) = self.out.try_lock() {
-                    if out.is_empty() {
-                        *out = Pending::default();
-                    }
+            if side.at < side.end {
+                self.feed_held(&mut side)?;
+            } else if side.busy() {
+                if side.last < READ_CHUNK {
+                    // The socket may be dry: wait without holding the
+                    // buffer, which `trim` frees if the wait is long.
+                    drop(side);
+                    tcp.peek(&mut [0u8; 1])?;
+                    side = self.reader.lock();
                 }
-                side.chunk = Vec::new();
+                side.buf.resize(READ_CHUNK, 0);
+                let n = (&*tcp).read(&mut side.buf)?;
+                side.record(n);
+                (side.at, side.end) = (0, n);
+                if n == 0 {
+                    self.feed(&[])?;
+                } else {
+                    self.feed_held(&mut side)?;
+                }
+            } else {
+                // Quiet, maybe for hours: first let rustls give back what
+                // its buffer grew to for the last records, drop ours, and
+                // wait on the stack.
+                let _ = self.state.lock().read_tls(&mut Nothing);
+                side.buf = Vec::new();
                 let mut raw = [0u8; READ_SMALL];
                 let n = (&*tcp).read(&mut raw)?;
-                side.big = n == raw.len();
-                self.feed(&mut side, &raw[..n])?;
+                side.record(n);
+                self.feed_keeping(&mut side, &raw[..n])?;
             }
         }
     }
 
-    /// Encrypts `bufs` (a step at a time) and writes the ciphertext; returns
-    /// the plaintext taken. What was held from an earlier write goes first;
-    /// while some is still held, nothing new is taken (`WouldBlock`).
+    /// Frees what a connection gone quiet (its keepalive ping is due) holds
+    /// for reading: our ciphertext buffer, and rustls's record buffer down
+    /// to its 4 KiB floor. Skipped while the reader reads.
+    pub(crate) fn trim(&self) {
+        let Some(mut side) = self.reader.try_lock() else {
+            return;
+        };
+        if side.at == side.end {
+            *side = ReadSide::default();
+            let _ = self.state.lock().read_tls(&mut Nothing);
+        }
+    }
+
+    /// Encrypts `bufs` (a step at a time) and writes the records; returns
+    /// the plaintext taken. Records held from an earlier write go first;
+    /// while some are still held, nothing new is taken (`WouldBlock`).
     pub(crate) fn write_vectored(
         &self,
         tcp: &TcpStream,
         bufs: &[IoSlice<'_>],
         wait: bool,
     ) -> io::Result<usize> {
-        let mut out = self.out.lock();
-        if !out.drain(tcp, wait)? {
+        let _writer = self.writer.lock();
+        let mut state = self.state.lock();
+        if !send_records(&mut state, tcp, wait)? {
             return Err(io::ErrorKind::WouldBlock.into());
         }
         let total: usize = bufs.iter().map(|b| b.len()).sum();
@@ -496,17 +588,12 @@ impl Session {
         while taken < total {
             let mut window = [IoSlice::new(&[]); 16];
             let n = window_at(bufs, taken, &mut window);
-            let step = {
-                let mut state = self.state.lock();
-                let step = state.writer().write_vectored(&window[..n])?;
-                take_records(&mut state, &mut out)?;
-                step
-            };
+            let step = state.writer().write_vectored(&window[..n])?;
             if step == 0 {
                 break;
             }
             taken += step;
-            if !out.drain(tcp, wait)? {
+            if !send_records(&mut state, tcp, wait)? {
                 break;
             }
         }
@@ -517,25 +604,19 @@ impl Session {
     /// never waiting, and not at all while a writer is busy (its records
     /// must not be cut into).
     pub(crate) fn close_notify(&self, tcp: &TcpStream) {
-        let Some(mut out) = self.out.try_lock() else {
+        let Some(_writer) = self.writer.try_lock() else {
             return;
         };
-        let taken = {
-            let mut state = self.state.lock();
-            state.send_close_notify();
-            take_records(&mut state, &mut out)
-        };
-        if taken.is_ok() {
-            let _ = out.drain(tcp, false);
-        }
+        let mut state = self.state.lock();
+        state.send_close_notify();
+        let _ = send_records(&mut state, tcp, false);
     }
 
-    /// Writes the ciphertext held (and any record rustls made meanwhile);
-    /// `WouldBlock` while the socket does not take it all.
+    /// Writes the records held (and any rustls made meanwhile);
+    /// `WouldBlock` while the socket does not take them all.
     pub(crate) fn flush(&self, tcp: &TcpStream, wait: bool) -> io::Result<()> {
-        let mut out = self.out.lock();
-        take_records(&mut self.state.lock(), &mut out)?;
-        match out.drain(tcp, wait)? {
+        let _writer = self.writer.lock();
+        match send_records(&mut self.state.lock(), tcp, wait)? {
             true => Ok(()),
             false => Err(io::ErrorKind::WouldBlock.into()),
         }
@@ -658,37 +739,58 @@ mod tests {
     }
 
     #[test]
-    fn a_quiet_wait_holds_no_ciphertext_buffer() {
-        let ((server, theirs), (session, ours)) = sessions();
-        // A write leaves its (small) buffer allocated for the next one...
-        let msg = [7u8; 1000];
-        let n = server
-            .write_vectored(&theirs, &[IoSlice::new(&msg)], true)
+    fn a_busy_reader_keeps_its_buffer_until_trimmed() {
+        let ((server, theirs), (client, ours)) = sessions();
+        theirs
+            .set_read_timeout(Some(Duration::from_secs(20)))
             .unwrap();
-        assert_eq!(n, msg.len());
-        assert!(server.out.lock().buf.capacity() > 0);
-        let mut got = [0u8; 1000];
+        ours.set_write_timeout(Some(Duration::from_secs(20)))
+            .unwrap();
+        let msg: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
+        let sent = msg.clone();
+        let writer = std::thread::spawn(move || {
+            let mut at = 0;
+            while at < sent.len() {
+                at += client
+                    .write_vectored(&ours, &[IoSlice::new(&sent[at..])], true)
+                    .unwrap();
+            }
+            (client, ours)
+        });
+        // A stream of records: reads take whole records into a kept buffer.
+        let mut got = vec![0u8; msg.len()];
         let mut have = 0;
-        ours.set_read_timeout(Some(Duration::from_secs(20)))
-            .unwrap();
+        let mut kept = 0;
         while have < got.len() {
-            have += session.read(&ours, &mut got[have..]).unwrap();
+            have += server.read(&theirs, &mut got[have..]).unwrap();
+            kept = kept.max(server.reader.lock().buf.capacity());
         }
-        assert!(got == msg);
-        // ...until the server's reader waits on a quiet socket (here it
-        // times out, having passed the point where it waits).
+        assert!(got == msg, "bytes lost or out of order");
+        assert!(
+            kept >= READ_CHUNK,
+            "large reads never used the large buffer"
+        );
+        // A busy connection waits keeping its buffer (here the wait times
+        // out)...
+        assert!(server.reader.lock().busy());
         theirs
             .set_read_timeout(Some(Duration::from_millis(20)))
             .unwrap();
         let mut buf = [0u8; 100];
         let e = server.read(&theirs, &mut buf).unwrap_err();
         assert!(is_full(&e), "{e}");
-        assert_eq!(server.out.lock().buf.capacity(), 0);
-        // And the next write still works.
+        assert!(server.reader.lock().buf.capacity() >= READ_CHUNK);
+        // ...until the keepalive's trim frees it.
+        server.trim();
+        assert_eq!(server.reader.lock().buf.capacity(), 0);
+        // And the connection still works both ways.
+        let (client, ours) = writer.join().unwrap();
         server
             .write_vectored(&theirs, &[IoSlice::new(b"again")], true)
             .unwrap();
-        let n = session.read(&ours, &mut buf).unwrap();
+        ours.set_read_timeout(Some(Duration::from_secs(20)))
+            .unwrap();
+        let n = client.read(&ours, &mut buf).unwrap();
         assert_eq!(&buf[..n], b"again");
     }
 

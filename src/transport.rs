@@ -12,8 +12,8 @@
 //! `MSG_DONTWAIT` (not Unix), `nowait` falls back to an ordinary write
 //! bounded by the send timeout.
 //!
-//! Over TLS the same two kinds hold for the ciphertext (see `tls.rs`): a
-//! write encrypts under a short lock, then writes by the rule above; what the
+//! Over TLS the same two kinds hold for the records (see `tls.rs`): a write
+//! encrypts, then writes rustls's records by the rule above; what the
 //! socket did not take stays in the session, in order, and the writer's
 //! `flush` reports it as a full socket, so the outbox keeps the writer role
 //! and the housekeeper finishes it as it finishes a plain socket.
@@ -73,6 +73,17 @@ impl Stream {
         #[cfg(feature = "tls")]
         if let Some(session) = &self.tls {
             session.close_notify(&self.tcp);
+        }
+    }
+}
+
+impl Stream {
+    /// Frees what a TLS connection gone quiet holds for reading (see
+    /// `Session::trim`); nothing for plain TCP, which holds nothing here.
+    pub(crate) fn trim(&self) {
+        #[cfg(feature = "tls")]
+        if let Some(session) = &self.tls {
+            session.trim();
         }
     }
 }
