@@ -299,7 +299,8 @@ impl fmt::Debug for Session {
 /// 80 GB/s for 16 KiB, 1 to 31 bytes past; `bench/src/bin/memcpy.rs`).
 /// Buffers of similar sizes from the allocator land at such distances
 /// often, so copies within 63 bytes of that go 2 KiB at a time, below
-/// glibc's threshold.
+/// glibc's threshold. (Current glibc no longer uses `rep movsb` there on
+/// AMD CPUs: glibc bug 30994.)
 fn copy(dst: &mut [u8], src: &[u8]) {
     const PIECE: usize = 2048;
     let apart = (dst.as_ptr() as usize).wrapping_sub(src.as_ptr() as usize) % 4096;
