@@ -97,6 +97,14 @@ struct Scenario {
 impl Scenario {
     /// A scenario with the defaults of most: one round, all servers, no
     /// raw TCP row, no Nagle rows, loadgen on its own core.
+    /// An idle scenario: loadgen's `head` arguments, then `conns`
+    /// connections held for `hold` seconds; time enough to open them.
+    fn idle(name: &str, what: &str, head: &[&str], (conns, hold): (f64, f64)) -> Scenario {
+        let held = strings(&["--clients", &conns.to_string(), "--hold", &hold.to_string()]);
+        let args = [strings(head), held].concat();
+        Scenario::new(name, what, args, Duration::from_secs_f64(hold + 300.0))
+    }
+
     fn new(name: &str, what: &str, args: Vec<String>, timeout: Duration) -> Scenario {
         Scenario {
             name: name.to_string(),
@@ -302,20 +310,11 @@ fn main() {
                 ("server_threads", "threads"),
                 ("echo_ok", "echo ok"),
             ],
-            ..Scenario::new(
+            ..Scenario::idle(
                 "idle",
                 "idle connections held, then one echo each; RSS growth per connection",
-                [
-                    strings(&["idle", "--size", "64", "--concurrency", "100"]),
-                    strings(&[
-                        "--clients",
-                        &idle_conns.to_string(),
-                        "--hold",
-                        &idle_hold.to_string(),
-                    ]),
-                ]
-                .concat(),
-                Duration::from_secs_f64(idle_hold + 300.0),
+                &["idle", "--size", "64", "--concurrency", "100"],
+                (idle_conns, idle_hold),
             )
         },
     ];

@@ -60,7 +60,7 @@ pub fn scenarios(
     broadcast: [Vec<String>; 2],
     bc_extra: &[(&'static str, &'static str)],
     bc_timeout: Duration,
-    (idle_conns, idle_hold): (f64, f64),
+    idle: (f64, f64),
 ) -> Vec<Scenario> {
     const ECHO: &[&str] = &[
         "python-websockets",
@@ -152,30 +152,21 @@ pub fn scenarios(
             ("echo_ok", "echo ok"),
         ],
         servers: Some(&["python-websockets", "node-ws", "wsportal"]),
-        ..Scenario::new(
+        ..Scenario::idle(
             "deflate-idle",
             "compressed connections held idle, then one compressed 256 B JSON message each way; \
              RSS growth per connection before and after",
-            [
-                strings(&[
-                    "idle",
-                    "--deflate",
-                    "--content",
-                    "json",
-                    "--size",
-                    "256",
-                    "--concurrency",
-                    "100",
-                ]),
-                strings(&[
-                    "--clients",
-                    &idle_conns.to_string(),
-                    "--hold",
-                    &idle_hold.to_string(),
-                ]),
-            ]
-            .concat(),
-            Duration::from_secs_f64(idle_hold + 300.0),
+            &[
+                "idle",
+                "--deflate",
+                "--content",
+                "json",
+                "--size",
+                "256",
+                "--concurrency",
+                "100",
+            ],
+            idle,
         )
     });
     list
