@@ -537,12 +537,9 @@ impl Session {
                 side.buf.resize(READ_CHUNK, 0);
                 let n = (&*tcp).read(&mut side.buf)?;
                 side.record(n);
+                // Nothing read (n == 0) hands rustls the end of the stream.
                 (side.at, side.end) = (0, n);
-                if n == 0 {
-                    self.feed(&[])?;
-                } else {
-                    self.feed_held(&mut side)?;
-                }
+                self.feed_held(&mut side)?;
             } else {
                 // Quiet, maybe for hours: first let rustls give back what
                 // its buffer grew to for the last records, drop ours, and

@@ -75,9 +75,7 @@ impl Stream {
             session.close_notify(&self.tcp);
         }
     }
-}
 
-impl Stream {
     /// Frees what a TLS connection gone quiet holds for reading (see
     /// `Session::trim`); nothing for plain TCP, which holds nothing here.
     pub(crate) fn trim(&self) {

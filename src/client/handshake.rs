@@ -378,8 +378,9 @@ pub(crate) fn verify(
     verify_offering(response, key, offered, false)
 }
 
-/// Checks a `101` answer (as `verify` does), for a request that offered extensions (`extensions`): the
-/// caller checks the answer's `Sec-WebSocket-Extensions` against its offer.
+/// Checks a `101` answer (as `verify` does), for a request that offered
+/// extensions (`extensions`): the caller checks the answer's
+/// `Sec-WebSocket-Extensions` against its offer.
 pub(crate) fn verify_offering(
     response: &Response,
     key: &str,
