@@ -287,11 +287,7 @@ impl Connection {
         deadline: Option<Instant>,
     ) -> Result<(), (Refused, Vec<u8>)> {
         let len = header.len() + payload.len();
-        let admit = if deadline.is_some() {
-            Admit::Waited
-        } else {
-            Admit::Limit
-        };
+        let admit = Admit::data(deadline);
         loop {
             let pushed = self.inner.outbox.push_owned(
                 &mut self.inner.nowait(),
@@ -347,11 +343,7 @@ impl Connection {
         deadline: Option<Instant>,
         encode: impl Fn(&mut Vec<u8>),
     ) -> Result<(), Refused> {
-        let admit = if deadline.is_some() {
-            Admit::Waited
-        } else {
-            Admit::Limit
-        };
+        let admit = Admit::data(deadline);
         loop {
             let pushed = self.inner.outbox.push_with(
                 &mut self.inner.nowait(),

@@ -81,6 +81,17 @@ pub(crate) enum Admit {
     Close,
 }
 
+impl Admit {
+    /// How a data push is admitted: `Waited` when its producer has a
+    /// deadline to wait for room until, `Limit` otherwise.
+    pub(crate) fn data(deadline: Option<Instant>) -> Admit {
+        match deadline {
+            Some(_) => Admit::Waited,
+            None => Admit::Limit,
+        }
+    }
+}
+
 /// Which frames a push carries, for the order around a streamed message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Lane {
@@ -171,12 +182,6 @@ impl Outbox {
             .lock()
             .stalled_at
             .map_or(Duration::ZERO, |t| t.elapsed())
-    }
-
-    /// Whether a write stalled and has not finished: bytes are queued, or
-    /// the sink still holds some (TLS ciphertext).
-    pub(crate) fn is_stalled(&self) -> bool {
-        self.state.lock().stalled_at.is_some()
     }
 
     /// Bytes ever written to the socket.
@@ -440,6 +445,28 @@ impl Outbox {
         }
     }
 
+    /// Blocks until nothing is left to write (the sink's own unsent bytes
+    /// included: TLS ciphertext), the queue was dropped, or `deadline`
+    /// passes: a closing connection's last chance for its backlog. Returns
+    /// whether everything left.
+    pub(crate) fn wait_drained(&self, deadline: Instant) -> bool {
+        let mut st = self.state.lock();
+        loop {
+            if st.dropped {
+                return false;
+            }
+            if st.queued + st.held_bytes == 0 && st.stalled_at.is_none() {
+                return true;
+            }
+            st.waiters += 1;
+            let timed_out = self.room.wait_until(&mut st, deadline).timed_out();
+            st.waiters -= 1;
+            if timed_out {
+                return false;
+            }
+        }
+    }
+
     /// Wakes the threads waiting for room or for bytes to be written.
     fn wake(&self, st: &State) {
         if st.waiters > 0 {
@@ -499,6 +526,7 @@ impl Outbox {
                         Ok(()) if st.queue.is_empty() => {
                             st.stalled_at = None;
                             st.writing = false;
+                            self.wake(&st);
                             return Flushed::Done;
                         }
                         Ok(()) => {}
@@ -711,6 +739,50 @@ mod tests {
         assert!(matches!(ob.resume(&mut s), Flushed::Done));
         assert_eq!(s.out, b"abcdef");
         assert_eq!(ob.stalled_for(), Duration::ZERO);
+    }
+
+    #[test]
+    fn a_drain_wait_ends_when_the_sink_lets_go_or_the_queue_is_dropped() {
+        let ob = Arc::new(Outbox::new(1 << 20));
+        let mut s = Holding {
+            held: Vec::new(),
+            out: Vec::new(),
+            room: 2,
+        };
+        // A thread waiting with no deadline to speak of; its answer comes
+        // on the channel.
+        let waiter = |ob: &Arc<Outbox>| {
+            let (tx, rx) = crossbeam_channel::bounded(1);
+            let far = Instant::now() + Duration::from_secs(3600);
+            let ob2 = Arc::clone(ob);
+            std::thread::spawn(move || tx.send(ob2.wait_drained(far)).unwrap());
+            // Wake it only once it waits, or a missed wake-up would go unseen.
+            let bound = Instant::now() + Duration::from_secs(20);
+            while ob.state.lock().waiters == 0 && Instant::now() < bound {
+                std::thread::yield_now();
+            }
+            rx
+        };
+        let bound = Duration::from_secs(20);
+        ob.push_with(&mut s, 5, Admit::Limit, Lane::Data, |v| {
+            v.extend_from_slice(b"abcde")
+        })
+        .unwrap();
+        // Nothing queued, but the sink still holds bytes: not drained.
+        assert_eq!(ob.backlog(), 0);
+        assert!(!ob.wait_drained(Instant::now()));
+        let rx = waiter(&ob);
+        s.room = 100;
+        assert!(matches!(ob.resume(&mut s), Flushed::Done));
+        assert_eq!(rx.recv_timeout(bound), Ok(true));
+        assert_eq!(s.out, b"abcde");
+        // A dropped queue ends the wait too, undrained.
+        s.room = 0;
+        ob.push_with(&mut s, 1, Admit::Limit, Lane::Data, |v| v.push(b'f'))
+            .unwrap();
+        let rx = waiter(&ob);
+        ob.abort();
+        assert_eq!(rx.recv_timeout(bound), Ok(false));
     }
 
     #[test]

@@ -13,7 +13,6 @@
 use std::io;
 use std::net::Shutdown;
 use std::sync::atomic::Ordering;
-use std::time::{Duration, Instant};
 
 use crate::guard::{self, Panic};
 use crate::outbox::Flushed;
@@ -190,16 +189,11 @@ impl Session<'_> {
     }
 
     /// Gives queued bytes (the close frame) a bounded chance to leave.
+    /// A cut-off drops the queue, which ends the wait.
     fn linger(&self) {
         let inner = &self.conn.inner;
         let deadline = crate::deadline::after(inner.hub.close_timeout());
-        while inner.outbox.backlog() > 0 && Instant::now() < deadline && !self.is_forced() {
-            std::thread::sleep(Duration::from_millis(2));
-        }
-    }
-
-    fn is_forced(&self) -> bool {
-        self.conn.inner.ending.lock().forced.is_some()
+        inner.outbox.wait_drained(deadline);
     }
 
     /// Runs a hook; a panic goes to `on_error`, then to `debug_on_error`'s policy.

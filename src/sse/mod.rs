@@ -21,7 +21,7 @@ use std::io::{self, Read};
 use std::net::Shutdown;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use parking_lot::Mutex;
 
@@ -226,14 +226,9 @@ fn finish(events: &EventStream, streams: &Streams, client: &EventClient) {
     let hung_up = !inner.closing.swap(true, Ordering::SeqCst);
     events.shared.state.lock().clients.remove(&inner.id);
     if !hung_up {
+        // A cut-off drops the queue, which ends the wait.
         let deadline = crate::deadline::after(inner.hub.close_timeout());
-        // A stall with nothing queued: TLS ciphertext still to go.
-        while (inner.outbox.backlog() > 0 || inner.outbox.is_stalled())
-            && Instant::now() < deadline
-            && !inner.forced.load(Ordering::SeqCst)
-        {
-            std::thread::sleep(Duration::from_millis(2));
-        }
+        inner.outbox.wait_drained(deadline);
     }
     inner.stream.close_notify();
     let _ = inner.stream.shutdown(Shutdown::Both);
