@@ -321,7 +321,7 @@ impl Server {
             addr: addr.to_string(),
             source,
         };
-        let listener = TcpListener::bind(&addr).map_err(bind_err)?;
+        let listener = listen(&addr).map_err(bind_err)?;
         let local_addr = listener.local_addr().map_err(bind_err)?;
         let c = &self.config;
         // Our own hub (the one `Server::broadcaster` reaches) unless another
@@ -480,12 +480,47 @@ type TlsSetting = std::convert::Infallible;
 
 type Job = (TcpStream, SocketAddr);
 
+/// Connections the kernel completes before the acceptor takes them. std's
+/// `TcpListener::bind` asks for 128, which a burst of clients overflows
+/// while the acceptor starts their threads (SYN cookies, dropped
+/// handshakes); the kernel caps this at `net.core.somaxconn`.
+const LISTEN_BACKLOG: i32 = 1024;
+
+/// `TcpListener::bind` (the first address that binds, `SO_REUSEADDR` on
+/// Unix as std sets it), with a backlog of [`LISTEN_BACKLOG`].
+fn listen(addr: impl ToSocketAddrs) -> std::io::Result<TcpListener> {
+    let mut last = None;
+    for a in addr.to_socket_addrs()? {
+        let bound = (|| {
+            let s =
+                socket2::Socket::new(socket2::Domain::for_address(a), socket2::Type::STREAM, None)?;
+            #[cfg(unix)]
+            s.set_reuse_address(true)?;
+            s.bind(&a.into())?;
+            s.listen(LISTEN_BACKLOG)?;
+            Ok(TcpListener::from(s))
+        })();
+        match bound {
+            Ok(l) => return Ok(l),
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(last.unwrap_or_else(|| {
+        std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "could not resolve to any addresses",
+        )
+    }))
+}
+
 fn accept_loop(
     core: &Arc<Core>,
     listener: &TcpListener,
     jobs: &Sender<Job>,
     job_rx: &Receiver<Job>,
 ) {
+    // Accepts failed in a row: out of file descriptors and the like.
+    let mut failed = 0u64;
     loop {
         let (stream, peer) = match listener.accept() {
             Ok(pair) => pair,
@@ -493,12 +528,22 @@ fn accept_loop(
                 if core.stopping.load(Ordering::SeqCst) {
                     return;
                 }
-                // Out of file descriptors and the like: do not spin.
-                log::warn!("accept failed: {e}");
+                // Said once, not a hundred times a second.
+                if failed == 0 {
+                    log::warn!("accept failed: {e}; retrying every 10 ms");
+                } else {
+                    log::debug!("accept failed again: {e}");
+                }
+                failed += 1;
+                // Do not spin.
                 std::thread::sleep(Duration::from_millis(10));
                 continue;
             }
         };
+        if failed > 0 {
+            log::info!("accepting again after {failed} failed attempts");
+            failed = 0;
+        }
         if core.stopping.load(Ordering::SeqCst) {
             return;
         }
