@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use tungstenite::Message as WsMessage;
 use wsportal::{Backplane, Config, Error, Event, EventStream, Resource, Server, ServerHandle};
 
-use crate::support::{connect, init_logs, recv, WAIT};
+use crate::support::{connect, init_logs, next_event, recv, sse, WAIT};
 
 /// A `redis-server` of our own; killed and reaped on drop.
 struct Redis {
@@ -280,50 +280,6 @@ fn redis_restarted_mid_run_local_delivery_goes_on_and_cross_instance_resumes() {
     assert_eq!(text(&mut cb), "after");
 }
 
-/// A raw event-stream client.
-struct Sse(BufReader<TcpStream>);
-
-impl Sse {
-    fn open(addr: SocketAddr, last_id: Option<&str>) -> Sse {
-        let mut s = TcpStream::connect(addr).unwrap();
-        s.set_read_timeout(Some(WAIT)).unwrap();
-        let mut req = "GET /events HTTP/1.1\r\nHost: x\r\n".to_owned();
-        if let Some(id) = last_id {
-            req.push_str(&format!("Last-Event-ID: {id}\r\n"));
-        }
-        req.push_str("\r\n");
-        s.write_all(req.as_bytes()).unwrap();
-        let mut r = BufReader::new(s);
-        let mut head = String::new();
-        while !head.ends_with("\r\n\r\n") {
-            assert!(r.read_line(&mut head).unwrap() > 0, "{head}");
-        }
-        assert!(head.starts_with("HTTP/1.1 200"), "{head}");
-        Sse(r)
-    }
-
-    /// The next event's `(id, data)`, skipping comments.
-    fn next(&mut self) -> (String, String) {
-        let (mut id, mut data) = (String::new(), String::new());
-        loop {
-            let mut line = String::new();
-            assert!(self.0.read_line(&mut line).unwrap() > 0, "stream ended");
-            let line = line.trim_end_matches('\n');
-            if line.is_empty() {
-                if !data.is_empty() {
-                    return (id, data);
-                }
-                continue;
-            }
-            if let Some(v) = line.strip_prefix("id: ") {
-                v.clone_into(&mut id);
-            } else if let Some(v) = line.strip_prefix("data: ") {
-                v.clone_into(&mut data);
-            }
-        }
-    }
-}
-
 #[test]
 fn sse_resume_against_a_different_instance() {
     init_logs();
@@ -348,28 +304,28 @@ fn sse_resume_against_a_different_instance() {
         bp.cluster_group_size("a").ok() == Some(1) && bp.cluster_group_size("b").ok() == Some(1)
     });
     let publisher = a.event_stream("/events").unwrap().allow_nobody();
-    let mut on_a = Sse::open(a.local_addr(), None);
-    let mut watch_b = Sse::open(b.local_addr(), None);
+    let mut on_a = sse(a.local_addr(), "/events", "");
+    let mut watch_b = sse(b.local_addr(), "/events", "");
     publisher.send(&Event::new("e1").id("1")).unwrap();
-    assert_eq!(on_a.next(), ("1".into(), "e1".into()));
+    assert_eq!(next_event(&mut on_a), ("1".into(), "e1".into()));
     drop(on_a); // the browser loses its connection after event 1
     publisher.send(&Event::new("e2").id("2")).unwrap();
     publisher.send(&Event::new("e3").id("3")).unwrap();
     for n in 1..=3 {
-        assert_eq!(watch_b.next(), (n.to_string(), format!("e{n}")));
+        assert_eq!(next_event(&mut watch_b), (n.to_string(), format!("e{n}")));
     }
     // ... and reconnects to the other instance.
-    let mut on_b = Sse::open(b.local_addr(), Some("1"));
-    assert_eq!(on_b.next(), ("2".into(), "e2".into()));
-    assert_eq!(on_b.next(), ("3".into(), "e3".into()));
+    let mut on_b = sse(b.local_addr(), "/events", "Last-Event-ID: 1\r\n");
+    assert_eq!(next_event(&mut on_b), ("2".into(), "e2".into()));
+    assert_eq!(next_event(&mut on_b), ("3".into(), "e3".into()));
     // A worker's event reaches both instances, and their histories.
     let worker = backplane(&redis, "sse");
     worker
         .publish_event("/events", &Event::new("e4").id("4"))
         .unwrap();
-    assert_eq!(on_b.next(), ("4".into(), "e4".into()));
-    let mut late_a = Sse::open(a.local_addr(), Some("3"));
-    assert_eq!(late_a.next(), ("4".into(), "e4".into()));
+    assert_eq!(next_event(&mut on_b), ("4".into(), "e4".into()));
+    let mut late_a = sse(a.local_addr(), "/events", "Last-Event-ID: 3\r\n");
+    assert_eq!(next_event(&mut late_a), ("4".into(), "e4".into()));
 }
 
 /// The chat example's binary (built by `cargo test --features redis`).
@@ -496,7 +452,7 @@ fn two_demo_processes_share_chat_and_events() {
     let (a, b) = (start(), start());
     let mut on_a = connect(a.addr, "/chat");
     let mut on_b = connect(b.addr, "/chat");
-    let mut events_b = Sse::open(b.addr, None);
+    let mut events_b = sse(b.addr, "/events", "");
     // B may not be subscribed yet: send until one message gets across.
     on_b.get_mut()
         .set_read_timeout(Some(Duration::from_millis(200)))
@@ -515,12 +471,20 @@ fn two_demo_processes_share_chat_and_events() {
         }
     };
     assert!(got.starts_with("hello "), "{got}");
+    // B is subscribed now, but it may have subscribed between A's two
+    // publishes of that message (the event, then the chat message), and so
+    // have missed its event. One more message reaches both.
+    sent += 1;
+    let last = format!("hello {sent}");
+    on_a.send(WsMessage::text(last.clone())).unwrap();
+    on_b.get_mut().set_read_timeout(Some(WAIT)).unwrap();
+    while text(&mut on_b) != last {}
     // B's stream: that chat event, its id from A's process, and both
     // instances' stats (they come every second).
     let (mut chat_id, mut stats_from) = (None, Vec::new());
     for _ in 0..200 {
-        let (id, data) = events_b.next();
-        if data == got {
+        let (id, data) = next_event(&mut events_b);
+        if data == last {
             chat_id = Some(id);
         } else if let Some(rest) = data.strip_prefix("{\"server\":\"") {
             let server = rest.split('"').next().unwrap().to_owned();
@@ -532,8 +496,7 @@ fn two_demo_processes_share_chat_and_events() {
             break;
         }
     }
-    let n = got.trim_start_matches("hello ");
-    assert_eq!(chat_id, Some(format!("{}-{n}", a.child.id())));
+    assert_eq!(chat_id, Some(format!("{}-{sent}", a.child.id())));
     stats_from.sort();
     let mut both = vec![a.addr.to_string(), b.addr.to_string()];
     both.sort();

@@ -53,28 +53,6 @@ fn raw_frame(b0: u8, payload: &[u8]) -> Vec<u8> {
     f
 }
 
-/// Reads one server frame: (first byte, payload).
-fn read_raw(s: &mut TcpStream) -> (u8, Vec<u8>) {
-    let mut h = [0u8; 2];
-    s.read_exact(&mut h).unwrap();
-    let len = match h[1] & 0x7F {
-        126 => {
-            let mut b = [0u8; 2];
-            s.read_exact(&mut b).unwrap();
-            u16::from_be_bytes(b) as usize
-        }
-        127 => {
-            let mut b = [0u8; 8];
-            s.read_exact(&mut b).unwrap();
-            u64::from_be_bytes(b) as usize
-        }
-        n => n as usize,
-    };
-    let mut payload = vec![0u8; len];
-    s.read_exact(&mut payload).unwrap();
-    (h[0], payload)
-}
-
 fn deflate_raw(data: &[u8]) -> Vec<u8> {
     let mut z = Compress::new(Compression::default(), false);
     let mut out = Vec::with_capacity(data.len() + 64);
@@ -107,21 +85,21 @@ fn a_raw_peer_sees_compressed_frames_both_ways() {
     for _ in 0..3 {
         s.write_all(&raw_frame(0xC1, &deflate_raw(text.as_bytes())))
             .unwrap();
-        let (b0, payload) = read_raw(&mut s);
+        let (b0, payload) = read_raw_frame(&mut s);
         assert_eq!(b0, 0xC1, "FIN, RSV1, text");
         assert!(payload.len() < text.len() / 4, "{}", payload.len());
         assert_eq!(inflate_raw(&mut inflater, &payload), text.as_bytes());
     }
     // A short message goes out uncompressed (min_size), without RSV1.
     s.write_all(&raw_frame(0xC1, &deflate_raw(b"hi"))).unwrap();
-    assert_eq!(read_raw(&mut s), (0x81, b"hi".to_vec()));
+    assert_eq!(read_raw_frame(&mut s), (0x81, b"hi".to_vec()));
     // So does a message the peer sent uncompressed and fragmented, RSV1
     // only on the first frame when compressed.
     let z = deflate_raw(text.as_bytes());
     let (a, b) = z.split_at(z.len() / 2);
     s.write_all(&raw_frame(0x41, a)).unwrap();
     s.write_all(&raw_frame(0x80, b)).unwrap();
-    let (b0, payload) = read_raw(&mut s);
+    let (b0, payload) = read_raw_frame(&mut s);
     assert_eq!(b0, 0xC1);
     assert_eq!(inflate_raw(&mut inflater, &payload), text.as_bytes());
     h.close();

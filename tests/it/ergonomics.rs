@@ -8,7 +8,6 @@ use std::time::Duration;
 
 use wsportal::{Error, Event, EventStream, Message, Resource, Response, Server};
 
-use crate::logtail::{next_event, sse};
 use crate::support::*;
 
 fn text(ws: &mut tungstenite::WebSocket<std::net::TcpStream>) -> String {

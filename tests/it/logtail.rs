@@ -2,8 +2,8 @@
 //! token auth, per-client WebSocket filters, the filtered and resumable
 //! event stream, `/stats`, and a clean stop that also ends the tail thread.
 
-use std::io::{BufRead, BufReader, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::io::Write;
+use std::net::TcpStream;
 use std::path::PathBuf;
 
 use crate::support::*;
@@ -35,36 +35,6 @@ impl LogFile {
 impl Drop for LogFile {
     fn drop(&mut self) {
         let _ = std::fs::remove_file(&self.0);
-    }
-}
-
-/// Opens `/sse...` and returns the reader past the response head.
-pub(crate) fn sse(addr: SocketAddr, path_and_query: &str, extra: &str) -> BufReader<TcpStream> {
-    let s = TcpStream::connect(addr).unwrap();
-    s.set_read_timeout(Some(WAIT)).unwrap();
-    let req = format!("GET {path_and_query} HTTP/1.1\r\nHost: x\r\n{extra}\r\n");
-    (&s).write_all(req.as_bytes()).unwrap();
-    let mut r = BufReader::new(s);
-    let mut head = String::new();
-    while !head.ends_with("\r\n\r\n") {
-        assert!(r.read_line(&mut head).expect("head in time") > 0, "{head}");
-    }
-    assert!(head.starts_with("HTTP/1.1 200 "), "{head}");
-    r
-}
-
-/// The next event's `(id, data)`, skipping comments.
-pub(crate) fn next_event(r: &mut BufReader<TcpStream>) -> (String, String) {
-    let (mut id, mut data) = (String::new(), String::new());
-    loop {
-        let mut line = String::new();
-        assert!(r.read_line(&mut line).expect("event in time") > 0);
-        match line.trim_end_matches('\n').split_once(": ") {
-            Some(("id", v)) => id = v.to_owned(),
-            Some(("data", v)) => data = v.to_owned(),
-            _ if line == "\n" && !data.is_empty() => return (id, data),
-            _ => {}
-        }
     }
 }
 

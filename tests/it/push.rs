@@ -50,40 +50,10 @@ fn payload(tid: u8, seq: u32) -> Vec<u8> {
 
 #[test]
 fn concurrent_senders_never_interleave() {
-    const THREADS: u8 = 8;
-    const EACH: u32 = 1000;
     let (h, opened, _closed) = server(Config::default().max_backlog(1 << 30), "/");
     let mut ws = connect(h.local_addr(), "/");
     let conn = opened.next();
-    let senders: Vec<_> = (0..THREADS)
-        .map(|tid| {
-            let conn = conn.clone();
-            thread::spawn(move || {
-                for seq in 0..EACH {
-                    conn.send_binary(&payload(tid, seq)).unwrap();
-                }
-            })
-        })
-        .collect();
-    let mut next = [0u32; THREADS as usize];
-    for _ in 0..(THREADS as u32 * EACH) {
-        let data = match recv(&mut ws) {
-            tungstenite::Message::Binary(b) => b,
-            other => panic!("unexpected {other:?}"),
-        };
-        let tid = data[0];
-        let seq = next[tid as usize];
-        assert_eq!(
-            &data[..],
-            &payload(tid, seq)[..],
-            "sender {tid} message {seq}"
-        );
-        next[tid as usize] += 1;
-    }
-    assert!(next.iter().all(|&n| n == EACH));
-    for s in senders {
-        s.join().unwrap();
-    }
+    push_from_threads(&conn, &mut ws, 8, 1000, payload);
 }
 
 #[test]
@@ -152,36 +122,10 @@ fn a_client_that_stops_reading_is_closed_and_others_are_not() {
     let (h, opened, closed) = server(config, "/");
     let stalled = stalled_client(&h, "/");
     opened.next();
-    let mut good = connect(h.local_addr(), "/");
+    let good = connect(h.local_addr(), "/");
     opened.next();
-    let b = h.broadcaster();
-    const N: usize = 300;
-    // The reader reports each message it has taken, so the producer can keep
-    // the reading client within its backlog: a broadcast never waits for
-    // anyone, so an unpaced burst would (rightly) close the reader too.
-    let (got, taken) = crossbeam_channel::unbounded();
-    let reader = thread::spawn(move || {
-        for i in 0..N {
-            match recv(&mut good) {
-                tungstenite::Message::Binary(d) => {
-                    assert_eq!(d.len(), 64 << 10);
-                    assert_eq!(d[0], i as u8, "message {i} in order");
-                }
-                other => panic!("unexpected {other:?}"),
-            }
-            got.send(i).unwrap();
-        }
-        good
-    });
-    // 300 x 64 KiB is far more than the kernel buffers of the stalled client;
-    // at most two messages (128 KiB) are ever on their way to the reader.
-    for i in 0..N {
-        if i >= 2 {
-            assert_eq!(taken.recv_timeout(WAIT).expect("reader fell silent"), i - 2);
-        }
-        b.to_all(vec![i as u8; 64 << 10]).unwrap();
-    }
-    let good = reader.join().unwrap();
+    // 300 x 64 KiB is far more than the kernel buffers of the stalled client.
+    let good = paced_broadcast(&h.broadcaster(), 300, good);
     let (code, reason) = closed.next();
     assert_eq!(code, 1008);
     assert!(reason.contains("too slow"), "{reason}");
@@ -197,17 +141,7 @@ fn a_stalled_client_is_closed_after_the_write_timeout() {
     let (h, opened, closed) = server(config, "/");
     let mut stalled = stalled_client(&h, "/");
     let conn = opened.next();
-    // Keep about 1 MiB queued beyond what the kernel buffers hold.
-    let chunk = vec![0u8; 256 << 10];
-    let (code, reason) = loop {
-        if conn.backlog() < (1 << 20) {
-            if conn.send_binary(&chunk).is_err() {
-                break closed.next();
-            }
-        } else {
-            break closed.next();
-        }
-    };
+    let (code, reason) = queue_until_closed(&conn, &closed);
     assert_eq!(code, 1008);
     assert!(reason.contains("write timeout"), "{reason}");
     assert!(conn.send_text("late").is_err());

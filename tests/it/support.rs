@@ -1,6 +1,6 @@
 //! Helpers shared by the integration tests.
 
-use std::io::{Read, Write};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
 
@@ -62,7 +62,7 @@ pub fn connect_with(
 }
 
 /// Reads the next data message (skipping pings), panicking on anything else.
-pub fn recv(ws: &mut WebSocket<TcpStream>) -> tungstenite::Message {
+pub fn recv<S: Read + Write>(ws: &mut WebSocket<S>) -> tungstenite::Message {
     loop {
         match ws.read().expect("read failed") {
             tungstenite::Message::Ping(_) | tungstenite::Message::Pong(_) => continue,
@@ -149,6 +149,13 @@ pub fn frame(fin: bool, opcode: u8, payload: &[u8]) -> Vec<u8> {
 
 /// Reads one unmasked server frame: (opcode, payload).
 pub fn read_frame(s: &mut TcpStream) -> (u8, Vec<u8>) {
+    let (b0, payload) = read_raw_frame(s);
+    (b0 & 0x0F, payload)
+}
+
+/// Reads one unmasked server frame: (first byte, with FIN and RSV bits;
+/// payload).
+pub fn read_raw_frame(s: &mut TcpStream) -> (u8, Vec<u8>) {
     let mut h = [0u8; 2];
     s.read_exact(&mut h).unwrap();
     let len = match h[1] & 0x7F {
@@ -166,7 +173,7 @@ pub fn read_frame(s: &mut TcpStream) -> (u8, Vec<u8>) {
     };
     let mut payload = vec![0u8; len];
     s.read_exact(&mut payload).unwrap();
-    (h[0] & 0x0F, payload)
+    (h[0], payload)
 }
 
 /// Reads server frames until a close frame; returns its code.
@@ -177,4 +184,126 @@ pub fn read_close_code(s: &mut TcpStream) -> u16 {
             return u16::from_be_bytes([payload[0], payload[1]]);
         }
     }
+}
+
+/// Opens an event stream (`extra`: more header lines, each ending in
+/// `\r\n`) and returns the reader past the response head.
+pub fn sse(addr: SocketAddr, path_and_query: &str, extra: &str) -> BufReader<TcpStream> {
+    let s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(WAIT)).unwrap();
+    let req = format!("GET {path_and_query} HTTP/1.1\r\nHost: x\r\n{extra}\r\n");
+    (&s).write_all(req.as_bytes()).unwrap();
+    let mut r = BufReader::new(s);
+    let mut head = String::new();
+    while !head.ends_with("\r\n\r\n") {
+        assert!(r.read_line(&mut head).expect("head in time") > 0, "{head}");
+    }
+    assert!(head.starts_with("HTTP/1.1 200 "), "{head}");
+    r
+}
+
+/// The next event's `(id, data)`, skipping comments.
+pub fn next_event(r: &mut BufReader<TcpStream>) -> (String, String) {
+    let (mut id, mut data) = (String::new(), String::new());
+    loop {
+        let mut line = String::new();
+        assert!(r.read_line(&mut line).expect("event in time") > 0);
+        match line.trim_end_matches('\n').split_once(": ") {
+            Some(("id", v)) => id = v.to_owned(),
+            Some(("data", v)) => data = v.to_owned(),
+            _ if line == "\n" && !data.is_empty() => return (id, data),
+            _ => {}
+        }
+    }
+}
+
+/// Reads message `i` of a series of 64 KiB binary messages, each `i` (as a
+/// byte) throughout, and checks its size and place.
+pub fn recv_block<S: Read + Write>(ws: &mut WebSocket<S>, i: usize) {
+    match recv(ws) {
+        tungstenite::Message::Binary(d) => {
+            assert_eq!(d.len(), 64 << 10);
+            assert_eq!(d[0], i as u8, "message {i} in order");
+        }
+        other => panic!("unexpected {other:?}"),
+    }
+}
+
+/// Broadcasts `n` messages of 64 KiB (message `i` is `i` in every byte)
+/// while another thread reads them from `ws`, checking their order. The
+/// reader reports each message it took, and at most two are ever on their
+/// way to it: a broadcast never waits for anyone, so an unpaced burst would
+/// (rightly) close the reader too. Returns `ws` once all have arrived.
+pub fn paced_broadcast<S>(b: &wsportal::Broadcaster, n: usize, mut ws: WebSocket<S>) -> WebSocket<S>
+where
+    S: Read + Write + Send + 'static,
+{
+    let (got, taken) = crossbeam_channel::unbounded();
+    let reader = std::thread::spawn(move || {
+        for i in 0..n {
+            recv_block(&mut ws, i);
+            got.send(i).unwrap();
+        }
+        ws
+    });
+    for i in 0..n {
+        if i >= 2 {
+            assert_eq!(taken.recv_timeout(WAIT).expect("reader fell silent"), i - 2);
+        }
+        b.to_all(vec![i as u8; 64 << 10]).unwrap();
+    }
+    reader.join().unwrap()
+}
+
+/// Sends `each` messages from each of `threads` threads on `conn`
+/// (`payload(tid, seq)`: sender `tid` in its first byte) and reads them all
+/// from `ws`, checking that none is torn and each sender's are in order.
+pub fn push_from_threads<S: Read + Write>(
+    conn: &wsportal::Connection,
+    ws: &mut WebSocket<S>,
+    threads: u8,
+    each: u32,
+    payload: fn(u8, u32) -> Vec<u8>,
+) {
+    let senders: Vec<_> = (0..threads)
+        .map(|tid| {
+            let conn = conn.clone();
+            std::thread::spawn(move || {
+                for seq in 0..each {
+                    conn.send_binary(&payload(tid, seq)).unwrap();
+                }
+            })
+        })
+        .collect();
+    let mut next = vec![0u32; threads as usize];
+    for _ in 0..(threads as u32 * each) {
+        let data = match recv(ws) {
+            tungstenite::Message::Binary(b) => b,
+            other => panic!("unexpected {other:?}"),
+        };
+        let tid = data[0];
+        let seq = next[tid as usize];
+        assert_eq!(
+            &data[..],
+            &payload(tid, seq)[..],
+            "sender {tid} message {seq}"
+        );
+        next[tid as usize] += 1;
+    }
+    assert!(next.iter().all(|&n| n == each));
+    for s in senders {
+        s.join().unwrap();
+    }
+}
+
+/// Keeps about 1 MiB queued on `conn` (more than the kernel buffers hold),
+/// whose peer reads nothing, until the server closes it; returns the code
+/// and reason `closed` reports.
+pub fn queue_until_closed(
+    conn: &wsportal::Connection,
+    closed: &Events<(u16, String)>,
+) -> (u16, String) {
+    let chunk = vec![0u8; 256 << 10];
+    while conn.backlog() < (1 << 20) && conn.send_binary(&chunk).is_ok() {}
+    closed.next()
 }

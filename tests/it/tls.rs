@@ -111,16 +111,6 @@ impl Certs {
     }
 }
 
-/// Reads the next data message (skipping pings).
-fn recv_tls(ws: &mut WebSocket<Tls>) -> tungstenite::Message {
-    loop {
-        match ws.read().expect("read failed") {
-            tungstenite::Message::Ping(_) | tungstenite::Message::Pong(_) => continue,
-            m => return m,
-        }
-    }
-}
-
 impl Drop for Certs {
     fn drop(&mut self) {
         if let Some(dir) = self.cert.parent() {
@@ -186,7 +176,7 @@ fn echo_over_wss_with_our_client_and_a_foreign_one() {
         .send(tungstenite::Message::text("from tungstenite"))
         .unwrap();
     assert_eq!(
-        recv_tls(&mut other),
+        recv(&mut other),
         tungstenite::Message::text("from tungstenite")
     );
 }
@@ -268,45 +258,15 @@ fn payload(tid: u8, seq: u32) -> Vec<u8> {
 
 #[test]
 fn eight_threads_push_to_a_connection_blocked_reading() {
-    const THREADS: u8 = 8;
-    const EACH: u32 = 10_000;
     let certs = Certs::new();
     let (h, opened, _closed) = echo_server(&certs, Config::default().max_backlog(1 << 30));
     let mut ws = certs.wss(h.local_addr(), "/");
     // The connection's own thread is blocked reading: the client sends nothing.
     let conn = opened.next();
-    let senders: Vec<_> = (0..THREADS)
-        .map(|tid| {
-            let conn = conn.clone();
-            thread::spawn(move || {
-                for seq in 0..EACH {
-                    conn.send_binary(&payload(tid, seq)).unwrap();
-                }
-            })
-        })
-        .collect();
-    let mut next = [0u32; THREADS as usize];
-    for _ in 0..(THREADS as u32 * EACH) {
-        let data = match recv_tls(&mut ws) {
-            tungstenite::Message::Binary(b) => b,
-            other => panic!("unexpected {other:?}"),
-        };
-        let tid = data[0];
-        let seq = next[tid as usize];
-        assert_eq!(
-            &data[..],
-            &payload(tid, seq)[..],
-            "sender {tid} message {seq}"
-        );
-        next[tid as usize] += 1;
-    }
-    assert!(next.iter().all(|&n| n == EACH));
-    for s in senders {
-        s.join().unwrap();
-    }
+    push_from_threads(&conn, &mut ws, 8, 10_000, payload);
     // The reader was never disturbed: the connection still echoes.
     ws.send(tungstenite::Message::text("still here")).unwrap();
-    assert_eq!(recv_tls(&mut ws), tungstenite::Message::text("still here"));
+    assert_eq!(recv(&mut ws), tungstenite::Message::text("still here"));
 }
 
 /// A TLS client that completes the upgrade, then never reads.
@@ -329,33 +289,10 @@ fn a_stalled_tls_client_is_closed_and_a_broadcast_is_not_held_up() {
     let (h, opened, closed) = echo_server(&certs, Config::default().max_backlog(256 << 10));
     let stalled = stalled(&certs, h.local_addr());
     opened.next();
-    let mut good = certs.wss(h.local_addr(), "/");
+    let good = certs.wss(h.local_addr(), "/");
     opened.next();
-    let b = h.broadcaster();
-    const N: usize = 300;
-    let (got, taken) = crossbeam_channel::unbounded();
-    let reader = thread::spawn(move || {
-        for i in 0..N {
-            match recv_tls(&mut good) {
-                tungstenite::Message::Binary(d) => {
-                    assert_eq!(d.len(), 64 << 10);
-                    assert_eq!(d[0], i as u8, "message {i} in order");
-                }
-                other => panic!("unexpected {other:?}"),
-            }
-            got.send(i).unwrap();
-        }
-        good
-    });
-    // Far more than the stalled client's kernel buffers; the reader is kept
-    // within its backlog (a broadcast never waits, for anyone).
-    for i in 0..N {
-        if i >= 2 {
-            assert_eq!(taken.recv_timeout(WAIT).expect("reader fell silent"), i - 2);
-        }
-        b.to_all(vec![i as u8; 64 << 10]).unwrap();
-    }
-    let good = reader.join().unwrap();
+    // Far more than the stalled client's kernel buffers.
+    let good = paced_broadcast(&h.broadcaster(), 300, good);
     let (code, reason) = closed.next();
     assert_eq!(code, 1008);
     assert!(reason.contains("too slow"), "{reason}");
@@ -372,16 +309,7 @@ fn a_stalled_tls_client_is_closed_at_the_write_timeout() {
     let (h, opened, closed) = echo_server(&certs, config);
     let _stalled = stalled(&certs, h.local_addr());
     let conn = opened.next();
-    let chunk = vec![0u8; 256 << 10];
-    let (code, reason) = loop {
-        if conn.backlog() < (1 << 20) {
-            if conn.send_binary(&chunk).is_err() {
-                break closed.next();
-            }
-        } else {
-            break closed.next();
-        }
-    };
+    let (code, reason) = queue_until_closed(&conn, &closed);
     assert_eq!(code, 1008);
     assert!(reason.contains("write timeout"), "{reason}");
 }
@@ -402,7 +330,7 @@ fn a_stalled_tls_client_that_reads_again_gets_everything_in_order() {
     }
     assert!(conn.backlog() > 0, "the socket took everything at once");
     for seq in 0..N {
-        match recv_tls(&mut ws) {
+        match recv(&mut ws) {
             tungstenite::Message::Binary(d) => {
                 assert_eq!(d.len(), 40_000 + seq as usize);
                 assert_eq!(&d[..4], &seq.to_be_bytes());
@@ -480,7 +408,7 @@ fn plain_http_or_garbage_on_the_tls_port_is_dropped() {
     let mut ws = certs.wss(h.local_addr(), "/");
     opened.next();
     ws.send(tungstenite::Message::text("after junk")).unwrap();
-    assert_eq!(recv_tls(&mut ws), tungstenite::Message::text("after junk"));
+    assert_eq!(recv(&mut ws), tungstenite::Message::text("after junk"));
 }
 
 #[test]
@@ -557,7 +485,7 @@ fn a_silent_or_half_handshake_is_dropped_at_the_handshake_timeout() {
     let mut ws = certs.wss(h.local_addr(), "/");
     opened.next();
     ws.send(tungstenite::Message::text("on time")).unwrap();
-    assert_eq!(recv_tls(&mut ws), tungstenite::Message::text("on time"));
+    assert_eq!(recv(&mut ws), tungstenite::Message::text("on time"));
 }
 
 #[test]

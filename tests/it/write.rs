@@ -204,13 +204,7 @@ fn send_timeout_paces_a_producer_to_a_reading_client() {
         assert_eq!(conn.backlog(), 0);
     });
     for i in 0..N {
-        match recv(&mut ws) {
-            tungstenite::Message::Binary(d) => {
-                assert_eq!(d.len(), 64 << 10);
-                assert_eq!(d[0], i as u8, "message {i} in order");
-            }
-            other => panic!("unexpected {other:?}"),
-        }
+        recv_block(&mut ws, i);
     }
     producer.join().unwrap();
     assert!(closed.rx.try_recv().is_err());
