@@ -20,29 +20,44 @@ const WSPORTAL_ECHO: &str = "target/bench/tls/echo";
 const TWINS: [&str; 4] = ["echo64", "echo64k", "connect", "idle"];
 
 /// A TLS twin (`wss-NAME`) of each scenario in [`TWINS`]: the same loadgen
-/// arguments plus `--tls-ca`, group `tls`, opt-in.
+/// arguments plus `--tls-ca`, group `tls`, opt-in. `wss-echo64k` also runs
+/// with one client (`wss-echo64k-1`): each server then has one connection,
+/// and so the same allocator layout (`bench/README.md`, wss-echo64k).
 pub fn scenarios(plain: &[Scenario]) -> Vec<Scenario> {
-    plain
-        .iter()
-        .filter(|s| TWINS.contains(&s.name.as_str()))
-        .map(|s| Scenario {
-            group: "tls",
-            args: [s.args.clone(), strings(&["--tls-ca", CERT])].concat(),
-            metric: s.metric,
-            extra: s.extra.clone(),
-            same_core: s.same_core,
-            rounds: s.rounds,
-            nagle_rows: s.nagle_rows,
-            opt_in: true,
-            tls: true,
-            ..Scenario::new(
-                &format!("wss-{}", s.name),
-                &format!("{}, over TLS", s.what),
-                Vec::new(),
-                s.timeout,
-            )
-        })
-        .collect()
+    let mut wss = Vec::new();
+    for s in plain.iter().filter(|s| TWINS.contains(&s.name.as_str())) {
+        wss.push(twin(s, &s.name, &s.what, s.args.clone()));
+        if s.name == "echo64k" {
+            let mut args = s.args.clone();
+            if let Some(at) = args.iter().position(|a| a == "--clients") {
+                args[at + 1] = "1".into();
+            }
+            let what = s.what.replace("10 clients", "1 client");
+            wss.push(twin(s, "echo64k-1", &what, args));
+        }
+    }
+    wss
+}
+
+/// `s` over TLS, as `wss-NAME` with loadgen arguments `args`.
+fn twin(s: &Scenario, name: &str, what: &str, args: Vec<String>) -> Scenario {
+    Scenario {
+        group: "tls",
+        args: [args, strings(&["--tls-ca", CERT])].concat(),
+        metric: s.metric,
+        extra: s.extra.clone(),
+        same_core: s.same_core,
+        rounds: s.rounds,
+        nagle_rows: s.nagle_rows,
+        opt_in: true,
+        tls: true,
+        ..Scenario::new(
+            &format!("wss-{name}"),
+            &format!("{what}, over TLS"),
+            Vec::new(),
+            s.timeout,
+        )
+    }
 }
 
 /// The servers of the TLS scenarios, in table order (names as in the plain
