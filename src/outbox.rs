@@ -141,7 +141,7 @@ struct State {
     closed: bool,
     /// The queue was dropped (a cut-off or a failed write).
     dropped: bool,
-    /// Threads waiting in [`Outbox::wait_for_room`] or [`Outbox::wait_written`].
+    /// Threads waiting in [`Outbox::wait_for`] (the `wait_*` methods).
     waiters: usize,
     /// A streamed message is open: data frames wait in `held`.
     streaming: bool,
@@ -400,19 +400,11 @@ impl Outbox {
     /// room for it, or is empty), the outbox is closed, or `deadline` passes.
     /// Whoever holds the writer role wakes it as bytes leave.
     pub(crate) fn wait_for_room(&self, len: usize, lane: Lane, deadline: Instant) {
-        let mut st = self.state.lock();
-        loop {
-            let queued = Self::ahead(&st, lane.of_stream());
-            if st.closed || queued == 0 || queued + len <= self.max_backlog {
-                return;
-            }
-            st.waiters += 1;
-            let timed_out = self.room.wait_until(&mut st, deadline).timed_out();
-            st.waiters -= 1;
-            if timed_out {
-                return;
-            }
-        }
+        // Room or not, the waiting is over: the pusher tries again.
+        drop(self.wait_for(deadline, |st| {
+            let queued = Self::ahead(st, lane.of_stream());
+            st.closed || queued == 0 || queued + len <= self.max_backlog
+        }));
     }
 
     /// The mark [`Outbox::wait_written`] waits for: everything queued so far.
@@ -428,20 +420,13 @@ impl Outbox {
     /// [`PushError::Closed`] when the queue was dropped first,
     /// [`PushError::TooSlow`] when `deadline` passed first.
     pub(crate) fn wait_written(&self, mark: u64, deadline: Instant) -> Result<(), PushError> {
-        let mut st = self.state.lock();
-        loop {
-            if st.written >= mark {
-                return Ok(());
-            }
-            if st.dropped {
-                return Err(PushError::Closed);
-            }
-            st.waiters += 1;
-            let timed_out = self.room.wait_until(&mut st, deadline).timed_out();
-            st.waiters -= 1;
-            if timed_out && st.written < mark {
-                return Err(PushError::TooSlow);
-            }
+        let (st, timed_out) = self.wait_for(deadline, |st| st.written >= mark || st.dropped);
+        if st.written >= mark {
+            Ok(())
+        } else if timed_out {
+            Err(PushError::TooSlow)
+        } else {
+            Err(PushError::Closed)
         }
     }
 
@@ -450,21 +435,31 @@ impl Outbox {
     /// passes: a closing connection's last chance for its backlog. Returns
     /// whether everything left.
     pub(crate) fn wait_drained(&self, deadline: Instant) -> bool {
+        let (st, timed_out) = self.wait_for(deadline, |st| {
+            st.dropped || (st.queued + st.held_bytes == 0 && st.stalled_at.is_none())
+        });
+        !timed_out && !st.dropped
+    }
+
+    /// The one wait loop of the `wait_*` methods: blocks until `done` holds
+    /// for the state or `deadline` passes, woken by [`Outbox::wake`].
+    /// Returns the state, still locked, and whether the deadline ended the
+    /// wait.
+    fn wait_for(
+        &self,
+        deadline: Instant,
+        done: impl Fn(&State) -> bool,
+    ) -> (parking_lot::MutexGuard<'_, State>, bool) {
         let mut st = self.state.lock();
-        loop {
-            if st.dropped {
-                return false;
-            }
-            if st.queued + st.held_bytes == 0 && st.stalled_at.is_none() {
-                return true;
-            }
+        while !done(&st) {
             st.waiters += 1;
             let timed_out = self.room.wait_until(&mut st, deadline).timed_out();
             st.waiters -= 1;
             if timed_out {
-                return false;
+                return (st, true);
             }
         }
+        (st, false)
     }
 
     /// Wakes the threads waiting for room or for bytes to be written.
