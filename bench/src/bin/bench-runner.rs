@@ -95,8 +95,6 @@ struct Scenario {
 }
 
 impl Scenario {
-    /// A scenario with the defaults of most: one round, all servers, no
-    /// raw TCP row, no Nagle rows, loadgen on its own core.
     /// An idle scenario: loadgen's `head` arguments, then `conns`
     /// connections held for `hold` seconds; time enough to open them.
     fn idle(name: &str, what: &str, head: &[&str], (conns, hold): (f64, f64)) -> Scenario {
@@ -105,6 +103,8 @@ impl Scenario {
         Scenario::new(name, what, args, Duration::from_secs_f64(hold + 300.0))
     }
 
+    /// A scenario with the defaults of most: one round, all servers, no
+    /// raw TCP row, no Nagle rows, loadgen on its own core.
     fn new(name: &str, what: &str, args: Vec<String>, timeout: Duration) -> Scenario {
         Scenario {
             name: name.to_string(),
