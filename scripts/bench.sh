@@ -97,6 +97,7 @@ esac
 # BASELINE=REV: wsportal's echo and chat examples as of commit REV, built
 # from a clean export in their own target dir (never mixed with this tree's
 # binaries), become the `wsportal-baseline` row: before/after in one run.
+# With wss-* scenarios, also its echo built with `--features tls` (echo-tls).
 if [ -n "${BASELINE:-}" ]; then
   rev=$(git rev-parse --verify "${BASELINE}^{commit}")
   base=target/bench/baseline/${rev:0:12}
@@ -108,6 +109,15 @@ if [ -n "${BASELINE:-}" ]; then
     (cd "$base/src" && cargo build --release --quiet --examples --target-dir ../target)
     cp "$base/target/release/examples/echo" "$base/target/release/examples/chat" "$base/bin/"
   fi
+  case ",${SCENARIOS:-}," in
+    *,all,*|*,tls,*|*,wss-*)
+      if [ ! -x "$base/bin/echo-tls" ]; then
+        echo "== building wsportal's echo as of $BASELINE with --features tls" >&2
+        (cd "$base/src" && cargo build --release --quiet --example echo --features tls --target-dir ../target) \
+          && cp "$base/target/release/examples/echo" "$base/bin/echo-tls" \
+          || echo "warning: the baseline's tls build failed; its wss rows are skipped" >&2
+      fi ;;
+  esac
   export WSPORTAL_BASELINE_DIR="$PWD/$base/bin"
 fi
 

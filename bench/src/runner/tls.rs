@@ -73,24 +73,36 @@ pub fn servers() -> Vec<Server> {
         nagle: false,
         skip: None,
     };
+    let wsportal = Server {
+        name: "wsportal".into(),
+        echo: Some(vec![WSPORTAL_ECHO.into()]),
+        chat: None,
+        raw: false,
+        peer: false,
+        ours: false,
+        nagle: false,
+        skip: (!Path::new(WSPORTAL_ECHO).exists())
+            .then(|| format!("{WSPORTAL_ECHO} not built (its wss rows)")),
+    };
     let mut list = vec![
         peer.clone(),
         Server {
             nagle: true,
             ..peer
         },
-        Server {
-            name: "wsportal".into(),
-            echo: Some(vec![WSPORTAL_ECHO.into()]),
-            chat: None,
-            raw: false,
-            peer: false,
-            ours: false,
-            nagle: false,
-            skip: (!Path::new(WSPORTAL_ECHO).exists())
-                .then(|| format!("{WSPORTAL_ECHO} not built (its wss rows)")),
-        },
+        wsportal.clone(),
     ];
+    // The same echo built from an older commit (`BASELINE=REV` in
+    // scripts/bench.sh), for before/after comparisons in one run.
+    if let Ok(dir) = std::env::var("WSPORTAL_BASELINE_DIR") {
+        let echo = format!("{dir}/echo-tls");
+        list.push(Server {
+            name: "wsportal-baseline".into(),
+            skip: (!Path::new(&echo).exists()).then(|| format!("{echo} not built")),
+            echo: Some(vec![echo]),
+            ..wsportal
+        });
+    }
     let only = env_s("SERVERS", "");
     list.retain(|s| only.is_empty() || only.split(',').any(|n| n == s.name));
     list
