@@ -8,7 +8,8 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use crate::http::HeadError;
-use crate::{protocol, Error, Message, Request, Resource};
+use crate::wire::reader as protocol;
+use crate::{Error, Message, Request, Resource};
 
 /// The read buffer stops growing for throughput at this size.
 pub const READ_BUFFER_CAP: usize = protocol::GROW_LIMIT;
@@ -119,7 +120,7 @@ pub fn read_request_head(
 /// The refusal's status code.
 pub fn upgrade(req: &Request, protocols: &[&str]) -> Result<Vec<u8>, u16> {
     let res = Resource::new().protocols(protocols.iter().copied());
-    crate::handshake::upgrade(req, &res)
+    crate::server::handshake::upgrade(req, &res)
         .map(|up| up.response)
         .map_err(|r| r.status)
 }
@@ -151,7 +152,7 @@ pub type Found = (usize, Option<Vec<(String, String)>>, String);
 
 /// The server's route table (`route::Routes`), each route numbered.
 #[derive(Debug, Default)]
-pub struct Routes(crate::route::Routes<usize>);
+pub struct Routes(crate::http::route::Routes<usize>);
 
 impl Routes {
     /// Adds a route as `Server::define_*` does.
@@ -166,7 +167,7 @@ impl Routes {
     /// the server decodes them, and its pattern.
     pub fn find(&self, path: &str) -> Option<Found> {
         self.0.find(path).map(|(id, params, pattern)| {
-            let params = crate::route::decode_params(params);
+            let params = crate::http::route::decode_params(params);
             (*id, params, pattern.to_owned())
         })
     }

@@ -407,62 +407,41 @@
 
 #[cfg(feature = "redis")]
 mod backplane;
-mod broadcast;
 mod client;
-mod closer;
 mod config;
-mod connection;
 mod deadline;
-#[cfg(feature = "deflate")]
-mod deflate;
 mod error;
-#[cfg(feature = "deflate")]
-mod extension;
-mod frame;
 #[cfg(feature = "fuzzing")]
 #[doc(hidden)]
 pub mod fuzzing;
-mod guard;
-mod handler;
-mod handshake;
 mod http;
-mod hub;
 mod message;
-mod outbox;
-mod page;
-mod protocol;
-mod query;
-mod resource;
-mod route;
 mod server;
 mod session;
 mod sse;
-mod state;
-mod stats;
-#[cfg(feature = "tls")]
-mod tls;
 mod transport;
-mod writer;
+mod wire;
 
-pub use crate::broadcast::Broadcaster;
 pub use crate::client::{Client, ClientHandle};
-pub use crate::closer::Closer;
 pub use crate::config::Config;
-pub use crate::connection::Connection;
 pub use crate::error::{Error, SendError, SendTimeoutError};
-pub use crate::handler::Response;
 pub use crate::http::Request;
 pub use crate::message::Message;
-pub use crate::resource::{Accept, Reject, Resource};
+pub use crate::server::closer::Closer;
+pub use crate::server::handler::Response;
 pub use crate::server::{Server, ServerHandle};
-pub use crate::sse::{Event, EventClient, EventPublisher, EventSink, EventStream};
-pub use crate::stats::Stats;
-pub use crate::writer::MessageWriter;
+pub use crate::session::broadcast::Broadcaster;
+pub use crate::session::connection::Connection;
+pub use crate::session::resource::{Accept, Reject, Resource};
+pub use crate::session::stats::Stats;
+pub use crate::session::writer::MessageWriter;
+pub use crate::sse::{EventClient, EventPublisher, EventSink, EventStream};
+pub use crate::wire::event::Event;
 
-#[cfg(feature = "deflate")]
-pub use crate::extension::Deflate;
 #[cfg(feature = "tls")]
-pub use crate::tls::TlsConfig;
+pub use crate::transport::tls::TlsConfig;
+#[cfg(feature = "deflate")]
+pub use crate::wire::extension::Deflate;
 
 #[cfg(feature = "redis")]
 pub use crate::backplane::Backplane;

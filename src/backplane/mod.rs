@@ -42,7 +42,7 @@ use std::time::Duration;
 
 use self::link::Link;
 use self::wire::{Payload, Target};
-use crate::hub::Hub;
+use crate::session::hub::Hub;
 use crate::{Error, Event, Message};
 
 pub(crate) use self::subscriber::Subscriber;

@@ -16,7 +16,7 @@ use crossbeam_channel::{Receiver, Sender};
 use super::link::{self, BACKOFF_MAX, BACKOFF_MIN};
 use super::wire::{self, Body, Target};
 use super::Node;
-use crate::hub::Hub;
+use crate::session::hub::Hub;
 use crate::sse::Streams;
 
 /// The longest the subscriber blocks in one read.

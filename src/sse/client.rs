@@ -11,12 +11,12 @@ use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 
-use super::event::comment_bytes;
 use super::stream::{EventPublisher, Shared};
-use crate::hub::Hub;
-use crate::outbox::{Admit, Flushed, Lane, Outbox, PushError};
-use crate::resource::Data;
+use crate::session::hub::Hub;
+use crate::session::resource::Data;
+use crate::transport::outbox::{Admit, Flushed, Lane, Outbox, PushError};
 use crate::transport::{Stream, Transport};
+use crate::wire::event::comment_bytes;
 use crate::{Error, Event, Request};
 
 /// A handle to one client of an event stream. Cheap to clone, `Send + Sync`:

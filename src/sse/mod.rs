@@ -4,7 +4,7 @@
 //! head (and any replayed events) it runs the stream's writer, or else
 //! blocks reading the socket, so an idle stream costs no CPU and a client
 //! that hangs up is noticed at once. Events pushed from other threads go
-//! through the same bounded [`Outbox`](crate::outbox) as WebSocket frames.
+//! through the same bounded [`Outbox`](crate::transport::outbox) as WebSocket frames.
 //! The hub's housekeeper does the timed work ([`Streams`] is one of its
 //! chores): keep-alive comments, flushing stalled clients, write timeouts.
 //!
@@ -13,7 +13,6 @@
 //! socket is shut, so the housekeeper can flush a closing client's backlog.
 
 mod client;
-mod event;
 mod stream;
 
 use std::collections::HashMap;
@@ -26,12 +25,11 @@ use std::time::Duration;
 use parking_lot::Mutex;
 
 pub use self::client::{EventClient, EventSink};
-pub use self::event::Event;
 pub use self::stream::{EventPublisher, EventStream};
 
 use self::stream::{Replay, Shared};
-use crate::guard;
-use crate::hub::{Chores, Hub, Retry};
+use crate::session::guard;
+use crate::session::hub::{Chores, Hub, Retry};
 use crate::transport::{Stream, Transport};
 use crate::{Accept, Error, Reject, Request};
 
@@ -51,7 +49,7 @@ pub(crate) fn admit(
         return Ok(Accept::new());
     };
     match guard::run(debug_on_error, || hook(req)) {
-        Ok(answer) => crate::resource::checked("on_connect", req, answer),
+        Ok(answer) => crate::session::resource::checked("on_connect", req, answer),
         Err(p) => {
             log::error!(
                 "{}: on_connect hook panicked at {}: {}",
@@ -397,7 +395,7 @@ impl Chores for Streams {
                 .saturating_add(interval);
             let at = if now >= due {
                 log::trace!("event client {}: keep-alive", inner.id);
-                let _ = c.push(event::KEEPALIVE);
+                let _ = c.push(crate::wire::event::KEEPALIVE);
                 now.saturating_add(interval)
             } else {
                 due
@@ -413,5 +411,5 @@ fn assert_traits() {
     fn send_sync<T: Send + Sync + Clone>() {}
     send_sync::<EventPublisher>();
     send_sync::<EventClient>();
-    send_sync::<Event>();
+    send_sync::<crate::Event>();
 }

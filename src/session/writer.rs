@@ -11,10 +11,10 @@ use std::fmt;
 use std::io::{self, Write};
 use std::time::Instant;
 
-use crate::connection::{deadline_after, Refused};
-use crate::frame::{self, OpCode};
-use crate::outbox::{Lane, PushError};
-use crate::protocol::Role;
+use crate::session::connection::{deadline_after, Refused};
+use crate::transport::outbox::{Lane, PushError};
+use crate::wire::frame::{self, OpCode};
+use crate::wire::reader::Role;
 use crate::{Connection, Error};
 
 /// Bytes buffered before they go out as one fragment.

@@ -69,7 +69,7 @@ use parking_lot::Mutex;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 
-use crate::outbox::is_full;
+use crate::transport::outbox::is_full;
 use crate::transport::write_raw;
 use crate::Error;
 

@@ -32,8 +32,8 @@ use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use parking_lot::Mutex;
 
 use crate::deadline;
-use crate::frame::{self, OpCode};
-use crate::outbox::{Flushed, Outbox};
+use crate::transport::outbox::{Flushed, Outbox};
+use crate::wire::frame::{self, OpCode};
 use crate::{Connection, Error, Message};
 
 /// The first retry of a stalled socket, and the retry after one that made
@@ -133,7 +133,7 @@ pub(crate) struct Hub {
     /// Other sockets' timed work (weak: their owner outlives the housekeeper).
     chores: Mutex<Vec<Weak<dyn Chores>>>,
     /// Counters for `stats()`.
-    pub(crate) stats: Arc<crate::stats::Counters>,
+    pub(crate) stats: Arc<crate::session::stats::Counters>,
     /// The backplane node of the running server, if it has one.
     #[cfg(feature = "redis")]
     pub(crate) cluster: parking_lot::RwLock<Option<Arc<crate::backplane::Node>>>,

@@ -4,7 +4,7 @@
 use std::fmt;
 use std::sync::Arc;
 
-use crate::hub::Hub;
+use crate::session::hub::Hub;
 use crate::{Connection, Error, Message};
 
 /// A cheap, cloneable, `Send + Sync` handle for pushing messages to
@@ -99,7 +99,7 @@ impl Broadcaster {
     /// of the server this broadcaster reaches (before it starts and after
     /// it stops: the totals, and no resources, streams or threads).
     pub fn stats(&self) -> crate::Stats {
-        crate::stats::snapshot(&self.hub)
+        crate::session::stats::snapshot(&self.hub)
     }
 
     /// How many connections are open.

@@ -21,7 +21,7 @@
 
 use std::io::{self, IoSliceMut, Read};
 
-use crate::frame::{self, Header, OpCode};
+use crate::wire::frame::{self, Header, OpCode};
 use crate::{Error, Message};
 
 /// Data frames at least this long are read straight into their own buffer.
@@ -93,7 +93,7 @@ pub(crate) struct FrameReader {
     direct: Option<Direct>,
     /// The permessage-deflate stage, when negotiated.
     #[cfg(feature = "deflate")]
-    inflater: Option<crate::deflate::Inflater>,
+    inflater: Option<crate::wire::deflate::Inflater>,
 }
 
 /// A large data frame whose payload is read into the vector that becomes the
@@ -157,7 +157,10 @@ impl FrameReader {
     /// Adds the permessage-deflate stage: messages whose first frame has
     /// RSV1 are inflated.
     #[cfg(feature = "deflate")]
-    pub(crate) fn with_inflater(mut self, inflater: Option<crate::deflate::Inflater>) -> Self {
+    pub(crate) fn with_inflater(
+        mut self,
+        inflater: Option<crate::wire::deflate::Inflater>,
+    ) -> Self {
         self.inflater = inflater;
         self
     }
@@ -705,8 +708,8 @@ mod tests {
     #[cfg(feature = "deflate")]
     #[test]
     fn compressed_messages_are_inflated_within_the_limit() {
-        use crate::deflate::{Compressor, Inflater};
-        use crate::extension::Direction;
+        use crate::wire::deflate::{Compressor, Inflater};
+        use crate::wire::extension::Direction;
         let dir = Direction {
             window_bits: 15,
             no_context_takeover: false,

@@ -14,10 +14,10 @@ use std::io;
 use std::net::Shutdown;
 use std::sync::atomic::Ordering;
 
-use crate::guard::{self, Panic};
-use crate::outbox::Flushed;
-use crate::protocol::{Event, FrameReader};
+use crate::session::guard::{self, Panic};
+use crate::transport::outbox::Flushed;
 use crate::transport::Transport;
+use crate::wire::reader::{Event, FrameReader};
 use crate::{Connection, Error, Resource};
 
 /// Runs a connection to its end. Returns the close code and reason that
@@ -140,7 +140,7 @@ impl Session<'_> {
                 }
                 Event::Ping(payload) => {
                     log::trace!("connection {}: ping", conn.id());
-                    let _ = conn.push_frame(crate::frame::OpCode::Pong, &payload, false);
+                    let _ = conn.push_frame(crate::wire::frame::OpCode::Pong, &payload, false);
                 }
                 Event::Pong(payload) => {
                     log::trace!("connection {}: pong", conn.id());

@@ -2,6 +2,10 @@
 //! deadline, and writing one response. wsportal answers exactly one request
 //! per TCP connection (then upgrades, streams events, or closes).
 
+pub(crate) mod page;
+pub(crate) mod query;
+pub(crate) mod route;
+
 use std::io::{self, Read, Write};
 use std::net::SocketAddr;
 use std::time::Instant;

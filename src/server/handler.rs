@@ -5,7 +5,7 @@
 
 use std::fmt;
 
-use crate::guard;
+use crate::session::guard;
 use crate::Request;
 
 type HandlerFn = dyn Fn(&Request) -> Response + Send + Sync;
@@ -109,7 +109,7 @@ impl Response {
         if !(200..=599).contains(&self.status) {
             return Some(format!("status {} is not 200-599", self.status));
         }
-        crate::resource::invalid_header(&self.headers)
+        crate::session::resource::invalid_header(&self.headers)
     }
 
     /// The whole answer; with `head_only`, without the body.
@@ -168,7 +168,7 @@ impl Handler {
     /// panics (logged at error level under `debug_on_error`, else at debug
     /// level) or answers something that cannot be sent.
     pub(crate) fn respond(&self, req: &Request, debug_on_error: bool) -> Vec<u8> {
-        let head_only = match crate::page::head_only(req) {
+        let head_only = match crate::http::page::head_only(req) {
             Ok(head_only) => head_only,
             Err(refusal) => return refusal,
         };

@@ -11,12 +11,12 @@ use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 
-use crate::frame::{self, OpCode};
-use crate::hub::Hub;
-use crate::outbox::{Admit, Flushed, Lane, Outbox, PushError};
-use crate::protocol::Role;
-use crate::resource::Data;
+use crate::session::hub::Hub;
+use crate::session::resource::Data;
+use crate::transport::outbox::{Admit, Flushed, Lane, Outbox, PushError};
 use crate::transport::{Stream, Transport};
+use crate::wire::frame::{self, OpCode};
+use crate::wire::reader::Role;
 use crate::{Error, Message, Request, SendError, SendTimeoutError};
 
 type PongHook = Box<dyn FnOnce(&Connection) + Send>;
@@ -86,14 +86,14 @@ pub(crate) struct Inner {
     /// When we sent a close frame (0: not yet).
     pub(crate) close_sent: AtomicU64,
     /// Values for `Connection::with_state`.
-    pub(crate) states: crate::state::States,
+    pub(crate) states: crate::session::state::States,
     /// Messages and bytes each way, for `stats()`.
-    pub(crate) counts: crate::stats::ConnCounts,
+    pub(crate) counts: crate::session::stats::ConnCounts,
     /// The permessage-deflate stage of the send path, when negotiated. Its
     /// lock is held from compressing a message to queueing it, so the
     /// peer's inflater sees messages in the order they were compressed.
     #[cfg(feature = "deflate")]
-    pub(crate) compressor: Option<Mutex<crate::deflate::Compressor>>,
+    pub(crate) compressor: Option<Mutex<crate::wire::deflate::Compressor>>,
 }
 
 /// Everything a connection is built from.
@@ -106,7 +106,7 @@ pub(crate) struct Parts {
     pub(crate) role: Role,
     /// The permessage-deflate agreement and our settings, if negotiated.
     #[cfg(feature = "deflate")]
-    pub(crate) deflate: Option<(crate::extension::Agreed, crate::Deflate)>,
+    pub(crate) deflate: Option<(crate::wire::extension::Agreed, crate::Deflate)>,
 }
 
 impl Connection {
@@ -118,7 +118,7 @@ impl Connection {
                 Role::Server => agreed.server(),
                 Role::Client => agreed.client(),
             };
-            Mutex::new(crate::deflate::Compressor::new(
+            Mutex::new(crate::wire::deflate::Compressor::new(
                 dir,
                 ours.level,
                 ours.min_size,
@@ -141,8 +141,8 @@ impl Connection {
                 last_seen: AtomicU64::new(now),
                 ping_sent: AtomicU64::new(0),
                 close_sent: AtomicU64::new(0),
-                states: crate::state::States::default(),
-                counts: crate::stats::ConnCounts::default(),
+                states: crate::session::state::States::default(),
+                counts: crate::session::stats::ConnCounts::default(),
                 #[cfg(feature = "deflate")]
                 compressor,
             }),
@@ -473,7 +473,7 @@ impl Connection {
     /// A code that may not be sent (below 1000, 1004-1006, 1015, ...) is
     /// replaced by 1000, with a warning in the log.
     pub fn close(&self, code: u16, reason: &str) {
-        let code = if crate::protocol::close_code_allowed(code) {
+        let code = if crate::wire::reader::close_code_allowed(code) {
             code
         } else {
             log::warn!("close code {code} may not be sent; sending 1000 instead");

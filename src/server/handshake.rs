@@ -1,7 +1,7 @@
 //! The server side of the RFC 6455 opening handshake: checks an upgrade
 //! request, runs the resource's handshake hook, and builds the `101` answer.
 
-use crate::resource::{Data, Resource};
+use crate::session::resource::{Data, Resource};
 use crate::{Reject, Request};
 
 /// An accepted upgrade: what to write, and what the connection keeps.
@@ -11,7 +11,7 @@ pub(crate) struct Upgrade {
     pub(crate) data: Option<Data>,
     /// The permessage-deflate agreement, if any (see [`negotiate`]).
     #[cfg(feature = "deflate")]
-    pub(crate) deflate: Option<crate::extension::Agreed>,
+    pub(crate) deflate: Option<crate::wire::extension::Agreed>,
 }
 
 /// Whether a `Sec-WebSocket-Key` is base64 of 16 bytes, as RFC 6455 asks.
@@ -72,8 +72,8 @@ pub(crate) fn upgrade(req: &Request, res: &Resource) -> Result<Upgrade, Reject> 
     }
     let accept = match &res.on_handshake {
         // A panicking hook refuses the upgrade; it never takes the thread down.
-        Some(hook) => match crate::guard::run(false, || hook(req)) {
-            Ok(answer) => crate::resource::checked("on_handshake", req, answer)?,
+        Some(hook) => match crate::session::guard::run(false, || hook(req)) {
+            Ok(answer) => crate::session::resource::checked("on_handshake", req, answer)?,
             Err(p) => {
                 log::error!(
                     "on_handshake hook panicked at {}: {}",
@@ -134,7 +134,7 @@ pub(crate) fn negotiate(
         .iter()
         .filter(|(k, _)| k.eq_ignore_ascii_case("sec-websocket-extensions"))
         .map(|(_, v)| v.as_str());
-    let Some((agreed, answer)) = crate::extension::accept(offers, ours) else {
+    let Some((agreed, answer)) = crate::wire::extension::accept(offers, ours) else {
         return;
     };
     // The response ends with the blank line: the header goes before it.

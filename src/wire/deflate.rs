@@ -33,7 +33,7 @@
 
 use flate2::{Compress, Compression, Decompress, FlushCompress, FlushDecompress, Status};
 
-use crate::extension::Direction;
+use crate::wire::extension::Direction;
 use crate::Error;
 
 /// What a sync flush ends with: removed on send, restored on receive

@@ -56,7 +56,7 @@ pub(crate) fn run<R>(loud: bool, f: impl FnOnce() -> R) -> Result<R, Panic> {
     let result = panic::catch_unwind(AssertUnwindSafe(f));
     MODE.with(|m| m.set(outer));
     result.map_err(|payload| {
-        crate::stats::hook_panicked();
+        crate::session::stats::hook_panicked();
         let message = if let Some(s) = payload.downcast_ref::<&str>() {
             (*s).to_owned()
         } else if let Some(s) = payload.downcast_ref::<String>() {

@@ -33,10 +33,10 @@ use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use parking_lot::{Condvar, Mutex};
 
 use self::handshake::{BodyLength, Response, Target};
-use crate::connection::Parts;
-use crate::hub::Hub;
-use crate::protocol::{FrameReader, Limits, Role};
+use crate::session::connection::Parts;
+use crate::session::hub::Hub;
 use crate::transport::{Stream, Transport};
+use crate::wire::reader::{FrameReader, Limits, Role};
 use crate::{Config, Connection, Error, Message, Request, Resource};
 
 /// A WebSocket client's settings: the `ws://` URL, subprotocols to offer,
@@ -213,7 +213,7 @@ impl Client {
             handshake::request_headers(&target, &key, &self.protocols, &self.headers)?;
         #[cfg(feature = "deflate")]
         if let Some(ours) = &c.deflate {
-            let offer = crate::extension::offer(ours);
+            let offer = crate::wire::extension::offer(ours);
             headers.push(("Sec-WebSocket-Extensions".to_owned(), offer));
         }
         let deadline = crate::deadline::after(self.timeout.unwrap_or(c.handshake_timeout));
@@ -245,7 +245,7 @@ impl Client {
         let deflate = match &c.deflate {
             Some(ours) => {
                 let answer = response.all("sec-websocket-extensions");
-                crate::extension::verify(answer, ours)
+                crate::wire::extension::verify(answer, ours)
                     .map_err(Error::Protocol)?
                     .map(|agreed| (agreed, *ours))
             }
@@ -268,8 +268,8 @@ impl Client {
         };
         let reader = FrameReader::new(Role::Client, limits, c.read_buffer_size, &leftover);
         #[cfg(feature = "deflate")]
-        let reader =
-            reader.with_inflater(deflate.map(|(a, _)| crate::deflate::Inflater::new(a.server())));
+        let reader = reader
+            .with_inflater(deflate.map(|(a, _)| crate::wire::deflate::Inflater::new(a.server())));
         let hub = Hub::for_config(c)?;
         let parts = Parts {
             stream: Arc::new(stream),
@@ -299,16 +299,16 @@ impl Client {
                 None => {
                     let mut roots = Vec::new();
                     for pem in &self.tls.roots {
-                        roots.extend(crate::tls::parse_roots(pem)?);
+                        roots.extend(crate::transport::tls::parse_roots(pem)?);
                     }
-                    crate::tls::client_config(&roots)?
+                    crate::transport::tls::client_config(&roots)?
                 }
             };
-            let session = crate::tls::client_session(&config, &target.host)?;
+            let session = crate::transport::tls::client_session(&config, &target.host)?;
             let stream = Stream::tls(tcp, session);
             if let Err(e) = stream.handshake(deadline) {
                 log::debug!("client: TLS handshake with {} failed: {e}", target.host);
-                return Err(match crate::tls::reason(&e) {
+                return Err(match crate::transport::tls::reason(&e) {
                     Some(reason) => Error::Tls(reason),
                     None if timed_out(&e) => Error::Timeout("handshake"),
                     None => Error::Io(e),

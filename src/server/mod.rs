@@ -20,6 +20,10 @@
 //! housekeeper. Called from a hook, it does all that but for the hook's own
 //! thread, which it cuts off and which ends when the hook returns.
 
+pub(crate) mod closer;
+pub(crate) mod handler;
+pub(crate) mod handshake;
+
 use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::io::{Read, Write};
@@ -32,15 +36,15 @@ use std::time::Duration;
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use parking_lot::{Condvar, Mutex};
 
-use crate::connection::Parts;
-use crate::handler::Handler;
+use crate::http::page::Page;
+use crate::http::route::Routes;
 use crate::http::{self, HeadError, Request};
-use crate::hub::Hub;
-use crate::page::Page;
-use crate::protocol::{FrameReader, Limits, Role};
-use crate::route::Routes;
+use crate::server::handler::Handler;
+use crate::session::connection::Parts;
+use crate::session::hub::Hub;
 use crate::sse::{EventPublisher, EventStream, Streams};
 use crate::transport::{Stream, Transport};
+use crate::wire::reader::{FrameReader, Limits, Role};
 use crate::{Broadcaster, Closer, Config, Connection, Error, Reject, Resource, Response};
 
 /// How long an idle pooled connection thread waits for the next client.
@@ -453,7 +457,7 @@ struct Core {
     tls: Option<TlsSetting>,
 }
 
-impl crate::stats::Gauges for Core {
+impl crate::session::stats::Gauges for Core {
     fn resources(&self) -> Vec<String> {
         self.resources.clone()
     }
@@ -637,9 +641,9 @@ fn serve(core: &Core, tcp: TcpStream, peer: SocketAddr) {
     core.sockets.lock().insert(id, Arc::clone(&stream));
     if !core.stopping.load(Ordering::SeqCst) {
         SERVING.with(|s| s.set(Some((core as *const Core as usize, id))));
-        crate::stats::serving(Some(Arc::clone(&core.hub.stats)));
+        crate::session::stats::serving(Some(Arc::clone(&core.hub.stats)));
         handle(core, id, &stream, peer);
-        crate::stats::serving(None);
+        crate::session::stats::serving(None);
         SERVING.with(|s| s.set(None));
     }
     core.sockets.lock().remove(&id);
@@ -713,7 +717,7 @@ fn handle(core: &Core, id: u64, stream: &Arc<Stream>, peer: SocketAddr) {
             &Reject::new(404).body("not found"),
         );
     };
-    let Some(params) = crate::route::decode_params(params) else {
+    let Some(params) = crate::http::route::decode_params(params) else {
         let why = "a path parameter is not utf-8 once percent-decoded";
         return refuse(stream, peer, Some(&req), &Reject::new(400).body(why));
     };
@@ -722,12 +726,12 @@ fn handle(core: &Core, id: u64, stream: &Arc<Stream>, peer: SocketAddr) {
     match &**endpoint {
         Endpoint::Socket(resource) => {
             #[allow(unused_mut)] // because only the deflate feature changes it.
-            let mut up = match crate::handshake::upgrade(&req, resource) {
+            let mut up = match crate::server::handshake::upgrade(&req, resource) {
                 Ok(up) => up,
                 Err(reject) => return refuse(stream, peer, Some(&req), &reject),
             };
             #[cfg(feature = "deflate")]
-            crate::handshake::negotiate(&req, resource, c.deflate.as_ref(), &mut up);
+            crate::server::handshake::negotiate(&req, resource, c.deflate.as_ref(), &mut up);
             // SeqCst, after the set's lock: either a shutdown sees this
             // socket upgrading (and leaves it its 1001), or this load sees
             // the shutdown and no 101 goes out.
@@ -763,7 +767,7 @@ fn handle(core: &Core, id: u64, stream: &Arc<Stream>, peer: SocketAddr) {
             #[cfg(feature = "deflate")]
             let reader = reader.with_inflater(
                 up.deflate
-                    .map(|a| crate::deflate::Inflater::new(a.client())),
+                    .map(|a| crate::wire::deflate::Inflater::new(a.client())),
             );
             crate::session::run(&conn, reader, resource, c.debug_on_error);
         }
@@ -796,7 +800,7 @@ fn handle(core: &Core, id: u64, stream: &Arc<Stream>, peer: SocketAddr) {
         }
         Endpoint::Metrics => {
             log::debug!("{peer}: {} {}", req.method(), req.path);
-            let page = crate::stats::metrics_response(&req, &core.hub, c.debug_on_error);
+            let page = crate::session::stats::metrics_response(&req, &core.hub, c.debug_on_error);
             answer(stream, &page);
         }
     }
@@ -807,7 +811,7 @@ fn handle(core: &Core, id: u64, stream: &Arc<Stream>, peer: SocketAddr) {
 fn refuse(stream: &Stream, peer: SocketAddr, req: Option<&Request>, reject: &Reject) {
     let path = req.map_or("-", |r| r.path());
     log::debug!("{peer}: answered {} for {path}", reject.status());
-    crate::stats::refused_here(reject.status());
+    crate::session::stats::refused_here(reject.status());
     let head_only = req.is_some_and(|r| r.method() == "HEAD");
     answer(stream, &reject.response(head_only));
 }
@@ -871,7 +875,7 @@ impl ServerHandle {
     /// a closing connection takes); the counting itself costs the message
     /// path no lock.
     pub fn stats(&self) -> crate::Stats {
-        crate::stats::snapshot(&self.core.hub)
+        crate::session::stats::snapshot(&self.core.hub)
     }
 
     /// A handle for pushing to connections and groups from any thread.

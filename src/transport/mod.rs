@@ -18,6 +18,10 @@
 //! `flush` reports it as a full socket, so the outbox keeps the writer role
 //! and the housekeeper finishes it as it finishes a plain socket.
 
+pub(crate) mod outbox;
+#[cfg(feature = "tls")]
+pub(crate) mod tls;
+
 use std::io::{self, IoSlice, Read, Write};
 use std::net::TcpStream;
 use std::ops::Deref;
@@ -29,7 +33,7 @@ use std::ops::Deref;
 pub(crate) struct Stream {
     tcp: TcpStream,
     #[cfg(feature = "tls")]
-    tls: Option<crate::tls::Session>,
+    tls: Option<crate::transport::tls::Session>,
 }
 
 impl Stream {
@@ -44,7 +48,7 @@ impl Stream {
 
     /// A TLS connection (its handshake not yet done: see [`Stream::handshake`]).
     #[cfg(feature = "tls")]
-    pub(crate) fn tls(tcp: TcpStream, session: crate::tls::Session) -> Stream {
+    pub(crate) fn tls(tcp: TcpStream, session: crate::transport::tls::Session) -> Stream {
         Stream {
             tcp,
             tls: Some(session),
@@ -110,7 +114,7 @@ pub(crate) enum Transport<'a> {
         /// The socket.
         tcp: &'a TcpStream,
         /// The session.
-        session: &'a crate::tls::Session,
+        session: &'a crate::transport::tls::Session,
         /// Whether a write may wait for room in the socket's buffer.
         wait: bool,
     },

@@ -225,7 +225,7 @@ impl ConnCounts {
 }
 
 /// The snapshot of `hub` (and of the server attached to it).
-pub(crate) fn snapshot(hub: &crate::hub::Hub) -> Stats {
+pub(crate) fn snapshot(hub: &crate::session::hub::Hub) -> Stats {
     let c = &hub.stats;
     let mut s = Stats::default();
     let gauges = c.gauges();
@@ -309,7 +309,7 @@ pub(crate) fn refused_here(status: u16) {
 /// The answer of a metrics page (`Server::define_metrics`) to `req`.
 pub(crate) fn metrics_response(
     req: &Request,
-    hub: &crate::hub::Hub,
+    hub: &crate::session::hub::Hub,
     debug_on_error: bool,
 ) -> Vec<u8> {
     let response = Response::new(200)
@@ -317,7 +317,7 @@ pub(crate) fn metrics_response(
         .header("Cache-Control", "no-store")
         .body(snapshot(hub).to_prometheus());
     // The handler's rules: GET and HEAD, 405 otherwise.
-    let page = crate::handler::Handler::new(move |_| response.clone());
+    let page = crate::server::handler::Handler::new(move |_| response.clone());
     page.respond(req, debug_on_error)
 }
 
