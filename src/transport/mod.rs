@@ -1,3 +1,9 @@
+//! The transport layer: the socket (`socket.rs`: the waiting and the
+//! never-waiting write), TLS over it (`tls/`, feature `tls`), and each
+//! connection's outbox (`outbox/`: the queue, the writer role, the waits).
+//! May use: the base types only; it knows nothing of frames' meaning,
+//! connections or hooks.
+//!
 //! The byte stream under a connection, as the outbox writes to it: a plain
 //! TCP socket, or (feature `tls`) a TLS session over one, so that nothing
 //! above this module asks which kind it has.
@@ -19,6 +25,7 @@
 //! and the housekeeper finishes it as it finishes a plain socket.
 
 pub(crate) mod outbox;
+pub(crate) mod socket;
 #[cfg(feature = "tls")]
 pub(crate) mod tls;
 
@@ -148,22 +155,6 @@ impl<'a> Transport<'a> {
     }
 }
 
-/// One write of `bufs` to the socket: blocking (bounded by the send
-/// timeout) when `wait`, else with `MSG_DONTWAIT`.
-pub(crate) fn write_raw(stream: &TcpStream, bufs: &[IoSlice<'_>], wait: bool) -> io::Result<usize> {
-    if wait {
-        let mut s = stream;
-        return s.write_vectored(bufs);
-    }
-    send_nowait(stream, bufs)
-}
-
-/// `send` flags for a write that never waits (and raises no SIGPIPE).
-#[cfg(any(target_os = "linux", target_os = "android"))]
-const NOWAIT: libc::c_int = libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL;
-#[cfg(all(unix, not(any(target_os = "linux", target_os = "android"))))]
-const NOWAIT: libc::c_int = libc::MSG_DONTWAIT;
-
 impl Write for Transport<'_> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         self.write_vectored(&[IoSlice::new(buf)])
@@ -171,7 +162,7 @@ impl Write for Transport<'_> {
 
     fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
         match *self {
-            Transport::Tcp { stream, wait } => write_raw(stream, bufs, wait),
+            Transport::Tcp { stream, wait } => socket::write_raw(stream, bufs, wait),
             #[cfg(feature = "tls")]
             Transport::Tls { tcp, session, wait } => session.write_vectored(tcp, bufs, wait),
         }
@@ -207,17 +198,6 @@ impl Read for Transport<'_> {
             },
         }
     }
-}
-
-#[cfg(unix)]
-fn send_nowait(stream: &TcpStream, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
-    socket2::SockRef::from(stream).send_vectored_with_flags(bufs, NOWAIT)
-}
-
-/// Without `MSG_DONTWAIT`, a write waits out the socket's send timeout.
-#[cfg(not(unix))]
-fn send_nowait(mut stream: &TcpStream, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
-    stream.write_vectored(bufs)
 }
 
 #[cfg(test)]

@@ -1,10 +1,4 @@
-//! TLS (feature `tls`): [`TlsConfig`] for [`Server::start_tls`](crate::Server::start_tls), the
-//! client's configuration for `wss://`, and [`Session`], one connection's
-//! TLS state as the transport reads and writes through it.
-//!
-//! Built on rustls with the `ring` crypto provider, passed explicitly to
-//! every configuration we build: nothing depends on a process-wide default
-//! provider being installed (rustls panics when none or two are).
+//! One connection's TLS state, as the transport reads and writes through it.
 //!
 //! # Locking (architecture invariant)
 //!
@@ -58,20 +52,18 @@
 //! state, the handshake's stack, glibc's per-thread cache) is measured in
 //! `bench/README.md` (`wss-idle`).
 
+#[cfg(test)]
+mod tests;
+
 use std::fmt;
 use std::io::{self, BufRead, IoSlice, Read, Write};
 use std::net::TcpStream;
-use std::path::Path;
-use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
 use parking_lot::Mutex;
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 
-use crate::transport::outbox::is_full;
-use crate::transport::write_raw;
-use crate::Error;
+use crate::transport::socket::is_full;
+use crate::transport::socket::write_raw;
 
 /// Ciphertext a busy connection reads at once (into a heap buffer it
 /// keeps): a whole record of the largest size.
@@ -82,163 +74,6 @@ const READ_CHUNK: usize = 17 * 1024;
 const READ_SMALL: usize = 1024;
 /// Plaintext encrypted at once before the ciphertext is written.
 const STEP: usize = 64 * 1024;
-
-/// The `ring` crypto provider, passed explicitly.
-fn provider() -> Arc<rustls::crypto::CryptoProvider> {
-    Arc::new(rustls::crypto::ring::default_provider())
-}
-
-/// A server's TLS settings for [`Server::start_tls`](crate::Server::start_tls):
-/// a certificate chain and its private key (from PEM files), or a whole
-/// `rustls::ServerConfig` of the caller's. Cheap to clone.
-#[derive(Clone)]
-pub struct TlsConfig {
-    config: Arc<rustls::ServerConfig>,
-}
-
-impl fmt::Debug for TlsConfig {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("TlsConfig")
-            .field("alpn_protocols", &self.config.alpn_protocols)
-            .finish_non_exhaustive()
-    }
-}
-
-impl TlsConfig {
-    /// Reads a PEM certificate chain (the server's certificate first, then
-    /// any intermediates) and a PEM private key (PKCS#8, PKCS#1 or SEC1),
-    /// and builds a configuration with rustls's safe defaults (TLS 1.2 and
-    /// 1.3), the `ring` provider, and ALPN `http/1.1`.
-    ///
-    /// # Errors
-    /// [`Error::Tls`] naming the file when it cannot be read, holds no
-    /// certificate (or no key) or bad PEM, or when the key does not match
-    /// the certificate.
-    pub fn from_pem_files(
-        cert_chain: impl AsRef<Path>,
-        key: impl AsRef<Path>,
-    ) -> Result<TlsConfig, Error> {
-        let (cert_path, key_path) = (cert_chain.as_ref(), key.as_ref());
-        let certs = read_certs(cert_path)?;
-        let key = PrivateKeyDer::from_pem_file(key_path)
-            .map_err(|e| pem_error(key_path, "private key", e))?;
-        let mut config = rustls::ServerConfig::builder_with_provider(provider())
-            .with_safe_default_protocol_versions()
-            .map_err(|e| Error::Tls(e.to_string()))?
-            .with_no_client_auth()
-            .with_single_cert(certs, key)
-            .map_err(|e| {
-                Error::Tls(format!(
-                    "the key in {} does not fit the certificate in {}: {e}",
-                    key_path.display(),
-                    cert_path.display()
-                ))
-            })?;
-        config.alpn_protocols = vec![b"http/1.1".to_vec()];
-        Ok(TlsConfig {
-            config: Arc::new(config),
-        })
-    }
-
-    /// Uses the caller's own rustls configuration (client certificates,
-    /// several certificates by SNI, another crypto provider...). Its
-    /// `alpn_protocols` should be empty or offer `http/1.1`: wsportal speaks
-    /// HTTP/1.1 only.
-    pub fn from_server_config(config: Arc<rustls::ServerConfig>) -> TlsConfig {
-        TlsConfig { config }
-    }
-
-    /// A new server session for one connection.
-    pub(crate) fn session(&self) -> Result<Session, rustls::Error> {
-        let conn = rustls::ServerConnection::new(Arc::clone(&self.config))?;
-        Ok(Session::new(conn.into()))
-    }
-}
-
-fn read_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, Error> {
-    let certs = CertificateDer::pem_file_iter(path)
-        .map_err(|e| pem_error(path, "certificate", e))?
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| pem_error(path, "certificate", e))?;
-    if certs.is_empty() {
-        return Err(Error::Tls(format!("no certificate in {}", path.display())));
-    }
-    Ok(certs)
-}
-
-fn pem_error(path: &Path, what: &str, e: rustls::pki_types::pem::Error) -> Error {
-    use rustls::pki_types::pem::Error as Pem;
-    Error::Tls(match e {
-        Pem::Io(e) => format!("cannot read {}: {e}", path.display()),
-        Pem::NoItemsFound => format!("no {what} in {}", path.display()),
-        e => format!("bad PEM in {}: {e}", path.display()),
-    })
-}
-
-/// Parses PEM root certificates (for `Client::add_root_certificate`).
-pub(crate) fn parse_roots(pem: &[u8]) -> Result<Vec<CertificateDer<'static>>, Error> {
-    let certs = CertificateDer::pem_slice_iter(pem)
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| Error::Tls(format!("bad PEM in a root certificate: {e}")))?;
-    if certs.is_empty() {
-        return Err(Error::Tls(
-            "no certificate in a root certificate's PEM".into(),
-        ));
-    }
-    Ok(certs)
-}
-
-/// The client configuration: the bundled Mozilla roots (`webpki-roots`) and
-/// any `extra` roots, the `ring` provider, ALPN `http/1.1`.
-pub(crate) fn client_config(
-    extra: &[CertificateDer<'static>],
-) -> Result<Arc<rustls::ClientConfig>, Error> {
-    static DEFAULT: OnceLock<Arc<rustls::ClientConfig>> = OnceLock::new();
-    if extra.is_empty() {
-        if let Some(c) = DEFAULT.get() {
-            return Ok(Arc::clone(c));
-        }
-    }
-    let mut roots = rustls::RootCertStore {
-        roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
-    };
-    for cert in extra {
-        roots
-            .add(cert.clone())
-            .map_err(|e| Error::Tls(format!("unusable root certificate: {e}")))?;
-    }
-    let mut config = rustls::ClientConfig::builder_with_provider(provider())
-        .with_safe_default_protocol_versions()
-        .map_err(|e| Error::Tls(e.to_string()))?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
-    let config = Arc::new(config);
-    if extra.is_empty() {
-        return Ok(Arc::clone(DEFAULT.get_or_init(|| config)));
-    }
-    Ok(config)
-}
-
-/// A new client session for `host` (a DNS name, sent as SNI and verified
-/// against the certificate, or an IP address, verified without SNI).
-pub(crate) fn client_session(
-    config: &Arc<rustls::ClientConfig>,
-    host: &str,
-) -> Result<Session, Error> {
-    let name = ServerName::try_from(host.to_owned())
-        .map_err(|_| Error::InvalidInput("the url's host is not a valid TLS server name"))?;
-    let conn = rustls::ClientConnection::new(Arc::clone(config), name)
-        .map_err(|e| Error::Tls(e.to_string()))?;
-    Ok(Session::new(conn.into()))
-}
-
-/// The reason in a TLS error the transport reported, if it is one.
-pub(crate) fn reason(e: &io::Error) -> Option<String> {
-    e.get_ref()?
-        .downcast_ref::<rustls::Error>()
-        .map(ToString::to_string)
-}
 
 /// One connection's TLS state; see the module documentation for its locks.
 pub(crate) struct Session {
@@ -383,7 +218,7 @@ fn too_long() -> io::Error {
 }
 
 impl Session {
-    fn new(mut conn: rustls::Connection) -> Session {
+    pub(super) fn new(mut conn: rustls::Connection) -> Session {
         // We bound what we encrypt at once (STEP) and send every record at
         // once; rustls's own limit would only make it refuse plaintext.
         conn.set_buffer_limit(None);
@@ -643,166 +478,4 @@ fn window_at<'a>(bufs: &'a [IoSlice<'_>], mut from: usize, window: &mut [IoSlice
         n += 1;
     }
     n
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::transport::{Stream, Transport};
-    use std::net::TcpListener;
-    use std::time::Duration;
-
-    /// A server and a client session over loopback, each with its socket,
-    /// handshake done.
-    fn sessions() -> ((Session, TcpStream), (Session, TcpStream)) {
-        let made = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
-        let cert = made.cert.der().clone();
-        let key = PrivateKeyDer::try_from(made.signing_key.serialize_der()).unwrap();
-        let server = rustls::ServerConfig::builder_with_provider(provider())
-            .with_safe_default_protocol_versions()
-            .unwrap()
-            .with_no_client_auth()
-            .with_single_cert(vec![cert.clone()], key)
-            .unwrap();
-        let tls = TlsConfig::from_server_config(Arc::new(server));
-        let client = client_config(&[cert]).unwrap();
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let ours = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
-        let (theirs, _) = listener.accept().unwrap();
-        let deadline = Instant::now() + Duration::from_secs(20);
-        let shaking = std::thread::spawn(move || {
-            let session = tls.session().unwrap();
-            session.handshake(&theirs, deadline).unwrap();
-            (session, theirs)
-        });
-        let session = client_session(&client, "localhost").unwrap();
-        session.handshake(&ours, deadline).unwrap();
-        (shaking.join().unwrap(), (session, ours))
-    }
-
-    /// A server and a client `Stream` over loopback, handshake done.
-    fn pair() -> (Stream, Stream) {
-        let ((server, theirs), (client, ours)) = sessions();
-        (Stream::tls(theirs, server), Stream::tls(ours, client))
-    }
-
-    #[test]
-    fn unsent_ciphertext_is_held_in_order_and_flush_reports_it() {
-        let (server, client) = pair();
-        client
-            .set_read_timeout(Some(Duration::from_secs(20)))
-            .unwrap();
-        // Write without waiting until the socket is full: everything taken
-        // is either on its way or held as ciphertext.
-        let mut sent = Vec::new();
-        let mut seq = 0u32;
-        loop {
-            let chunk: Vec<u8> = (0..10_000u32).map(|i| (i ^ seq) as u8).collect();
-            seq += 1;
-            match Transport::nowait(&server).write(&chunk) {
-                Ok(n) => {
-                    sent.extend_from_slice(&chunk[..n]);
-                    if n < chunk.len() {
-                        break;
-                    }
-                }
-                Err(e) if is_full(&e) => break,
-                Err(e) => panic!("{e}"),
-            }
-            assert!(
-                sent.len() < 1 << 30,
-                "the peer never read, yet 1 GiB was taken"
-            );
-        }
-        // While held ciphertext is still there, nothing new is taken.
-        if Transport::nowait(&server).flush().is_err() {
-            assert!(is_full(
-                &Transport::nowait(&server).write(b"x").unwrap_err()
-            ));
-        }
-        let total = sent.len();
-        let reader = std::thread::spawn(move || {
-            let mut got = vec![0u8; total];
-            Transport::waiting(&client).read_exact(&mut got).unwrap();
-            got
-        });
-        // The housekeeper's part: retry until everything held is out.
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while let Err(e) = Transport::nowait(&server).flush() {
-            assert!(is_full(&e), "{e}");
-            assert!(Instant::now() < deadline, "the held ciphertext never left");
-            std::thread::yield_now();
-        }
-        assert!(reader.join().unwrap() == sent, "bytes lost or out of order");
-    }
-
-    #[test]
-    fn a_busy_reader_keeps_its_buffer_until_trimmed() {
-        let ((server, theirs), (client, ours)) = sessions();
-        theirs
-            .set_read_timeout(Some(Duration::from_secs(20)))
-            .unwrap();
-        ours.set_write_timeout(Some(Duration::from_secs(20)))
-            .unwrap();
-        let msg: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
-        let sent = msg.clone();
-        let writer = std::thread::spawn(move || {
-            let mut at = 0;
-            while at < sent.len() {
-                at += client
-                    .write_vectored(&ours, &[IoSlice::new(&sent[at..])], true)
-                    .unwrap();
-            }
-            (client, ours)
-        });
-        // A stream of records: reads take whole records into a kept buffer.
-        let mut got = vec![0u8; msg.len()];
-        let mut have = 0;
-        let mut kept = 0;
-        while have < got.len() {
-            have += server.read(&theirs, &mut got[have..]).unwrap();
-            kept = kept.max(server.reader.lock().buf.capacity());
-        }
-        assert!(got == msg, "bytes lost or out of order");
-        assert!(
-            kept >= READ_CHUNK,
-            "large reads never used the large buffer"
-        );
-        // A busy connection waits keeping its buffer (here the wait times
-        // out)...
-        assert!(server.reader.lock().busy());
-        theirs
-            .set_read_timeout(Some(Duration::from_millis(20)))
-            .unwrap();
-        let mut buf = [0u8; 100];
-        let e = server.read(&theirs, &mut buf).unwrap_err();
-        assert!(is_full(&e), "{e}");
-        assert!(server.reader.lock().buf.capacity() >= READ_CHUNK);
-        // ...until the keepalive's trim frees it.
-        server.trim();
-        assert_eq!(server.reader.lock().buf.capacity(), 0);
-        // And the connection still works both ways.
-        let (client, ours) = writer.join().unwrap();
-        server
-            .write_vectored(&theirs, &[IoSlice::new(b"again")], true)
-            .unwrap();
-        ours.set_read_timeout(Some(Duration::from_secs(20)))
-            .unwrap();
-        let n = client.read(&ours, &mut buf).unwrap();
-        assert_eq!(&buf[..n], b"again");
-    }
-
-    #[test]
-    fn a_window_takes_at_most_a_step_from_an_offset() {
-        let a = vec![1u8; 10];
-        let b = vec![2u8; STEP];
-        let bufs = [IoSlice::new(&a), IoSlice::new(&b)];
-        let mut w = [IoSlice::new(&[]); 16];
-        let n = window_at(&bufs, 4, &mut w);
-        assert_eq!(n, 2);
-        assert_eq!(w[0].len(), 6);
-        assert_eq!(w[1].len(), STEP - 6);
-        let n = window_at(&bufs, 10 + STEP - 6, &mut w);
-        assert_eq!((n, w[0].len(), w[0][0]), (1, 6, 2));
-    }
 }

@@ -1,0 +1,82 @@
+//! Waiting on the outbox: for room in the backlog, for bytes to be
+//! written, for the queue to drain. One condvar loop, `wait_for`, woken by
+//! whoever moves bytes or closes the queue; a waiter never holds a socket.
+
+use std::time::Instant;
+
+use super::{Lane, Outbox, PushError, State};
+
+impl Outbox {
+    /// Blocks until a push of `len` bytes would be admitted (the backlog has
+    /// room for it, or is empty), the outbox is closed, or `deadline` passes.
+    /// Whoever holds the writer role wakes it as bytes leave.
+    pub(crate) fn wait_for_room(&self, len: usize, lane: Lane, deadline: Instant) {
+        // Room or not, the waiting is over: the pusher tries again.
+        drop(self.wait_for(deadline, |st| {
+            let queued = Self::ahead(st, lane.of_stream());
+            st.closed || queued == 0 || queued + len <= self.max_backlog
+        }));
+    }
+
+    /// The mark [`Outbox::wait_written`] waits for: everything queued so far.
+    pub(crate) fn flush_mark(&self) -> u64 {
+        let st = self.state.lock();
+        st.written + (st.queued + st.held_bytes) as u64
+    }
+
+    /// Blocks until `mark` bytes have been written, the queue was dropped,
+    /// or `deadline` passes.
+    ///
+    /// # Errors
+    /// [`PushError::Closed`] when the queue was dropped first,
+    /// [`PushError::TooSlow`] when `deadline` passed first.
+    pub(crate) fn wait_written(&self, mark: u64, deadline: Instant) -> Result<(), PushError> {
+        let (st, timed_out) = self.wait_for(deadline, |st| st.written >= mark || st.dropped);
+        if st.written >= mark {
+            Ok(())
+        } else if timed_out {
+            Err(PushError::TooSlow)
+        } else {
+            Err(PushError::Closed)
+        }
+    }
+
+    /// Blocks until nothing is left to write (the sink's own unsent bytes
+    /// included: TLS ciphertext), the queue was dropped, or `deadline`
+    /// passes: a closing connection's last chance for its backlog. Returns
+    /// whether everything left.
+    pub(crate) fn wait_drained(&self, deadline: Instant) -> bool {
+        let (st, timed_out) = self.wait_for(deadline, |st| {
+            st.dropped || (st.queued + st.held_bytes == 0 && st.stalled_at.is_none())
+        });
+        !timed_out && !st.dropped
+    }
+
+    /// The one wait loop of the `wait_*` methods: blocks until `done` holds
+    /// for the state or `deadline` passes, woken by [`Outbox::wake`].
+    /// Returns the state, still locked, and whether the deadline ended the
+    /// wait.
+    pub(super) fn wait_for(
+        &self,
+        deadline: Instant,
+        done: impl Fn(&State) -> bool,
+    ) -> (parking_lot::MutexGuard<'_, State>, bool) {
+        let mut st = self.state.lock();
+        while !done(&st) {
+            st.waiters += 1;
+            let timed_out = self.room.wait_until(&mut st, deadline).timed_out();
+            st.waiters -= 1;
+            if timed_out {
+                return (st, true);
+            }
+        }
+        (st, false)
+    }
+
+    /// Wakes the threads waiting for room or for bytes to be written.
+    pub(super) fn wake(&self, st: &State) {
+        if st.waiters > 0 {
+            self.room.notify_all();
+        }
+    }
+}

@@ -1,0 +1,44 @@
+//! The two socket writes everything above is built on, and how to read
+//! their answer: [`write_raw`] waits (bounded by the send timeout) or not
+//! (`MSG_DONTWAIT`, through `socket2`'s safe wrapper), and [`is_full`] says
+//! whether an error only means "the socket is full, try later". Both the
+//! plain transport and the TLS session write through here, so neither needs
+//! the other.
+
+use std::io::{self, IoSlice, Write};
+use std::net::TcpStream;
+
+/// One write of `bufs` to the socket: blocking (bounded by the send
+/// timeout) when `wait`, else with `MSG_DONTWAIT`.
+pub(crate) fn write_raw(stream: &TcpStream, bufs: &[IoSlice<'_>], wait: bool) -> io::Result<usize> {
+    if wait {
+        let mut s = stream;
+        return s.write_vectored(bufs);
+    }
+    send_nowait(stream, bufs)
+}
+
+/// `send` flags for a write that never waits (and raises no SIGPIPE).
+#[cfg(any(target_os = "linux", target_os = "android"))]
+const NOWAIT: libc::c_int = libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL;
+#[cfg(all(unix, not(any(target_os = "linux", target_os = "android"))))]
+const NOWAIT: libc::c_int = libc::MSG_DONTWAIT;
+
+#[cfg(unix)]
+fn send_nowait(stream: &TcpStream, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+    socket2::SockRef::from(stream).send_vectored_with_flags(bufs, NOWAIT)
+}
+
+/// Without `MSG_DONTWAIT`, a write waits out the socket's send timeout.
+#[cfg(not(unix))]
+fn send_nowait(mut stream: &TcpStream, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+    stream.write_vectored(bufs)
+}
+
+/// Whether a write error means "the socket buffer is full, try later".
+pub(crate) fn is_full(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+    )
+}
