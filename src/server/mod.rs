@@ -400,8 +400,9 @@ impl ServerHandle {
     fn join_cluster(&mut self, bp: &crate::Backplane) -> Result<(), Error> {
         let node = Arc::new(crate::backplane::Node::new(bp.clone()));
         let core = &self.core;
-        core.hub.set_cluster(Some(Arc::clone(&node)));
-        core.sse.set_cluster(Some(&node));
+        let cluster: Arc<dyn crate::session::cluster::Cluster> = node.clone();
+        core.hub.set_cluster(Some(Arc::clone(&cluster)));
+        core.sse.set_cluster(Some(&cluster));
         let sub = crate::backplane::Subscriber::start(
             node,
             Arc::clone(&core.hub),

@@ -136,7 +136,7 @@ pub(crate) struct Hub {
     pub(crate) stats: Arc<crate::session::stats::Counters>,
     /// The backplane node of the running server, if it has one.
     #[cfg(feature = "redis")]
-    pub(crate) cluster: parking_lot::RwLock<Option<Arc<crate::backplane::Node>>>,
+    pub(crate) cluster: parking_lot::RwLock<Option<Arc<dyn crate::session::cluster::Cluster>>>,
 }
 
 impl Hub {

@@ -8,6 +8,8 @@
 //! their pieces down).
 
 pub(crate) mod broadcast;
+#[cfg(feature = "redis")]
+pub(crate) mod cluster;
 pub(crate) mod connection;
 pub(crate) mod guard;
 pub(crate) mod hub;

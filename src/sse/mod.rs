@@ -316,7 +316,7 @@ impl Streams {
 
     /// Attaches these streams to a backplane node (or detaches them).
     #[cfg(feature = "redis")]
-    pub(crate) fn set_cluster(&self, node: Option<&Arc<crate::backplane::Node>>) {
+    pub(crate) fn set_cluster(&self, node: Option<&Arc<dyn crate::session::cluster::Cluster>>) {
         for s in &self.streams {
             *s.cluster.write() = node.cloned();
         }
