@@ -17,6 +17,7 @@
 //! and the pool), `request.rs` (one request), `shutdown.rs`
 //! (`ServerHandle`, and the order a server stops in), `handshake.rs` (the
 //! WebSocket upgrade), `handler.rs` (handlers and their `Response`),
+//! `metrics.rs` (the `/metrics` page and `Stats::to_prometheus`),
 //! `closer.rs` (`Closer`).
 
 mod acceptor;
@@ -24,6 +25,7 @@ pub(crate) mod closer;
 mod core;
 pub(crate) mod handler;
 pub(crate) mod handshake;
+mod metrics;
 mod request;
 mod shutdown;
 

@@ -186,7 +186,7 @@ fn handle(core: &Core, id: u64, stream: &Arc<Stream>, peer: SocketAddr) {
         }
         Endpoint::Metrics => {
             log::debug!("{peer}: {} {}", req.method(), req.path);
-            let page = crate::session::stats::metrics_response(&req, &core.hub, c.debug_on_error);
+            let page = super::metrics::metrics_response(&req, &core.hub, c.debug_on_error);
             answer(stream, &page);
         }
     }
