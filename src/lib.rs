@@ -419,6 +419,7 @@ mod message;
 mod server;
 mod session;
 mod sse;
+mod sync;
 mod transport;
 mod wire;
 

@@ -58,6 +58,7 @@ fn wrap(core: &Core, tcp: TcpStream, peer: SocketAddr) -> Option<Stream> {
 fn handle(core: &Core, id: u64, stream: &Arc<Stream>, peer: SocketAddr) {
     let c = &core.config;
     let _ = stream.set_nodelay(c.nodelay);
+    crate::transport::socket::bound_unsent(stream);
     let _ = stream.set_write_timeout(Some(c.handshake_timeout));
     let deadline = crate::deadline::after(c.handshake_timeout);
     #[cfg(feature = "tls")]

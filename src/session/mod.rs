@@ -10,6 +10,8 @@
 pub(crate) mod broadcast;
 #[cfg(feature = "redis")]
 pub(crate) mod cluster;
+#[cfg(feature = "deflate")]
+pub(crate) mod compress;
 pub(crate) mod connection;
 pub(crate) mod guard;
 pub(crate) mod hub;

@@ -228,7 +228,10 @@ fn finish(events: &EventStream, streams: &Streams, client: &EventClient) {
         let deadline = crate::deadline::after(inner.hub.close_timeout());
         inner.outbox.wait_drained(deadline);
     }
-    inner.stream.close_notify();
+    // Only a sole writer may end a TLS stream: nothing is encrypted after it.
+    if inner.outbox.abort() {
+        inner.stream.close_notify();
+    }
     let _ = inner.stream.shutdown(Shutdown::Both);
     streams.clients.lock().remove(&inner.id);
 }

@@ -21,3 +21,4 @@ mod support;
 #[cfg(feature = "tls")]
 mod tls;
 mod write;
+mod writepath;

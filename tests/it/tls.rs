@@ -20,18 +20,18 @@ use wsportal::{
 
 use crate::support::*;
 
-type Tls = StreamOwned<ClientConnection, TcpStream>;
+pub(crate) type Tls = StreamOwned<ClientConnection, TcpStream>;
 
 /// A self-signed certificate for localhost, 127.0.0.1 and ::1, in PEM
 /// files of a fresh directory.
-struct Certs {
-    cert_pem: String,
+pub(crate) struct Certs {
+    pub(crate) cert_pem: String,
     cert: PathBuf,
     key: PathBuf,
 }
 
 impl Certs {
-    fn new() -> Certs {
+    pub(crate) fn new() -> Certs {
         Certs::for_names(&["localhost", "127.0.0.1", "::1"])
     }
 
@@ -71,7 +71,7 @@ impl Certs {
         }
     }
 
-    fn server(&self) -> TlsConfig {
+    pub(crate) fn server(&self) -> TlsConfig {
         TlsConfig::from_pem_files(&self.cert, &self.key).unwrap()
     }
 
@@ -91,7 +91,7 @@ impl Certs {
     }
 
     /// A raw TLS connection (handshake done) with bounded reads.
-    fn connect(&self, addr: SocketAddr) -> Tls {
+    pub(crate) fn connect(&self, addr: SocketAddr) -> Tls {
         let tcp = TcpStream::connect(addr).unwrap();
         tcp.set_read_timeout(Some(WAIT)).unwrap();
         let name = "localhost".try_into().unwrap();
@@ -104,7 +104,7 @@ impl Certs {
     }
 
     /// A tungstenite client over TLS (a peer we did not write).
-    fn wss(&self, addr: SocketAddr, path: &str) -> WebSocket<Tls> {
+    pub(crate) fn wss(&self, addr: SocketAddr, path: &str) -> WebSocket<Tls> {
         let url = format!("wss://localhost:{}{path}", addr.port());
         let (ws, _) = tungstenite::client(url, self.connect(addr)).expect("wss handshake");
         ws
@@ -270,7 +270,7 @@ fn eight_threads_push_to_a_connection_blocked_reading() {
 }
 
 /// A TLS client that completes the upgrade, then never reads.
-fn stalled(certs: &Certs, addr: SocketAddr) -> Tls {
+pub(crate) fn stalled(certs: &Certs, addr: SocketAddr) -> Tls {
     let mut tls = certs.connect(addr);
     tls.write_all(upgrade_request("/", "").as_bytes()).unwrap();
     let mut head = Vec::new();
