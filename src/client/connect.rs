@@ -131,7 +131,8 @@ pub(super) fn exchange(
         .and_then(|()| s.flush())
         .map_err(io_err)?;
     let max = c.max_header_size;
-    let mut buf = vec![0u8; 1024];
+    // The buffer grows to `max` and no further, as the server's `read_head`.
+    let mut buf = vec![0u8; 1024.min(max)];
     let mut len = 0;
     loop {
         if let Some((response, end)) = handshake::parse_response(&buf[..len])? {
@@ -141,7 +142,7 @@ pub(super) fn exchange(
             return Err(Error::Protocol("handshake: response head too large"));
         }
         if len == buf.len() {
-            buf.resize(buf.len() * 2, 0);
+            buf.resize((buf.len() * 2).min(max), 0);
         }
         stream.set_read_timeout(Some(left(deadline)?))?;
         match s.read(&mut buf[len..]) {
