@@ -199,7 +199,7 @@ impl Client {
     ///   that was not offered, ...).
     pub fn connect_with(&self, hooks: Resource) -> Result<ClientHandle, Error> {
         let c = &self.config;
-        c.validate()?;
+        client_settings(c).validate()?;
         let target = handshake::parse_url(&self.url)?;
         #[cfg(not(feature = "tls"))]
         if target.secure {
@@ -283,5 +283,18 @@ impl Client {
         let conn = Connection::new(1, parts, hub);
         log::debug!("client: connected to {peer}{}", target.path);
         handle::start(conn, reader, hooks, response.headers, c)
+    }
+}
+
+/// `c` with the settings that apply only to a server (`max_connections`,
+/// `shutdown_grace`, `sse_keepalive`) at their defaults, so that only what a
+/// client uses is validated.
+fn client_settings(c: &Config) -> Config {
+    let defaults = Config::default();
+    Config {
+        max_connections: defaults.max_connections,
+        shutdown_grace: defaults.shutdown_grace,
+        sse_keepalive: defaults.sse_keepalive,
+        ..c.clone()
     }
 }
