@@ -4,6 +4,7 @@
 #[cfg(feature = "redis")]
 mod backplane;
 mod client;
+mod client_limits;
 mod core;
 mod correctness;
 #[cfg(feature = "deflate")]

@@ -20,18 +20,18 @@ use wsportal::{
 
 use crate::support::*;
 
-type Tls = StreamOwned<ClientConnection, TcpStream>;
+pub(crate) type Tls = StreamOwned<ClientConnection, TcpStream>;
 
 /// A self-signed certificate for localhost, 127.0.0.1 and ::1, in PEM
 /// files of a fresh directory.
-struct Certs {
-    cert_pem: String,
-    cert: PathBuf,
-    key: PathBuf,
+pub(crate) struct Certs {
+    pub(crate) cert_pem: String,
+    pub(crate) cert: PathBuf,
+    pub(crate) key: PathBuf,
 }
 
 impl Certs {
-    fn new() -> Certs {
+    pub(crate) fn new() -> Certs {
         Certs::for_names(&["localhost", "127.0.0.1", "::1"])
     }
 
@@ -71,12 +71,12 @@ impl Certs {
         }
     }
 
-    fn server(&self) -> TlsConfig {
+    pub(crate) fn server(&self) -> TlsConfig {
         TlsConfig::from_pem_files(&self.cert, &self.key).unwrap()
     }
 
     /// A rustls client configuration that trusts only this certificate.
-    fn client_config(&self) -> Arc<rustls::ClientConfig> {
+    pub(crate) fn client_config(&self) -> Arc<rustls::ClientConfig> {
         let mut roots = rustls::RootCertStore::empty();
         let der =
             rustls::pki_types::CertificateDer::from_pem_slice(self.cert_pem.as_bytes()).unwrap();
@@ -91,7 +91,7 @@ impl Certs {
     }
 
     /// A raw TLS connection (handshake done) with bounded reads.
-    fn connect(&self, addr: SocketAddr) -> Tls {
+    pub(crate) fn connect(&self, addr: SocketAddr) -> Tls {
         let tcp = TcpStream::connect(addr).unwrap();
         tcp.set_read_timeout(Some(WAIT)).unwrap();
         let name = "localhost".try_into().unwrap();
