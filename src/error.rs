@@ -48,6 +48,10 @@ pub enum Error {
     HandlerPanic(String),
     /// The connection is closed or closing, so nothing more can be sent.
     Closed,
+    /// A reconnecting client ([`Reconnecting`](crate::Reconnecting)) has no
+    /// open connection right now: it lost one and is connecting again. The
+    /// send was not made (nothing is queued): try again once it is back.
+    NotConnected,
     /// A push found no open connection to deliver to (reblocks-websocket's
     /// `no-active-websockets`). The text names the target.
     NoConnections(String),
@@ -114,6 +118,7 @@ impl fmt::Debug for Error {
             Error::Timeout(what) => f.debug_tuple("Timeout").field(what).finish(),
             Error::HandlerPanic(msg) => f.debug_tuple("HandlerPanic").field(msg).finish(),
             Error::Closed => f.write_str("Closed"),
+            Error::NotConnected => f.write_str("NotConnected"),
             Error::Tls(why) => f.debug_tuple("Tls").field(why).finish(),
             Error::Backplane(why) => f.debug_tuple("Backplane").field(why).finish(),
             Error::NoConnections(target) => f.debug_tuple("NoConnections").field(target).finish(),
@@ -151,6 +156,7 @@ impl fmt::Display for Error {
             Error::Timeout(what) => write!(f, "timed out: {what}"),
             Error::HandlerPanic(msg) => write!(f, "handler panicked: {msg}"),
             Error::Closed => f.write_str("connection closed"),
+            Error::NotConnected => f.write_str("not connected: reconnecting"),
             Error::NoConnections(target) => write!(f, "no open connection for {target}"),
             Error::Http { status, .. } => write!(f, "http request refused with status {status}"),
             Error::InvalidInput(why) => write!(f, "invalid input: {why}"),

@@ -26,12 +26,14 @@
 mod connect;
 mod handle;
 pub(crate) mod handshake;
+mod reconnect;
 
 use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
 pub use self::handle::ClientHandle;
+pub use self::reconnect::{Reconnect, Reconnecting};
 use crate::session::connection::Parts;
 use crate::session::hub::Hub;
 use crate::wire::reader::{FrameReader, Limits, Role};
@@ -62,6 +64,7 @@ pub struct Client {
     headers: Vec<(String, String)>,
     timeout: Option<Duration>,
     config: Config,
+    reconnect: Option<Reconnect>,
     #[cfg(feature = "tls")]
     tls: ClientTls,
 }
@@ -86,6 +89,7 @@ impl fmt::Debug for Client {
             .field("headers", &names)
             .field("timeout", &self.timeout)
             .field("config", &self.config)
+            .field("reconnect", &self.reconnect)
             .finish_non_exhaustive()
     }
 }
@@ -100,6 +104,7 @@ impl Client {
             headers: Vec::new(),
             timeout: None,
             config: Config::default(),
+            reconnect: None,
             #[cfg(feature = "tls")]
             tls: ClientTls::default(),
         }
@@ -162,6 +167,14 @@ impl Client {
     /// `max_connections`, `shutdown_grace` and `sse_keepalive` do not apply.
     pub fn config(mut self, config: Config) -> Client {
         self.config = config;
+        self
+    }
+
+    /// The backoff policy of [`Client::reconnecting`] (default:
+    /// [`Reconnect::default`]); [`Client::connect`] connects once and
+    /// ignores it.
+    pub fn reconnect(mut self, policy: Reconnect) -> Client {
+        self.reconnect = Some(policy);
         self
     }
 

@@ -5,6 +5,7 @@
 mod backplane;
 mod client;
 mod client_limits;
+mod client_reconnect;
 mod core;
 mod correctness;
 #[cfg(feature = "deflate")]
