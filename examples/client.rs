@@ -9,6 +9,10 @@
 //!
 //!     cargo run --features tls --example client -- wss://localhost:9443/echo --ca cert.pem
 //!
+//! `--proxy http://[user:password@]host:port` goes through an HTTP CONNECT
+//! proxy (TLS inside the tunnel for `wss://`); `--proxy-env` takes it from
+//! `https_proxy`/`http_proxy`/`all_proxy` and `no_proxy`, as curl does.
+//!
 //! `--reconnect` keeps the connection: when the server goes away the client
 //! connects again with backoff (lines typed meanwhile fail with a message),
 //! and says when it is back.
@@ -22,13 +26,15 @@ use std::time::Instant;
 
 use wsportal::{Client, ClientHandle, Error, Message, Reconnect, Resource};
 
-const USAGE: &str = "usage: client [URL] [--ca PATH] [--reconnect]";
+const USAGE: &str = "usage: client [URL] [--ca PATH] [--reconnect] [--proxy URL | --proxy-env]";
 
 /// The command line, parsed.
 struct Options {
     url: String,
     ca: Option<String>,
     reconnect: bool,
+    proxy: Option<String>,
+    proxy_env: bool,
 }
 
 fn parse(args: &[String]) -> Result<Options, String> {
@@ -36,6 +42,8 @@ fn parse(args: &[String]) -> Result<Options, String> {
         url: "ws://127.0.0.1:9001/echo".into(),
         ca: None,
         reconnect: false,
+        proxy: None,
+        proxy_env: false,
     };
     let mut rest = args.iter();
     let mut first = true;
@@ -43,6 +51,8 @@ fn parse(args: &[String]) -> Result<Options, String> {
         match arg.as_str() {
             "--ca" => options.ca = Some(rest.next().ok_or("--ca needs a PATH")?.clone()),
             "--reconnect" => options.reconnect = true,
+            "--proxy" => options.proxy = Some(rest.next().ok_or("--proxy needs a URL")?.clone()),
+            "--proxy-env" => options.proxy_env = true,
             "-h" | "--help" => return Err(String::new()),
             flag if flag.starts_with('-') => return Err(format!("unknown flag {flag}")),
             url if first => options.url = url.to_owned(),
@@ -94,6 +104,9 @@ fn hint(e: &Error, url: &str) -> Option<String> {
             "nothing is listening at {url}; start a server first, e.g. `cargo run --example echo`"
         )),
         Error::Timeout("connect") => Some(format!("no answer from {url}: is the address right?")),
+        Error::Proxy { status: 407 } => {
+            Some("the proxy wants credentials: --proxy http://user:password@host:port".into())
+        }
         _ => None,
     }
 }
@@ -112,7 +125,12 @@ fn hooks() -> Resource {
 
 fn run(options: &Options) -> Result<(), Error> {
     let url = &options.url;
-    let client = Client::new(url);
+    let mut client = Client::new(url);
+    if let Some(proxy) = &options.proxy {
+        client = client.proxy(proxy);
+    } else if options.proxy_env {
+        client = client.proxy_from_env();
+    }
     #[cfg(feature = "tls")]
     let client = match &options.ca {
         Some(path) => client.add_root_certificate(std::fs::read(path)?),

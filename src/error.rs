@@ -66,6 +66,13 @@ pub enum Error {
         /// Response body, as received.
         body: Vec<u8>,
     },
+    /// A [`Client`](crate::Client)'s HTTP proxy refused to open the tunnel
+    /// (`CONNECT`) with this status: 407 asks for other credentials, 403 or
+    /// 502 that it will not or cannot reach the server.
+    Proxy {
+        /// The proxy's HTTP status code.
+        status: u16,
+    },
     /// An argument was invalid (for example a newline in an SSE event name).
     InvalidInput(&'static str),
     /// TLS (feature `tls`) failed: a certificate or key file that cannot be
@@ -136,6 +143,7 @@ impl fmt::Debug for Error {
                 d.finish()
             }
             Error::InvalidInput(why) => f.debug_tuple("InvalidInput").field(why).finish(),
+            Error::Proxy { status } => f.debug_struct("Proxy").field("status", status).finish(),
         }
     }
 }
@@ -160,6 +168,9 @@ impl fmt::Display for Error {
             Error::NoConnections(target) => write!(f, "no open connection for {target}"),
             Error::Http { status, .. } => write!(f, "http request refused with status {status}"),
             Error::InvalidInput(why) => write!(f, "invalid input: {why}"),
+            Error::Proxy { status } => {
+                write!(f, "the proxy refused the tunnel with status {status}")
+            }
             Error::Tls(why) => write!(f, "tls: {why}"),
             Error::Backplane(why) => write!(f, "backplane: {why}"),
         }

@@ -13,6 +13,36 @@ use crate::transport::{Stream, Transport};
 use crate::{Config, Error};
 
 impl Client {
+    /// Opens the connection to `target` within `deadline`: directly or
+    /// through the proxy (a `CONNECT` tunnel), then TLS for `wss://`.
+    /// Returns the stream and the address connected to (the proxy's when
+    /// there is one).
+    pub(super) fn open(
+        &self,
+        target: &Target,
+        deadline: Instant,
+    ) -> Result<(Stream, SocketAddr), Error> {
+        let proxy = match &self.proxy {
+            Some(setting) => setting.for_target(target)?,
+            None => None,
+        };
+        let (tcp, peer) = match &proxy {
+            Some(p) => {
+                let (tcp, peer) = open_socket(&p.host, p.port, deadline)?;
+                log::debug!(
+                    "client: tunnelling to {}:{} through {peer}",
+                    target.host,
+                    target.port
+                );
+                super::proxy::tunnel(&tcp, target, p, deadline, self.config.max_header_size)?;
+                (tcp, peer)
+            }
+            None => open_socket(&target.host, target.port, deadline)?,
+        };
+        let _ = tcp.set_nodelay(self.config.nodelay);
+        Ok((self.secure(tcp, target, deadline)?, peer))
+    }
+
     /// The socket as the URL asks: plain for `ws://`, TLS (handshake done,
     /// the server's certificate verified for the URL's host) for `wss://`.
     pub(super) fn secure(
@@ -56,14 +86,13 @@ impl Client {
     }
 }
 
-/// Resolves the target and connects to the first address that answers.
+/// Resolves `host` and connects to the first address that answers.
 pub(super) fn open_socket(
-    target: &Target,
+    host: &str,
+    port: u16,
     deadline: Instant,
 ) -> Result<(TcpStream, SocketAddr), Error> {
-    let addrs: Vec<SocketAddr> = (target.host.as_str(), target.port)
-        .to_socket_addrs()?
-        .collect();
+    let addrs: Vec<SocketAddr> = (host, port).to_socket_addrs()?.collect();
     let mut last = None;
     for addr in addrs {
         let left = deadline.saturating_duration_since(Instant::now());
@@ -100,8 +129,17 @@ pub(super) fn timed_out(e: &io::Error) -> bool {
     )
 }
 
+/// An I/O error of the handshake: [`Error::Timeout`] for a socket timeout.
+pub(super) fn io_error(e: io::Error) -> Error {
+    if timed_out(&e) {
+        Error::Timeout("handshake")
+    } else {
+        Error::Io(e)
+    }
+}
+
 /// The time left before `deadline`, or the handshake timeout error.
-fn left(deadline: Instant) -> Result<Duration, Error> {
+pub(super) fn left(deadline: Instant) -> Result<Duration, Error> {
     let left = deadline.saturating_duration_since(Instant::now());
     if left.is_zero() {
         return Err(Error::Timeout("handshake"));
@@ -118,13 +156,7 @@ pub(super) fn exchange(
     deadline: Instant,
     c: &Config,
 ) -> Result<(Response, Vec<u8>), Error> {
-    let io_err = |e: io::Error| {
-        if timed_out(&e) {
-            Error::Timeout("handshake")
-        } else {
-            Error::Io(e)
-        }
-    };
+    let io_err = io_error;
     stream.set_write_timeout(Some(left(deadline)?))?;
     let mut s = Transport::waiting(stream);
     s.write_all(&handshake::request_bytes(target, headers))

@@ -26,6 +26,7 @@
 mod connect;
 mod handle;
 pub(crate) mod handshake;
+mod proxy;
 mod reconnect;
 
 use std::fmt;
@@ -65,6 +66,7 @@ pub struct Client {
     timeout: Option<Duration>,
     config: Config,
     reconnect: Option<Reconnect>,
+    proxy: Option<proxy::ProxySetting>,
     #[cfg(feature = "tls")]
     tls: ClientTls,
 }
@@ -90,6 +92,7 @@ impl fmt::Debug for Client {
             .field("timeout", &self.timeout)
             .field("config", &self.config)
             .field("reconnect", &self.reconnect)
+            .field("proxy", &self.proxy.as_ref().map(|_| "set"))
             .finish_non_exhaustive()
     }
 }
@@ -105,6 +108,7 @@ impl Client {
             timeout: None,
             config: Config::default(),
             reconnect: None,
+            proxy: None,
             #[cfg(feature = "tls")]
             tls: ClientTls::default(),
         }
@@ -170,6 +174,29 @@ impl Client {
         self
     }
 
+    /// Connects through an HTTP proxy with `CONNECT`:
+    /// `http://[user:password@]host[:port]` (port 1080 by default; the
+    /// credentials, percent-encoded, are sent as Basic auth). `wss://` runs
+    /// TLS inside the tunnel, end to end with the server. The URL is checked
+    /// when connecting ([`Error::InvalidInput`]); a proxy that refuses the
+    /// tunnel is [`Error::Proxy`] with its status (407: the credentials).
+    /// Replaces [`Client::proxy_from_env`].
+    pub fn proxy(mut self, url: impl Into<String>) -> Client {
+        self.proxy = Some(proxy::ProxySetting::Url(url.into()));
+        self
+    }
+
+    /// Takes the proxy from the environment when connecting, as curl does:
+    /// `https_proxy` or `HTTPS_PROXY` for `wss://`, `http_proxy` (lower
+    /// case only, as curl) for `ws://`, else `all_proxy` or `ALL_PROXY`;
+    /// none for a host listed in `no_proxy` or `NO_PROXY` (`*`, names with
+    /// their subdomains, IP addresses). Only `http://` proxies are
+    /// supported. Replaces [`Client::proxy`].
+    pub fn proxy_from_env(mut self) -> Client {
+        self.proxy = Some(proxy::ProxySetting::Env);
+        self
+    }
+
     /// The backoff policy of [`Client::reconnecting`] (default:
     /// [`Reconnect::default`]); [`Client::connect`] connects once and
     /// ignores it.
@@ -229,9 +256,7 @@ impl Client {
         }
         let deadline = crate::deadline::after(self.timeout.unwrap_or(c.handshake_timeout));
 
-        let (tcp, peer) = connect::open_socket(&target, deadline)?;
-        let _ = tcp.set_nodelay(c.nodelay);
-        let stream = self.secure(tcp, &target, deadline)?;
+        let (stream, peer) = self.open(&target, deadline)?;
         let (response, leftover) = connect::exchange(&stream, &target, &headers, deadline, c)?;
         if response.status != 101 {
             let body =

@@ -201,12 +201,15 @@ impl Client {
     ///
     /// # Errors
     /// The errors that no attempt could mend, at once: [`Error::InvalidInput`]
-    /// for a bad URL, header or subprotocol, [`Error::Config`] for a bad
+    /// for a bad URL, proxy URL, header or subprotocol, [`Error::Config`] for a bad
     /// setting; [`Error::Io`] if the thread cannot start.
     pub fn reconnecting(&self, hooks: Resource) -> Result<Reconnecting, Error> {
         super::client_settings(&self.config).validate()?;
         let target = super::handshake::parse_url(&self.url)?;
         super::handshake::request_headers(&target, "x", &self.protocols, &self.headers)?;
+        if let Some(proxy) = &self.proxy {
+            proxy.for_target(&target)?;
+        }
         let (tx, rx) = crossbeam_channel::unbounded();
         let state = Arc::new(State {
             phase: Mutex::new(Phase::default()),

@@ -16,6 +16,7 @@ mod hardening;
 mod http;
 mod logtail;
 mod page;
+mod proxy;
 mod push;
 mod sse;
 mod stats;
