@@ -422,7 +422,10 @@ mod sse;
 mod transport;
 mod wire;
 
-pub use crate::client::{Client, ClientHandle, Reconnect, Reconnecting};
+pub use crate::client::{
+    Client, ClientHandle, EventReader, EventReaderCloser, EventSource, MessageEvent, Reconnect,
+    Reconnecting,
+};
 pub use crate::config::Config;
 pub use crate::error::{Error, SendError, SendTimeoutError};
 pub use crate::http::Request;

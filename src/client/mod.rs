@@ -24,6 +24,7 @@
 //! `handle.rs` the [`ClientHandle`] and its reader thread.
 
 mod connect;
+mod events;
 mod handle;
 pub(crate) mod handshake;
 mod proxy;
@@ -33,6 +34,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
+pub use self::events::{EventReader, EventReaderCloser, EventSource, MessageEvent};
 pub use self::handle::ClientHandle;
 pub use self::reconnect::{Reconnect, Reconnecting};
 use crate::session::connection::Parts;

@@ -115,7 +115,7 @@ impl Reconnect {
 }
 
 /// A random number for jitter, from std's per-process random hash keys.
-fn random() -> u64 {
+pub(super) fn random() -> u64 {
     static CALLS: AtomicU64 = AtomicU64::new(0);
     let mut h = RandomState::new().build_hasher();
     h.write_u64(CALLS.fetch_add(1, Ordering::Relaxed));

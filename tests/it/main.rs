@@ -11,6 +11,7 @@ mod correctness;
 #[cfg(feature = "deflate")]
 mod deflate;
 mod ergonomics;
+mod events_client;
 mod examples;
 mod hardening;
 mod http;
