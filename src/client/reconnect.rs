@@ -152,6 +152,9 @@ fn retriable(e: &Error) -> Option<Option<Duration>> {
 ///
 /// [`close`](Reconnecting::close), or dropping the last handle, closes the
 /// open connection and stops reconnecting; the supervisor thread is joined.
+/// Hooks should use the `&Connection` they are given, not a `Reconnecting`
+/// captured in them: the last handle must not be dropped on a connection's
+/// own thread, which the supervisor waits for.
 #[derive(Clone)]
 pub struct Reconnecting {
     owner: Arc<Owner>,

@@ -5,7 +5,7 @@
 //! on the client's side or the server's.
 
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpListener};
 use std::thread::{self, JoinHandle};
 use std::time::Duration;
 
@@ -129,6 +129,7 @@ fn client_ignores_server_only_settings() {
 
 #[cfg(feature = "tls")]
 mod tls {
+    use std::net::TcpStream;
     use std::sync::Arc;
 
     use wsportal::rustls::{self, pki_types::pem::PemObject};
