@@ -179,7 +179,7 @@ impl EventSource {
             ended: false,
             pending: VecDeque::new(),
         };
-        events.parser.last_event_id = self.last_event_id.clone();
+        events.parser.resume_from(&self.last_event_id);
         let (conn, first) = events.open()?;
         events.opened(conn, &first)?;
         Ok(events)

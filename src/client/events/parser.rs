@@ -21,6 +21,10 @@ pub(crate) struct Parser {
     event: String,
     data: String,
     has_data: bool,
+    /// The last `id:` field of the event being received.
+    id: String,
+    /// The last event id, taken from `id` at each blank line (an event's
+    /// end, even without data): what a reconnect sends.
     pub(crate) last_event_id: String,
     /// A `retry:` seen and not yet taken.
     pub(crate) retry: Option<Duration>,
@@ -36,15 +40,25 @@ impl Parser {
             event: String::new(),
             data: String::new(),
             has_data: false,
+            id: String::new(),
             last_event_id: String::new(),
             retry: None,
             max,
         }
     }
 
-    /// A new connection: what was half received is dropped; the last event
-    /// id and the reconnection time stay.
+    /// Starts from `id` as the last event id (`Last-Event-ID` of the first
+    /// request).
+    pub(crate) fn resume_from(&mut self, id: &str) {
+        self.id = id.to_owned();
+        self.last_event_id = id.to_owned();
+    }
+
+    /// A new connection: what was half received is dropped (an `id:` of an
+    /// unfinished event too); the last event id and the reconnection time
+    /// stay.
     pub(crate) fn reset(&mut self) {
+        self.id = self.last_event_id.clone();
         self.line.clear();
         (self.after_cr, self.start) = (false, true);
         self.event.clear();
@@ -94,6 +108,7 @@ impl Parser {
         let line = String::from_utf8_lossy(&self.line).into_owned();
         self.line.clear();
         if line.is_empty() {
+            self.last_event_id.clone_from(&self.id);
             if self.has_data {
                 out.push_back(MessageEvent {
                     event: match self.event.is_empty() {
@@ -131,7 +146,7 @@ impl Parser {
                     });
                 }
             }
-            "id" if !value.contains('\0') => self.last_event_id = value.to_owned(),
+            "id" if !value.contains('\0') => self.id = value.to_owned(),
             "retry" if !value.is_empty() && value.bytes().all(|b| b.is_ascii_digit()) => {
                 if let Ok(ms) = value.parse::<u64>() {
                     self.retry = Some(Duration::from_millis(ms));
@@ -183,6 +198,18 @@ mod tests {
             let (again, _) = parse_in(&[&wire[..cut], &wire[cut..]]);
             assert_eq!(again, events, "cut {cut}");
         }
+    }
+
+    #[test]
+    fn an_id_counts_at_the_end_of_its_event_only() {
+        let mut p = Parser::new(1 << 10);
+        let mut out = VecDeque::new();
+        p.feed(b"id: 1\n\nid: 2\ndata: cut", &mut out).unwrap();
+        assert!(out.is_empty());
+        assert_eq!(p.last_event_id, "1");
+        p.reset();
+        p.feed(b"data: next\n\n", &mut out).unwrap();
+        assert_eq!(out.pop_front(), Some(ev("message", "next", "1")));
     }
 
     #[test]
