@@ -279,8 +279,17 @@ struct Conn {
 
 enum Body {
     UntilClose,
-    Chunked(super::handshake::Dechunker),
+    /// The decoder, and whether the last chunk came.
+    Chunked(super::handshake::Dechunker, bool),
+    /// The bytes left.
     Exactly(usize),
+}
+
+impl Body {
+    /// Whether the body is complete: the stream ended, to be reopened.
+    fn finished(&self) -> bool {
+        matches!(self, Body::Exactly(0) | Body::Chunked(_, true))
+    }
 }
 
 impl EventReader {
@@ -334,6 +343,10 @@ impl EventReader {
                 self.reconnect(deadline)?;
                 continue;
             };
+            if conn.body.finished() {
+                self.lost("the body ended");
+                continue;
+            }
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
                 return Err(Error::Timeout("no event arrived in time"));
@@ -345,7 +358,7 @@ impl EventReader {
             };
             let read = Transport::waiting(&conn.stream).read(&mut buf[..want]);
             match read {
-                Ok(n) if n > 0 || want == 0 => {
+                Ok(n) if n > 0 => {
                     let mut plain = Vec::new();
                     let body = match &mut conn.body {
                         Body::UntilClose => &buf[..n],
@@ -353,8 +366,11 @@ impl EventReader {
                             *left -= n;
                             &buf[..n]
                         }
-                        Body::Chunked(d) => match d.feed(&buf[..n], &mut plain) {
-                            Ok(_) => &plain[..],
+                        Body::Chunked(d, done) => match d.feed(&buf[..n], &mut plain) {
+                            Ok(last) => {
+                                *done = last;
+                                &plain[..]
+                            }
                             Err(()) => {
                                 self.lost("a malformed chunked body");
                                 continue;
@@ -363,9 +379,6 @@ impl EventReader {
                     };
                     let body = body.to_vec();
                     self.take(&body)?;
-                    if matches!(self.conn.as_ref().map(|c| &c.body), Some(Body::Exactly(0))) {
-                        self.lost("the body ended");
-                    }
                 }
                 Ok(_) => self.lost("the server closed the stream"),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -521,7 +534,7 @@ impl EventReader {
             ));
         }
         let body = match response.body_length() {
-            BodyLength::Chunked => Body::Chunked(Default::default()),
+            BodyLength::Chunked => Body::Chunked(Default::default(), false),
             BodyLength::Exactly(n) => Body::Exactly(n),
             BodyLength::UntilClose | BodyLength::Empty => Body::UntilClose,
         };
@@ -542,11 +555,10 @@ impl EventReader {
                 *n -= k;
                 first.extend_from_slice(&leftover[..k]);
             }
-            Body::Chunked(d) => {
-                if d.feed(&leftover, &mut first).is_err() {
-                    return Err(Error::Protocol("events: a malformed chunked body"));
-                }
-            }
+            Body::Chunked(d, done) => match d.feed(&leftover, &mut first) {
+                Ok(last) => *done = last,
+                Err(()) => return Err(Error::Protocol("events: a malformed chunked body")),
+            },
         }
         Ok((conn, first))
     }
