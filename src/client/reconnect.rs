@@ -34,7 +34,8 @@ use crate::{Error, Message, Resource};
 /// seconds` waits at least that long. Connecting gives up after
 /// `max_attempts` failed attempts in a row or `max_elapsed` since the
 /// connection was lost, if set; by default it never gives up on errors that
-/// may pass (a refused or timed-out connection, a 500, 502, 503 or 504).
+/// may pass (a refused or timed-out connection, a 500, 502, 503 or 504 from
+/// the server, a 502, 503 or 504 from a proxy).
 /// Other refusals (a 4xx, a TLS or protocol error) stop it at once.
 #[non_exhaustive]
 #[derive(Debug, Clone)]
@@ -124,9 +125,10 @@ pub(super) fn random() -> u64 {
 
 /// Whether a failed attempt may succeed later, and how long the server
 /// asked us to wait.
-fn retriable(e: &Error) -> Option<Option<Duration>> {
+pub(super) fn retriable(e: &Error) -> Option<Option<Duration>> {
     match e {
-        Error::Io(_) | Error::Timeout(_) => Some(None),
+        // A proxy that cannot reach the server (yet) answers 502, 503 or 504.
+        Error::Io(_) | Error::Timeout(_) | Error::Proxy { status: 502..=504 } => Some(None),
         Error::Http {
             status: 429 | 500 | 502 | 503 | 504,
             headers,
@@ -556,5 +558,7 @@ mod tests {
         assert_eq!(retriable(&http(404, None)), None);
         assert_eq!(retriable(&Error::Protocol("x")), None);
         assert_eq!(retriable(&Error::Timeout("x")), Some(None));
+        assert_eq!(retriable(&Error::Proxy { status: 502 }), Some(None));
+        assert_eq!(retriable(&Error::Proxy { status: 407 }), None);
     }
 }

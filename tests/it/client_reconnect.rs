@@ -131,3 +131,39 @@ fn client_reconnect_stops_on_a_refusal_or_a_policy_close_when_asked() {
     ));
     server.close();
 }
+
+/// A server that answers its first upgrade with `503` and `Retry-After: 0`,
+/// then accepts: the refusal is retried, not final.
+#[test]
+fn client_reconnect_retries_a_503() {
+    init_logs();
+    let refused = std::sync::atomic::AtomicBool::new(false);
+    let mut server = Server::new();
+    server.define_resource(
+        "/echo",
+        Resource::new()
+            .on_handshake(move |_| {
+                if refused.swap(true, std::sync::atomic::Ordering::SeqCst) {
+                    Ok(wsportal::Accept::new())
+                } else {
+                    Err(wsportal::Reject::new(503).header("Retry-After", "0"))
+                }
+            })
+            .on_message(|ws, msg| {
+                let _ = ws.send(msg);
+            }),
+    );
+    let h = server.start("127.0.0.1:0").expect("server starts");
+    let ws = Client::new(format!("ws://{}/echo", h.local_addr()))
+        .reconnect(quick())
+        .reconnecting(Resource::new())
+        .unwrap();
+    assert!(ws.wait_connected(WAIT), "the 503 was retried");
+    ws.send_text("after 503").unwrap();
+    assert_eq!(
+        ws.recv_timeout(WAIT).unwrap(),
+        Message::Text("after 503".into())
+    );
+    ws.close(1000, "");
+    h.close();
+}

@@ -435,15 +435,11 @@ impl EventReader {
                 self.reconnect_at = None;
                 self.opened(conn, &first)
             }
-            Err(Error::Io(e)) => {
+            // A network error (or a proxy that cannot reach the server):
+            // try again, as browsers do; a refusal by the server is final.
+            Err(e @ (Error::Io(_) | Error::Timeout(_) | Error::Proxy { status: 502..=504 })) => {
                 self.failures = self.failures.saturating_add(1);
                 log::debug!("events: reconnecting failed: {e}");
-                self.schedule();
-                Ok(())
-            }
-            Err(Error::Timeout(why)) => {
-                self.failures = self.failures.saturating_add(1);
-                log::debug!("events: reconnecting failed: {why}");
                 self.schedule();
                 Ok(())
             }
@@ -561,6 +557,14 @@ impl EventReader {
             },
         }
         Ok((conn, first))
+    }
+}
+
+impl Drop for EventReader {
+    /// Closes the connection: the socket's copy an [`EventReaderCloser`]
+    /// holds is dropped too.
+    fn drop(&mut self) {
+        self.end();
     }
 }
 
