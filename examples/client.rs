@@ -10,7 +10,8 @@
 //!     cargo run --features tls --example client -- wss://localhost:9443/echo --ca cert.pem
 //!
 //! `--proxy http://[user:password@]host:port` goes through an HTTP CONNECT
-//! proxy (TLS inside the tunnel for `wss://`); `--proxy-env` takes it from
+//! proxy (or `socks5://`, `socks5h://` a SOCKS5 one; TLS inside the tunnel
+//! for `wss://`); `--proxy-env` takes it from
 //! `https_proxy`/`http_proxy`/`all_proxy` and `no_proxy`, as curl does.
 //!
 //! `--reconnect` keeps the connection: when the server goes away the client

@@ -66,9 +66,10 @@ pub enum Error {
         /// Response body, as received.
         body: Vec<u8>,
     },
-    /// A [`Client`](crate::Client)'s HTTP proxy refused to open the tunnel
-    /// (`CONNECT`) with this status: 407 asks for other credentials, 403 or
-    /// 502 that it will not or cannot reach the server.
+    /// A [`Client`](crate::Client)'s proxy refused to open the tunnel with
+    /// this HTTP status: 407 asks for other credentials, 403 or 502 that it
+    /// will not or cannot reach the server. (A SOCKS5 proxy's refusal is
+    /// given the status an HTTP proxy would answer.)
     Proxy {
         /// The proxy's HTTP status code.
         status: u16,

@@ -29,6 +29,7 @@ mod handle;
 pub(crate) mod handshake;
 mod proxy;
 mod reconnect;
+mod socks;
 
 use std::fmt;
 use std::sync::Arc;
@@ -176,13 +177,17 @@ impl Client {
         self
     }
 
-    /// Connects through an HTTP proxy with `CONNECT`:
-    /// `http://[user:password@]host[:port]` (port 1080 by default; the
-    /// credentials, percent-encoded, are sent as Basic auth). `wss://` runs
-    /// TLS inside the tunnel, end to end with the server. The URL is checked
-    /// when connecting ([`Error::InvalidInput`]); a proxy that refuses the
-    /// tunnel is [`Error::Proxy`] with its status (407: the credentials).
-    /// Replaces [`Client::proxy_from_env`].
+    /// Connects through a proxy: HTTP `CONNECT`
+    /// (`http://[user:password@]host[:port]`, the credentials sent as Basic
+    /// auth) or SOCKS5 (`socks5://`, the host name resolved here, or
+    /// `socks5h://`, resolved by the proxy; with user and password
+    /// authentication). The port is 1080 by default and the credentials are
+    /// percent-encoded, as curl takes them. `wss://` runs TLS inside the
+    /// tunnel, end to end with the server. The URL is checked when
+    /// connecting ([`Error::InvalidInput`]); a proxy that refuses the
+    /// tunnel is [`Error::Proxy`] with its status (407: the credentials; a
+    /// SOCKS5 refusal as the status an HTTP proxy would give). Replaces
+    /// [`Client::proxy_from_env`].
     pub fn proxy(mut self, url: impl Into<String>) -> Client {
         self.proxy = Some(proxy::ProxySetting::Url(url.into()));
         self
@@ -192,8 +197,8 @@ impl Client {
     /// `https_proxy` or `HTTPS_PROXY` for `wss://`, `http_proxy` (lower
     /// case only, as curl) for `ws://`, else `all_proxy` or `ALL_PROXY`;
     /// none for a host listed in `no_proxy` or `NO_PROXY` (`*`, names with
-    /// their subdomains, IP addresses). Only `http://` proxies are
-    /// supported. Replaces [`Client::proxy`].
+    /// their subdomains, IP addresses). The values are proxy URLs as for
+    /// [`Client::proxy`], which this replaces.
     pub fn proxy_from_env(mut self) -> Client {
         self.proxy = Some(proxy::ProxySetting::Env);
         self

@@ -1,7 +1,7 @@
-//! HTTP `CONNECT` proxies (RFC 9110 section 9.3.6): the proxy URL, the
-//! proxy for a target from the environment as curl reads it, and the
-//! tunnel. TLS for `wss://` runs inside the tunnel, end to end with the
-//! server; the proxy sees only the host and port.
+//! Proxies: the proxy URL, the proxy for a target from the environment as
+//! curl reads it, and the tunnel: HTTP `CONNECT` (RFC 9110 section 9.3.6)
+//! here, SOCKS5 in `socks.rs`. TLS for `wss://` runs inside the tunnel,
+//! end to end with the server; the proxy sees only the host and port.
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -10,13 +10,25 @@ use std::time::Instant;
 use super::handshake::{self, Target};
 use crate::Error;
 
-/// A proxy to tunnel through: `http://[user[:password]@]host[:port]`.
+/// A proxy to tunnel through: `http://`, `socks5://` or `socks5h://`,
+/// then `[user[:password]@]host[:port]`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Proxy {
     pub(crate) host: String,
     pub(crate) port: u16,
-    /// `Proxy-Authorization: Basic ...`'s credentials, base64.
-    basic: Option<String>,
+    pub(crate) kind: Kind,
+    /// The user name and password, percent-decoded.
+    pub(crate) credentials: Option<(String, String)>,
+}
+
+/// How a proxy is asked for a tunnel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Kind {
+    /// HTTP `CONNECT`.
+    Http,
+    /// SOCKS5 (RFC 1928); `remote_dns` (`socks5h://`) lets the proxy
+    /// resolve the host name, else we resolve it (`socks5://`), as curl.
+    Socks5 { remote_dns: bool },
 }
 
 /// Where the client's proxy comes from.
@@ -38,22 +50,26 @@ impl ProxySetting {
     }
 }
 
-/// Parses a proxy URL: `http://` or no scheme, optional `user:password@`
-/// (percent-encoded, as curl takes them), a host and a port (1080 when
-/// there is none, as curl).
+/// Parses a proxy URL: `http://` (or no scheme), `socks5://` or
+/// `socks5h://`, optional `user:password@` (percent-encoded, as curl takes
+/// them), a host and a port (1080 when there is none, as curl).
 ///
 /// # Errors
-/// [`Error::InvalidInput`] for another scheme (`https://`, `socks5://`) or
+/// [`Error::InvalidInput`] for another scheme (`https://`, `socks4://`) or
 /// a missing host or bad port.
 pub(crate) fn parse(url: &str) -> Result<Proxy, Error> {
-    let rest = match url.split_once("://") {
-        Some((scheme, rest)) if scheme.eq_ignore_ascii_case("http") => rest,
-        Some(_) => {
-            return Err(Error::InvalidInput(
-                "only http:// proxies are supported (HTTP CONNECT)",
-            ))
-        }
-        None => url,
+    let (kind, rest) = match url.split_once("://") {
+        Some((scheme, rest)) => match scheme.to_ascii_lowercase().as_str() {
+            "http" => (Kind::Http, rest),
+            "socks5" => (Kind::Socks5 { remote_dns: false }, rest),
+            "socks5h" => (Kind::Socks5 { remote_dns: true }, rest),
+            _ => {
+                return Err(Error::InvalidInput(
+                    "a proxy url must be http://, socks5:// or socks5h://",
+                ))
+            }
+        },
+        None => (Kind::Http, url),
     };
     let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
     let (userinfo, hostport) = match authority.rsplit_once('@') {
@@ -86,19 +102,18 @@ pub(crate) fn parse(url: &str) -> Result<Proxy, Error> {
             }
         },
     };
-    let basic = userinfo.map(|u| {
+    let credentials = userinfo.map(|u| {
         let (user, password) = u.split_once(':').unwrap_or((u, ""));
-        let plain = format!(
-            "{}:{}",
+        (
             crate::http::percent_decode(user),
-            crate::http::percent_decode(password)
-        );
-        base64(plain.as_bytes())
+            crate::http::percent_decode(password),
+        )
     });
     Ok(Proxy {
         host: host.to_owned(),
         port,
-        basic,
+        kind,
+        credentials,
     })
 }
 
@@ -154,13 +169,34 @@ fn bypass(list: &str, host: &str) -> bool {
 }
 
 /// Asks the proxy on `tcp` for a tunnel to `target` and reads its answer
-/// within `deadline` (the head at most `max_head` bytes).
+/// within `deadline` (an HTTP head at most `max_head` bytes).
 ///
 /// # Errors
 /// [`Error::Proxy`] with the status when the proxy refuses (407: the
-/// credentials); [`Error::Protocol`] for an answer that is not HTTP;
+/// credentials; a SOCKS5 refusal as the HTTP status an HTTP proxy would
+/// answer); [`Error::Protocol`] for an answer that is not HTTP or SOCKS5;
 /// [`Error::Timeout`] and [`Error::Io`] as for the handshake.
 pub(crate) fn tunnel(
+    tcp: &TcpStream,
+    target: &Target,
+    proxy: &Proxy,
+    deadline: Instant,
+    max_head: usize,
+) -> Result<(), Error> {
+    match proxy.kind {
+        Kind::Http => connect(tcp, target, proxy, deadline, max_head),
+        Kind::Socks5 { remote_dns } => super::socks::connect(
+            tcp,
+            target,
+            proxy.credentials.as_ref(),
+            remote_dns,
+            deadline,
+        ),
+    }
+}
+
+/// HTTP `CONNECT`: see [`tunnel`].
+fn connect(
     tcp: &TcpStream,
     target: &Target,
     proxy: &Proxy,
@@ -172,7 +208,8 @@ pub(crate) fn tunnel(
         false => format!("{}:{}", target.host, target.port),
     };
     let mut request = format!("CONNECT {authority} HTTP/1.1\r\nHost: {authority}\r\n");
-    if let Some(basic) = &proxy.basic {
+    if let Some((user, password)) = &proxy.credentials {
+        let basic = base64(format!("{user}:{password}").as_bytes());
         request.push_str(&format!("Proxy-Authorization: Basic {basic}\r\n"));
     }
     request.push_str("\r\n");
@@ -257,13 +294,20 @@ mod tests {
     fn parses_proxy_urls() {
         let p = parse("http://user:p%40ss@proxy.example:3128/").unwrap();
         assert_eq!((p.host.as_str(), p.port), ("proxy.example", 3128));
-        assert_eq!(p.basic.as_deref(), Some(base64(b"user:p@ss").as_str()));
+        let creds = Some(("user".to_owned(), "p@ss".to_owned()));
+        assert_eq!((p.kind, &p.credentials), (Kind::Http, &creds));
         let p = parse("10.0.0.1").unwrap();
-        assert_eq!((p.host.as_str(), p.port, p.basic), ("10.0.0.1", 1080, None));
+        assert_eq!((p.host.as_str(), p.port), ("10.0.0.1", 1080));
+        assert_eq!((p.kind, p.credentials), (Kind::Http, None));
         let p = parse("HTTP://[::1]:8080").unwrap();
         assert_eq!((p.host.as_str(), p.port), ("::1", 8080));
+        let p = parse("socks5h://u@s").unwrap();
+        assert_eq!(p.kind, Kind::Socks5 { remote_dns: true });
+        assert_eq!(p.credentials, Some(("u".to_owned(), String::new())));
+        let p = parse("SOCKS5://s:9050").unwrap();
+        assert_eq!((p.kind, p.port), (Kind::Socks5 { remote_dns: false }, 9050));
         for bad in [
-            "socks5://h:1",
+            "socks4://h:1",
             "https://h:1",
             "http://",
             "http://h:0",

@@ -1,6 +1,6 @@
-//! The client through an HTTP CONNECT proxy written here (std threads on
-//! 127.0.0.1:0): ws:// and (feature `tls`) wss:// with TLS inside the
-//! tunnel, Basic credentials from the proxy URL, and a refusal's status.
+//! The client through an HTTP CONNECT proxy and a SOCKS5 proxy written here
+//! (std threads on 127.0.0.1:0): ws:// and (feature `tls`) wss:// with TLS
+//! inside the tunnel, credentials from the proxy URL, and a refusal's status.
 
 use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
@@ -49,20 +49,92 @@ fn proxy(auth: Option<&'static str>, conns: usize) -> (SocketAddr, JoinHandle<Ve
                 .write_all(b"HTTP/1.1 200 Connection established\r\n\r\n")
                 .unwrap();
             client.set_read_timeout(None).unwrap();
-            for (mut from, to) in [
-                (client.try_clone().unwrap(), server.try_clone().unwrap()),
-                (server, client),
-            ] {
-                pumps.push(thread::spawn(move || {
-                    let _ = std::io::copy(&mut from, &mut &to);
-                    let _ = to.shutdown(Shutdown::Write);
-                }));
-            }
+            pump(client, server, &mut pumps);
         }
         for p in pumps {
             p.join().unwrap();
         }
         heads
+    });
+    (addr, t)
+}
+
+/// Copies both ways between `client` and `server` on two threads, each
+/// shutting its destination's write side when its source ends.
+fn pump(client: TcpStream, server: TcpStream, pumps: &mut Vec<JoinHandle<()>>) {
+    for (mut from, to) in [
+        (client.try_clone().unwrap(), server.try_clone().unwrap()),
+        (server, client),
+    ] {
+        pumps.push(thread::spawn(move || {
+            let _ = std::io::copy(&mut from, &mut &to);
+            let _ = to.shutdown(Shutdown::Write);
+        }));
+    }
+}
+
+fn read_n(s: &mut TcpStream, n: usize) -> Vec<u8> {
+    let mut buf = vec![0u8; n];
+    s.read_exact(&mut buf).unwrap();
+    buf
+}
+
+/// A SOCKS5 proxy (RFC 1928, and RFC 1929 with `auth`) that serves `conns`
+/// connections, then returns the destinations asked for, as
+/// "ATYP HOST:PORT".
+fn socks5(
+    auth: Option<(&'static str, &'static str)>,
+    conns: usize,
+) -> (SocketAddr, JoinHandle<Vec<String>>) {
+    init_logs();
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let t = thread::spawn(move || {
+        let mut asked = Vec::new();
+        let mut pumps = Vec::new();
+        for _ in 0..conns {
+            let (mut c, _) = listener.accept().unwrap();
+            c.set_read_timeout(Some(WAIT)).unwrap();
+            let hello = read_n(&mut c, 2);
+            assert_eq!(hello[0], 5);
+            let methods = read_n(&mut c, usize::from(hello[1]));
+            if let Some((user, password)) = auth {
+                assert!(methods.contains(&2), "{methods:?}");
+                c.write_all(&[5, 2]).unwrap();
+                let head = read_n(&mut c, 2);
+                let u = read_n(&mut c, usize::from(head[1]));
+                let plen = read_n(&mut c, 1)[0];
+                let p = read_n(&mut c, usize::from(plen));
+                if u != user.as_bytes() || p != password.as_bytes() {
+                    c.write_all(&[1, 1]).unwrap();
+                    continue;
+                }
+                c.write_all(&[1, 0]).unwrap();
+            } else {
+                c.write_all(&[5, 0]).unwrap();
+            }
+            let req = read_n(&mut c, 4);
+            assert_eq!(&req[..3], &[5, 1, 0]);
+            let host = match req[3] {
+                1 => std::net::Ipv4Addr::from(<[u8; 4]>::try_from(read_n(&mut c, 4)).unwrap())
+                    .to_string(),
+                3 => {
+                    let len = read_n(&mut c, 1)[0];
+                    String::from_utf8(read_n(&mut c, usize::from(len))).unwrap()
+                }
+                other => panic!("address type {other}"),
+            };
+            let port = u16::from_be_bytes(<[u8; 2]>::try_from(read_n(&mut c, 2)).unwrap());
+            asked.push(format!("{} {host}:{port}", req[3]));
+            let server = TcpStream::connect((host.as_str(), port)).unwrap();
+            c.write_all(&[5, 0, 0, 1, 0, 0, 0, 0, 0, 0]).unwrap();
+            c.set_read_timeout(None).unwrap();
+            pump(c, server, &mut pumps);
+        }
+        for p in pumps {
+            p.join().unwrap();
+        }
+        asked
     });
     (addr, t)
 }
@@ -129,7 +201,7 @@ fn client_proxy_credentials_and_refusal() {
     ws.disconnect(1000, "");
     assert_eq!(seen.join().unwrap().len(), 2);
     assert!(matches!(
-        Client::new(&url).proxy("socks5://127.0.0.1:1").connect(),
+        Client::new(&url).proxy("socks4://127.0.0.1:1").connect(),
         Err(Error::InvalidInput(_))
     ));
 }
@@ -156,5 +228,37 @@ fn client_wss_through_a_connect_proxy() {
     assert!(
         heads[0].starts_with(&format!("CONNECT localhost:{port} ")),
         "{heads:?}"
+    );
+}
+
+#[test]
+fn client_through_a_socks5_proxy() {
+    let server = echo();
+    let port = server.local_addr().port();
+    let (proxy, seen) = socks5(Some(("user", "p@ss")), 3);
+    // socks5h: the proxy resolves the name.
+    let ws = Client::new(format!("ws://localhost:{port}/echo"))
+        .proxy(format!("socks5h://user:p%40ss@{proxy}"))
+        .connect()
+        .expect("connects through the socks5 proxy");
+    round_trip(&ws);
+    ws.disconnect(1000, "");
+    // socks5 with an address: sent as one.
+    let ws = Client::new(format!("ws://127.0.0.1:{port}/echo"))
+        .proxy(format!("socks5://user:p%40ss@{proxy}"))
+        .connect()
+        .expect("connects through the socks5 proxy");
+    round_trip(&ws);
+    ws.disconnect(1000, "");
+    let refused = Client::new(format!("ws://127.0.0.1:{port}/echo"))
+        .proxy(format!("socks5://user:wrong@{proxy}"))
+        .connect();
+    assert!(
+        matches!(refused, Err(Error::Proxy { status: 407 })),
+        "{refused:?}"
+    );
+    assert_eq!(
+        seen.join().unwrap(),
+        [format!("3 localhost:{port}"), format!("1 127.0.0.1:{port}")]
     );
 }
