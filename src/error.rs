@@ -41,6 +41,11 @@ pub enum Error {
     },
     /// The peer did not read fast enough and its backlog filled (close code 1008).
     TooSlow,
+    /// A message would wait behind an open streamed message
+    /// ([`MessageWriter`](crate::MessageWriter)) past the backlog limit while
+    /// the peer keeps up: it was not sent and the connection stays open.
+    /// Send it after the stream ends, or wait with `send_timeout`.
+    BehindStream,
     /// The peer did not answer in time (keepalive, close handshake, HTTP request,
     /// a client's connect and handshake), or a client's `recv_timeout` expired.
     Timeout(&'static str),
@@ -123,6 +128,7 @@ impl fmt::Debug for Error {
                 .field("limit", limit)
                 .finish(),
             Error::TooSlow => f.write_str("TooSlow"),
+            Error::BehindStream => f.write_str("BehindStream"),
             Error::Timeout(what) => f.debug_tuple("Timeout").field(what).finish(),
             Error::HandlerPanic(msg) => f.debug_tuple("HandlerPanic").field(msg).finish(),
             Error::Closed => f.write_str("Closed"),
@@ -162,6 +168,9 @@ impl fmt::Display for Error {
                 write!(f, "message too big: {size} bytes, limit {limit}")
             }
             Error::TooSlow => f.write_str("peer too slow: outbound backlog full"),
+            Error::BehindStream => {
+                f.write_str("backlog full behind an open streamed message (connection kept)")
+            }
             Error::Timeout(what) => write!(f, "timed out: {what}"),
             Error::HandlerPanic(msg) => write!(f, "handler panicked: {msg}"),
             Error::Closed => f.write_str("connection closed"),

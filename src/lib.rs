@@ -455,6 +455,7 @@ mod message;
 mod server;
 mod session;
 mod sse;
+mod sync;
 mod transport;
 mod wire;
 

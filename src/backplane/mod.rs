@@ -42,6 +42,7 @@ use std::time::Duration;
 
 use self::link::Link;
 use self::wire::{Payload, Target};
+use crate::session::cluster::Cluster;
 use crate::session::hub::Hub;
 use crate::{Error, Event, Message};
 
@@ -315,23 +316,43 @@ impl Node {
         format!("{:016x}", self.id)
     }
 
+    /// Refreshes this instance's liveness key and rewrites every group count
+    /// (Redis may have restarted empty).
+    pub(crate) fn refresh(&self, hub: &Hub) -> Result<(), Error> {
+        let alive = format!("{}{}", self.bp.alive_prefix(), self.field());
+        let ttl = ttl_ms(self.bp.presence_ttl);
+        self.bp
+            .link
+            .with(self.bp.timeout, "presence refresh", |c| {
+                redis::cmd("SET")
+                    .arg(&alive)
+                    .arg(1)
+                    .arg("PX")
+                    .arg(ttl)
+                    .query::<()>(c)
+            })?;
+        let groups: Vec<String> = hub.group_names().into_iter().map(|(g, _)| g).collect();
+        for chunk in groups.chunks(512) {
+            self.write_presence(hub, chunk)?;
+        }
+        Ok(())
+    }
+}
+
+impl Cluster for Node {
     /// Publishes a WebSocket message that was just delivered locally.
-    pub(crate) fn publish(&self, target: &Target, msg: &Message) -> Result<(), Error> {
+    fn publish(&self, target: &Target, msg: &Message) -> Result<(), Error> {
         self.bp.publish(self.id, target, Payload::Ws(msg))
     }
 
     /// Publishes an event that was just delivered locally.
-    pub(crate) fn publish_event(&self, target: &Target, event: &Event) -> Result<(), Error> {
+    fn publish_event(&self, target: &Target, event: &Event) -> Result<(), Error> {
         self.bp.publish(self.id, target, Payload::Event(event))
     }
 
     /// Publishes to a group that has no member here, and asks in the same
     /// round trip how many members it has on the other instances.
-    pub(crate) fn publish_to_absent_group(
-        &self,
-        group: &str,
-        msg: &Message,
-    ) -> Result<usize, Error> {
+    fn publish_to_absent_group(&self, group: &str, msg: &Message) -> Result<usize, Error> {
         let bytes = wire::encode(self.id, &Target::Group(group.to_owned()), Payload::Ws(msg))?;
         let (channel, key, alive) = (
             self.bp.channel(),
@@ -353,9 +374,13 @@ impl Node {
         Ok(usize::try_from(n).unwrap_or(0))
     }
 
+    fn group_size(&self, group: &str) -> Result<usize, Error> {
+        self.bp.cluster_group_size(group)
+    }
+
     /// Writes this instance's member counts of `groups` (as they are now:
     /// the last writer writes the latest count, under the link's lock).
-    pub(crate) fn write_presence(&self, hub: &Hub, groups: &[String]) -> Result<(), Error> {
+    fn write_presence(&self, hub: &Hub, groups: &[String]) -> Result<(), Error> {
         if groups.is_empty() {
             return Ok(());
         }
@@ -383,30 +408,8 @@ impl Node {
         })
     }
 
-    /// Refreshes this instance's liveness key and rewrites every group count
-    /// (Redis may have restarted empty).
-    pub(crate) fn refresh(&self, hub: &Hub) -> Result<(), Error> {
-        let alive = format!("{}{}", self.bp.alive_prefix(), self.field());
-        let ttl = ttl_ms(self.bp.presence_ttl);
-        self.bp
-            .link
-            .with(self.bp.timeout, "presence refresh", |c| {
-                redis::cmd("SET")
-                    .arg(&alive)
-                    .arg(1)
-                    .arg("PX")
-                    .arg(ttl)
-                    .query::<()>(c)
-            })?;
-        let groups: Vec<String> = hub.group_names().into_iter().map(|(g, _)| g).collect();
-        for chunk in groups.chunks(512) {
-            self.write_presence(hub, chunk)?;
-        }
-        Ok(())
-    }
-
     /// Takes this instance out of presence at once (a graceful stop).
-    pub(crate) fn retire(&self, groups: &[String]) {
+    fn retire(&self, groups: &[String]) {
         let alive = format!("{}{}", self.bp.alive_prefix(), self.field());
         let field = self.field();
         let done = self.bp.link.with(self.bp.timeout, "presence", |c| {
@@ -425,25 +428,4 @@ impl Node {
 
 fn ttl_ms(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX).max(1)
-}
-
-/// The backplane side of a hub.
-impl Hub {
-    /// The node this hub's server is attached as, if any.
-    pub(crate) fn cluster(&self) -> Option<Arc<Node>> {
-        self.cluster.read().clone()
-    }
-
-    pub(crate) fn set_cluster(&self, node: Option<Arc<Node>>) {
-        *self.cluster.write() = node;
-    }
-
-    /// Writes the presence of `groups` after a join, leave or close.
-    pub(crate) fn presence_changed(&self, groups: &[String]) {
-        if let Some(node) = self.cluster() {
-            if let Err(e) = node.write_presence(self, groups) {
-                log::debug!("backplane: presence not written (the next refresh will): {e}");
-            }
-        }
-    }
 }

@@ -19,21 +19,12 @@
 
 use std::time::Duration;
 
+pub(crate) use crate::session::cluster::Target;
 use crate::{Event, Message};
 
 const MAGIC: u8 = 0x57;
 /// The version this code writes and reads.
 pub(crate) const VERSION: u8 = 1;
-
-/// Who a message is for.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum Target {
-    All,
-    Resource(String),
-    Group(String),
-    Stream(String),
-    StreamGroup { stream: String, group: String },
-}
 
 /// What a message carries.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -54,7 +54,7 @@ impl Broadcaster {
         let local = self.hub.deliver(route, self.hub.on_route(route), &msg);
         #[cfg(feature = "redis")]
         let local = self.publish(
-            crate::backplane::wire::Target::Resource(route.to_owned()),
+            crate::session::cluster::Target::Resource(route.to_owned()),
             &msg,
             local,
         );
@@ -91,7 +91,7 @@ impl Broadcaster {
             .hub
             .deliver("all connections", self.hub.connections(), &msg);
         #[cfg(feature = "redis")]
-        let local = self.publish(crate::backplane::wire::Target::All, &msg, local);
+        let local = self.publish(crate::session::cluster::Target::All, &msg, local);
         self.nobody(local)
     }
 
@@ -220,7 +220,7 @@ impl Broadcaster {
     /// subscriber).
     fn publish(
         &self,
-        target: crate::backplane::wire::Target,
+        target: crate::session::cluster::Target,
         msg: &Message,
         local: Result<usize, Error>,
     ) -> Result<usize, Error> {
@@ -250,7 +250,7 @@ impl Broadcaster {
         };
         if local.is_ok() {
             return self.publish(
-                crate::backplane::wire::Target::Group(group.to_owned()),
+                crate::session::cluster::Target::Group(group.to_owned()),
                 msg,
                 local,
             );
@@ -273,7 +273,7 @@ impl Broadcaster {
     /// [`Error::Backplane`] when Redis could not be asked within the backplane's timeout.
     pub fn cluster_group_size(&self, group: &str) -> Result<usize, Error> {
         match self.hub.cluster() {
-            Some(node) => node.bp.cluster_group_size(group),
+            Some(node) => node.group_size(group),
             None => Ok(self.hub.group_size(group)),
         }
     }

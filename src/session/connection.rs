@@ -83,6 +83,9 @@ pub(crate) struct Inner {
     pub(crate) last_seen: AtomicU64,
     /// When a keepalive ping went out unanswered (0: none outstanding).
     pub(crate) ping_sent: AtomicU64,
+    /// The outbox's `written` when the ping went out or its wait was last
+    /// extended: a peer still taking our bytes is slow, not dead.
+    pub(crate) ping_progress: AtomicU64,
     /// When we sent a close frame (0: not yet).
     pub(crate) close_sent: AtomicU64,
     /// Values for `Connection::with_state`.
@@ -93,7 +96,7 @@ pub(crate) struct Inner {
     /// lock is held from compressing a message to queueing it, so the
     /// peer's inflater sees messages in the order they were compressed.
     #[cfg(feature = "deflate")]
-    pub(crate) compressor: Option<Mutex<crate::wire::deflate::Compressor>>,
+    pub(crate) compressor: Option<crate::sync::Mutex<crate::wire::deflate::Compressor>>,
 }
 
 /// Everything a connection is built from.
@@ -118,7 +121,7 @@ impl Connection {
                 Role::Server => agreed.server(),
                 Role::Client => agreed.client(),
             };
-            Mutex::new(crate::wire::deflate::Compressor::new(
+            crate::sync::Mutex::new(crate::wire::deflate::Compressor::new(
                 dir,
                 ours.level,
                 ours.min_size,
@@ -140,6 +143,7 @@ impl Connection {
                 hub,
                 last_seen: AtomicU64::new(now),
                 ping_sent: AtomicU64::new(0),
+                ping_progress: AtomicU64::new(0),
                 close_sent: AtomicU64::new(0),
                 states: crate::session::state::States::default(),
                 counts: crate::session::stats::ConnCounts::default(),
@@ -216,8 +220,8 @@ impl Connection {
         inner.handle_flushed(inner.outbox.kick(&mut inner.nowait()));
         match inner.outbox.wait_written(mark, deadline) {
             Ok(()) => Ok(()),
-            Err(PushError::Closed) => Err(Error::Closed),
             Err(PushError::TooSlow) => Err(Error::Timeout("flushing the backlog")),
+            Err(PushError::Closed | PushError::Held) => Err(Error::Closed),
         }
     }
 
@@ -361,9 +365,9 @@ impl Connection {
         }
     }
 
-    /// Compresses a message and queues it as one step (under the
-    /// compressor's lock), when the connection compresses and the message
-    /// is long enough; `None` when it goes the plain way.
+    /// Compresses and queues a message when the connection compresses and
+    /// the message is long enough (`session/compress.rs`); `None` when it
+    /// goes the plain way.
     #[cfg(feature = "deflate")]
     fn push_compressed(
         &self,
@@ -371,35 +375,27 @@ impl Connection {
         payload: &[u8],
         deadline: Option<Instant>,
     ) -> Option<Result<(), Refused>> {
-        let mut z = self.inner.compressor.as_ref()?.lock();
-        if !z.wants(payload.len()) {
-            return None;
-        }
-        let mut body = z.compress(payload)?;
-        let mask = (self.inner.role == Role::Client).then(frame::random_mask);
-        let mut header = Vec::with_capacity(frame::MAX_HEADER_LEN);
-        frame::encode_header(&mut header, true, op, body.len(), mask);
-        frame::set_rsv1(&mut header);
-        if let Some(m) = mask {
-            frame::apply_mask(&mut body, m, 0);
-        }
-        let pushed = if body.len() < ZERO_COPY_MIN {
-            let len = header.len() + body.len();
-            self.push_encoded(len, deadline, |v| {
-                v.extend_from_slice(&header);
-                v.extend_from_slice(&body);
-            })
-        } else {
-            self.push_owned_until(&header, body, Lane::Data, deadline)
-                .map_err(|(why, _)| why)
-        };
-        match pushed {
-            Ok(()) => self.inner.counts.sent(payload.len()),
-            // The peer will not see this message: the next one must not
-            // refer to it.
-            Err(_) => z.reset(),
-        }
-        Some(pushed)
+        use crate::session::compress::{self, NotSent};
+        let inner = &self.inner;
+        let sent = compress::send(
+            inner.compressor.as_ref()?,
+            &inner.outbox,
+            || inner.nowait(),
+            op,
+            payload,
+            || (inner.role == Role::Client).then(frame::random_mask),
+            deadline,
+            |len, deadline| self.wait_for_room(len, Lane::Data, deadline),
+        )?;
+        Some(match sent {
+            Ok(flushed) => {
+                inner.handle_flushed(flushed);
+                inner.counts.sent(payload.len());
+                Ok(())
+            }
+            Err(NotSent::Waited(why)) => Err(why),
+            Err(NotSent::Refused(e)) => Err(self.refused(e)),
+        })
     }
 
     /// A refused push that will not wait: a full backlog closes the connection.
@@ -543,10 +539,10 @@ impl Connection {
         let mask = (self.inner.role == Role::Client).then(frame::random_mask);
         let len = frame::encoded_len(payload.len(), mask.is_some());
         let admit = if last { Admit::Close } else { Admit::Limit };
-        let lane = if op.is_control() {
-            Lane::Control
-        } else {
-            Lane::Data
+        let lane = match op {
+            OpCode::Ping | OpCode::Pong => Lane::Urgent,
+            OpCode::Close => Lane::Control,
+            _ => Lane::Data,
         };
         let pushed = self
             .inner
@@ -590,14 +586,19 @@ impl Connection {
                 self.refused(e);
                 Err(Error::TooSlow)
             }
+            Err(PushError::Held) => Err(Error::BehindStream),
         }
     }
 
-    /// Runs the pong callback registered for `payload`, if any.
-    pub(crate) fn take_pong(&self, payload: &[u8]) -> Option<PongHook> {
+    /// The pong callbacks a pong with `payload` answers: its ping's, and
+    /// those of every ping sent before it (RFC 6455 5.5.3 lets a peer answer
+    /// only the latest), in the order they were sent.
+    pub(crate) fn take_pongs(&self, payload: &[u8]) -> Vec<PongHook> {
         let mut pings = self.inner.pings.lock();
-        let i = pings.iter().position(|(p, _)| p == payload)?;
-        Some(pings.remove(i).1)
+        match pings.iter().position(|(p, _)| p == payload) {
+            Some(i) => pings.drain(..=i).map(|(_, hook)| hook).collect(),
+            None => Vec::new(),
+        }
     }
 }
 
@@ -641,7 +642,11 @@ impl Inner {
     /// less well. Each part is skipped while it is in use.
     pub(crate) fn trim(&self) {
         #[cfg(feature = "deflate")]
-        if let Some(mut z) = self.compressor.as_ref().and_then(Mutex::try_lock) {
+        if let Some(mut z) = self
+            .compressor
+            .as_ref()
+            .and_then(crate::sync::Mutex::try_lock)
+        {
             z.reset();
         }
         self.stream.trim();

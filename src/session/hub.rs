@@ -136,7 +136,7 @@ pub(crate) struct Hub {
     pub(crate) stats: Arc<crate::session::stats::Counters>,
     /// The backplane node of the running server, if it has one.
     #[cfg(feature = "redis")]
-    pub(crate) cluster: parking_lot::RwLock<Option<Arc<crate::backplane::Node>>>,
+    pub(crate) cluster: parking_lot::RwLock<Option<Arc<dyn crate::session::cluster::Cluster>>>,
 }
 
 impl Hub {
@@ -575,10 +575,17 @@ fn scan(hub: &Hub) -> Option<u64> {
         let ping_sent = inner.ping_sent.load(Ordering::Relaxed);
         if ping_sent != 0 {
             let deadline = ping_sent.saturating_add(ms(t.ping_timeout));
-            if now >= deadline {
-                inner.force_end(1006, "keepalive timeout: no answer to ping");
-            } else {
+            let written = inner.outbox.written();
+            if now < deadline {
                 due(deadline);
+            } else if inner.ping_progress.swap(written, Ordering::Relaxed) != written {
+                // Still taking our bytes: the pong may be behind them in the
+                // kernel's buffers. Slowness is for the write timeout and
+                // the backlog limit to judge, not the keepalive.
+                inner.ping_sent.store(now.max(1), Ordering::Relaxed);
+                due(now.max(1).saturating_add(ms(t.ping_timeout)));
+            } else {
+                inner.force_end(1006, "keepalive timeout: no answer to ping");
             }
             continue;
         }
@@ -588,6 +595,9 @@ fn scan(hub: &Hub) -> Option<u64> {
             .saturating_add(ms(interval));
         if now >= ping_at {
             inner.ping_sent.store(now.max(1), Ordering::Relaxed);
+            inner
+                .ping_progress
+                .store(inner.outbox.written(), Ordering::Relaxed);
             inner.trim();
             let _ = conn.push_frame(OpCode::Ping, b"wsportal-keepalive", false);
             due(now.max(1).saturating_add(ms(t.ping_timeout)));

@@ -8,6 +8,10 @@
 //! their pieces down).
 
 pub(crate) mod broadcast;
+#[cfg(feature = "redis")]
+pub(crate) mod cluster;
+#[cfg(feature = "deflate")]
+pub(crate) mod compress;
 pub(crate) mod connection;
 pub(crate) mod guard;
 pub(crate) mod hub;

@@ -51,10 +51,12 @@ pub(crate) fn run(
         conn.inner.force_end(code, &reason);
     }
     s.linger();
-    conn.inner.stream.close_notify();
+    // Nothing more will be written: wake producers waiting for room. Only
+    // a sole writer may end a TLS stream: nothing is encrypted after it.
+    if conn.inner.outbox.abort() {
+        conn.inner.stream.close_notify();
+    }
     let _ = conn.inner.stream.shutdown(Shutdown::Both);
-    // Nothing more will be written: wake producers waiting for room.
-    conn.inner.outbox.abort();
     hub.unregister(conn);
     hub.stats.closed(code);
     log::debug!("connection {} closed: {code} {reason}", conn.id());
@@ -144,7 +146,7 @@ impl Session<'_> {
                 }
                 Event::Pong(payload) => {
                     log::trace!("connection {}: pong", conn.id());
-                    if let Some(on_pong) = conn.take_pong(&payload) {
+                    for on_pong in conn.take_pongs(&payload) {
                         self.call("on_pong", || on_pong(conn));
                     }
                 }

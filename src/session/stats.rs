@@ -1,6 +1,7 @@
-//! Live statistics: the counters a server keeps as it runs, the snapshot
-//! [`Stats`] that `ServerHandle::stats` and `Broadcaster::stats` return,
-//! and its Prometheus text rendering (`Server::define_metrics`).
+//! Live statistics: the counters a server keeps as it runs, and the
+//! snapshot [`Stats`] that `ServerHandle::stats` and `Broadcaster::stats`
+//! return. Its Prometheus text and the `/metrics` page
+//! (`Server::define_metrics`) sit above, in `server/metrics.rs`.
 //!
 //! Architecture invariant: no counter takes a lock on the message path.
 //! A connection counts its own messages and bytes in atomics of its own
@@ -13,17 +14,15 @@
 //! [`Counters`] (one per hub) holds the totals and a weak link to the
 //! running server's [`Gauges`] (resources, event clients, pool threads).
 //! Refusals and hook panics deep inside a pool thread's request are counted
-//! through a thread-local that `server::serve` sets (`serving`).
+//! through a thread-local that the server sets around each request
+//! (`serving`, from `server/request.rs`).
 
 use std::cell::RefCell;
 use std::collections::BTreeMap;
-use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 
 use parking_lot::Mutex;
-
-use crate::{Request, Response};
 
 /// How many groups a snapshot lists by name (the largest ones).
 pub(crate) const TOP_GROUPS: usize = 10;
@@ -35,9 +34,6 @@ const KNOWN_CLOSES: [u16; 9] = [1000, 1001, 1002, 1006, 1007, 1008, 1009, 1011, 
 /// How many different close codes are counted apart; a peer chooses its
 /// code, so past this many the rest are counted as code 0.
 const MAX_CLOSE_CODES: usize = 64;
-
-/// The `Content-Type` of the Prometheus text exposition format.
-const PROMETHEUS_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
 /// A snapshot of what a server is doing, from
 /// [`ServerHandle::stats`](crate::ServerHandle::stats) or
@@ -306,176 +302,6 @@ pub(crate) fn refused_here(status: u16) {
     });
 }
 
-/// The answer of a metrics page (`Server::define_metrics`) to `req`.
-pub(crate) fn metrics_response(
-    req: &Request,
-    hub: &crate::session::hub::Hub,
-    debug_on_error: bool,
-) -> Vec<u8> {
-    let response = Response::new(200)
-        .header("Content-Type", PROMETHEUS_TYPE)
-        .header("Cache-Control", "no-store")
-        .body(snapshot(hub).to_prometheus());
-    // The handler's rules: GET and HEAD, 405 otherwise.
-    let page = crate::server::handler::Handler::new(move |_| response.clone());
-    page.respond(req, debug_on_error)
-}
-
-impl Stats {
-    /// The snapshot in the Prometheus text exposition format (version
-    /// 0.0.4): `# HELP` and `# TYPE` lines, counters named `..._total`,
-    /// gauges, and labels `resource`, `stream`, `group`, `kind`, `status`,
-    /// `code` and `state`. This is what
-    /// [`Server::define_metrics`](crate::Server::define_metrics) serves.
-    pub fn to_prometheus(&self) -> String {
-        let mut out = String::with_capacity(4096);
-        let one = |v: usize| vec![(String::new(), v as u64)];
-        let by = |label: &str, pairs: &[(String, usize)]| -> Vec<(String, u64)> {
-            pairs
-                .iter()
-                .map(|(k, v)| (labels(&[(label, k)]), *v as u64))
-                .collect()
-        };
-        let by_code = |label: &str, pairs: &[(u16, u64)]| -> Vec<(String, u64)> {
-            pairs
-                .iter()
-                .map(|(k, v)| (labels(&[(label, &k.to_string())]), *v))
-                .collect()
-        };
-        let gauges = [
-            (
-                "wsportal_connections",
-                "Open WebSocket connections, by resource.",
-                by("resource", &self.connections_by_resource),
-            ),
-            (
-                "wsportal_event_clients",
-                "Open event-stream (SSE) clients, by stream.",
-                by("stream", &self.event_clients_by_stream),
-            ),
-            (
-                "wsportal_groups",
-                "Groups with at least one member.",
-                one(self.groups),
-            ),
-            (
-                "wsportal_group_members",
-                "Members of the largest groups.",
-                by("group", &self.largest_groups),
-            ),
-            (
-                "wsportal_backlog_bytes",
-                "Bytes queued and not yet written, over all clients.",
-                one(self.backlog_bytes),
-            ),
-            (
-                "wsportal_largest_backlog_bytes",
-                "The largest single client backlog, in bytes.",
-                one(self.largest_backlog),
-            ),
-            (
-                "wsportal_threads",
-                "Pool threads, by state (busy or idle).",
-                by(
-                    "state",
-                    &[
-                        ("busy".to_owned(), self.threads_busy),
-                        ("idle".to_owned(), self.threads_idle),
-                    ],
-                ),
-            ),
-        ];
-        for (name, help, samples) in &gauges {
-            family(&mut out, name, "gauge", help, samples);
-        }
-        let total = |v: u64| vec![(String::new(), v)];
-        let counters = [
-            (
-                "wsportal_messages_received_total",
-                "WebSocket data messages received.",
-                total(self.messages_received),
-            ),
-            (
-                "wsportal_received_bytes_total",
-                "Payload bytes of the WebSocket data messages received.",
-                total(self.bytes_received),
-            ),
-            (
-                "wsportal_messages_sent_total",
-                "WebSocket data messages queued to peers.",
-                total(self.messages_sent),
-            ),
-            (
-                "wsportal_sent_bytes_total",
-                "Payload bytes of the WebSocket data messages queued to peers.",
-                total(self.bytes_sent),
-            ),
-            (
-                "wsportal_handshakes_accepted_total",
-                "Handshakes accepted, by kind (websocket or event_stream).",
-                vec![
-                    (labels(&[("kind", "websocket")]), self.websocket_accepted),
-                    (
-                        labels(&[("kind", "event_stream")]),
-                        self.event_streams_accepted,
-                    ),
-                ],
-            ),
-            (
-                "wsportal_requests_refused_total",
-                "Requests refused, by HTTP status.",
-                by_code("status", &self.refused_by_status),
-            ),
-            (
-                "wsportal_closes_total",
-                "Ended WebSocket connections, by close code.",
-                by_code("code", &self.closes_by_code),
-            ),
-            (
-                "wsportal_hook_panics_total",
-                "Hooks and handlers that panicked.",
-                total(self.hook_panics),
-            ),
-        ];
-        for (name, help, samples) in &counters {
-            family(&mut out, name, "counter", help, samples);
-        }
-        out
-    }
-}
-
-/// One metric family: its `# HELP` and `# TYPE` lines, then its samples.
-fn family(out: &mut String, name: &str, kind: &str, help: &str, samples: &[(String, u64)]) {
-    let _ = writeln!(out, "# HELP {name} {help}");
-    let _ = writeln!(out, "# TYPE {name} {kind}");
-    for (labels, value) in samples {
-        let _ = writeln!(out, "{name}{labels} {value}");
-    }
-}
-
-/// `{a="x",b="y"}` with the values escaped as the text format says.
-fn labels(pairs: &[(&str, &str)]) -> String {
-    let mut s = String::from("{");
-    for (i, (k, v)) in pairs.iter().enumerate() {
-        if i > 0 {
-            s.push(',');
-        }
-        s.push_str(k);
-        s.push_str("=\"");
-        for ch in v.chars() {
-            match ch {
-                '\\' => s.push_str("\\\\"),
-                '"' => s.push_str("\\\""),
-                '\n' => s.push_str("\\n"),
-                c => s.push(c),
-            }
-        }
-        s.push('"');
-    }
-    s.push('}');
-    s
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -491,40 +317,5 @@ mod tests {
         assert_eq!(closes.len(), MAX_CLOSE_CODES + 1);
         assert_eq!(closes.get(&0), Some(&(100 - MAX_CLOSE_CODES as u64)));
         assert_eq!(closes.get(&3000), Some(&2));
-    }
-
-    #[test]
-    fn label_values_are_escaped() {
-        assert_eq!(
-            labels(&[("group", "a\"b\\c\nd"), ("code", "1000")]),
-            r#"{group="a\"b\\c\nd",code="1000"}"#
-        );
-    }
-
-    #[test]
-    fn prometheus_text_has_help_type_and_samples() {
-        let s = Stats {
-            connections_by_resource: vec![("/chat/:room".to_owned(), 2)],
-            largest_groups: vec![("x\"y".to_owned(), 3)],
-            messages_received: 7,
-            refused_by_status: vec![(404, 2)],
-            closes_by_code: vec![(1000, 1)],
-            ..Stats::default()
-        };
-        let text = s.to_prometheus();
-        for line in [
-            "# HELP wsportal_connections Open WebSocket connections, by resource.",
-            "# TYPE wsportal_connections gauge",
-            "wsportal_connections{resource=\"/chat/:room\"} 2",
-            "wsportal_group_members{group=\"x\\\"y\"} 3",
-            "# TYPE wsportal_messages_received_total counter",
-            "wsportal_messages_received_total 7",
-            "wsportal_requests_refused_total{status=\"404\"} 2",
-            "wsportal_closes_total{code=\"1000\"} 1",
-            "wsportal_threads{state=\"idle\"} 0",
-        ] {
-            assert!(text.lines().any(|l| l == line), "no {line:?} in\n{text}");
-        }
-        assert!(text.ends_with('\n'));
     }
 }

@@ -56,7 +56,7 @@ impl MessageWriter {
         let deadline = deadline_after(conn.inner.hub.write_timeout());
         match conn.inner.outbox.open_stream(deadline) {
             Ok(()) => {}
-            Err(PushError::Closed) => return Err(Error::Closed),
+            Err(PushError::Closed | PushError::Held) => return Err(Error::Closed),
             Err(PushError::TooSlow) => {
                 return Err(Error::Timeout("another streamed message is still open"))
             }

@@ -224,7 +224,8 @@ impl EventClient {
                 Ok(())
             }
             Err(PushError::Closed) => Err(Error::Closed),
-            Err(PushError::TooSlow) => {
+            // Event streams have no streamed messages to wait behind.
+            Err(PushError::TooSlow | PushError::Held) => {
                 self.inner.force_end("client too slow: backlog full");
                 Err(Error::TooSlow)
             }

@@ -228,7 +228,10 @@ fn finish(events: &EventStream, streams: &Streams, client: &EventClient) {
         let deadline = crate::deadline::after(inner.hub.close_timeout());
         inner.outbox.wait_drained(deadline);
     }
-    inner.stream.close_notify();
+    // Only a sole writer may end a TLS stream: nothing is encrypted after it.
+    if inner.outbox.abort() {
+        inner.stream.close_notify();
+    }
     let _ = inner.stream.shutdown(Shutdown::Both);
     streams.clients.lock().remove(&inner.id);
 }
@@ -316,7 +319,7 @@ impl Streams {
 
     /// Attaches these streams to a backplane node (or detaches them).
     #[cfg(feature = "redis")]
-    pub(crate) fn set_cluster(&self, node: Option<&Arc<crate::backplane::Node>>) {
+    pub(crate) fn set_cluster(&self, node: Option<&Arc<dyn crate::session::cluster::Cluster>>) {
         for s in &self.streams {
             *s.cluster.write() = node.cloned();
         }

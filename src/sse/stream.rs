@@ -212,7 +212,7 @@ pub(crate) struct Shared {
     pub(crate) state: Mutex<State>,
     /// The backplane node of the server serving it, if it has one.
     #[cfg(feature = "redis")]
-    pub(crate) cluster: parking_lot::RwLock<Option<Arc<crate::backplane::Node>>>,
+    pub(crate) cluster: parking_lot::RwLock<Option<Arc<dyn crate::session::cluster::Cluster>>>,
 }
 
 impl Shared {
@@ -341,7 +341,7 @@ impl EventPublisher {
     pub fn send(&self, event: &Event) -> Result<usize, Error> {
         let local = self.send_here(event);
         #[cfg(feature = "redis")]
-        let local = self.publish(crate::backplane::wire::Target::Stream, event, local);
+        let local = self.publish(crate::session::cluster::Target::Stream, event, local);
         local
     }
 
@@ -372,7 +372,7 @@ impl EventPublisher {
         let local = self.to_group_here(group, event);
         #[cfg(feature = "redis")]
         let local = self.publish(
-            |stream| crate::backplane::wire::Target::StreamGroup {
+            |stream| crate::session::cluster::Target::StreamGroup {
                 stream,
                 group: group.to_owned(),
             },
@@ -538,7 +538,7 @@ impl EventPublisher {
     /// not be encoded, which is returned as it is).
     fn publish(
         &self,
-        target: impl FnOnce(String) -> crate::backplane::wire::Target,
+        target: impl FnOnce(String) -> crate::session::cluster::Target,
         event: &Event,
         local: Result<usize, Error>,
     ) -> Result<usize, Error> {

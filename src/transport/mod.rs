@@ -179,6 +179,17 @@ impl Write for Transport<'_> {
     }
 }
 
+impl outbox::Sink for Transport<'_> {
+    /// TLS: whether rustls holds records the socket has not taken.
+    fn holds(&self) -> bool {
+        match *self {
+            Transport::Tcp { .. } => false,
+            #[cfg(feature = "tls")]
+            Transport::Tls { session, .. } => session.holds(),
+        }
+    }
+}
+
 impl Read for Transport<'_> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         match *self {

@@ -42,3 +42,20 @@ pub(crate) fn is_full(e: &io::Error) -> bool {
         io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
     )
 }
+
+/// Unsent bytes the kernel keeps for a socket at most (Linux), so that
+/// what waits for a slow reader waits in the outbox, where pings can pass
+/// it and progress can be seen, not in seconds of kernel buffer. 128 KiB
+/// keeps a fast reader's pipe full (the kernel's own advice for the option).
+const NOTSENT_LOWAT: u32 = 128 * 1024;
+
+/// Bounds the kernel's unsent buffer of an accepted socket (see
+/// [`NOTSENT_LOWAT`]); nothing where the option does not exist.
+pub(crate) fn bound_unsent(stream: &TcpStream) {
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    if let Err(e) = socket2::SockRef::from(stream).set_tcp_notsent_lowat(NOTSENT_LOWAT) {
+        log::debug!("TCP_NOTSENT_LOWAT not set: {e}");
+    }
+    #[cfg(not(any(target_os = "linux", target_os = "android")))]
+    let _ = stream;
+}

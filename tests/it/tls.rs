@@ -26,7 +26,7 @@ pub(crate) type Tls = StreamOwned<ClientConnection, TcpStream>;
 /// files of a fresh directory.
 pub(crate) struct Certs {
     pub(crate) cert_pem: String,
-    pub(crate) cert: PathBuf,
+    cert: PathBuf,
     pub(crate) key: PathBuf,
 }
 
@@ -104,7 +104,7 @@ impl Certs {
     }
 
     /// A tungstenite client over TLS (a peer we did not write).
-    fn wss(&self, addr: SocketAddr, path: &str) -> WebSocket<Tls> {
+    pub(crate) fn wss(&self, addr: SocketAddr, path: &str) -> WebSocket<Tls> {
         let url = format!("wss://localhost:{}{path}", addr.port());
         let (ws, _) = tungstenite::client(url, self.connect(addr)).expect("wss handshake");
         ws
@@ -270,7 +270,7 @@ fn eight_threads_push_to_a_connection_blocked_reading() {
 }
 
 /// A TLS client that completes the upgrade, then never reads.
-fn stalled(certs: &Certs, addr: SocketAddr) -> Tls {
+pub(crate) fn stalled(certs: &Certs, addr: SocketAddr) -> Tls {
     let mut tls = certs.connect(addr);
     tls.write_all(upgrade_request("/", "").as_bytes()).unwrap();
     let mut head = Vec::new();

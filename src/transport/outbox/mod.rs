@@ -19,7 +19,16 @@
 //!   until a writer makes room ([`Outbox::wait_for_room`]).
 //! - One message may be *streamed* in fragments ([`Lane::Stream`]). While a
 //!   stream is open, other data frames are held aside and queued after its
-//!   final fragment; control frames still go out between fragments.
+//!   final fragment; control frames still go out between fragments. What
+//!   is held is bounded by `max_backlog` too, but a message that does not
+//!   fit behind the stream is refused without closing the connection
+//!   ([`PushError::Held`]): the producer is slow, not the peer.
+//! - Pings and pongs ([`Lane::Urgent`]) jump the queue: they go out at the
+//!   next frame boundary, ahead of queued data, so that a slow reader's
+//!   keepalive is not stuck behind seconds of data.
+//! - `flush` counts what left the *sink*: a TLS session may hold records
+//!   it accepted, so bytes count as confirmed only once the sink holds
+//!   nothing ([`Sink::holds`]).
 //! - Large payloads are not copied: a server's message of 1 KiB or more is
 //!   queued from its own buffer behind a separate header (`push_owned`),
 //!   and a broadcast's one encoding is shared (`push_shared`).
@@ -30,16 +39,19 @@
 mod wait;
 mod writer;
 
-#[cfg(test)]
+#[cfg(all(test, loom))]
+pub(crate) mod loom;
+#[cfg(all(test, not(loom)))]
 mod tests;
 
 use std::collections::VecDeque;
 use std::io::{self, Write};
 use std::sync::Arc;
-use std::thread::ThreadId;
 use std::time::{Duration, Instant};
 
-use parking_lot::{Condvar, Mutex};
+use std::sync::atomic::Ordering;
+
+use crate::sync::{AtomicBool, Condvar, Mutex, ThreadId};
 
 /// Small frames are appended to the last buffer while it is below this size.
 const COALESCE_LIMIT: usize = 64 * 1024;
@@ -49,19 +61,30 @@ const CORK_LIMIT: usize = 256 * 1024;
 const MAX_SLICES: usize = 16;
 
 /// Queued bytes: owned by this connection, or one encoding shared by many
-/// (a broadcast is encoded once).
+/// (a broadcast is encoded once). Every chunk ends at a frame boundary but
+/// a `Head`: a frame's header whose payload is the next chunk.
 #[derive(Debug)]
 pub(crate) enum Chunk {
     Owned(Vec<u8>),
+    Head(Vec<u8>),
     Shared(Arc<[u8]>),
 }
 
 impl Chunk {
     fn bytes(&self) -> &[u8] {
         match self {
-            Chunk::Owned(v) => v,
+            Chunk::Owned(v) | Chunk::Head(v) => v,
             Chunk::Shared(a) => a,
         }
+    }
+}
+
+/// What the outbox writes to: a socket, or a TLS session over one.
+pub(crate) trait Sink: Write {
+    /// Whether the sink still holds bytes it accepted (a TLS session's
+    /// records the socket did not take). Plain sockets hold nothing.
+    fn holds(&self) -> bool {
+        false
     }
 }
 
@@ -72,6 +95,9 @@ pub(crate) enum PushError {
     Closed,
     /// The backlog would exceed its limit.
     TooSlow,
+    /// A data frame would wait behind an open stream past the backlog
+    /// limit, while the peer keeps up: refused, the connection stays open.
+    Held,
 }
 
 /// How a push is measured against the backlog limit.
@@ -105,6 +131,9 @@ pub(crate) enum Lane {
     Data,
     /// A control frame: may go between a stream's fragments.
     Control,
+    /// A ping or pong: goes out at the next frame boundary, ahead of
+    /// queued data.
+    Urgent,
     /// A fragment of the open stream, not its last.
     Stream,
     /// The open stream's final fragment: what was held aside follows it.
@@ -138,9 +167,18 @@ struct State {
     queued: usize,
     /// While stalled: when the socket last took a byte (or the stall began).
     stalled_at: Option<Instant>,
-    /// Bytes ever written: a flush waits for this to pass a mark, the
-    /// housekeeper compares it to see whether a retry made progress.
+    /// Queued bytes ever accepted by the sink: the housekeeper compares it
+    /// to see whether a retry made progress.
     written: u64,
+    /// Of `written`, what the sink no longer holds: a flush waits for this
+    /// to pass its mark.
+    confirmed: u64,
+    /// The last write ended inside a frame: nothing may go in between.
+    mid_frame: bool,
+    /// Pings and pongs waiting for the next frame boundary (whole frames,
+    /// not counted in `queued`), and how much of them is written.
+    urgent: Vec<u8>,
+    urgent_written: usize,
     writing: bool,
     /// While corked: the thread whose pushes are held back.
     corked: Option<ThreadId>,
@@ -151,6 +189,8 @@ struct State {
     waiters: usize,
     /// A streamed message is open: data frames wait in `held`.
     streaming: bool,
+    /// The thread that opened it.
+    stream_owner: Option<ThreadId>,
     held: VecDeque<Chunk>,
     held_bytes: usize,
     /// A written buffer kept for reuse.
@@ -163,6 +203,9 @@ pub(crate) struct Outbox {
     state: Mutex<State>,
     /// Signalled when bytes leave the queue or the queue closes.
     room: Condvar,
+    /// Pings or pongs wait (`State::urgent`): the writer stops at the next
+    /// frame boundary to let them out.
+    urgent: AtomicBool,
     max_backlog: usize,
 }
 
@@ -171,6 +214,7 @@ impl Outbox {
         Outbox {
             state: Mutex::new(State::default()),
             room: Condvar::new(),
+            urgent: AtomicBool::new(false),
             max_backlog,
         }
     }
@@ -178,7 +222,7 @@ impl Outbox {
     /// Bytes waiting to be written.
     pub(crate) fn backlog(&self) -> usize {
         let st = self.state.lock();
-        st.queued + st.held_bytes
+        st.queued + st.held_bytes + Self::urgent_left(&st)
     }
 
     /// How long the socket has taken no byte while bytes wait (zero when
@@ -199,7 +243,7 @@ impl Outbox {
     /// then writes if no one else is.
     pub(crate) fn push_with(
         &self,
-        sink: &mut impl Write,
+        sink: &mut impl Sink,
         len: usize,
         admit: Admit,
         lane: Lane,
@@ -207,6 +251,11 @@ impl Outbox {
     ) -> Result<Flushed, PushError> {
         let mut st = self.state.lock();
         self.admit(&st, len, admit, lane)?;
+        if lane == Lane::Urgent {
+            encode(&mut st.urgent);
+            self.urgent.store(true, Ordering::Release);
+            return Ok(self.write_if_free(st, sink));
+        }
         if lane == Lane::Data && st.streaming {
             let mut v = Vec::with_capacity(len);
             encode(&mut v);
@@ -245,7 +294,7 @@ impl Outbox {
     /// On refusal the payload is given back.
     pub(crate) fn push_owned(
         &self,
-        sink: &mut impl Write,
+        sink: &mut impl Sink,
         header: &[u8],
         payload: Vec<u8>,
         admit: Admit,
@@ -264,14 +313,23 @@ impl Outbox {
             st.held_bytes += len;
             return Ok(Flushed::Done);
         }
+        // An empty payload: the header is the whole frame. An empty chunk
+        // would be offered alone one day: a write of nothing.
+        let whole = payload.is_empty();
         match st.queue.back_mut() {
             Some(Chunk::Owned(v)) if v.len() + header.len() <= COALESCE_LIMIT => {
-                v.extend_from_slice(header)
+                v.extend_from_slice(header);
+                if !whole {
+                    // The chunk now ends inside a frame.
+                    if let Some(Chunk::Owned(v)) = st.queue.pop_back() {
+                        st.queue.push_back(Chunk::Head(v));
+                    }
+                }
             }
-            _ => st.queue.push_back(Chunk::Owned(header.to_vec())),
+            _ if whole => st.queue.push_back(Chunk::Owned(header.to_vec())),
+            _ => st.queue.push_back(Chunk::Head(header.to_vec())),
         }
-        // An empty chunk would be offered alone one day: a write of nothing.
-        if !payload.is_empty() {
+        if !whole {
             st.queue.push_back(Chunk::Owned(payload));
         }
         st.queued += len;
@@ -297,6 +355,7 @@ impl Outbox {
             }
             if !st.streaming {
                 st.streaming = true;
+                st.stream_owner = Some(crate::sync::thread_id());
                 return Ok(());
             }
             st.waiters += 1;
@@ -311,6 +370,7 @@ impl Outbox {
     /// Closes the open stream: what was held aside joins the queue.
     fn end_stream(st: &mut State) {
         st.streaming = false;
+        st.stream_owner = None;
         let held = std::mem::take(&mut st.held);
         st.queued += std::mem::take(&mut st.held_bytes);
         st.queue.extend(held);
@@ -319,7 +379,7 @@ impl Outbox {
     /// Queues bytes shared with other connections.
     pub(crate) fn push_shared(
         &self,
-        sink: &mut impl Write,
+        sink: &mut impl Sink,
         frame: Arc<[u8]>,
     ) -> Result<Flushed, PushError> {
         let mut st = self.state.lock();
@@ -338,21 +398,37 @@ impl Outbox {
         if st.closed {
             return Err(PushError::Closed);
         }
-        let queued = Self::ahead(st, lane.of_stream());
+        let queued = Self::ahead(st, lane);
         let over = queued + len > self.max_backlog;
-        match admit {
-            Admit::Limit if over => Err(PushError::TooSlow),
-            Admit::Waited if over && queued > 0 => Err(PushError::TooSlow),
-            _ => Ok(()),
+        let refused = match admit {
+            Admit::Limit => over,
+            Admit::Waited => over && queued > 0,
+            Admit::Close => false,
+        };
+        if !refused {
+            return Ok(());
         }
+        // Over the limit only for what waits behind an open stream: the
+        // producer of the stream is slow, not the peer.
+        let behind_stream = lane == Lane::Data && st.streaming;
+        if behind_stream && Self::ahead(st, Lane::Stream) + len <= self.max_backlog {
+            return Err(PushError::Held);
+        }
+        Err(PushError::TooSlow)
     }
 
     /// The backlog a push is measured against. A stream's fragments do not
     /// count what is held behind the stream: it cannot leave before them.
-    fn ahead(st: &State, stream: bool) -> usize {
-        match stream {
-            true => st.queued,
-            false => st.queued + st.held_bytes,
-        }
+    fn ahead(st: &State, lane: Lane) -> usize {
+        let held = match lane.of_stream() {
+            true => 0,
+            false => st.held_bytes,
+        };
+        st.queued + held + Self::urgent_left(st)
+    }
+
+    /// Pings and pongs not yet written.
+    fn urgent_left(st: &State) -> usize {
+        st.urgent.len() - st.urgent_written
     }
 }

@@ -10,6 +10,8 @@ struct Throttled {
     calls: usize,
 }
 
+impl Sink for Throttled {}
+
 impl Write for Throttled {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         self.write_vectored(&[IoSlice::new(buf)])
@@ -58,6 +60,12 @@ impl Holding {
             true => Ok(()),
             false => Err(io::ErrorKind::WouldBlock.into()),
         }
+    }
+}
+
+impl Sink for Holding {
+    fn holds(&self) -> bool {
+        !self.held.is_empty()
     }
 }
 

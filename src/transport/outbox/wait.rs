@@ -13,26 +13,31 @@ impl Outbox {
     pub(crate) fn wait_for_room(&self, len: usize, lane: Lane, deadline: Instant) {
         // Room or not, the waiting is over: the pusher tries again.
         drop(self.wait_for(deadline, |st| {
-            let queued = Self::ahead(st, lane.of_stream());
+            let queued = Self::ahead(st, lane);
             st.closed || queued == 0 || queued + len <= self.max_backlog
         }));
     }
 
-    /// The mark [`Outbox::wait_written`] waits for: everything queued so far.
+    /// The mark [`Outbox::wait_written`] waits for: everything queued so
+    /// far. For the thread whose streamed message is open, what is held
+    /// behind that stream is left out: only this thread can release it.
     pub(crate) fn flush_mark(&self) -> u64 {
         let st = self.state.lock();
-        st.written + (st.queued + st.held_bytes) as u64
+        let own_stream = st.streaming && st.stream_owner == Some(crate::sync::thread_id());
+        let held = if own_stream { 0 } else { st.held_bytes };
+        st.written + (st.queued + held) as u64
     }
 
-    /// Blocks until `mark` bytes have been written, the queue was dropped,
-    /// or `deadline` passes.
+    /// Blocks until `mark` bytes have left the sink (not only entered it: a
+    /// TLS session's records count once on the socket), the queue was
+    /// dropped, or `deadline` passes.
     ///
     /// # Errors
     /// [`PushError::Closed`] when the queue was dropped first,
     /// [`PushError::TooSlow`] when `deadline` passed first.
     pub(crate) fn wait_written(&self, mark: u64, deadline: Instant) -> Result<(), PushError> {
-        let (st, timed_out) = self.wait_for(deadline, |st| st.written >= mark || st.dropped);
-        if st.written >= mark {
+        let (st, timed_out) = self.wait_for(deadline, |st| st.confirmed >= mark || st.dropped);
+        if st.confirmed >= mark {
             Ok(())
         } else if timed_out {
             Err(PushError::TooSlow)
@@ -47,7 +52,8 @@ impl Outbox {
     /// whether everything left.
     pub(crate) fn wait_drained(&self, deadline: Instant) -> bool {
         let (st, timed_out) = self.wait_for(deadline, |st| {
-            st.dropped || (st.queued + st.held_bytes == 0 && st.stalled_at.is_none())
+            let empty = st.queued + st.held_bytes + Self::urgent_left(st) == 0;
+            st.dropped || (empty && st.stalled_at.is_none())
         });
         !timed_out && !st.dropped
     }
@@ -60,7 +66,7 @@ impl Outbox {
         &self,
         deadline: Instant,
         done: impl Fn(&State) -> bool,
-    ) -> (parking_lot::MutexGuard<'_, State>, bool) {
+    ) -> (crate::sync::MutexGuard<'_, State>, bool) {
         let mut st = self.state.lock();
         while !done(&st) {
             st.waiters += 1;

@@ -408,7 +408,11 @@ impl Session {
         };
         if side.at == side.end {
             *side = ReadSide::default();
-            let _ = self.state.lock().read_tls(&mut Nothing);
+            // Never waits: a writer may hold the state through a waiting
+            // write, and the housekeeper must not wait on one connection.
+            if let Some(mut state) = self.state.try_lock() {
+                let _ = state.read_tls(&mut Nothing);
+            }
         }
     }
 
@@ -446,6 +450,12 @@ impl Session {
     /// Sends TLS's `close_notify` before the socket is shut: best effort,
     /// never waiting, and not at all while a writer is busy (its records
     /// must not be cut into).
+    /// Whether rustls holds records the socket has not taken (asked by the
+    /// writer-role holder, the only writer).
+    pub(crate) fn holds(&self) -> bool {
+        self.state.lock().wants_write()
+    }
+
     pub(crate) fn close_notify(&self, tcp: &TcpStream) {
         let Some(_writer) = self.writer.try_lock() else {
             return;

@@ -1,0 +1,223 @@
+//! One request, on the pool thread that serves its socket: the TLS
+//! handshake (for `start_tls`) and the request head within the handshake
+//! timeout, then the route's WebSocket upgrade (and the connection's whole
+//! life), event stream, page, handler or metrics, or a refusal.
+
+use std::io::{Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::core::{Core, SERVING};
+use super::Endpoint;
+use crate::http::{self, HeadError, Request};
+use crate::session::connection::Parts;
+use crate::transport::{Stream, Transport};
+use crate::wire::reader::{FrameReader, Limits, Role};
+use crate::{Connection, Reject};
+
+/// Serves one socket from its first byte to its close.
+pub(super) fn serve(core: &Core, tcp: TcpStream, peer: SocketAddr) {
+    let id = core.next_id.fetch_add(1, Ordering::Relaxed);
+    let Some(stream) = wrap(core, tcp, peer) else {
+        return;
+    };
+    let stream = Arc::new(stream);
+    core.sockets.lock().insert(id, Arc::clone(&stream));
+    if !core.stopping.load(Ordering::SeqCst) {
+        SERVING.with(|s| s.set(Some((core as *const Core as usize, id))));
+        crate::session::stats::serving(Some(Arc::clone(&core.hub.stats)));
+        handle(core, id, &stream, peer);
+        crate::session::stats::serving(None);
+        SERVING.with(|s| s.set(None));
+    }
+    core.sockets.lock().remove(&id);
+    core.upgrading.lock().remove(&id);
+    // Every departure: a shutdown begun by a hook waits for all but one.
+    core.sockets_empty.notify_all();
+}
+
+/// The socket as this server speaks on it: plain, or a TLS session not yet
+/// shaken hands.
+fn wrap(core: &Core, tcp: TcpStream, peer: SocketAddr) -> Option<Stream> {
+    #[cfg(feature = "tls")]
+    if let Some(tls) = &core.tls {
+        return match tls.session() {
+            Ok(session) => Some(Stream::tls(tcp, session)),
+            Err(e) => {
+                log::debug!("{peer}: cannot start a TLS session: {e}");
+                None
+            }
+        };
+    }
+    let _ = (core, peer);
+    Some(Stream::plain(tcp))
+}
+
+fn handle(core: &Core, id: u64, stream: &Arc<Stream>, peer: SocketAddr) {
+    let c = &core.config;
+    let _ = stream.set_nodelay(c.nodelay);
+    crate::transport::socket::bound_unsent(stream);
+    let _ = stream.set_write_timeout(Some(c.handshake_timeout));
+    let deadline = crate::deadline::after(c.handshake_timeout);
+    #[cfg(feature = "tls")]
+    if let Err(e) = stream.handshake(deadline) {
+        log::debug!("{peer}: TLS handshake failed: {e}; dropped");
+        return;
+    }
+    let mut set_timeout = |d: Duration| stream.set_read_timeout(Some(d));
+    let head = http::read_head(
+        &mut Transport::waiting(stream),
+        &mut set_timeout,
+        peer,
+        c.max_header_size,
+        deadline,
+    );
+    let (mut req, leftover) = match head {
+        Ok(r) => r,
+        Err(HeadError::TooLarge) => {
+            return refuse(
+                stream,
+                peer,
+                None,
+                &Reject::new(431).body("request head too large"),
+            )
+        }
+        Err(HeadError::Malformed(why)) => {
+            return refuse(stream, peer, None, &Reject::new(400).body(why));
+        }
+        Err(HeadError::Timeout) => {
+            log::debug!("{peer}: no complete request within the handshake timeout; dropped");
+            return;
+        }
+        Err(HeadError::Io(e)) => {
+            log::debug!("{peer}: connection ended before a complete request: {e}");
+            return;
+        }
+    };
+    let Some((endpoint, params, route)) = core.routes.find(&req.path) else {
+        return refuse(
+            stream,
+            peer,
+            Some(&req),
+            &Reject::new(404).body("not found"),
+        );
+    };
+    let Some(params) = crate::http::route::decode_params(params) else {
+        let why = "a path parameter is not utf-8 once percent-decoded";
+        return refuse(stream, peer, Some(&req), &Reject::new(400).body(why));
+    };
+    req.params = params;
+    let route = route.to_owned();
+    match &**endpoint {
+        Endpoint::Socket(resource) => {
+            #[allow(unused_mut)] // because only the deflate feature changes it.
+            let mut up = match crate::server::handshake::upgrade(&req, resource) {
+                Ok(up) => up,
+                Err(reject) => return refuse(stream, peer, Some(&req), &reject),
+            };
+            #[cfg(feature = "deflate")]
+            crate::server::handshake::negotiate(&req, resource, c.deflate.as_ref(), &mut up);
+            // SeqCst, after the set's lock: either a shutdown sees this
+            // socket upgrading (and leaves it its 1001), or this load sees
+            // the shutdown and no 101 goes out.
+            core.upgrading.lock().insert(id);
+            if core.stopping.load(Ordering::SeqCst) {
+                let reject = Reject::new(503).body("server shutting down");
+                return refuse(stream, peer, Some(&req), &reject);
+            }
+            core.hub.stats.websocket_accepted();
+            let mut t = Transport::waiting(stream);
+            if let Err(e) = t.write_all(&up.response).and_then(|()| t.flush()) {
+                log::debug!("{peer}: could not send the upgrade response: {e}");
+                return;
+            }
+            let _ = stream.set_read_timeout(None);
+            let _ = stream.set_write_timeout(Some(c.write_timeout));
+            let parts = Parts {
+                stream: Arc::clone(stream),
+                request: req,
+                route,
+                protocol: up.protocol,
+                data: up.data,
+                role: Role::Server,
+                #[cfg(feature = "deflate")]
+                deflate: up.deflate.map(|a| (a, c.deflate.unwrap_or_default())),
+            };
+            let conn = Connection::new(id, parts, Arc::clone(&core.hub));
+            let limits = Limits {
+                max_frame: c.max_frame_size,
+                max_message: c.max_message_size,
+            };
+            let reader = FrameReader::new(Role::Server, limits, c.read_buffer_size, &leftover);
+            #[cfg(feature = "deflate")]
+            let reader = reader.with_inflater(
+                up.deflate
+                    .map(|a| crate::wire::deflate::Inflater::new(a.client())),
+            );
+            crate::session::run(&conn, reader, resource, c.debug_on_error);
+        }
+        Endpoint::Events(events) => match crate::sse::admit(events, &req, c.debug_on_error) {
+            Ok(accept) => {
+                core.hub.stats.event_stream_accepted();
+                let path = req.path.clone();
+                let opened = crate::sse::Opened {
+                    id,
+                    stream: Arc::clone(stream),
+                    request: req,
+                    accept,
+                    hub: Arc::clone(&core.hub),
+                    debug_on_error: c.debug_on_error,
+                };
+                if let Err(reject) = crate::sse::run(events, &core.sse, opened) {
+                    log::debug!("{peer}: answered {} for {path}", reject.status());
+                    answer(stream, &reject.to_bytes());
+                }
+            }
+            Err(reject) => refuse(stream, peer, Some(&req), &reject),
+        },
+        Endpoint::Page(page) => {
+            log::debug!("{peer}: {} {}", req.method(), req.path);
+            answer(stream, &page.response(&req));
+        }
+        Endpoint::Handler(handler) => {
+            log::debug!("{peer}: {} {}", req.method(), req.path);
+            answer(stream, &handler.respond(&req, c.debug_on_error));
+        }
+        Endpoint::Metrics => {
+            log::debug!("{peer}: {} {}", req.method(), req.path);
+            let page = super::metrics::metrics_response(&req, &core.hub, c.debug_on_error);
+            answer(stream, &page);
+        }
+    }
+}
+
+/// Answers a refusal (without its body to `HEAD`) and closes; `req` is
+/// `None` when the request could not be read.
+fn refuse(stream: &Stream, peer: SocketAddr, req: Option<&Request>, reject: &Reject) {
+    let path = req.map_or("-", |r| r.path());
+    log::debug!("{peer}: answered {} for {path}", reject.status());
+    crate::session::stats::refused_here(reject.status());
+    let head_only = req.is_some_and(|r| r.method() == "HEAD");
+    answer(stream, &reject.response(head_only));
+}
+
+/// Writes a whole response, then closes the connection gently.
+fn answer(stream: &Stream, response: &[u8]) {
+    let mut s = Transport::waiting(stream);
+    let _ = s.write_all(response);
+    let _ = s.flush();
+    stream.close_notify();
+    let _ = stream.shutdown(Shutdown::Write);
+    // Read what the client still sends (bounded), so closing does not reset
+    // the connection before it has read the answer.
+    let _ = stream.set_read_timeout(Some(Duration::from_millis(200)));
+    let mut scratch = [0u8; 1024];
+    for _ in 0..16 {
+        match s.read(&mut scratch) {
+            Ok(n) if n > 0 => {}
+            _ => break,
+        }
+    }
+}

@@ -1,0 +1,63 @@
+//! What the layers below the backplane ask of the cluster a server belongs
+//! to (feature `redis`). The hub writes presence after a join or leave,
+//! `Broadcaster` and `EventPublisher` publish what they just delivered here.
+//! The backplane (`backplane/`) implements [`Cluster`]; defining it here
+//! lets the hub and event streams hold one without importing upward.
+
+use std::sync::Arc;
+
+use crate::session::hub::Hub;
+use crate::{Error, Event, Message};
+
+/// Who a message published across instances is for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Target {
+    All,
+    Resource(String),
+    Group(String),
+    Stream(String),
+    StreamGroup { stream: String, group: String },
+}
+
+/// A running server's place in a cluster: see the module documentation.
+pub(crate) trait Cluster: Send + Sync {
+    /// Publishes a WebSocket message that was just delivered locally.
+    fn publish(&self, target: &Target, msg: &Message) -> Result<(), Error>;
+
+    /// Publishes an event that was just delivered locally.
+    fn publish_event(&self, target: &Target, event: &Event) -> Result<(), Error>;
+
+    /// Publishes to a group that has no member here, and answers how many
+    /// members it has on the other instances.
+    fn publish_to_absent_group(&self, group: &str, msg: &Message) -> Result<usize, Error>;
+
+    /// How many members `group` has on every instance.
+    fn group_size(&self, group: &str) -> Result<usize, Error>;
+
+    /// Writes this instance's member counts of `groups`, as they are now.
+    fn write_presence(&self, hub: &Hub, groups: &[String]) -> Result<(), Error>;
+
+    /// Takes this instance out of presence at once (a graceful stop).
+    fn retire(&self, groups: &[String]);
+}
+
+/// The cluster side of a hub.
+impl Hub {
+    /// The cluster this hub's server is attached to, if any.
+    pub(crate) fn cluster(&self) -> Option<Arc<dyn Cluster>> {
+        self.cluster.read().clone()
+    }
+
+    pub(crate) fn set_cluster(&self, node: Option<Arc<dyn Cluster>>) {
+        *self.cluster.write() = node;
+    }
+
+    /// Writes the presence of `groups` after a join, leave or close.
+    pub(crate) fn presence_changed(&self, groups: &[String]) {
+        if let Some(node) = self.cluster() {
+            if let Err(e) = node.write_presence(self, groups) {
+                log::debug!("backplane: presence not written (the next refresh will): {e}");
+            }
+        }
+    }
+}
