@@ -55,7 +55,9 @@ pub enum Error {
     Closed,
     /// A reconnecting client ([`Reconnecting`](crate::Reconnecting)) has no
     /// open connection right now: it lost one and is connecting again. The
-    /// send was not made (nothing is queued): try again once it is back.
+    /// send was not made (nothing is queued unless
+    /// [`Reconnect::buffer`](crate::Reconnect::buffer) has room): try again
+    /// once it is back.
     NotConnected,
     /// A push found no open connection to deliver to (reblocks-websocket's
     /// `no-active-websockets`). The text names the target.

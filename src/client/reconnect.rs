@@ -11,6 +11,7 @@
 //! runs once per connection.
 
 use std::collections::hash_map::RandomState;
+use std::collections::VecDeque;
 use std::fmt;
 use std::hash::{BuildHasher, Hasher};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -45,6 +46,7 @@ pub struct Reconnect {
     max_attempts: Option<u32>,
     max_elapsed: Option<Duration>,
     stop_on_policy_close: bool,
+    buffer: usize,
 }
 
 impl Default for Reconnect {
@@ -56,6 +58,7 @@ impl Default for Reconnect {
             max_attempts: None,
             max_elapsed: None,
             stop_on_policy_close: false,
+            buffer: 0,
         }
     }
 }
@@ -96,6 +99,16 @@ impl Reconnect {
     /// meant for this client rather than an outage (default: `false`).
     pub fn stop_on_policy_close(mut self, stop: bool) -> Reconnect {
         self.stop_on_policy_close = stop;
+        self
+    }
+
+    /// Holds messages sent while disconnected, up to `bytes` in all, and
+    /// sends them in order on the next connection, after its `on_open`
+    /// (default 0: none are held, such sends fail with
+    /// [`Error::NotConnected`]). A send that does not fit fails the same
+    /// way; what is held when the client stops is dropped.
+    pub fn buffer(mut self, bytes: usize) -> Reconnect {
+        self.buffer = bytes;
         self
     }
 
@@ -148,7 +161,8 @@ pub(super) fn retriable(e: &Error) -> Option<Option<Duration>> {
 ///
 /// While it is connected, sends go to the open connection; while it is
 /// connecting again they fail at once with [`Error::NotConnected`] (nothing
-/// is queued), and once it has stopped with [`Error::Closed`]. Messages
+/// is queued, unless [`Reconnect::buffer`] says so), and once it has
+/// stopped with [`Error::Closed`]. Messages
 /// from every connection, in order, wait in one queue for
 /// [`recv`](Reconnecting::recv) unless the hooks have an `on_message`.
 ///
@@ -183,6 +197,39 @@ struct Phase {
     ended: Option<String>,
     current: Option<ClientHandle>,
     connections: u64,
+    /// Messages sent while disconnected ([`Reconnect::buffer`]), and their
+    /// bytes.
+    held: VecDeque<Message>,
+    held_bytes: usize,
+    /// [`Reconnect::buffer`].
+    buffer: usize,
+}
+
+impl Phase {
+    /// Holds `msg` if it fits the buffer; gives it back if not.
+    fn hold(&mut self, msg: Message) -> Result<(), Message> {
+        if self.held_bytes.saturating_add(msg.len()) > self.buffer {
+            return Err(msg);
+        }
+        self.held_bytes += msg.len();
+        self.held.push_back(msg);
+        Ok(())
+    }
+
+    /// Sends what is held on `conn`, in order; what it refuses (it closed
+    /// already) stays for the next connection.
+    fn release(&mut self, conn: &ClientHandle) {
+        while let Some(msg) = self.held.pop_front() {
+            let len = msg.len();
+            match conn.send(msg) {
+                Ok(()) => self.held_bytes -= len,
+                Err(back) => {
+                    self.held.push_front(back.0);
+                    break;
+                }
+            }
+        }
+    }
 }
 
 impl fmt::Debug for Reconnecting {
@@ -216,8 +263,12 @@ impl Client {
             proxy.for_target(&target)?;
         }
         let (tx, rx) = crossbeam_channel::unbounded();
+        let phase = Phase {
+            buffer: self.reconnect.as_ref().map_or(0, |p| p.buffer),
+            ..Phase::default()
+        };
         let state = Arc::new(State {
-            phase: Mutex::new(Phase::default()),
+            phase: Mutex::new(phase),
             cv: Condvar::new(),
             rx,
             queued: Arc::new(AtomicUsize::new(0)),
@@ -333,6 +384,9 @@ fn supervise(client: &Client, user: &Arc<Resource>, state: &State, tx: &Sender<M
                 handle.disconnect(1000, "");
                 break "closed by the program".to_owned();
             }
+            // Under the lock that sends take: held messages go before any
+            // sent from now on.
+            phase.release(&handle);
             phase.current = Some(handle.clone());
             phase.connections += 1;
             state.cv.notify_all();
@@ -425,20 +479,24 @@ impl Reconnecting {
     ///
     /// # Errors
     /// [`Error::NotConnected`] while connecting again (the message is
-    /// dropped: nothing is queued); [`Error::Closed`] once the client has
-    /// stopped.
+    /// dropped, unless [`Reconnect::buffer`] has room for it);
+    /// [`Error::Closed`] once the client has stopped.
     pub fn send(&self, msg: impl Into<Message>) -> Result<(), Error> {
-        let current = {
-            let phase = self.owner.state.phase.lock();
-            if phase.stopping || phase.ended.is_some() {
-                return Err(Error::Closed);
-            }
-            phase.current.clone()
-        };
-        match current {
-            Some(c) => c.send(msg).map_err(|_| Error::NotConnected),
-            None => Err(Error::NotConnected),
+        // Sent under the lock, so that messages held while disconnected
+        // (sent on the new connection under it too) keep their order. A
+        // send never waits for the peer.
+        let mut phase = self.owner.state.phase.lock();
+        if phase.stopping || phase.ended.is_some() {
+            return Err(Error::Closed);
         }
+        let msg = match &phase.current {
+            Some(c) => match c.send(msg) {
+                Ok(()) => return Ok(()),
+                Err(back) => back.0,
+            },
+            None => msg.into(),
+        };
+        phase.hold(msg).map_err(|_| Error::NotConnected)
     }
 
     /// Sends a text message, as [`send`](Reconnecting::send).

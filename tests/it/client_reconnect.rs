@@ -167,3 +167,46 @@ fn client_reconnect_retries_a_503() {
     ws.close(1000, "");
     h.close();
 }
+
+/// With `Reconnect::buffer`, sends while away are held and go out in order
+/// on the next connection, after its `on_open`; one that does not fit fails.
+#[test]
+fn client_reconnect_buffer_holds_sends_while_away() {
+    let server = echo_on("127.0.0.1:0".parse().unwrap());
+    let addr = server.local_addr();
+    let closed = Events::new();
+    let c = closed.tx.clone();
+    let hooks = Resource::new()
+        .on_open(|ws| {
+            let _ = ws.send_text("subscribe");
+        })
+        .on_close(move |_, code, _| {
+            let _ = c.send(code);
+        });
+    let ws = Client::new(format!("ws://{addr}/echo"))
+        .reconnect(quick().buffer(1024))
+        .reconnecting(hooks)
+        .unwrap();
+    assert!(ws.wait_connected(WAIT));
+    assert_eq!(
+        ws.recv_timeout(WAIT).unwrap(),
+        Message::Text("subscribe".into())
+    );
+
+    server.close();
+    closed.next();
+    ws.send_text("a").unwrap();
+    ws.send_text("b").unwrap();
+    let too_big = "x".repeat(2000);
+    assert!(matches!(ws.send_text(&too_big), Err(Error::NotConnected)));
+
+    let server = echo_on(addr);
+    for expected in ["subscribe", "a", "b"] {
+        assert_eq!(
+            ws.recv_timeout(WAIT).unwrap(),
+            Message::Text(expected.into())
+        );
+    }
+    ws.close(1000, "");
+    server.close();
+}
