@@ -128,3 +128,35 @@ fn events_client_stops_on_204_and_from_another_thread() {
     h.close();
     h2.close();
 }
+
+/// Over TLS and through a CONNECT proxy, as the WebSocket client.
+#[cfg(feature = "tls")]
+#[test]
+fn events_client_over_https_through_a_proxy() {
+    init_logs();
+    let certs = crate::tls::Certs::new();
+    let stream = EventStream::new().history(10);
+    let publisher = stream.publisher();
+    publisher.send(&Event::new("kept").id("1")).ok();
+    let mut server = Server::new();
+    server.define_event_stream("/events", stream);
+    let h = server
+        .start_tls("127.0.0.1:0", certs.server())
+        .expect("server starts");
+    let (proxy, seen) = crate::proxy::proxy(None, 1);
+    let mut events = EventSource::new(format!(
+        "https://localhost:{}/events",
+        h.local_addr().port()
+    ))
+    .tls_config(certs.client_config())
+    .proxy(format!("http://{proxy}"))
+    .last_event_id("0")
+    .connect()
+    .expect("the stream opens");
+    // Last-Event-ID 0 is not in the history: live events only.
+    publisher.send(&Event::new("live").id("2")).unwrap();
+    assert_eq!(next_data(&mut events), "live");
+    drop(events);
+    assert_eq!(seen.join().unwrap().len(), 1);
+    h.close();
+}

@@ -12,7 +12,10 @@ use crate::support::*;
 
 /// A CONNECT proxy that serves `conns` connections, then returns the
 /// request heads it saw. With `auth`, it wants that `Proxy-Authorization`.
-fn proxy(auth: Option<&'static str>, conns: usize) -> (SocketAddr, JoinHandle<Vec<String>>) {
+pub(crate) fn proxy(
+    auth: Option<&'static str>,
+    conns: usize,
+) -> (SocketAddr, JoinHandle<Vec<String>>) {
     init_logs();
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap();
