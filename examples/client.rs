@@ -69,11 +69,12 @@ fn main() -> std::process::ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let options = match parse(&args) {
         Ok(o) => o,
+        Err(why) if why.is_empty() => {
+            println!("{USAGE}");
+            return std::process::ExitCode::SUCCESS;
+        }
         Err(why) => {
-            if !why.is_empty() {
-                eprintln!("error: {why}");
-            }
-            eprintln!("{USAGE}");
+            eprintln!("error: {why}\n{USAGE}");
             return std::process::ExitCode::from(2);
         }
     };

@@ -19,11 +19,12 @@ fn main() -> std::process::ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let source = match parse(&args) {
         Ok(s) => s,
+        Err(why) if why.is_empty() => {
+            println!("{USAGE}");
+            return std::process::ExitCode::SUCCESS;
+        }
         Err(why) => {
-            if !why.is_empty() {
-                eprintln!("error: {why}");
-            }
-            eprintln!("{USAGE}");
+            eprintln!("error: {why}\n{USAGE}");
             return std::process::ExitCode::from(2);
         }
     };
@@ -39,7 +40,10 @@ fn main() -> std::process::ExitCode {
 fn parse(args: &[String]) -> Result<EventSource, String> {
     let mut rest = args.iter();
     let url = match rest.next() {
-        Some(flag) if flag.starts_with('-') => return Err(String::new()),
+        Some(help) if help == "-h" || help == "--help" => return Err(String::new()),
+        Some(flag) if flag.starts_with('-') => {
+            return Err(format!("the URL comes first, not {flag}"))
+        }
         Some(url) => url,
         None => return Err("the URL is missing".into()),
     };
@@ -58,6 +62,7 @@ fn parse(args: &[String]) -> Result<EventSource, String> {
                 #[cfg(not(feature = "tls"))]
                 return Err(format!("--ca {path} needs the tls feature"));
             }
+            "-h" | "--help" => return Err(String::new()),
             other => return Err(format!("unknown argument {other}")),
         }
     }
