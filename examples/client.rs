@@ -9,26 +9,81 @@
 //!
 //!     cargo run --features tls --example client -- wss://localhost:9443/echo --ca cert.pem
 //!
+//! `--proxy http://[user:password@]host:port` goes through an HTTP CONNECT
+//! proxy (or `socks5://`, `socks5h://` a SOCKS5 one; TLS inside the tunnel
+//! for `wss://`); `--proxy-env` takes it from
+//! `https_proxy`/`http_proxy`/`all_proxy` and `no_proxy`, as curl does.
+//!
+//! `--reconnect` keeps the connection: when the server goes away the client
+//! connects again with backoff (lines typed meanwhile fail with a message),
+//! and says when it is back.
+//!
 //! Two lines are commands: `/ping` sends a ping and reports its pong, and
 //! `/close [CODE [REASON]]` closes the connection. End of input closes with 1000.
 
 use std::io::BufRead;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
-use wsportal::{Client, Error, Message, Resource};
+use wsportal::{Client, ClientHandle, Error, Message, Reconnect, Resource};
+
+const USAGE: &str = "usage: client [URL] [--ca PATH] [--reconnect] [--proxy URL | --proxy-env]";
+
+/// The command line, parsed.
+struct Options {
+    url: String,
+    ca: Option<String>,
+    reconnect: bool,
+    proxy: Option<String>,
+    proxy_env: bool,
+}
+
+fn parse(args: &[String]) -> Result<Options, String> {
+    let mut options = Options {
+        url: "ws://127.0.0.1:9001/echo".into(),
+        ca: None,
+        reconnect: false,
+        proxy: None,
+        proxy_env: false,
+    };
+    let mut rest = args.iter();
+    let mut first = true;
+    while let Some(arg) = rest.next() {
+        match arg.as_str() {
+            "--ca" => options.ca = Some(rest.next().ok_or("--ca needs a PATH")?.clone()),
+            "--reconnect" => options.reconnect = true,
+            "--proxy" => options.proxy = Some(rest.next().ok_or("--proxy needs a URL")?.clone()),
+            "--proxy-env" => options.proxy_env = true,
+            "-h" | "--help" => return Err(String::new()),
+            flag if flag.starts_with('-') => return Err(format!("unknown flag {flag}")),
+            url if first => options.url = url.to_owned(),
+            other => return Err(format!("unexpected argument {other}")),
+        }
+        first = false;
+    }
+    Ok(options)
+}
 
 fn main() -> std::process::ExitCode {
     env_logger::init();
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let url = args
-        .first()
-        .cloned()
-        .unwrap_or_else(|| "ws://127.0.0.1:9001/echo".into());
+    let options = match parse(&args) {
+        Ok(o) => o,
+        Err(why) if why.is_empty() => {
+            println!("{USAGE}");
+            return std::process::ExitCode::SUCCESS;
+        }
+        Err(why) => {
+            eprintln!("error: {why}\n{USAGE}");
+            return std::process::ExitCode::from(2);
+        }
+    };
     // Errors are printed with their Display text, and a hint for the usual ones.
-    match run(&url, &args) {
+    match run(&options) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e}");
-            if let Some(hint) = hint(&e, &url) {
+            if let Some(hint) = hint(&e, &options.url) {
                 eprintln!("hint: {hint}");
             }
             std::process::ExitCode::FAILURE
@@ -51,54 +106,124 @@ fn hint(e: &Error, url: &str) -> Option<String> {
             "nothing is listening at {url}; start a server first, e.g. `cargo run --example echo`"
         )),
         Error::Timeout("connect") => Some(format!("no answer from {url}: is the address right?")),
+        Error::Proxy { status: 407 } => {
+            Some("the proxy wants credentials: --proxy http://user:password@host:port".into())
+        }
         _ => None,
     }
 }
 
-fn run(url: &str, args: &[String]) -> Result<(), Error> {
-    let client = Client::new(url);
-    let ca = args.iter().skip_while(|a| *a != "--ca").nth(1);
+/// The hooks: they run on the client's own reader thread while this one
+/// reads stdin.
+fn hooks() -> Resource {
+    Resource::new()
+        .on_message(|_, msg| match msg {
+            Message::Text(text) => println!("< {text}"),
+            Message::Binary(data) => println!("< {} bytes of binary", data.len()),
+        })
+        .on_close(|_, code, reason| println!("closed: {code} {reason}"))
+        .on_error(|_, err| eprintln!("error: {err}"))
+}
+
+fn run(options: &Options) -> Result<(), Error> {
+    let url = &options.url;
+    let mut client = Client::new(url);
+    if let Some(proxy) = &options.proxy {
+        client = client.proxy(proxy);
+    } else if options.proxy_env {
+        client = client.proxy_from_env();
+    }
     #[cfg(feature = "tls")]
-    let client = match ca {
+    let client = match &options.ca {
         Some(path) => client.add_root_certificate(std::fs::read(path)?),
         None => client,
     };
     #[cfg(not(feature = "tls"))]
-    if ca.is_some() {
+    if options.ca.is_some() {
         return Err(Error::InvalidInput(
             "--ca needs the tls feature: cargo run --features tls --example client ...",
         ));
     }
-    // The hooks run on the client's own reader thread while this one reads stdin.
-    let ws = client.connect_with(
-        Resource::new()
-            .on_message(|_, msg| match msg {
-                Message::Text(text) => println!("< {text}"),
-                Message::Binary(data) => println!("< {} bytes of binary", data.len()),
-            })
-            .on_close(|_, code, reason| println!("closed: {code} {reason}"))
-            .on_error(|_, err| eprintln!("error: {err}")),
-    )?;
+    if options.reconnect {
+        return run_reconnecting(client, url);
+    }
+    let ws = client.connect_with(hooks())?;
     println!("connected to {url}; type messages, /ping, /close or Ctrl-D");
-
     for line in std::io::stdin().lock().lines() {
         let line = line?;
-        if line == "/ping" {
-            let sent = ws.ping(b"client", |_| println!("< pong"));
-            if sent.is_err() {
-                break;
-            }
-        } else if let Some(args) = line.strip_prefix("/close") {
-            let mut args = args.trim().splitn(2, ' ');
-            let code = args.next().and_then(|c| c.parse().ok()).unwrap_or(1000);
-            ws.close(code, args.next().unwrap_or(""));
-            break;
-        } else if ws.send_text(&line).is_err() {
+        match command(&ws, &line) {
+            Some(Ok(())) => {}
+            Some(Err(())) | None => break,
+        }
+        if line != "/ping" && ws.send_text(&line).is_err() {
             println!("the connection is closed");
             break;
         }
     }
     // Closes with 1000 if still open, waits for the close handshake, joins.
     ws.disconnect(1000, "bye");
+    Ok(())
+}
+
+/// Runs `/ping` or `/close`: `None` after a close, `Some(Err)` when the
+/// connection is gone; `Some(Ok)` for other lines.
+fn command(ws: &ClientHandle, line: &str) -> Option<Result<(), ()>> {
+    if line == "/ping" {
+        return Some(ws.ping(b"client", |_| println!("< pong")).map_err(|_| ()));
+    }
+    if let Some(args) = line.strip_prefix("/close") {
+        let mut args = args.trim().splitn(2, ' ');
+        let code = args.next().and_then(|c| c.parse().ok()).unwrap_or(1000);
+        ws.close(code, args.next().unwrap_or(""));
+        return None;
+    }
+    Some(Ok(()))
+}
+
+/// `--reconnect`: the same, through a [`wsportal::Reconnecting`] client.
+fn run_reconnecting(client: Client, url: &str) -> Result<(), Error> {
+    // When the last connection was lost, to report how long it was away.
+    let lost = Arc::new(Mutex::new(None::<Instant>));
+    let (on_open, on_close, name) = (lost.clone(), lost, url.to_owned());
+    let hooks = hooks()
+        .on_open(move |_| match on_open.lock().map(|mut l| l.take()) {
+            Ok(Some(when)) => println!("reconnected to {name} after {:?}", when.elapsed()),
+            _ => println!("connected to {name}; type messages, /ping, /close or Ctrl-D"),
+        })
+        .on_close(move |_, code, reason| {
+            println!("closed: {code} {reason}");
+            if let Ok(mut l) = on_close.lock() {
+                *l = Some(Instant::now());
+            }
+        });
+    let ws = client.reconnect(Reconnect::new()).reconnecting(hooks)?;
+    for line in std::io::stdin().lock().lines() {
+        let line = line?;
+        if let Some(args) = line.strip_prefix("/close") {
+            // A close asked for here is final: no reconnect.
+            let mut args = args.trim().splitn(2, ' ');
+            let code = args.next().and_then(|c| c.parse().ok()).unwrap_or(1000);
+            ws.close(code, args.next().unwrap_or(""));
+            break;
+        }
+        if line == "/ping" {
+            match ws.current() {
+                Some(current) => {
+                    let _ = command(&current, &line);
+                }
+                None => println!("not connected (reconnecting): no ping sent"),
+            }
+            continue;
+        }
+        match ws.send_text(&line) {
+            Ok(()) => {}
+            Err(Error::NotConnected) => println!("not connected (reconnecting): line dropped"),
+            Err(e) => {
+                println!("stopped: {e}");
+                break;
+            }
+        }
+    }
+    ws.close(1000, "bye");
     Ok(())
 }

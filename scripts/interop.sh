@@ -22,7 +22,9 @@
 #    each peer failing unless the extension was agreed;
 # 6. runs the four pairings again over TLS (wss://, a certificate made by
 #    scripts/tls-cert.sh that each client is told to trust), then checks that
-#    our client refuses a server it was not told to trust (Error::Tls).
+#    our client refuses a server it was not told to trust (Error::Tls);
+# 7. runs scripts/interop-sse.sh: our blocking EventSource (examples/events.rs)
+#    against a Python and a Node event-stream server (standard library only).
 #
 # Exit status is non-zero if any pairing fails; each failure says which check
 # differed and how.
@@ -177,7 +179,17 @@ else
     FAILED+=("$name")
 fi
 
-if (( ${#FAILED[@]} > 0 )); then
-    die "${#FAILED[@]} of 18 checks failed: $(printf '%s; ' "${FAILED[@]}")"
+# ---------------------------------------------------------- event streams
+name="wsportal EventSource -> python and node event-stream servers"
+log "== $name (scripts/interop-sse.sh)"
+if INTEROP_TIMEOUT="$PAIR_TIMEOUT" bash "$ROOT/scripts/interop-sse.sh" 2>&1 | sed 's/^/    /'; then
+    log "ok: $name"
+else
+    log "FAIL: $name"
+    FAILED+=("$name")
 fi
-log "PASSED: all 18 checks: 4 pairings plain, with deflate (two ways) and over TLS, and /metrics (total $((SECONDS - T0))s)"
+
+if (( ${#FAILED[@]} > 0 )); then
+    die "${#FAILED[@]} of 19 checks failed: $(printf '%s; ' "${FAILED[@]}")"
+fi
+log "PASSED: all 19 checks: 4 pairings plain, with deflate (two ways) and over TLS, /metrics, and the event-stream client (total $((SECONDS - T0))s)"

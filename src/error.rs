@@ -53,6 +53,12 @@ pub enum Error {
     HandlerPanic(String),
     /// The connection is closed or closing, so nothing more can be sent.
     Closed,
+    /// A reconnecting client ([`Reconnecting`](crate::Reconnecting)) has no
+    /// open connection right now: it lost one and is connecting again. The
+    /// send was not made (nothing is queued unless
+    /// [`Reconnect::buffer`](crate::Reconnect::buffer) has room): try again
+    /// once it is back.
+    NotConnected,
     /// A push found no open connection to deliver to (reblocks-websocket's
     /// `no-active-websockets`). The text names the target.
     NoConnections(String),
@@ -66,6 +72,14 @@ pub enum Error {
         headers: Vec<(String, String)>,
         /// Response body, as received.
         body: Vec<u8>,
+    },
+    /// A [`Client`](crate::Client)'s proxy refused to open the tunnel with
+    /// this HTTP status: 407 asks for other credentials, 403 or 502 that it
+    /// will not or cannot reach the server. (A SOCKS5 proxy's refusal is
+    /// given the status an HTTP proxy would answer.)
+    Proxy {
+        /// The proxy's HTTP status code.
+        status: u16,
     },
     /// An argument was invalid (for example a newline in an SSE event name).
     InvalidInput(&'static str),
@@ -120,6 +134,7 @@ impl fmt::Debug for Error {
             Error::Timeout(what) => f.debug_tuple("Timeout").field(what).finish(),
             Error::HandlerPanic(msg) => f.debug_tuple("HandlerPanic").field(msg).finish(),
             Error::Closed => f.write_str("Closed"),
+            Error::NotConnected => f.write_str("NotConnected"),
             Error::Tls(why) => f.debug_tuple("Tls").field(why).finish(),
             Error::Backplane(why) => f.debug_tuple("Backplane").field(why).finish(),
             Error::NoConnections(target) => f.debug_tuple("NoConnections").field(target).finish(),
@@ -137,6 +152,7 @@ impl fmt::Debug for Error {
                 d.finish()
             }
             Error::InvalidInput(why) => f.debug_tuple("InvalidInput").field(why).finish(),
+            Error::Proxy { status } => f.debug_struct("Proxy").field("status", status).finish(),
         }
     }
 }
@@ -160,9 +176,13 @@ impl fmt::Display for Error {
             Error::Timeout(what) => write!(f, "timed out: {what}"),
             Error::HandlerPanic(msg) => write!(f, "handler panicked: {msg}"),
             Error::Closed => f.write_str("connection closed"),
+            Error::NotConnected => f.write_str("not connected: reconnecting"),
             Error::NoConnections(target) => write!(f, "no open connection for {target}"),
             Error::Http { status, .. } => write!(f, "http request refused with status {status}"),
             Error::InvalidInput(why) => write!(f, "invalid input: {why}"),
+            Error::Proxy { status } => {
+                write!(f, "the proxy refused the tunnel with status {status}")
+            }
             Error::Tls(why) => write!(f, "tls: {why}"),
             Error::Backplane(why) => write!(f, "backplane: {why}"),
         }

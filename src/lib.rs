@@ -320,6 +320,42 @@
 //! and body. Dropping the last handle (or [`ClientHandle::disconnect`])
 //! closes the connection and joins the client's two threads.
 //!
+//! [`Client::reconnecting`] keeps a connection: after a loss it connects
+//! again with backoff and full jitter ([`Reconnect`]), and the hooks'
+//! `on_open` runs on each new connection, the place to subscribe again.
+//! While it is away, sends fail at once with [`Error::NotConnected`].
+//! [`Client::proxy`] (or `proxy_from_env`) goes through an HTTP `CONNECT`
+//! proxy; a refusal is [`Error::Proxy`] with its status.
+//!
+//! ```no_run
+//! use std::time::Duration;
+//! use wsportal::{Client, Reconnect, Resource};
+//!
+//! let ws = Client::new("ws://127.0.0.1:9001/feed")
+//!     .reconnect(Reconnect::new().max_delay(Duration::from_secs(30)))
+//!     .reconnecting(Resource::new().on_open(|ws| {
+//!         let _ = ws.send_text("subscribe prices");
+//!     }))?;
+//! while let Ok(msg) = ws.recv() {
+//!     println!("{msg:?}");
+//! }
+//! # Ok::<(), wsportal::Error>(())
+//! ```
+//!
+//! [`EventSource`] reads an event stream (SSE) the way a browser's
+//! `EventSource` does, on the calling thread: it reconnects after the
+//! server's `retry:`, sending `Last-Event-ID`, and stops on a `204`.
+//!
+//! ```no_run
+//! use wsportal::EventSource;
+//!
+//! for event in EventSource::new("http://127.0.0.1:8080/events").connect()? {
+//!     let event = event?;
+//!     println!("{}: {}", event.event, event.data);
+//! }
+//! # Ok::<(), wsportal::Error>(())
+//! ```
+//!
 //! ## TLS
 //!
 //! With the `tls` feature (off by default; rustls with the `ring` provider),
@@ -423,7 +459,10 @@ mod sync;
 mod transport;
 mod wire;
 
-pub use crate::client::{Client, ClientHandle};
+pub use crate::client::{
+    Client, ClientHandle, EventReader, EventReaderCloser, EventSource, MessageEvent, Reconnect,
+    Reconnecting,
+};
 pub use crate::config::Config;
 pub use crate::error::{Error, SendError, SendTimeoutError};
 pub use crate::http::Request;

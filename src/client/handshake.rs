@@ -33,7 +33,16 @@ impl Target {
 }
 
 /// Parses `ws://host[:port][/path][?query]`.
+///
+/// # Errors
+/// [`Error::InvalidInput`] for anything else, a fragment included (RFC 6455
+/// section 3: fragment identifiers must not be used; browsers throw).
 pub(crate) fn parse_url(url: &str) -> Result<Target, Error> {
+    if url.contains('#') {
+        return Err(Error::InvalidInput(
+            "the url has a fragment (#...), which a websocket url must not have",
+        ));
+    }
     let uri: Uri = url
         .parse()
         .map_err(|_| Error::InvalidInput("the url is not a valid ws:// url"))?;
@@ -446,7 +455,14 @@ mod tests {
         assert_eq!(t.host_header, "h");
         let t = parse_url("wss://[::1]/p").unwrap();
         assert_eq!((t.host.as_str(), t.port, t.secure), ("::1", 443, true));
-        for bad in ["http://h/", "h:80/x", "ws://", "not a url"] {
+        for bad in [
+            "http://h/",
+            "h:80/x",
+            "ws://",
+            "not a url",
+            "ws://h/p#f",
+            "ws://h/#",
+        ] {
             assert!(
                 matches!(parse_url(bad), Err(Error::InvalidInput(_))),
                 "{bad}"

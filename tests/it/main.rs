@@ -4,16 +4,20 @@
 #[cfg(feature = "redis")]
 mod backplane;
 mod client;
+mod client_limits;
+mod client_reconnect;
 mod core;
 mod correctness;
 #[cfg(feature = "deflate")]
 mod deflate;
 mod ergonomics;
+mod events_client;
 mod examples;
 mod hardening;
 mod http;
 mod logtail;
 mod page;
+mod proxy;
 mod push;
 mod sse;
 mod stats;

@@ -27,7 +27,7 @@ pub(crate) type Tls = StreamOwned<ClientConnection, TcpStream>;
 pub(crate) struct Certs {
     pub(crate) cert_pem: String,
     cert: PathBuf,
-    key: PathBuf,
+    pub(crate) key: PathBuf,
 }
 
 impl Certs {
@@ -76,7 +76,7 @@ impl Certs {
     }
 
     /// A rustls client configuration that trusts only this certificate.
-    fn client_config(&self) -> Arc<rustls::ClientConfig> {
+    pub(crate) fn client_config(&self) -> Arc<rustls::ClientConfig> {
         let mut roots = rustls::RootCertStore::empty();
         let der =
             rustls::pki_types::CertificateDer::from_pem_slice(self.cert_pem.as_bytes()).unwrap();

@@ -345,10 +345,15 @@ impl Session {
     /// again. An end of the socket without TLS's `close_notify` reads as an
     /// ordinary end: the WebSocket close handshake (or HTTP's length) says
     /// whether anything was cut short.
+    ///
+    /// The socket's read timeout, if set, bounds the whole call as it bounds
+    /// a plain read (`WouldBlock` once it has passed), however many socket
+    /// reads a record takes to arrive: see [`Budget`].
     pub(crate) fn read(&self, tcp: &TcpStream, buf: &mut [u8]) -> io::Result<usize> {
         if buf.is_empty() {
             return Ok(0);
         }
+        let mut budget = Budget::new(tcp);
         loop {
             match self.take_plaintext(buf) {
                 Ok(n) => return Ok(n),
@@ -366,9 +371,13 @@ impl Session {
                     // The socket may be dry: wait without holding the
                     // buffer, which `trim` frees if the wait is long.
                     drop(side);
+                    budget.before_wait()?;
                     tcp.peek(&mut [0u8; 1])?;
                     side = self.reader.lock();
+                } else {
+                    budget.before_wait()?;
                 }
+                // After `peek`, this read finds bytes waiting.
                 side.buf.resize(READ_CHUNK, 0);
                 let n = (&*tcp).read(&mut side.buf)?;
                 side.record(n);
@@ -382,6 +391,7 @@ impl Session {
                 let _ = self.state.lock().read_tls(&mut Nothing);
                 side.buf = Vec::new();
                 let mut raw = [0u8; READ_SMALL];
+                budget.before_wait()?;
                 let n = (&*tcp).read(&mut raw)?;
                 side.record(n);
                 self.feed_keeping(&mut side, &raw[..n])?;
@@ -462,6 +472,64 @@ impl Session {
         match send_records(&mut self.state.lock(), tcp, wait)? {
             true => Ok(()),
             false => Err(io::ErrorKind::WouldBlock.into()),
+        }
+    }
+}
+
+/// What is left of the socket's read timeout for one [`Session::read`]: a
+/// record trickled a byte at a time takes many socket reads, and each would
+/// otherwise wait the whole timeout again. The first wait runs with the
+/// timeout as the caller set it (no system call added to the common case,
+/// a record that arrives in one read);
+/// before each later one the timeout is lowered to what is left, and put
+/// back when the read returns.
+struct Budget<'a> {
+    tcp: &'a TcpStream,
+    /// When the first wait began.
+    started: Option<Instant>,
+    /// The caller's timeout, once read from the socket.
+    set: Option<Option<std::time::Duration>>,
+    lowered: bool,
+}
+
+impl<'a> Budget<'a> {
+    fn new(tcp: &'a TcpStream) -> Budget<'a> {
+        Budget {
+            tcp,
+            started: None,
+            set: None,
+            lowered: false,
+        }
+    }
+
+    /// Before a socket call that may wait: `WouldBlock` (as a plain socket
+    /// says its timeout passed) when nothing is left.
+    fn before_wait(&mut self) -> io::Result<()> {
+        let Some(started) = self.started else {
+            self.started = Some(Instant::now());
+            return Ok(());
+        };
+        let set = match self.set {
+            Some(set) => set,
+            None => *self.set.insert(self.tcp.read_timeout()?),
+        };
+        let Some(timeout) = set else {
+            return Ok(());
+        };
+        let left = timeout.saturating_sub(started.elapsed());
+        if left.is_zero() {
+            return Err(io::ErrorKind::WouldBlock.into());
+        }
+        self.tcp.set_read_timeout(Some(left))?;
+        self.lowered = true;
+        Ok(())
+    }
+}
+
+impl Drop for Budget<'_> {
+    fn drop(&mut self) {
+        if let (true, Some(set)) = (self.lowered, self.set) {
+            let _ = self.tcp.set_read_timeout(set);
         }
     }
 }
