@@ -55,6 +55,7 @@ mod model {
             Mutex(loom::sync::Mutex::new(value))
         }
 
+        #[track_caller]
         pub(crate) fn lock(&self) -> MutexGuard<'_, T> {
             // Because a model that panics while holding a lock has failed anyway.
             MutexGuard(Some(self.0.lock().unwrap_or_else(|e| e.into_inner())))
@@ -121,6 +122,7 @@ mod model {
 
         /// Waits for a notification; loom does not model time, so the
         /// deadline is ignored and the wait never times out.
+        #[track_caller]
         pub(crate) fn wait_until<T>(
             &self,
             guard: &mut MutexGuard<'_, T>,

@@ -43,6 +43,20 @@ pub(crate) fn is_full(e: &io::Error) -> bool {
     )
 }
 
+/// A socket as a TLS session writes its records to it ([`write_raw`]'s
+/// two writes), so that the loom models can give it one of their own.
+pub(crate) trait Wire {
+    /// One write of `bufs`: waiting (bounded by the send timeout) when
+    /// `wait`, else never.
+    fn send(&self, bufs: &[IoSlice<'_>], wait: bool) -> io::Result<usize>;
+}
+
+impl Wire for TcpStream {
+    fn send(&self, bufs: &[IoSlice<'_>], wait: bool) -> io::Result<usize> {
+        write_raw(self, bufs, wait)
+    }
+}
+
 /// Unsent bytes the kernel keeps for a socket at most (Linux), so that
 /// what waits for a slow reader waits in the outbox, where pings can pass
 /// it and progress can be seen, not in seconds of kernel buffer. 128 KiB

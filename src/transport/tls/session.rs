@@ -52,7 +52,9 @@
 //! state, the handshake's stack, glibc's per-thread cache) is measured in
 //! `bench/README.md` (`wss-idle`).
 
-#[cfg(test)]
+#[cfg(all(test, loom))]
+mod loom;
+#[cfg(all(test, not(loom)))]
 mod tests;
 
 use std::fmt;
@@ -60,10 +62,9 @@ use std::io::{self, BufRead, IoSlice, Read, Write};
 use std::net::TcpStream;
 use std::time::Instant;
 
-use parking_lot::Mutex;
-
+use crate::sync::Mutex;
 use crate::transport::socket::is_full;
-use crate::transport::socket::write_raw;
+use crate::transport::socket::Wire;
 
 /// Ciphertext a busy connection reads at once (into a heap buffer it
 /// keeps): a whole record of the largest size.
@@ -162,20 +163,20 @@ impl Read for Copied<'_> {
 }
 
 /// The socket as rustls writes its records to it: by the transport's rule
-/// ([`write_raw`]), noting a short write.
-struct Socket<'a> {
-    tcp: &'a TcpStream,
+/// ([`Wire::send`]), noting a short write.
+struct Socket<'a, W: ?Sized> {
+    tcp: &'a W,
     wait: bool,
     short: bool,
 }
 
-impl Write for Socket<'_> {
+impl<W: Wire + ?Sized> Write for Socket<'_, W> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         self.write_vectored(&[IoSlice::new(buf)])
     }
 
     fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
-        let n = write_raw(self.tcp, bufs, self.wait)?;
+        let n = self.tcp.send(bufs, self.wait)?;
         self.short |= n < bufs.iter().map(|b| b.len()).sum::<usize>();
         Ok(n)
     }
@@ -190,7 +191,11 @@ impl Write for Socket<'_> {
 /// full, what it did not take staying in rustls, in order. A short write
 /// counts as full: a second one would only say so (or, waiting, wait out
 /// the send timeout again).
-fn send_records(state: &mut rustls::Connection, tcp: &TcpStream, wait: bool) -> io::Result<bool> {
+fn send_records(
+    state: &mut rustls::Connection,
+    tcp: &(impl Wire + ?Sized),
+    wait: bool,
+) -> io::Result<bool> {
     let mut socket = Socket {
         tcp,
         wait,
@@ -421,7 +426,7 @@ impl Session {
     /// while some are still held, nothing new is taken (`WouldBlock`).
     pub(crate) fn write_vectored(
         &self,
-        tcp: &TcpStream,
+        tcp: &(impl Wire + ?Sized),
         bufs: &[IoSlice<'_>],
         wait: bool,
     ) -> io::Result<usize> {
@@ -447,16 +452,16 @@ impl Session {
         Ok(taken)
     }
 
-    /// Sends TLS's `close_notify` before the socket is shut: best effort,
-    /// never waiting, and not at all while a writer is busy (its records
-    /// must not be cut into).
     /// Whether rustls holds records the socket has not taken (asked by the
     /// writer-role holder, the only writer).
     pub(crate) fn holds(&self) -> bool {
         self.state.lock().wants_write()
     }
 
-    pub(crate) fn close_notify(&self, tcp: &TcpStream) {
+    /// Sends TLS's `close_notify` before the socket is shut: best effort,
+    /// never waiting, and not at all while a writer is busy (its records
+    /// must not be cut into).
+    pub(crate) fn close_notify(&self, tcp: &(impl Wire + ?Sized)) {
         let Some(_writer) = self.writer.try_lock() else {
             return;
         };
@@ -467,7 +472,7 @@ impl Session {
 
     /// Writes the records held (and any rustls made meanwhile);
     /// `WouldBlock` while the socket does not take them all.
-    pub(crate) fn flush(&self, tcp: &TcpStream, wait: bool) -> io::Result<()> {
+    pub(crate) fn flush(&self, tcp: &(impl Wire + ?Sized), wait: bool) -> io::Result<()> {
         let _writer = self.writer.lock();
         match send_records(&mut self.state.lock(), tcp, wait)? {
             true => Ok(()),
