@@ -17,6 +17,9 @@
 //!   settings); the threads' interleaving is the operating system's.
 //! - `TORTURE_TRANSPORTS`: a comma-separated subset of `plain`, `tls`,
 //!   `deflate`, `tls+deflate` (default: every one the features allow).
+//! - `TORTURE_NO_STREAMS`: when set, no streamed messages (their slot in
+//!   the schedule becomes a pause), to tell apart the failures that need
+//!   one (see "Known to fail" below).
 //!
 //! `scripts/torture.sh SECONDS [SEED]` runs every transport in a release build.
 //!
@@ -53,8 +56,11 @@
 //!    peer's stream ended cleanly (a close frame, or EOF: TCP delivers every
 //!    byte written before the FIN), each of them must have arrived, whatever
 //!    the close code (a peer cut off with 1008 included). When the peer's
-//!    read failed (a reset: the server closed its socket with unread input,
-//!    which discards what the kernel had not sent yet), nothing is asserted.
+//!    read or one of its writes failed, nothing is asserted: that is a
+//!    reset (the server closed its socket with unread input, or input came
+//!    after the close), and a reset discards what the server's kernel had
+//!    not sent yet. With TLS, "handed to the kernel" means as ciphertext:
+//!    bytes still inside rustls do not count.
 //! 6. `on_close` ran exactly once for every connection that opened, and
 //!    every peer's connection opened.
 //! 7. Pong hooks of `Connection::ping` run at most once, only for pings
@@ -66,14 +72,30 @@
 //!    `messages_sent` is at least the messages peers received (streamed
 //!    ones aside: a stream is not counted today) and at most the messages
 //!    the API accepted (streams included); `messages_received` is at most
-//!    what peers sent and at least what the peers closed with 4321 sent.
+//!    what peers began to send and at least what the peers whose 4321 close
+//!    frame the server read had sent in full.
 //! 9. After `close()` every thread and file descriptor of the epoch is gone
 //!    (`/proc/self/task`, `/proc/self/fd` back to the count before).
 //! 10. Nothing hangs: every wait is bounded and fails with the seed.
 //!
 //! Not asserted (timing, so not without flakiness; printed instead):
 //! how long `send` took (issue 27, bug 1), and how many peers that never
-//! stalled were cut off without a close frame (bug 4).
+//! stalled were closed by the keepalive (bug 4).
+//!
+//! Known to fail today (each one a bug, not a flake; found by this test,
+//! beyond issue 27's four):
+//! - 5 on every transport, with streams: `flush` returns `Ok` while data
+//!   it covers is still held behind another thread's open `MessageWriter`.
+//!   Its mark counts bytes (`written + queued + held`), and the stream's
+//!   fragments pushed after the mark are written first and count towards
+//!   it; a close then drops what was held (`Admit::Close` clears it), or
+//!   a cut-off aborts it. With `TORTURE_NO_STREAMS` it has not failed.
+//! - 8's lower bound on `messages_sent`: a send is counted after its push
+//!   returns, so when the connection ends in between (its counts already
+//!   folded into the totals), the message, delivered, is never counted.
+//!
+//! Expected to fail until issue 27's bug 3 is fixed: 5 over TLS (`flush`
+//! confirms bytes still inside rustls, which a cut-off then drops).
 
 use std::collections::HashMap;
 use std::io::{self, Read, Write};
@@ -631,6 +653,9 @@ struct PeerLog {
     violations: Vec<String>,
     /// Data messages it sent to the server (its frames fully written).
     data_sent: u64,
+    /// Data messages it began to write (with TLS, one whose write failed
+    /// may still leave later, from inside rustls).
+    data_tried: u64,
     /// It sent its own close frame (code `PEER_CLOSE`).
     closed_first: bool,
     /// `Connection::ping` numbers it answered (pong fully written before its close).
@@ -659,6 +684,18 @@ struct PeerPlan {
     talk: u64,
     /// Close by itself this long after the start.
     close_after: Option<Duration>,
+    /// What it is doing, for the message when it does not finish.
+    status: Arc<Mutex<Status>>,
+}
+
+/// What a peer is doing (see `PeerPlan::status`).
+#[derive(Clone, Default)]
+struct Status {
+    doing: &'static str,
+    bytes: u64,
+    close_sent: bool,
+    close_seen: bool,
+    draining: bool,
 }
 
 fn run_peer(
@@ -668,6 +705,8 @@ fn run_peer(
     close_now: &AtomicBool,
     drain: &AtomicBool,
 ) -> Result<PeerLog, String> {
+    let doing = |what: &'static str| plan.status.lock().unwrap().doing = what;
+    doing("connecting");
     let PeerPlan {
         id,
         addr,
@@ -686,6 +725,7 @@ fn run_peer(
         "GET /t?peer={id} HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
          Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n{offer}\r\n"
     );
+    doing("handshake");
     io.write_all(request.as_bytes())
         .and_then(|_| io.flush())
         .map_err(|e| format!("peer {id}: writing the request: {e}"))?;
@@ -716,6 +756,7 @@ fn run_peer(
         end: End::Stopped,
         violations: Vec::new(),
         data_sent: 0,
+        data_tried: 0,
         closed_first: false,
         api_pongs: Vec::new(),
         stalled: false,
@@ -736,6 +777,7 @@ fn run_peer(
         if *failed {
             return false;
         }
+        plan.status.lock().unwrap().doing = "writing";
         let ok = io.write_all(frame).and_then(|_| io.flush()).is_ok();
         *failed = !ok;
         ok
@@ -745,6 +787,13 @@ fn run_peer(
             log.end = End::Stopped;
             break;
         }
+        *plan.status.lock().unwrap() = Status {
+            doing: "in its loop",
+            bytes: log.bytes,
+            close_sent,
+            close_seen: close_seen.is_some(),
+            draining: drain.load(Ordering::Relaxed),
+        };
         let closing_time = plan.close_after.is_some_and(|t| start.elapsed() >= t)
             || close_now.load(Ordering::Relaxed);
         if closing_time && !close_sent && close_seen.is_none() {
@@ -764,6 +813,7 @@ fn run_peer(
         if let (Some(at), Some(every)) = (next_stall, plan.stall_every) {
             if !draining && Instant::now() >= at {
                 log.stalled = true;
+                doing("stalled");
                 let until = Instant::now() + rng.ms(50, plan.stall_max);
                 while Instant::now() < until
                     && !stop.load(Ordering::Relaxed)
@@ -780,6 +830,7 @@ fn run_peer(
                 send(&mut io, &f, &mut write_failed);
             } else {
                 let f = client_frame(&mut rng, 0x1, b"hello from a peer");
+                log.data_tried += !write_failed as u64;
                 if send(&mut io, &f, &mut write_failed) {
                     log.data_sent += 1;
                 }
@@ -789,6 +840,7 @@ fn run_peer(
             true => buf.len(),
             false => rng.range(1, plan.chunk as u64) as usize,
         };
+        doing("reading");
         let n = match io.read(&mut buf[..n]) {
             Ok(0) => {
                 log.end = match close_seen {
@@ -932,6 +984,7 @@ fn run_sender(
 ) {
     let tally = &sh.tally;
     let mut bseq = 0u64;
+    let no_streams = std::env::var_os("TORTURE_NO_STREAMS").is_some();
 
     while !stop.load(Ordering::Relaxed) {
         let peer = rng.range(0, sh.peers as u64 - 1) as usize;
@@ -1007,7 +1060,7 @@ fn run_sender(
                     }
                 }
             }
-            550..=609 => {
+            550..=609 if !no_streams => {
                 let seq = next();
                 let ok = stream(&conn, t, seq, &mut rng);
                 let counter = if ok {
@@ -1288,6 +1341,7 @@ fn epoch(transport: Transport, env: &Arc<Env>, rng: &mut Rng, totals: &mut Total
     let close_now = Arc::new(AtomicBool::new(false));
     let drain = Arc::new(AtomicBool::new(false));
     let run = rng.ms(200, 1200);
+    let statuses: Vec<Arc<Mutex<Status>>> = (0..peers).map(|_| Arc::default()).collect();
     let peer_tasks: Vec<Task<Result<PeerLog, String>>> = (0..peers)
         .map(|id| {
             let (steady, stuck) = (rng.chance(400), rng.chance(300));
@@ -1297,7 +1351,10 @@ fn epoch(transport: Transport, env: &Arc<Env>, rng: &mut Rng, totals: &mut Total
                 transport,
                 rng: rng.fork(),
                 chunk: [64, 1 << 10, 16 << 10, 64 << 10][rng.range(0, 3) as usize],
-                rcvbuf: [4 << 10, 32 << 10, 256 << 10, 4 << 20][rng.range(0, 3) as usize],
+                // Not below 64 KiB: a window under loopback's MSS makes TCP
+                // send a sliver per delayed ACK (about 10 KB/s), and a peer
+                // then needs minutes to drain what the kernel holds.
+                rcvbuf: [64 << 10, 256 << 10, 1 << 20, 4 << 20][rng.range(0, 3) as usize],
                 pause: rng.range(0, 300),
                 stall_every: match (steady, stuck) {
                     (true, _) => None,
@@ -1310,6 +1367,7 @@ fn epoch(transport: Transport, env: &Arc<Env>, rng: &mut Rng, totals: &mut Total
                 },
                 talk: rng.range(0, 50),
                 close_after: rng.chance(200).then(|| rng.ms(10, run.as_millis() as u64)),
+                status: Arc::clone(&statuses[id]),
             };
             let (env, stop, close_now, drain) = (
                 Arc::clone(env),
@@ -1371,12 +1429,16 @@ fn epoch(transport: Transport, env: &Arc<Env>, rng: &mut Rng, totals: &mut Total
     drain.store(true, Ordering::Relaxed);
     wait_senders(sender_tasks.take().unwrap_or_default(), &mut errors);
     let mut logs = Vec::new();
-    for t in peer_tasks {
+    for (t, status) in peer_tasks.into_iter().zip(&statuses) {
         match t.wait(BOUND) {
             Ok(Ok(log)) => logs.push(log),
             Ok(Err(e)) | Err(e) => {
                 stop_peers.store(true, Ordering::Relaxed);
-                errors.push(e);
+                let st = status.lock().unwrap().clone();
+                errors.push(format!(
+                    "{e} (it was {}, {} bytes read, close sent {}, close seen {}, draining {})",
+                    st.doing, st.bytes, st.close_sent, st.close_seen, st.draining
+                ));
             }
         }
     }
@@ -1621,7 +1683,7 @@ fn check(
     let accepted_all =
         t.accepted.load(Ordering::Relaxed) + t.broadcast_recipients.load(Ordering::Relaxed);
     let closes: u64 = stats.closes_by_code.iter().map(|(_, n)| n).sum();
-    let peer_sent: u64 = logs.iter().map(|l| l.data_sent).sum();
+    let peer_sent: u64 = logs.iter().map(|l| l.data_tried).sum();
     let read_all: u64 = logs
         .iter()
         .enumerate()
