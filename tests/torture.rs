@@ -14,7 +14,8 @@
 //! - `TORTURE_SEED`: the seed (default: a random one). It is printed at the
 //!   start and in every failure, and picks every choice of the schedule
 //!   (sizes, operations, pauses, peer speeds, stalls, epoch lengths, server
-//!   settings); the threads' interleaving is the operating system's.
+//!   settings) for a given build (the `deflate` feature draws a few more
+//!   numbers); the threads' interleaving is the operating system's.
 //! - `TORTURE_TRANSPORTS`: a comma-separated subset of `plain`, `tls`,
 //!   `deflate`, `tls+deflate` (default: every one the features allow).
 //! - `TORTURE_NO_STREAMS`: when set, no streamed messages (their slot in
@@ -89,7 +90,13 @@
 //!   Its mark counts bytes (`written + queued + held`), and the stream's
 //!   fragments pushed after the mark are written first and count towards
 //!   it; a close then drops what was held (`Admit::Close` clears it), or
-//!   a cut-off aborts it. With `TORTURE_NO_STREAMS` it has not failed.
+//!   a cut-off aborts it.
+//! - 5 without streams too (`TORTURE_NO_STREAMS`), seen over tls and
+//!   deflate: a connection cut off with 1008 whose last accepted message
+//!   never arrived, while `flush` kept returning `Ok` on it long after the
+//!   cut-off. Not pinned down; it fits issue 27's suspected "abort while
+//!   another thread holds a taken batch" (a queue left with `queued == 0`
+//!   makes every later mark already reached), and over TLS its bug 3.
 //! - 8's lower bound on `messages_sent`: a send is counted after its push
 //!   returns, so when the connection ends in between (its counts already
 //!   folded into the totals), the message, delivered, is never counted.
@@ -989,6 +996,7 @@ fn run_sender(
     while !stop.load(Ordering::Relaxed) {
         let peer = rng.range(0, sh.peers as u64 - 1) as usize;
         let Some(conn) = sh.conns.lock().unwrap()[peer].clone() else {
+            thread::yield_now(); // only when a peer failed to open (already an error)
             continue;
         };
         let ledger = &sh.ledgers[peer];
