@@ -5,6 +5,7 @@
 pub(crate) mod page;
 pub(crate) mod query;
 pub(crate) mod route;
+pub(crate) mod site;
 
 use std::io::{self, Read, Write};
 use std::net::SocketAddr;
@@ -19,6 +20,16 @@ pub struct Request {
     pub(crate) headers: Vec<(String, String)>,
     pub(crate) peer: SocketAddr,
     pub(crate) params: Vec<(String, String)>,
+    /// What the server learned besides the head (default for the
+    /// client's own request).
+    pub(crate) extra: Extra,
+}
+
+/// What a server knows of a request besides its head.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Extra {
+    /// An HTTP/1.0 request (which cannot upgrade).
+    pub(crate) http10: bool,
 }
 
 impl Request {
@@ -67,6 +78,14 @@ impl Request {
     /// The client's address.
     pub fn peer_addr(&self) -> SocketAddr {
         self.peer
+    }
+
+    /// Where the client addressed this request, for the same-origin check.
+    pub(crate) fn site(&self) -> site::Site<'_> {
+        site::Site {
+            authority: self.header("host"),
+            ..site::Site::default()
+        }
     }
 
     /// Whether a comma-separated header contains `token` (case-insensitive),
@@ -305,6 +324,9 @@ pub(crate) fn parse_partial(
         headers,
         peer,
         params: Vec::new(),
+        extra: Extra {
+            http10: version == 0,
+        },
     };
     Ok(Some((req, end)))
 }

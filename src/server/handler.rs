@@ -114,13 +114,7 @@ impl Response {
 
     /// The whole answer; with `head_only`, without the body.
     pub(crate) fn to_bytes(&self, head_only: bool) -> Vec<u8> {
-        let framing = ["content-length", "connection", "transfer-encoding"];
-        let mut headers: Vec<(String, String)> = self
-            .headers
-            .iter()
-            .filter(|(k, _)| !framing.iter().any(|f| k.eq_ignore_ascii_case(f)))
-            .cloned()
-            .collect();
+        let mut headers = crate::session::resource::without_framing(&self.headers);
         let bodiless = self.status == 204 || self.status == 304;
         if !bodiless {
             headers.push(("Content-Length".to_owned(), self.body.len().to_string()));

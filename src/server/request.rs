@@ -159,7 +159,7 @@ fn handle(core: &Core, id: u64, stream: &Arc<Stream>, peer: SocketAddr) {
         }
         Endpoint::Events(events) => match crate::sse::admit(events, &req, c.debug_on_error) {
             Ok(accept) => {
-                core.hub.stats.event_stream_accepted();
+                // Counted as accepted by `sse::run` once its head is queued.
                 let path = req.path.clone();
                 let opened = crate::sse::Opened {
                     id,
@@ -171,6 +171,7 @@ fn handle(core: &Core, id: u64, stream: &Arc<Stream>, peer: SocketAddr) {
                 };
                 if let Err(reject) = crate::sse::run(events, &core.sse, opened) {
                     log::debug!("{peer}: answered {} for {path}", reject.status());
+                    crate::session::stats::refused_here(reject.status());
                     answer(stream, &reject.to_bytes());
                 }
             }

@@ -146,6 +146,11 @@ impl Counters {
         self.event_streams_accepted.fetch_add(1, Ordering::Relaxed);
     }
 
+    /// A hook panicked.
+    pub(crate) fn hook_panicked(&self) {
+        self.hook_panics.fetch_add(1, Ordering::Relaxed);
+    }
+
     /// A request was refused with `status`.
     pub(crate) fn refused(&self, status: u16) {
         *self.refused.lock().entry(status).or_default() += 1;
@@ -288,7 +293,7 @@ pub(crate) fn serving(counters: Option<Arc<Counters>>) {
 pub(crate) fn hook_panicked() {
     SERVING.with(|s| {
         if let Some(c) = &*s.borrow() {
-            c.hook_panics.fetch_add(1, Ordering::Relaxed);
+            c.hook_panicked();
         }
     });
 }

@@ -516,7 +516,7 @@ impl State {
 
 /// Runs a filter; a panic is a no.
 fn keeps(filter: &Arc<FilterHook>, client: &EventClient, event: &Event) -> bool {
-    match crate::session::guard::run(true, || filter(client, event)) {
+    match crate::session::guard::run_for(&client.inner.hub.stats, true, || filter(client, event)) {
         Ok(keep) => keep,
         Err(p) => {
             log::error!(

@@ -383,3 +383,76 @@ fn a_bad_port_in_a_url_is_invalid_input() {
         assert!(matches!(err, Error::InvalidInput(_)), "{url}: {err:?}");
     }
 }
+
+// ---------------------------------------------------------------- framing and versions
+
+#[test]
+fn a_reject_drops_the_hooks_framing_headers() {
+    let h = origin_server(Resource::new().on_handshake(|_| {
+        Err(Reject::new(403)
+            .header("Content-Length", "0")
+            .header("Transfer-Encoding", "chunked")
+            .header("Connection", "keep-alive")
+            .header("X-Why", "denied")
+            .body("denied"))
+    }));
+    let (status, text) = http(h.local_addr(), &upgrade_request("/ws", ""));
+    assert_eq!(status, 403, "{text}");
+    let head = text.split("\r\n\r\n").next().unwrap().to_ascii_lowercase();
+    assert_eq!(head.matches("content-length").count(), 1, "{text}");
+    assert!(head.contains("content-length: 6\r\n"), "{text}");
+    assert!(!head.contains("transfer-encoding"), "{text}");
+    assert!(!head.contains("keep-alive"), "{text}");
+    assert!(head.contains("x-why: denied"), "{text}");
+    assert!(text.ends_with("\r\n\r\ndenied"), "{text}");
+}
+
+#[test]
+fn a_304_or_204_reject_has_no_body() {
+    for status in [304, 204] {
+        let h = origin_server(
+            Resource::new().on_handshake(move |_| Err(Reject::new(status).body("ignored"))),
+        );
+        let (got, text) = http(h.local_addr(), &upgrade_request("/ws", ""));
+        assert_eq!(got, status, "{text}");
+        assert!(text.ends_with("\r\n\r\n"), "{text}");
+        assert!(
+            !text.to_ascii_lowercase().contains("content-length"),
+            "{text}"
+        );
+    }
+}
+
+#[test]
+fn default_ports_are_the_same_origin() {
+    let h = origin_server(Resource::new());
+    let a = h.local_addr();
+    for (host, origin) in [
+        ("example.com:443", "https://example.com"),
+        ("example.com:80", "http://example.com"),
+        ("example.com", "http://example.com:80"),
+    ] {
+        let request = upgrade_request("/ws", &format!("Origin: {origin}\r\n"))
+            .replace("Host: x\r\n", &format!("Host: {host}\r\n"));
+        let (status, text) = head(a, &request);
+        assert_eq!(status, 101, "{host} {origin}: {text}");
+    }
+    for (host, origin) in [
+        ("example.com:443", "http://example.com"),
+        ("example.com:8443", "https://example.com"),
+    ] {
+        let request = upgrade_request("/ws", &format!("Origin: {origin}\r\n"))
+            .replace("Host: x\r\n", &format!("Host: {host}\r\n"));
+        let (status, text) = http(a, &request);
+        assert_eq!(status, 403, "{host} {origin}: {text}");
+    }
+}
+
+#[test]
+fn an_upgrade_over_http_1_0_is_a_426() {
+    let h = origin_server(Resource::new());
+    let request = upgrade_request("/ws", "").replace("HTTP/1.1", "HTTP/1.0");
+    let (status, text) = http(h.local_addr(), &request);
+    assert_eq!(status, 426, "{text}");
+    assert!(text.contains("http/1.1"), "{text}");
+}
