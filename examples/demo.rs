@@ -21,15 +21,24 @@
 //!   messages per second over the last minute, from `stats()`, drawn by the
 //!   page's live panel), and every chat message again as a `chat` event
 //! - `/metrics` the same statistics for Prometheus (`Server::define_metrics`)
+//! - `POST /say` a text body (at most 4 KiB) goes out as a chat message,
+//!   answered `204`: `curl --data-binary 'hello from curl' http://127.0.0.1:8080/say`
 //!
 //! `RUST_LOG=debug` shows clients come and go. Ctrl-C stops it;
 //! `--seconds N` after the address stops it cleanly after N seconds.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use wsportal::{Event, EventStream, Message, Resource, Server, ServerHandle, Stats};
+use wsportal::{
+    Broadcaster, Event, EventPublisher, EventStream, Message, Resource, Response, Server,
+    ServerHandle, Stats,
+};
+
+/// The longest `POST /say` body, in bytes.
+const SAY_MAX: usize = 4 << 10;
 
 /// How many seconds the page's chart shows.
 const CHART_SECONDS: usize = 60;
@@ -80,24 +89,33 @@ pub fn run(args: &[String]) -> Result<(), wsportal::Error> {
     // ids start with this process's id, so that they stay unique when
     // several demos share a Redis: a browser can then resume its event
     // stream on any of them.
-    let chat_events = publisher.clone();
-    let chat_ids = AtomicU64::new(0);
-    let process = std::process::id();
+    let chat = Arc::new(Chat {
+        events: publisher.clone(),
+        ids: AtomicU64::new(0),
+        process: std::process::id(),
+        to: server.broadcaster(),
+    });
+    let relay = Arc::clone(&chat);
     server.define_resource(
         "/chat",
-        Resource::new().on_message(move |ws, msg| {
+        Resource::new().on_message(move |_ws, msg| {
             if let Message::Text(text) = &msg {
-                let id = chat_ids.fetch_add(1, Ordering::Relaxed) + 1;
-                let event = Event::new(text.as_str())
-                    .name("chat")
-                    .id(format!("{process}-{id}"));
-                if let Err(e) = chat_events.send(&event) {
-                    log::warn!("chat event not sent: {e}");
-                }
-                let _ = ws.broadcaster().to_resource("/chat", msg); // the sender is there
+                relay.say(text);
             }
         }),
     );
+    // `POST /say` with a text body (at most 4 KiB): the same as a chat
+    // message, from a script or a webhook (`curl --data-binary hi URL/say`).
+    server.define_handler_for("/say", &["POST"], move |req| {
+        match std::str::from_utf8(req.body()) {
+            Ok(text) if text.len() <= SAY_MAX => {
+                chat.say(text);
+                Response::new(204)
+            }
+            Ok(_) => Response::new(413).text_body("at most 4 KiB"),
+            Err(_) => Response::new(400).text_body("the body must be utf-8 text"),
+        }
+    });
 
     let (handle, scheme) = start(&server, addr, args)?;
     let web = if scheme == "wss" { "https" } else { "http" };
@@ -159,6 +177,28 @@ fn join_redis(_: &mut Server, _: &str) -> Result<(), wsportal::Error> {
     Err(wsportal::Error::InvalidInput(
         "--redis needs the redis feature: cargo run --features redis --example demo ...",
     ))
+}
+
+/// Where a chat message goes: every `/chat` WebSocket and the event stream.
+struct Chat {
+    events: EventPublisher,
+    ids: AtomicU64,
+    process: u32,
+    to: Broadcaster,
+}
+
+impl Chat {
+    fn say(&self, text: &str) {
+        let id = self.ids.fetch_add(1, Ordering::Relaxed) + 1;
+        let event = Event::new(text)
+            .name("chat")
+            .id(format!("{}-{id}", self.process));
+        if let Err(e) = self.events.send(&event) {
+            log::warn!("chat event not sent: {e}");
+        }
+        // Nobody in the chat is fine: `Err(NoConnections)` is ignored.
+        let _ = self.to.to_resource("/chat", text);
+    }
 }
 
 /// WebSocket messages per second (in and out) over the last minute.

@@ -29,6 +29,7 @@ pub struct Config {
     pub(crate) max_message_size: usize,
     pub(crate) max_frame_size: usize,
     pub(crate) max_header_size: usize,
+    pub(crate) max_body_size: usize,
     pub(crate) handshake_timeout: Duration,
     pub(crate) max_connections: usize,
     pub(crate) read_buffer_size: usize,
@@ -52,6 +53,7 @@ impl Default for Config {
             max_message_size: 16 << 20,
             max_frame_size: 16 << 20,
             max_header_size: 8 << 10,
+            max_body_size: 1 << 20,
             handshake_timeout: Duration::from_secs(10),
             max_connections: 10_000,
             read_buffer_size: 4 << 10,
@@ -95,7 +97,15 @@ setters! {
     /// Largest HTTP request head, in bytes (default 8 KiB). A longer one is
     /// answered `431 Request Header Fields Too Large`.
     max_header_size: usize;
-    /// How long a client may take to send its whole HTTP request (default 10 s).
+    /// Largest request body a handler
+    /// ([`Server::define_handler_for`](crate::Server::define_handler_for))
+    /// gets, in bytes (default 1 MiB, as nginx's `client_max_body_size`).
+    /// A longer one, declared by `Content-Length` or found while reading
+    /// `chunked`, is answered `413 Content Too Large`; `0` refuses every body.
+    max_body_size: usize;
+    /// How long a client may take to send its whole HTTP request, head and
+    /// (for a handler) body (default 10 s). A body late past it is
+    /// answered `408`; a head, dropped.
     handshake_timeout: Duration;
     /// Most connections served at once (default 10,000). One more is answered
     /// `503 Service Unavailable` with `Retry-After`.

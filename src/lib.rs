@@ -252,8 +252,11 @@
 //!
 //! [`Server::define_page`] serves a fixed page (`GET` and `HEAD`) on the same
 //! port, and [`Server::define_handler`] a fresh [`Response`] computed from
-//! the [`Request`] (a `/stats` page); enough for a demo or a small
-//! dashboard, not a web framework (no request bodies, no middleware).
+//! the [`Request`] (a `/stats` page). [`Server::define_handler_for`] answers
+//! the methods you name (`POST`, `PUT`, `DELETE`...) with the request's
+//! body read ([`Request::body`], at most [`Config::max_body_size`]): a
+//! webhook that pushes to clients. Enough for a demo, a small dashboard or
+//! a webhook, not a web framework (no body parsing, no middleware).
 //!
 //! ## Statistics
 //!
@@ -397,8 +400,8 @@
 //!
 //! ## Limits
 //!
-//! [`Config`] bounds messages and frames (1009), request heads (`431`), the
-//! handshake time, the number of connections (`503` with `Retry-After`), the
+//! [`Config`] bounds messages and frames (1009), request heads (`431`), a
+//! handler's request body (`413`), the handshake time (head and body), the number of connections (`503` with `Retry-After`), the
 //! read buffer (small, growing with the data) and the outbound backlog.
 
 #![forbid(unsafe_code)]

@@ -2,6 +2,7 @@
 //! deadline, and writing one response. wsportal answers exactly one request
 //! per TCP connection (then upgrades, streams events, or closes).
 
+pub(crate) mod body;
 pub(crate) mod page;
 pub(crate) mod query;
 pub(crate) mod route;
@@ -30,6 +31,8 @@ pub struct Request {
 pub(crate) struct Extra {
     /// An HTTP/1.0 request (which cannot upgrade).
     pub(crate) http10: bool,
+    /// The body, read for a handler (empty for anything else).
+    pub(crate) body: Vec<u8>,
 }
 
 impl Request {
@@ -73,6 +76,17 @@ impl Request {
     /// URL's authority).
     pub fn headers(&self) -> impl Iterator<Item = (&str, &str)> {
         self.headers.iter().map(|(k, v)| (k.as_str(), v.as_str()))
+    }
+
+    /// The request's body, for a handler
+    /// ([`Server::define_handler_for`](crate::Server::define_handler_for)):
+    /// read whole before the handler runs, as `Content-Length` or
+    /// `chunked` framed it, at most
+    /// [`Config::max_body_size`](crate::Config::max_body_size) bytes.
+    /// Empty for a request without one, and for WebSocket handshakes,
+    /// event streams and pages (they never read a body).
+    pub fn body(&self) -> &[u8] {
+        &self.extra.body
     }
 
     /// The client's address.
@@ -326,6 +340,7 @@ pub(crate) fn parse_partial(
         params: Vec::new(),
         extra: Extra {
             http10: version == 0,
+            ..Extra::default()
         },
     };
     Ok(Some((req, end)))
@@ -357,6 +372,7 @@ fn absolute_form(target: &str) -> Option<Result<(&str, String), &'static str>> {
 /// The reason phrase for the statuses wsportal writes.
 pub(crate) fn reason_phrase(status: u16) -> &'static str {
     match status {
+        100 => "Continue",
         101 => "Switching Protocols",
         200 => "OK",
         204 => "No Content",
@@ -366,6 +382,7 @@ pub(crate) fn reason_phrase(status: u16) -> &'static str {
         404 => "Not Found",
         405 => "Method Not Allowed",
         408 => "Request Timeout",
+        413 => "Content Too Large",
         426 => "Upgrade Required",
         429 => "Too Many Requests",
         431 => "Request Header Fields Too Large",

@@ -217,6 +217,49 @@ impl Server {
         self.define(path, Endpoint::Handler(Handler::new(handler)))
     }
 
+    /// Registers a handler at `path` for these methods (`"POST"`, `"PUT"`,
+    /// `"DELETE"`...; `GET` brings `HEAD` with it): the request's body is
+    /// read whole before the handler runs ([`Request::body`]; `Content-Length`
+    /// or `chunked`, at most [`Config::max_body_size`], else `413`; bad
+    /// framing `400`; within [`Config::handshake_timeout`], else `408`;
+    /// `Expect: 100-continue` is answered). Any other method is answered
+    /// `405` with `Allow`. Otherwise as [`Server::define_handler`]. A
+    /// method that is not an HTTP token is reported by [`Server::start`].
+    ///
+    /// ```
+    /// use wsportal::{Resource, Response, Server};
+    /// let mut server = Server::new();
+    /// let chat = server.broadcaster();
+    /// server
+    ///     .define_resource("/chat", Resource::new())
+    ///     .define_handler_for("/hook", &["POST"], move |req| {
+    ///         match std::str::from_utf8(req.body()) {
+    ///             Ok(text) => {
+    ///                 let _ = chat.to_resource("/chat", text);
+    ///                 Response::new(204)
+    ///             }
+    ///             Err(_) => Response::new(400).text_body("not utf-8"),
+    ///         }
+    ///     });
+    /// ```
+    pub fn define_handler_for(
+        &mut self,
+        path: &str,
+        methods: &[&str],
+        handler: impl Fn(&Request) -> Response + Send + Sync + 'static,
+    ) -> &mut Server {
+        if let Some(bad) = methods.iter().find(|m| !crate::http::is_token(m)) {
+            let why = format!("method {bad:?} of handler {path:?} is not an http token");
+            self.route_error.get_or_insert(Error::Route(why));
+            return self;
+        }
+        let methods = methods.iter().map(|m| (*m).to_owned()).collect();
+        self.define(
+            path,
+            Endpoint::Handler(Handler::for_methods(methods, handler)),
+        )
+    }
+
     /// Serves the server's [`Stats`](crate::Stats) at `path` in the
     /// Prometheus text exposition format
     /// ([`Stats::to_prometheus`](crate::Stats::to_prometheus)), for a

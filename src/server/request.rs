@@ -183,12 +183,63 @@ fn handle(core: &Core, id: u64, stream: &Arc<Stream>, peer: SocketAddr) {
         }
         Endpoint::Handler(handler) => {
             log::debug!("{peer}: {} {}", req.method(), req.path);
+            if !handler.allows(req.method()) {
+                return answer(stream, &handler.not_allowed());
+            }
+            let mut input = Transport::waiting(stream);
+            let body = read_body(&req, &mut input, &mut set_timeout, leftover, c, deadline);
+            match body {
+                Ok(body) => req.extra.body = body,
+                Err(Some(reject)) => return refuse(stream, peer, Some(&req), &reject),
+                Err(None) => return,
+            }
             answer(stream, &handler.respond(&req, c.debug_on_error));
         }
         Endpoint::Metrics => {
             log::debug!("{peer}: {} {}", req.method(), req.path);
             let page = super::metrics::metrics_response(&req, &core.hub, c.debug_on_error);
             answer(stream, &page);
+        }
+    }
+}
+
+/// Reads a handler's request body (see `Server::define_handler_for`).
+/// `Err(Some)` is the refusal to send, `Err(None)` a client that left.
+fn read_body(
+    req: &Request,
+    stream: &mut Transport<'_>,
+    set_timeout: &mut dyn FnMut(Duration) -> std::io::Result<()>,
+    leftover: Vec<u8>,
+    c: &crate::Config,
+    deadline: std::time::Instant,
+) -> Result<Vec<u8>, Option<Reject>> {
+    use crate::http::body::{self, BodyError, Framing};
+    let peer = req.peer_addr();
+    let framing = body::framing(req).map_err(|why| Some(Reject::new(400).body(why)))?;
+    let too_large = || Some(Reject::new(413).body("request body too large"));
+    match framing {
+        Framing::None => return Ok(Vec::new()),
+        Framing::Length(n) if n > c.max_body_size as u64 => return Err(too_large()),
+        _ => {}
+    }
+    // curl and others wait (a second) for this before a larger body.
+    if req.header_has_token("expect", "100-continue") && leftover.is_empty() {
+        let _ = stream
+            .write_all(b"HTTP/1.1 100 Continue\r\n\r\n")
+            .and_then(|()| stream.flush());
+    }
+    let mut input = body::Input::new(stream, set_timeout, deadline, leftover);
+    match body::read(&mut input, framing, c.max_body_size) {
+        Ok(body) => Ok(body),
+        Err(BodyError::TooLarge) => Err(too_large()),
+        Err(BodyError::Malformed(why)) => Err(Some(Reject::new(400).body(why))),
+        Err(BodyError::Timeout) => {
+            log::debug!("{peer}: no whole body within the handshake timeout");
+            Err(Some(Reject::new(408).body("request body timed out")))
+        }
+        Err(BodyError::Io(e)) => {
+            log::debug!("{peer}: connection ended before the whole body: {e}");
+            Err(None)
         }
     }
 }

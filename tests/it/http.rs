@@ -456,3 +456,119 @@ fn an_upgrade_over_http_1_0_is_a_426() {
     assert_eq!(status, 426, "{text}");
     assert!(text.contains("http/1.1"), "{text}");
 }
+
+// ---------------------------------------------------------------- bodies
+
+/// `/say` answers POST and PUT with what it got; `/get` is a GET handler.
+fn body_server(config: wsportal::Config) -> ServerHandle {
+    init_logs();
+    let mut server = Server::with_config(config);
+    server
+        .define_handler_for("/say", &["POST", "PUT"], |req| {
+            wsportal::Response::text(format!(
+                "{} {}",
+                req.method(),
+                String::from_utf8_lossy(req.body())
+            ))
+        })
+        .define_handler("/get", |_| wsportal::Response::text("got"));
+    server.start("127.0.0.1:0").expect("server starts")
+}
+
+fn post(path: &str, headers: &str, body: &str) -> String {
+    format!("POST {path} HTTP/1.1\r\nHost: x\r\n{headers}\r\n{body}")
+}
+
+#[test]
+fn a_handler_gets_the_body_of_any_method_it_was_defined_for() {
+    let h = body_server(wsportal::Config::default());
+    let a = h.local_addr();
+    let (status, text) = http(a, &post("/say", "Content-Length: 5\r\n", "hello"));
+    assert_eq!(status, 200, "{text}");
+    assert!(text.ends_with("\r\n\r\nPOST hello"), "{text}");
+    let chunked = "3\r\nhel\r\n2;ext=1\r\nlo\r\n0\r\nX-Trailer: 1\r\n\r\n";
+    let (status, text) = http(a, &post("/say", "Transfer-Encoding: chunked\r\n", chunked));
+    assert_eq!(status, 200, "{text}");
+    assert!(text.ends_with("\r\n\r\nPOST hello"), "{text}");
+    let put = post("/say", "Content-Length: 2\r\n", "hi").replace("POST", "PUT");
+    assert!(http(a, &put).1.ends_with("PUT hi"));
+    let (status, text) = http(a, &post("/say", "", ""));
+    assert_eq!(status, 200, "{text}");
+    assert!(text.ends_with("\r\n\r\nPOST "), "{text}");
+}
+
+#[test]
+fn expect_100_continue_is_answered() {
+    let h = body_server(wsportal::Config::default());
+    let mut s = TcpStream::connect(h.local_addr()).unwrap();
+    s.set_read_timeout(Some(WAIT)).unwrap();
+    s.write_all(post("/say", "Content-Length: 2\r\nExpect: 100-continue\r\n", "").as_bytes())
+        .unwrap();
+    let mut first = [0u8; 25];
+    s.read_exact(&mut first).unwrap();
+    assert_eq!(&first, b"HTTP/1.1 100 Continue\r\n\r\n");
+    s.write_all(b"ok").unwrap();
+    let mut rest = String::new();
+    let _ = s.read_to_string(&mut rest);
+    assert!(rest.starts_with("HTTP/1.1 200 "), "{rest}");
+    assert!(rest.ends_with("POST ok"), "{rest}");
+}
+
+#[test]
+fn bodies_past_the_limit_are_413_and_bad_framing_400() {
+    let h = body_server(wsportal::Config::default().max_body_size(4));
+    let a = h.local_addr();
+    let (status, text) = http(a, &post("/say", "Content-Length: 5\r\n", "hello"));
+    assert_eq!(status, 413, "{text}");
+    let (status, text) = http(a, &post("/say", "Content-Length: 4\r\n", "four"));
+    assert_eq!(status, 200, "{text}");
+    let chunked = "3\r\nhel\r\n2\r\nlo\r\n0\r\n\r\n";
+    let (status, text) = http(a, &post("/say", "Transfer-Encoding: chunked\r\n", chunked));
+    assert_eq!(status, 413, "{text}");
+    for (headers, body) in [
+        (
+            "Transfer-Encoding: chunked\r\nContent-Length: 3\r\n",
+            "0\r\n\r\n",
+        ),
+        ("Transfer-Encoding: gzip\r\n", ""),
+        ("Content-Length: 1\r\nContent-Length: 2\r\n", "ab"),
+        ("Content-Length: x\r\n", ""),
+        ("Transfer-Encoding: chunked\r\n", "zz\r\n"),
+    ] {
+        let (status, text) = http(a, &post("/say", headers, body));
+        assert_eq!(status, 400, "{headers}: {text}");
+    }
+    let s = h.stats();
+    assert_eq!(
+        s.refused_by_status,
+        vec![(400, 5), (413, 2)],
+        "refusals are counted"
+    );
+}
+
+#[test]
+fn a_body_late_past_the_deadline_is_408() {
+    let config =
+        wsportal::Config::default().handshake_timeout(std::time::Duration::from_millis(300));
+    let h = body_server(config);
+    let (status, text) = http(
+        h.local_addr(),
+        &post("/say", "Content-Length: 10\r\n", "abc"),
+    );
+    assert_eq!(status, 408, "{text}");
+}
+
+#[test]
+fn other_methods_are_405_with_allow() {
+    let h = body_server(wsportal::Config::default());
+    let a = h.local_addr();
+    let (status, text) = http(a, "GET /say HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert_eq!(status, 405, "{text}");
+    assert!(text.contains("\r\nAllow: POST, PUT\r\n"), "{text}");
+    let (status, text) = http(a, &post("/get", "Content-Length: 1\r\n", "x"));
+    assert_eq!(status, 405, "{text}");
+    assert!(text.contains("\r\nAllow: GET, HEAD\r\n"), "{text}");
+    let mut bad = Server::new();
+    bad.define_handler_for("/x", &["PO ST"], |_| wsportal::Response::new(204));
+    assert!(matches!(bad.start("127.0.0.1:0"), Err(Error::Route(_))));
+}
