@@ -24,6 +24,11 @@
 //! - `POST /say` a text body (at most 4 KiB) goes out as a chat message,
 //!   answered `204`: `curl --data-binary 'hello from curl' http://127.0.0.1:8080/say`
 //!
+//! Behind a reverse proxy (nginx, Caddy), `--trust-proxy 127.0.0.1` (the
+//! proxy's address) makes the server believe its `X-Forwarded-*` headers:
+//! client addresses in the logs, and the `Origin` check of the WebSockets
+//! against the host the browser used (see the README's nginx section).
+//!
 //! `RUST_LOG=debug` shows clients come and go. Ctrl-C stops it;
 //! `--seconds N` after the address stops it cleanly after N seconds.
 
@@ -67,7 +72,16 @@ pub fn run(args: &[String]) -> Result<(), wsportal::Error> {
     let events = EventStream::new().history(100);
     let publisher = events.publisher().allow_nobody(); // nobody listening: Ok(0)
 
-    let mut server = Server::new();
+    // Behind nginx or Caddy: `--trust-proxy ADDR` (the proxy's address,
+    // repeatable) believes its X-Forwarded-For/-Proto/-Host for that peer.
+    let mut trusted = Vec::new();
+    for addr in flags(args, "--trust-proxy") {
+        let ip: std::net::IpAddr = addr
+            .parse()
+            .map_err(|_| wsportal::Error::InvalidInput("--trust-proxy takes an ip address"))?;
+        trusted.push(ip);
+    }
+    let mut server = Server::with_config(wsportal::Config::default().trusted_proxies(trusted));
     server.define_page("/", "text/html; charset=utf-8", PAGE);
     server.define_event_stream("/events", events);
     server.define_metrics("/metrics");
@@ -161,6 +175,13 @@ fn flag<'a>(args: &'a [String], name: &str) -> Option<&'a str> {
         .skip_while(|a| *a != name)
         .nth(1)
         .map(String::as_str)
+}
+
+/// Every value after `name` in `args` (a flag given more than once).
+fn flags<'a>(args: &'a [String], name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+    args.windows(2)
+        .filter(move |w| w[0] == name)
+        .map(|w| w[1].as_str())
 }
 
 /// Links the server with every demo using the Redis at `url`: then

@@ -43,6 +43,7 @@ pub struct Config {
     pub(crate) write_timeout: Duration,
     pub(crate) nodelay: bool,
     pub(crate) sse_keepalive: Option<Duration>,
+    pub(crate) trusted_proxies: Vec<std::net::IpAddr>,
     #[cfg(feature = "deflate")]
     pub(crate) deflate: Option<crate::Deflate>,
 }
@@ -67,6 +68,7 @@ impl Default for Config {
             write_timeout: Duration::from_secs(10),
             nodelay: true,
             sse_keepalive: Some(Duration::from_secs(15)),
+            trusted_proxies: Vec::new(),
             #[cfg(feature = "deflate")]
             deflate: Some(crate::Deflate::default()),
         }
@@ -146,6 +148,25 @@ setters! {
     /// sent nothing for this long, so proxies keep it open (default 15 s; at
     /// least 1 ms, the housekeeper's resolution); `None` disables it.
     sse_keepalive: Option<Duration>;
+}
+
+impl Config {
+    /// The reverse proxies (nginx, Caddy, a load balancer) whose word about
+    /// the client is believed (default none: never trusted unless listed).
+    /// A request whose socket peer is one of these addresses gets, from
+    /// `Forwarded` (RFC 7239) or else `X-Forwarded-For`,
+    /// `X-Forwarded-Proto` and `X-Forwarded-Host`: the client's
+    /// [`Request::peer_addr`](crate::Request::peer_addr) (the chain walked
+    /// from the right past every listed proxy), its
+    /// [`Request::scheme`](crate::Request::scheme), and the host and scheme
+    /// the `Origin` check of a WebSocket handshake compares with (host
+    /// names alone when the proxy gives a host without a port, as nginx's
+    /// `proxy_set_header Host $host` does). From any other peer these
+    /// headers are ignored, since a client can write them itself.
+    pub fn trusted_proxies<I: IntoIterator<Item = std::net::IpAddr>>(mut self, addrs: I) -> Config {
+        self.trusted_proxies = addrs.into_iter().collect();
+        self
+    }
 }
 
 #[cfg(feature = "deflate")]

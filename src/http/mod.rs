@@ -3,6 +3,7 @@
 //! per TCP connection (then upgrades, streams events, or closes).
 
 pub(crate) mod body;
+pub(crate) mod forwarded;
 pub(crate) mod page;
 pub(crate) mod query;
 pub(crate) mod route;
@@ -33,6 +34,10 @@ pub(crate) struct Extra {
     pub(crate) http10: bool,
     /// The body, read for a handler (empty for anything else).
     pub(crate) body: Vec<u8>,
+    /// Served over TLS (`Server::start_tls`).
+    pub(crate) tls: bool,
+    /// What a trusted proxy said (`Config::trusted_proxies`).
+    pub(crate) forwarded: Option<forwarded::Forwarded>,
 }
 
 impl Request {
@@ -89,16 +94,58 @@ impl Request {
         &self.extra.body
     }
 
-    /// The client's address.
+    /// The client's address. Behind a trusted proxy
+    /// ([`Config::trusted_proxies`](crate::Config::trusted_proxies)), the
+    /// one the proxy names in `Forwarded` or `X-Forwarded-For` (port 0 when
+    /// it gives none); otherwise the socket's peer.
     pub fn peer_addr(&self) -> SocketAddr {
         self.peer
     }
 
-    /// Where the client addressed this request, for the same-origin check.
+    /// The trusted proxy this request came through (the socket's peer),
+    /// when it came through one
+    /// ([`Config::trusted_proxies`](crate::Config::trusted_proxies)).
+    pub fn proxy_addr(&self) -> Option<SocketAddr> {
+        self.extra.forwarded.as_ref().and_then(|f| f.proxy)
+    }
+
+    /// The scheme the client used: `https` over TLS
+    /// ([`Server::start_tls`](crate::Server::start_tls)) or when a trusted
+    /// proxy says so in `X-Forwarded-Proto` or `Forwarded: proto=`, else
+    /// `http`.
+    pub fn scheme(&self) -> &str {
+        match self
+            .extra
+            .forwarded
+            .as_ref()
+            .and_then(|f| f.proto.as_deref())
+        {
+            Some(proto) => proto,
+            None if self.extra.tls => "https",
+            None => "http",
+        }
+    }
+
+    /// Where the client addressed this request, for the same-origin check:
+    /// its `Host`; from a trusted proxy, the forwarded host and scheme, and
+    /// host names alone when the host it gives has no port (nginx's
+    /// `proxy_set_header Host $host` drops it; cookies, what the check
+    /// protects, are shared between a host's ports anyway).
     pub(crate) fn site(&self) -> site::Site<'_> {
+        let Some(fwd) = &self.extra.forwarded else {
+            return site::Site {
+                authority: self.header("host"),
+                ..site::Site::default()
+            };
+        };
+        let authority = fwd.host.as_deref().or_else(|| self.header("host"));
+        let any_port = authority
+            .and_then(site::split_authority)
+            .is_some_and(|(_, port)| port.is_none());
         site::Site {
-            authority: self.header("host"),
-            ..site::Site::default()
+            authority,
+            scheme: fwd.proto.as_deref(),
+            any_port,
         }
     }
 

@@ -95,6 +95,12 @@ fn handle(core: &Core, id: u64, stream: &Arc<Stream>, peer: SocketAddr) {
             return;
         }
     };
+    req.extra.tls = core.tls.is_some();
+    crate::http::forwarded::apply(&mut req, &c.trusted_proxies);
+    if let Some(proxy) = req.proxy_addr() {
+        log::debug!("{proxy}: forwarded for {}", req.peer_addr());
+    }
+    let peer = req.peer_addr();
     let Some((endpoint, params, route)) = core.routes.find(&req.path) else {
         return refuse(
             stream,

@@ -572,3 +572,109 @@ fn other_methods_are_405_with_allow() {
     bad.define_handler_for("/x", &["PO ST"], |_| wsportal::Response::new(204));
     assert!(matches!(bad.start("127.0.0.1:0"), Err(Error::Route(_))));
 }
+
+// ---------------------------------------------------------------- behind a proxy
+
+/// `/ws` reports each handshake's `peer_addr`, `proxy_addr` and `scheme`.
+fn proxied_server(trusted: &[&str], seen: &Events<String>) -> ServerHandle {
+    init_logs();
+    let tx = seen.tx.clone();
+    let config =
+        wsportal::Config::default().trusted_proxies(trusted.iter().map(|a| a.parse().unwrap()));
+    let mut server = Server::with_config(config);
+    server.define_resource(
+        "/ws",
+        Resource::new().on_handshake(move |req| {
+            let proxy = req.proxy_addr().map(|a| a.to_string());
+            let _ = tx.send(format!("{} {proxy:?} {}", req.peer_addr(), req.scheme()));
+            Ok(Accept::new())
+        }),
+    );
+    server.start("127.0.0.1:0").expect("server starts")
+}
+
+fn proxied(host: &str, headers: &str) -> String {
+    upgrade_request("/ws", headers).replace("Host: x\r\n", &format!("Host: {host}\r\n"))
+}
+
+#[test]
+fn a_trusted_proxy_names_the_client_and_its_scheme() {
+    let seen = Events::new();
+    let h = proxied_server(&["127.0.0.1"], &seen);
+    let fwd = "X-Forwarded-For: 198.51.100.1, 203.0.113.9\r\nX-Forwarded-Proto: https\r\n";
+    let (status, text) = head(h.local_addr(), &proxied("x", fwd));
+    assert_eq!(status, 101, "{text}");
+    let proxy = seen.next();
+    assert!(
+        proxy.starts_with("203.0.113.9:0 Some(\"127.0.0.1:"),
+        "{proxy}"
+    );
+    assert!(proxy.ends_with(" https"), "{proxy}");
+    let rfc = "Forwarded: for=\"[2001:db8::17]:4711\";proto=http\r\n";
+    assert_eq!(head(h.local_addr(), &proxied("x", rfc)).0, 101);
+    let proxy = seen.next();
+    assert!(proxy.starts_with("[2001:db8::17]:4711 Some("), "{proxy}");
+    assert!(proxy.ends_with(" http"), "{proxy}");
+}
+
+#[test]
+fn forwarded_headers_from_anyone_else_are_ignored() {
+    let seen = Events::new();
+    for trusted in [&[][..], &["127.0.0.2"][..]] {
+        let h = proxied_server(trusted, &seen);
+        let fwd = "X-Forwarded-For: 203.0.113.9\r\nX-Forwarded-Proto: https\r\nX-Forwarded-Host: a.example\r\n";
+        assert_eq!(head(h.local_addr(), &proxied("x", fwd)).0, 101);
+        let direct = seen.next();
+        assert!(direct.starts_with("127.0.0.1:"), "{direct}");
+        assert!(direct.ends_with(" None http"), "{direct}");
+        // The Origin check uses the Host header, not what the client claims.
+        let origin = format!("{fwd}Origin: https://a.example\r\n");
+        assert_eq!(http(h.local_addr(), &proxied("x", &origin)).0, 403);
+        let origin = "Origin: http://127.0.0.1:8080\r\n";
+        assert_eq!(http(h.local_addr(), &proxied("127.0.0.1", origin)).0, 403);
+    }
+}
+
+#[test]
+fn behind_a_trusted_proxy_the_origin_check_uses_what_it_says() {
+    let seen = Events::new();
+    let h = proxied_server(&["127.0.0.1"], &seen);
+    let a = h.local_addr();
+    let cases = [
+        // nginx's `proxy_set_header Host $host;`: the port is gone.
+        ("127.0.0.1", "Origin: http://127.0.0.1:8080\r\n", 101),
+        ("127.0.0.1", "Origin: http://evil.example:8080\r\n", 403),
+        // X-Forwarded-Host with a port, and the scheme.
+        (
+            "backend",
+            "X-Forwarded-Host: app.example:8443\r\nX-Forwarded-Proto: https\r\nOrigin: https://app.example:8443\r\n",
+            101,
+        ),
+        (
+            "backend",
+            "X-Forwarded-Host: app.example:8443\r\nOrigin: https://app.example\r\n",
+            403,
+        ),
+        // RFC 7239's host= and proto=: default ports.
+        (
+            "backend",
+            "Forwarded: for=203.0.113.9;host=app.example:443;proto=https\r\nOrigin: https://app.example\r\n",
+            101,
+        ),
+        (
+            "backend",
+            "Forwarded: for=203.0.113.9;host=app.example;proto=https\r\nOrigin: https://evil.example\r\n",
+            403,
+        ),
+        // A Host with a port is compared as it is.
+        ("127.0.0.1:9000", "Origin: http://127.0.0.1:9001\r\n", 403),
+    ];
+    for (host, headers, want) in cases {
+        let (status, text) = if want == 101 {
+            head(a, &proxied(host, headers))
+        } else {
+            http(a, &proxied(host, headers))
+        };
+        assert_eq!(status, want, "{host} {headers}: {text}");
+    }
+}
