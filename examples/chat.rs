@@ -11,6 +11,9 @@
 //!     cargo run --features redis --example chat -- 127.0.0.1:9003 --redis redis://127.0.0.1:6379/
 //!     cargo run --features redis --example chat -- 127.0.0.1:9004 --redis redis://127.0.0.1:6379/
 
+#[path = "support/signals.rs"]
+mod signals;
+
 use std::time::Duration;
 
 use wsportal::{Config, Message, Resource, Server};
@@ -88,6 +91,8 @@ pub fn run(args: &[String]) -> Result<(), wsportal::Error> {
     println!("listening on ws://{}/chat", handle.local_addr());
     // Serve until the process is stopped (Ctrl-C), or for `--seconds N`;
     // then stop cleanly: 1001 to every client, every thread joined.
+    // SIGINT (Ctrl-C) or SIGTERM (systemd, docker stop) closes it too.
+    let _signals = signals::close_on_signals(handle.closer())?;
     let seconds = args.iter().skip_while(|a| *a != "--seconds").nth(1);
     match seconds.and_then(|n| n.parse().ok()) {
         Some(n) => _ = handle.wait_timeout(Duration::from_secs(n)),

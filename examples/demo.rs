@@ -32,6 +32,9 @@
 //! `RUST_LOG=debug` shows clients come and go. Ctrl-C stops it;
 //! `--seconds N` after the address stops it cleanly after N seconds.
 
+#[path = "support/signals.rs"]
+mod signals;
+
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -160,6 +163,8 @@ pub fn run(args: &[String]) -> Result<(), wsportal::Error> {
     });
     // Serve until the process is stopped (Ctrl-C), or for `--seconds N`;
     // then stop cleanly: 1001 to every client, every thread joined.
+    // SIGINT (Ctrl-C) or SIGTERM (systemd, docker stop) closes it too.
+    let _signals = signals::close_on_signals(handle.closer())?;
     match flag(args, "--seconds").and_then(|n| n.parse().ok()) {
         Some(n) => _ = handle.wait_timeout(Duration::from_secs(n)),
         None => handle.wait(),

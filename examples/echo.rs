@@ -7,6 +7,9 @@
 //!
 //! `RUST_LOG=debug` shows each connection open and close.
 
+#[path = "support/signals.rs"]
+mod signals;
+
 use std::time::Duration;
 
 use wsportal::{Config, Resource, Server, ServerHandle};
@@ -44,6 +47,8 @@ pub fn run(args: &[String]) -> Result<(), wsportal::Error> {
     println!("listening on {scheme}://{}", handle.local_addr());
     // Serve until the process is stopped (Ctrl-C), or for `--seconds N`;
     // then stop cleanly: 1001 to every client, every thread joined.
+    // SIGINT (Ctrl-C) or SIGTERM (systemd, docker stop) closes it too.
+    let _signals = signals::close_on_signals(handle.closer())?;
     let seconds = args.iter().skip_while(|a| *a != "--seconds").nth(1);
     match seconds.and_then(|n| n.parse().ok()) {
         Some(n) => _ = handle.wait_timeout(Duration::from_secs(n)),

@@ -6,6 +6,9 @@
 //! Connect to ws://127.0.0.1:9002/err and send anything: a number is doubled,
 //! anything else makes the hook panic, and the error text comes back.
 
+#[path = "support/signals.rs"]
+mod signals;
+
 use std::time::Duration;
 
 use wsportal::{Config, Resource, Server};
@@ -53,6 +56,8 @@ pub fn run(args: &[String]) -> Result<(), wsportal::Error> {
     println!("listening on ws://{}/err", handle.local_addr());
     // Serve until the process is stopped (Ctrl-C), or for `--seconds N`;
     // then stop cleanly: 1001 to every client, every thread joined.
+    // SIGINT (Ctrl-C) or SIGTERM (systemd, docker stop) closes it too.
+    let _signals = signals::close_on_signals(handle.closer())?;
     let seconds = args.iter().skip_while(|a| *a != "--seconds").nth(1);
     match seconds.and_then(|n| n.parse().ok()) {
         Some(n) => _ = handle.wait_timeout(Duration::from_secs(n)),

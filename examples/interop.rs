@@ -26,6 +26,9 @@
 //! runs every check against such a server and exits non-zero on the first
 //! mismatch, saying what differed.
 
+#[path = "support/signals.rs"]
+mod signals;
+
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -102,7 +105,8 @@ fn serve(addr: &str) -> Outcome {
         _ => (server.start(addr)?, "ws"),
     };
     println!("listening on {scheme}://{}", handle.local_addr());
-    // Serve until the process is stopped (nothing here asks its closer).
+    // Serve until SIGINT (Ctrl-C) or SIGTERM.
+    let _signals = signals::close_on_signals(handle.closer())?;
     handle.wait();
     handle.close();
     Ok(())

@@ -12,7 +12,10 @@
 //!     cargo run --example logtail -- 127.0.0.1:8090 app.log secret --seconds 60
 //!
 //! Then open http://127.0.0.1:8090/?token=secret. It stops cleanly after
-//! `--seconds N`; for Ctrl-C, see the end of `main`.
+//! `--seconds N`, or on SIGINT (Ctrl-C) or SIGTERM.
+
+#[path = "support/signals.rs"]
+mod signals;
 
 use std::fs::File;
 use std::io::{BufRead, BufReader, Seek, SeekFrom};
@@ -44,9 +47,8 @@ fn main_inner() -> Result<(), Box<dyn std::error::Error>> {
     };
     let (handle, tail) = serve(addr, file.into(), token)?;
     println!("listening on http://{}/?token={token}", handle.local_addr());
-    // Serve for `--seconds N`, or until the process is killed. (For a clean
-    // stop on Ctrl-C, add the `ctrlc` crate and
-    // `ctrlc::set_handler(move || closer.close())` with `handle.closer()`.)
+    // Serve for `--seconds N`, or until SIGINT (Ctrl-C) or SIGTERM.
+    let _signals = signals::close_on_signals(handle.closer())?;
     match args.iter().skip_while(|a| *a != "--seconds").nth(1) {
         Some(n) => _ = handle.wait_timeout(Duration::from_secs(n.parse()?)),
         None => handle.wait(),

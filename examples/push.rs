@@ -9,6 +9,9 @@
 //! a real failure. The loop pauses on the server's `Closer`, so it ends as
 //! soon as the server closes (`--seconds N` closes it after N seconds).
 
+#[path = "support/signals.rs"]
+mod signals;
+
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use wsportal::{Error, Resource, Server};
@@ -54,6 +57,8 @@ pub fn run(args: &[String]) -> Result<(), Error> {
     });
     // Serve until the process is stopped (Ctrl-C), or for `--seconds N`;
     // then stop cleanly: 1001 to every client, every thread joined.
+    // SIGINT (Ctrl-C) or SIGTERM (systemd, docker stop) closes it too.
+    let _signals = signals::close_on_signals(handle.closer())?;
     let seconds = args.iter().skip_while(|a| *a != "--seconds").nth(1);
     match seconds.and_then(|n| n.parse().ok()) {
         Some(n) => _ = handle.wait_timeout(Duration::from_secs(n)),

@@ -19,6 +19,9 @@
 //! machine: its reading clients must not be taken for silent ones.)
 //! It prints `listening on ADDR` once it listens.
 
+#[path = "support/signals.rs"]
+mod signals;
+
 use std::time::Duration;
 
 use wsportal::{Config, Event, EventStream, Message, Resource, Server};
@@ -77,6 +80,8 @@ pub fn run(args: &[String]) -> Result<(), wsportal::Error> {
             let _ = publisher.send(&Event::new(n.to_string()).name("n").id(n.to_string()));
         }
     });
+    // SIGINT (Ctrl-C) or SIGTERM (systemd, docker stop) closes it too.
+    let _signals = signals::close_on_signals(handle.closer())?;
     let seconds = args.iter().skip_while(|a| *a != "--seconds").nth(1);
     match seconds.and_then(|n| n.parse().ok()) {
         Some(n) => _ = handle.wait_timeout(Duration::from_secs(n)),

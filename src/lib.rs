@@ -364,19 +364,42 @@
 //!
 //! To stop on a signal or from a hook, block the main thread in
 //! [`ServerHandle::wait`] and ask from elsewhere with a [`Closer`] (from
-//! [`ServerHandle::closer`]). wsportal depends on no signal crate; with
-//! `ctrlc` in your application's `Cargo.toml`, Ctrl-C is:
+//! [`ServerHandle::closer`]). wsportal installs no signal handler (signal
+//! dispositions are the whole process's, the application's to choose);
+//! with the `signal-hook` crate in your application's `Cargo.toml`, SIGINT
+//! (Ctrl-C) and SIGTERM (`systemctl stop`, `docker stop`) are a thread of
+//! your own:
 //!
 //! ```no_run
-//! # mod ctrlc { // a stand-in, so that this example compiles without the crate
-//! #     pub fn set_handler(_: impl FnMut() + Send + 'static) -> Result<(), String> { Ok(()) }
+//! # mod signal_hook { // a stand-in, so that this example compiles without the crate
+//! #     pub mod consts { pub const SIGINT: i32 = 2; pub const SIGTERM: i32 = 15; }
+//! #     pub mod iterator {
+//! #         pub struct Signals;
+//! #         #[derive(Clone)]
+//! #         pub struct Handle;
+//! #         impl Signals {
+//! #             pub fn new(_: [i32; 2]) -> std::io::Result<Signals> { Ok(Signals) }
+//! #             pub fn handle(&self) -> Handle { Handle }
+//! #             pub fn forever(&mut self) -> std::iter::Empty<i32> { std::iter::empty() }
+//! #         }
+//! #         impl Handle { pub fn close(&self) {} }
+//! #     }
 //! # }
 //! # let server = wsportal::Server::new();
+//! use signal_hook::{consts::{SIGINT, SIGTERM}, iterator::Signals};
+//!
 //! let handle = server.start("127.0.0.1:9001")?;
-//! let closer = handle.closer();
-//! ctrlc::set_handler(move || closer.close()).expect("a Ctrl-C handler");
-//! handle.wait(); // serve until Ctrl-C (or any other `closer.close()`)
+//! let mut signals = Signals::new([SIGINT, SIGTERM])?;
+//! let (stop, closer) = (signals.handle(), handle.closer());
+//! let watcher = std::thread::spawn(move || {
+//!     if signals.forever().next().is_some() {
+//!         closer.close(); // only asks: safe from any thread
+//!     }
+//! });
+//! handle.wait(); // serve until a signal (or any other `closer.close()`)
 //! handle.close(); // 1001 to every client, then every thread is joined
+//! stop.close(); // ends the watcher's `forever`
+//! watcher.join().expect("the watcher does not panic");
 //! # Ok::<(), wsportal::Error>(())
 //! ```
 //!
