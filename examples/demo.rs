@@ -24,6 +24,10 @@
 //! - `POST /say` a text body (at most 4 KiB) goes out as a chat message,
 //!   answered `204`: `curl --data-binary 'hello from curl' http://127.0.0.1:8080/say`
 //!
+//! `--unix PATH` listens on a Unix-domain socket instead of an address (for
+//! nginx on the same machine: `proxy_pass http://unix:PATH;`, and
+//! `--trust-proxy 0.0.0.0` trusts the proxy on the socket).
+//!
 //! Behind a reverse proxy (nginx, Caddy), `--trust-proxy 127.0.0.1` (the
 //! proxy's address) makes the server believe its `X-Forwarded-*` headers:
 //! client addresses in the logs, and the `Origin` check of the WebSockets
@@ -137,9 +141,15 @@ pub fn run(args: &[String]) -> Result<(), wsportal::Error> {
     let (handle, scheme) = start(&server, addr, args)?;
     let web = if scheme == "wss" { "https" } else { "http" };
     let here = handle.local_addr();
-    println!("open {web}://{here}/ in a browser");
-    println!("metrics for Prometheus: {web}://{here}/metrics");
-    println!("listening on {here}");
+    match handle.unix_path() {
+        // Behind a proxy on the same machine: it serves the browsers.
+        Some(path) => println!("listening on unix:{}", path.display()),
+        None => {
+            println!("open {web}://{here}/ in a browser");
+            println!("metrics for Prometheus: {web}://{here}/metrics");
+            println!("listening on {here}");
+        }
+    }
 
     // The clock: a thread of our own sends a `tick` and a `stats` event every
     // second until the server closes. They have no id, so they are live only
@@ -278,6 +288,9 @@ fn start(
     addr: &str,
     args: &[String],
 ) -> Result<(ServerHandle, &'static str), wsportal::Error> {
+    if let Some(path) = flag(args, "--unix") {
+        return start_unix(server, path);
+    }
     match (flag(args, "--cert"), flag(args, "--key")) {
         (None, None) => Ok((server.start(addr)?, "ws")),
         #[cfg(feature = "tls")]
@@ -293,6 +306,21 @@ fn start(
             "give both --cert PATH and --key PATH",
         )),
     }
+}
+
+/// `--unix PATH`: a Unix-domain socket instead of an address (the socket
+/// file is removed when the server closes).
+#[cfg(unix)]
+fn start_unix(
+    server: &Server,
+    path: &str,
+) -> Result<(ServerHandle, &'static str), wsportal::Error> {
+    Ok((server.start_unix(path)?, "ws"))
+}
+
+#[cfg(not(unix))]
+fn start_unix(_: &Server, _: &str) -> Result<(ServerHandle, &'static str), wsportal::Error> {
+    Err(wsportal::Error::InvalidInput("--unix needs a Unix system"))
 }
 
 /// The time of day in UTC, as `HH:MM:SS UTC`.

@@ -4,7 +4,9 @@
 #           (which drops the port), X-Forwarded-For and X-Forwarded-Proto,
 #           the Upgrade/Connection pair, `proxy_buffering off`
 #   readme  the README's snippet (section "Behind nginx")
-# with the demo run as `demo 127.0.0.1:0 --trust-proxy 127.0.0.1`. For each,
+# with the demo run as `demo 127.0.0.1:0 --trust-proxy 127.0.0.1` (and the
+# README's once more with the demo on a Unix socket: `--unix PATH
+# --trust-proxy 0.0.0.0`, removed when it stops on SIGTERM). For each,
 # through nginx (python3, stdlib only):
 #   - a WebSocket handshake to /echo with the same-site Origin
 #     (http://127.0.0.1:NGINX_PORT) gets 101 and echoes a message;
@@ -190,18 +192,28 @@ print("  POST /say: 204, and the chat event arrived")
 ev.close()
 PY
 
-# run_case NAME: the demo and nginx with NAME's location, the checks, stop.
+# run_case NAME [unix]: the demo (on a TCP port, or with `unix` on a Unix
+# socket) and nginx with NAME's location, the checks, stop.
 run_case() {
-    local name=$1 port
-    log "== $name configuration"
+    local name=$1 mode=${2:-tcp} port backend
+    log "== $name configuration ($mode)"
     : >"$SCRATCH/demo.log"
-    "$DEMO_BIN" 127.0.0.1:0 --trust-proxy 127.0.0.1 >"$SCRATCH/demo.log" 2>&1 &
+    if [[ "$mode" == unix ]]; then
+        # On the socket there is no peer address: 0.0.0.0 stands for it.
+        # nginx's workers (another user when we are root) must reach the
+        # socket: the directory searchable, the socket writable by all.
+        chmod 711 "$SCRATCH"
+        (umask 000 && exec "$DEMO_BIN" --unix "$SCRATCH/demo.sock" --trust-proxy 0.0.0.0) >"$SCRATCH/demo.log" 2>&1 &
+    else
+        "$DEMO_BIN" 127.0.0.1:0 --trust-proxy 127.0.0.1 >"$SCRATCH/demo.log" 2>&1 &
+    fi
     DEMO_PID=$!
     wait_listening "$DEMO_PID" "$SCRATCH/demo.log" 60 || {
         show_log "$SCRATCH/demo.log" demo
         die "the demo did not print 'listening on ADDR' within 60 s"
     }
-    local backend=$ADDR
+    backend=$ADDR
+    [[ "$mode" == unix ]] && backend="unix:$SCRATCH/demo.sock"
     port="$(free_port)"
     local conf="$SCRATCH/$name"
     mkdir -p "$conf/logs" "$conf/tmp"
@@ -245,7 +257,7 @@ EOF
     local rc=0
     run_bounded 90 python3 "$SCRATCH/checks.py" "$port" </dev/null || rc=$?
     if (( rc != 0 )); then
-        show_log "$conf/logs/error.log" "nginx error log"
+        grep -v "\[info\]" "$conf/logs/error.log" | tail -n 20 >&2 || true
         show_log "$SCRATCH/demo.log" demo
         die "$name configuration: the checks failed (exit status $rc)"
     fi
@@ -253,9 +265,13 @@ EOF
     term_then_kill "$DEMO_PID" demo
     NGINX_PID=""
     DEMO_PID=""
-    log "$name configuration: passed"
+    if [[ "$mode" == unix && -e "$SCRATCH/demo.sock" ]]; then
+        die "the demo left its socket file behind"
+    fi
+    log "$name configuration ($mode): passed"
 }
 
 run_case guide
 run_case readme
+run_case readme unix
 log "passed"

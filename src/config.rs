@@ -162,7 +162,9 @@ impl Config {
     /// the `Origin` check of a WebSocket handshake compares with (host
     /// names alone when the proxy gives a host without a port, as nginx's
     /// `proxy_set_header Host $host` does). From any other peer these
-    /// headers are ignored, since a client can write them itself.
+    /// headers are ignored, since a client can write them itself. On a
+    /// Unix-domain socket ([`Server::start_unix`](crate::Server::start_unix))
+    /// every peer is `0.0.0.0`: list that to trust the proxy there.
     pub fn trusted_proxies<I: IntoIterator<Item = std::net::IpAddr>>(mut self, addrs: I) -> Config {
         self.trusted_proxies = addrs.into_iter().collect();
         self

@@ -39,7 +39,7 @@ use std::sync::Arc;
 
 use parking_lot::{Condvar, Mutex};
 
-use self::acceptor::{accept_loop, listen};
+use self::acceptor::{accept_loop, listen, Listener};
 use self::core::{Core, Pool, TlsSetting};
 use crate::http::page::Page;
 use crate::http::route::Routes;
@@ -333,11 +333,39 @@ impl Server {
         self.start_with(addr, Some(tls))
     }
 
-    fn start_with<A: ToSocketAddrs + fmt::Display>(
-        &self,
-        addr: A,
-        tls: Option<TlsSetting>,
-    ) -> Result<ServerHandle, Error> {
+    /// Listens on the Unix-domain socket `path` (Unix only) and serves as
+    /// [`Server::start`] does: the usual way behind nginx on the same
+    /// machine (`proxy_pass http://unix:/run/app.sock;`). The socket file
+    /// is created (a stale one that nobody answers is replaced) and
+    /// removed when the server closes; who may connect is up to its
+    /// permissions and its directory's. There is no peer IP address: a
+    /// client's [`Request::peer_addr`] is `0.0.0.0:0` unless it comes
+    /// through a trusted proxy (list `0.0.0.0` in
+    /// [`Config::trusted_proxies`] to trust the proxy on the socket), and
+    /// [`ServerHandle::local_addr`] is `0.0.0.0:0` too
+    /// ([`ServerHandle::unix_path`] names the socket).
+    ///
+    /// # Errors
+    /// As [`Server::start`]; [`Error::Bind`] names the path when it cannot
+    /// listen there (a live server on it, no such directory, no permission).
+    #[cfg(unix)]
+    pub fn start_unix(&self, path: impl AsRef<std::path::Path>) -> Result<ServerHandle, Error> {
+        let path = path.as_ref();
+        self.check()?;
+        let listener = acceptor::listen_unix(path).map_err(|source| Error::Bind {
+            addr: path.display().to_string(),
+            source,
+        })?;
+        let bound = Bound {
+            listener,
+            local_addr: acceptor::UNIX_PEER,
+            unix_path: Some(path.to_owned()),
+        };
+        self.serve(bound, None)
+    }
+
+    /// Reports a bad setting, route or backplane before anything binds.
+    fn check(&self) -> Result<(), Error> {
         self.config.validate()?;
         #[cfg(feature = "redis")]
         if let Some(bp) = &self.backplane {
@@ -353,12 +381,36 @@ impl Server {
             Some(e) => return Err(Error::Route(e.to_string())),
             None => {}
         }
+        Ok(())
+    }
+
+    fn start_with<A: ToSocketAddrs + fmt::Display>(
+        &self,
+        addr: A,
+        tls: Option<TlsSetting>,
+    ) -> Result<ServerHandle, Error> {
+        self.check()?;
         let bind_err = |source| Error::Bind {
             addr: addr.to_string(),
             source,
         };
         let listener = listen(&addr).map_err(bind_err)?;
         let local_addr = listener.local_addr().map_err(bind_err)?;
+        let bound = Bound {
+            listener: Listener::Tcp(listener),
+            local_addr,
+            unix_path: None,
+        };
+        self.serve(bound, tls)
+    }
+
+    /// Starts serving on a bound listener.
+    fn serve(&self, bound: Bound, tls: Option<TlsSetting>) -> Result<ServerHandle, Error> {
+        let Bound {
+            listener,
+            local_addr,
+            unix_path,
+        } = bound;
         let c = &self.config;
         // Our own hub (the one `Server::broadcaster` reaches) unless another
         // running server started from this one has it.
@@ -412,6 +464,7 @@ impl Server {
             core,
             acceptor: Some(acceptor),
             local_addr,
+            unix_path,
             closer,
             #[cfg(feature = "redis")]
             cluster: None,
@@ -421,9 +474,19 @@ impl Server {
             // On an error the handle's drop stops what started.
             handle.join_cluster(bp)?;
         }
-        log::debug!("listening on {local_addr}");
+        match &handle.unix_path {
+            Some(path) => log::debug!("listening on {}", path.display()),
+            None => log::debug!("listening on {}", handle.local_addr),
+        }
         Ok(handle)
     }
+}
+
+/// A listener ready to serve, and what the handle says of it.
+struct Bound {
+    listener: Listener,
+    local_addr: std::net::SocketAddr,
+    unix_path: Option<std::path::PathBuf>,
 }
 
 #[allow(dead_code)] // because this only checks at compile time.

@@ -41,6 +41,18 @@ fn every_server_example_stops_cleanly_after_its_seconds() {
     stream::run(&args).unwrap();
 }
 
+/// `demo --unix PATH` serves on a Unix-domain socket and removes its file.
+#[cfg(unix)]
+#[test]
+fn the_demo_serves_on_a_unix_socket() {
+    let path = std::env::temp_dir().join(format!("wsportal-demo-{}.sock", std::process::id()));
+    let args: Vec<String> = ["--unix", path.to_str().unwrap(), "--seconds", "0"]
+        .map(String::from)
+        .into();
+    demo::run(&args).unwrap();
+    assert!(!path.exists(), "the socket file is removed");
+}
+
 /// Without the `redis` feature, `--redis` is refused with a message that
 /// names the feature (rather than ignored).
 #[cfg(not(feature = "redis"))]

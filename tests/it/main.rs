@@ -24,4 +24,6 @@ mod stats;
 mod support;
 #[cfg(feature = "tls")]
 mod tls;
+#[cfg(unix)]
+mod unix;
 mod write;
