@@ -36,6 +36,8 @@
 //! `RUST_LOG=debug` shows clients come and go. Ctrl-C stops it;
 //! `--seconds N` after the address stops it cleanly after N seconds.
 
+#[path = "support/cli.rs"]
+mod cli;
 #[path = "support/signals.rs"]
 mod signals;
 
@@ -55,23 +57,38 @@ const SAY_MAX: usize = 4 << 10;
 /// How many seconds the page's chart shows.
 const CHART_SECONDS: usize = 60;
 
+/// The command line (anything else: this line, and exit status 2).
+const USAGE: &str = "demo [ADDR | --unix PATH] [--seconds N] [--trust-proxy IP]... [--cert PATH --key PATH] [--redis URL]";
+
 fn main() -> std::process::ExitCode {
-    env_logger::init();
-    // Errors are printed with their Display text, for people.
-    match run(&std::env::args().skip(1).collect::<Vec<_>>()) {
-        Ok(()) => std::process::ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("error: {e}");
-            std::process::ExitCode::FAILURE
-        }
-    }
+    cli::init_logs();
+    cli::finish(USAGE, run(&cli::args()))
 }
 
 /// Serves on `args[0]` (default 127.0.0.1:8080); `--seconds N` stops it
 /// cleanly after N seconds; `--cert PATH --key PATH` serve it over https;
 /// `--redis URL` (feature `redis`) links it with the other demos using that Redis.
-pub fn run(args: &[String]) -> Result<(), wsportal::Error> {
-    let addr = args.first().map_or("127.0.0.1:8080", String::as_str);
+pub fn run(argv: &[String]) -> Result<(), Box<dyn std::error::Error>> {
+    let args = cli::Args::parse(
+        argv,
+        1,
+        &[
+            "--seconds",
+            "--unix",
+            "--trust-proxy",
+            "--cert",
+            "--key",
+            "--redis",
+        ],
+    )?;
+    let seconds = args.seconds()?;
+    let addr = args.positional(0).unwrap_or("127.0.0.1:8080");
+    if args.value("--cert").is_some() != args.value("--key").is_some() {
+        return Err(cli::Usage("give both --cert PATH and --key PATH".into()).into());
+    }
+    if args.positional(0).is_some() && args.value("--unix").is_some() {
+        return Err(cli::Usage("give an address or --unix PATH, not both".into()).into());
+    }
 
     // The event stream. It keeps the last 100 chat events (they have ids), so
     // a browser that reconnects gets the ones it missed. A publisher pushes
@@ -81,19 +98,17 @@ pub fn run(args: &[String]) -> Result<(), wsportal::Error> {
 
     // Behind nginx or Caddy: `--trust-proxy ADDR` (the proxy's address,
     // repeatable) believes its X-Forwarded-For/-Proto/-Host for that peer.
-    let mut trusted = Vec::new();
-    for addr in flags(args, "--trust-proxy") {
-        let ip: std::net::IpAddr = addr
-            .parse()
-            .map_err(|_| wsportal::Error::InvalidInput("--trust-proxy takes an ip address"))?;
-        trusted.push(ip);
+    let mut trusted: Vec<std::net::IpAddr> = Vec::new();
+    for ip in args.values("--trust-proxy") {
+        let bad = || cli::Usage(format!("--trust-proxy: not an ip address: {ip:?}"));
+        trusted.push(ip.parse().map_err(|_| bad())?);
     }
     let mut server = Server::with_config(wsportal::Config::default().trusted_proxies(trusted));
     server.define_page("/", "text/html; charset=utf-8", PAGE);
     server.define_event_stream("/events", events);
     server.define_metrics("/metrics");
     let stats = server.broadcaster(); // for `stats()` in the clock thread
-    if let Some(url) = flag(args, "--redis") {
+    if let Some(url) = args.value("--redis") {
         join_redis(&mut server, url)?;
     }
 
@@ -138,7 +153,7 @@ pub fn run(args: &[String]) -> Result<(), wsportal::Error> {
         }
     });
 
-    let (handle, scheme) = start(&server, addr, args)?;
+    let (handle, scheme) = start(&server, addr, &args)?;
     let web = if scheme == "wss" { "https" } else { "http" };
     let here = handle.local_addr();
     match handle.unix_path() {
@@ -171,32 +186,16 @@ pub fn run(args: &[String]) -> Result<(), wsportal::Error> {
             }
         }
     });
-    // Serve until the process is stopped (Ctrl-C), or for `--seconds N`;
-    // then stop cleanly: 1001 to every client, every thread joined.
-    // SIGINT (Ctrl-C) or SIGTERM (systemd, docker stop) closes it too.
+    // Serve until SIGINT (Ctrl-C) or SIGTERM (systemd, docker stop), or for
+    // `--seconds N`; then stop cleanly: 1001 to every client, threads joined.
     let _signals = signals::close_on_signals(handle.closer())?;
-    match flag(args, "--seconds").and_then(|n| n.parse().ok()) {
-        Some(n) => _ = handle.wait_timeout(Duration::from_secs(n)),
+    match seconds {
+        Some(d) => _ = handle.wait_timeout(d),
         None => handle.wait(),
     }
     handle.close();
     clock.join().expect("the clock does not panic");
     Ok(())
-}
-
-/// The value after `name` in `args`, if any.
-fn flag<'a>(args: &'a [String], name: &str) -> Option<&'a str> {
-    args.iter()
-        .skip_while(|a| *a != name)
-        .nth(1)
-        .map(String::as_str)
-}
-
-/// Every value after `name` in `args` (a flag given more than once).
-fn flags<'a>(args: &'a [String], name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
-    args.windows(2)
-        .filter(move |w| w[0] == name)
-        .map(|w| w[1].as_str())
 }
 
 /// Links the server with every demo using the Redis at `url`: then
@@ -286,12 +285,12 @@ impl Rates {
 fn start(
     server: &Server,
     addr: &str,
-    args: &[String],
+    args: &cli::Args,
 ) -> Result<(ServerHandle, &'static str), wsportal::Error> {
-    if let Some(path) = flag(args, "--unix") {
+    if let Some(path) = args.value("--unix") {
         return start_unix(server, path);
     }
-    match (flag(args, "--cert"), flag(args, "--key")) {
+    match (args.value("--cert"), args.value("--key")) {
         (None, None) => Ok((server.start(addr)?, "ws")),
         #[cfg(feature = "tls")]
         (Some(cert), Some(key)) => {

@@ -14,6 +14,8 @@
 //! Then open http://127.0.0.1:8090/?token=secret. It stops cleanly after
 //! `--seconds N`, or on SIGINT (Ctrl-C) or SIGTERM.
 
+#[path = "support/cli.rs"]
+mod cli;
 #[path = "support/signals.rs"]
 mod signals;
 
@@ -28,29 +30,28 @@ use std::time::Duration;
 use wsportal::{Accept, Event, EventStream, Reject, Request, Resource, Response, Server};
 use wsportal::{Closer, ServerHandle};
 
+/// The command line (anything else: this line, and exit status 2).
+const USAGE: &str = "logtail ADDR FILE TOKEN [--seconds N]";
+
 fn main() -> std::process::ExitCode {
-    env_logger::init();
-    // Errors are printed with their Display text, for people.
-    match main_inner() {
-        Ok(()) => std::process::ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("error: {e}");
-            std::process::ExitCode::FAILURE
-        }
-    }
+    cli::init_logs();
+    cli::finish(USAGE, main_inner(&cli::args()))
 }
 
-fn main_inner() -> Result<(), Box<dyn std::error::Error>> {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let [addr, file, token, ..] = &args[..] else {
-        return Err("usage: logtail ADDR FILE TOKEN [--seconds N]".into());
+fn main_inner(argv: &[String]) -> Result<(), Box<dyn std::error::Error>> {
+    let args = cli::Args::parse(argv, 3, &["--seconds"])?;
+    let seconds = args.seconds()?;
+    let (Some(addr), Some(file), Some(token)) =
+        (args.positional(0), args.positional(1), args.positional(2))
+    else {
+        return Err(cli::Usage("ADDR, FILE and TOKEN are required".into()).into());
     };
     let (handle, tail) = serve(addr, file.into(), token)?;
     println!("listening on http://{}/?token={token}", handle.local_addr());
     // Serve for `--seconds N`, or until SIGINT (Ctrl-C) or SIGTERM.
     let _signals = signals::close_on_signals(handle.closer())?;
-    match args.iter().skip_while(|a| *a != "--seconds").nth(1) {
-        Some(n) => _ = handle.wait_timeout(Duration::from_secs(n.parse()?)),
+    match seconds {
+        Some(d) => _ = handle.wait_timeout(d),
         None => handle.wait(),
     }
     handle.close(); // 1001 to every client; the tail thread sees it too

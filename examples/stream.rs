@@ -9,6 +9,8 @@
 //!
 //! Try it with a slow reader: the producer slows down, nobody is dropped.
 
+#[path = "support/cli.rs"]
+mod cli;
 #[path = "support/signals.rs"]
 mod signals;
 
@@ -47,22 +49,20 @@ fn produce(ws: &Connection) -> Result<(), Error> {
     Ok(())
 }
 
+/// The command line (anything else: this line, and exit status 2).
+const USAGE: &str = "stream [ADDR] [--seconds N]";
+
 fn main() -> std::process::ExitCode {
-    env_logger::init();
-    // Errors are printed with their Display text, for people.
-    match run(&std::env::args().skip(1).collect::<Vec<_>>()) {
-        Ok(()) => std::process::ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("error: {e}");
-            std::process::ExitCode::FAILURE
-        }
-    }
+    cli::init_logs();
+    cli::finish(USAGE, run(&cli::args()))
 }
 
 /// Serves on `args[0]` (default 127.0.0.1:9005); `--seconds N` stops it
 /// cleanly after N seconds.
-pub fn run(args: &[String]) -> Result<(), Error> {
-    let addr = args.first().map_or("127.0.0.1:9005", String::as_str);
+pub fn run(argv: &[String]) -> Result<(), Box<dyn std::error::Error>> {
+    let args = cli::Args::parse(argv, 1, &["--seconds"])?;
+    let seconds = args.seconds()?;
+    let addr = args.positional(0).unwrap_or("127.0.0.1:9005");
     // The producers' threads, joined once the server has closed (its 1001
     // ends every `send_timeout`, so they finish).
     let producers: Arc<Mutex<Vec<JoinHandle<()>>>> = Arc::default();
@@ -88,9 +88,8 @@ pub fn run(args: &[String]) -> Result<(), Error> {
     // Serve until SIGINT (Ctrl-C) or SIGTERM, or for `--seconds N`; then
     // stop cleanly: 1001 to every client, every thread joined.
     let _signals = signals::close_on_signals(handle.closer())?;
-    let seconds = args.iter().skip_while(|a| *a != "--seconds").nth(1);
-    match seconds.and_then(|n| n.parse().ok()) {
-        Some(n) => _ = handle.wait_timeout(Duration::from_secs(n)),
+    match seconds {
+        Some(d) => _ = handle.wait_timeout(d),
         None => handle.wait(),
     }
     handle.close();

@@ -41,6 +41,49 @@ fn every_server_example_stops_cleanly_after_its_seconds() {
     stream::run(&args).unwrap();
 }
 
+/// A command line an example does not understand is an error at once
+/// (its `main` prints the usage line and exits with status 2), never a
+/// server that runs on, ignoring it.
+#[test]
+fn examples_refuse_what_they_do_not_understand() {
+    type Run = fn(&[String]) -> Result<(), Box<dyn std::error::Error>>;
+    let examples: [(&str, Run); 7] = [
+        ("chat", chat::run),
+        ("demo", demo::run),
+        ("echo", echo::run),
+        ("hooks", hooks::run),
+        ("push", push::run),
+        ("soak", soak::run),
+        ("stream", stream::run),
+    ];
+    for (name, run) in examples {
+        for (bad, why) in [
+            (
+                &["127.0.0.1:0", "--second", "5"][..],
+                "unknown option --second",
+            ),
+            (
+                &["127.0.0.1:0", "--seconds", "abc"][..],
+                "--seconds: bad value \"abc\"",
+            ),
+            (&["127.0.0.1:0", "--seconds"][..], "--seconds needs a value"),
+            (
+                &["127.0.0.1:0", "extra", "--seconds", "0"][..],
+                "unexpected argument \"extra\"",
+            ),
+        ] {
+            let args: Vec<String> = bad.iter().map(|a| (*a).to_owned()).collect();
+            let err = run(&args).expect_err(name);
+            assert_eq!(err.to_string(), why, "{name} {bad:?}");
+        }
+    }
+    let both = ["--unix", "/tmp/x.sock", "127.0.0.1:0"].map(String::from);
+    assert!(demo::run(&both).is_err());
+    let half = ["127.0.0.1:0", "--cert", "c.pem", "--seconds", "0"].map(String::from);
+    assert!(demo::run(&half).is_err());
+    assert!(echo::run(&half).is_err());
+}
+
 /// `demo --unix PATH` serves on a Unix-domain socket and removes its file.
 #[cfg(unix)]
 #[test]
