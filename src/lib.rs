@@ -147,8 +147,17 @@
 //! `Ok(0)` instead and keeps `?` for real failures.
 //!
 //! State that a connection changes (a filter the client sets by message)
-//! lives in [`Connection::with_state`], one value per type; data from the
-//! handshake hook ([`Accept::data`]) is read-only.
+//! lives in [`Connection::with_state`], one value per type, which the
+//! handshake hook can seed ([`Accept::state`]); data from the handshake
+//! hook ([`Accept::data`]) is read-only. An event stream's publisher picks
+//! clients the same way with [`EventPublisher::send_where`].
+//!
+//! Order: a connection joins its resource just before its `on_open` runs,
+//! so a broadcast can reach it before (and arrive before) what `on_open`
+//! sends; a group push reaches it once it has joined the group. The pushes
+//! of one thread reach each connection in the order they were made (each
+//! is queued whole before the call returns); pushes from different threads
+//! have no order between them.
 //!
 //! ```
 //! use wsportal::{Resource, Server};
@@ -194,7 +203,7 @@
 //!
 //! Event streams have no `Origin` setting, unlike WebSocket resources: a
 //! browser applies CORS to a cross-origin `EventSource`, so a page from
-//! another origin can read the stream only if `on_connect` answers with
+//! another origin can read the stream only if `on_handshake` answers with
 //! `Access-Control-Allow-Origin` (and, for cookies,
 //! `Access-Control-Allow-Credentials: true`). Without those headers, only
 //! same-origin pages read it.
@@ -339,7 +348,12 @@
 //! through Redis: broadcasts, group pushes and event-stream events reach the
 //! clients of every instance (at most once through Redis; local clients at
 //! once), group presence counts across them, and an event with an id enters
-//! every instance's history. See `Backplane`.
+//! every instance's history.
+#![cfg_attr(feature = "redis", doc = "See [`Backplane`].")]
+#![cfg_attr(
+    not(feature = "redis"),
+    doc = "See `Backplane` (documented with the `redis` feature)."
+)]
 //!
 //! ## Compression
 //!

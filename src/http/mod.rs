@@ -110,7 +110,7 @@ impl Request {
     }
 
     /// The scheme the client used: `https` over TLS
-    /// ([`Server::start_tls`](crate::Server::start_tls)) or when a trusted
+    /// (`Server::start_tls`, feature `tls`) or when a trusted
     /// proxy says so in `X-Forwarded-Proto` or `Forwarded: proto=`, else
     /// `http`.
     pub fn scheme(&self) -> &str {

@@ -9,6 +9,8 @@ pub(crate) struct Upgrade {
     pub(crate) response: Vec<u8>,
     pub(crate) protocol: Option<String>,
     pub(crate) data: Option<Data>,
+    /// First `with_state` values, from the hook's `Accept::state`.
+    pub(crate) states: crate::session::state::Seeds,
     /// The permessage-deflate agreement, if any (see [`negotiate`]).
     #[cfg(feature = "deflate")]
     pub(crate) deflate: Option<crate::wire::extension::Agreed>,
@@ -122,6 +124,7 @@ pub(crate) fn upgrade(req: &Request, res: &Resource) -> Result<Upgrade, Reject> 
         response: crate::http::response_bytes(101, &headers, &[]),
         protocol,
         data: accept.data,
+        states: accept.states,
         #[cfg(feature = "deflate")]
         deflate: None,
     })

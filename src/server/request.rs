@@ -151,6 +151,7 @@ fn handle(core: &Core, id: u64, stream: &Arc<Stream>, peer: SocketAddr) {
                 deflate: up.deflate.map(|a| (a, c.deflate.unwrap_or_default())),
             };
             let conn = Connection::new(id, parts, Arc::clone(&core.hub));
+            conn.inner.states.seed(up.states);
             let limits = Limits {
                 max_frame: c.max_frame_size,
                 max_message: c.max_message_size,

@@ -278,6 +278,8 @@ pub(crate) fn checked(
 pub struct Accept {
     pub(crate) headers: Vec<(String, String)>,
     pub(crate) data: Option<Data>,
+    /// First values for `Connection::with_state`.
+    pub(crate) states: crate::session::state::Seeds,
 }
 
 impl fmt::Debug for Accept {
@@ -285,6 +287,7 @@ impl fmt::Debug for Accept {
         f.debug_struct("Accept")
             .field("headers", &self.headers)
             .field("data", &self.data.is_some())
+            .field("states", &self.states.len())
             .finish()
     }
 }
@@ -301,6 +304,34 @@ impl Accept {
     /// [`Resource::on_handshake`]).
     pub fn header(mut self, name: impl Into<String>, value: impl Into<String>) -> Accept {
         self.headers.push((name.into(), value.into()));
+        self
+    }
+
+    /// Sets the connection's first [`Connection::with_state`] value of
+    /// type `T` (instead of `T::default()`), for state that starts from
+    /// the handshake: a filter from the query string, a user's name from
+    /// a token. One value per type; a second call for the same type
+    /// replaces the first. The hooks see it from `on_open` on. (WebSocket
+    /// connections only: an event client has no `with_state`; give it
+    /// [`Accept::data`].)
+    ///
+    /// ```
+    /// use wsportal::{Accept, Resource};
+    /// #[derive(Default)]
+    /// struct Filter(String);
+    /// let logs = Resource::new()
+    ///     .on_handshake(|req| {
+    ///         let wanted = req.query_param("filter").unwrap_or_default();
+    ///         Ok(Accept::new().state(Filter(wanted)))
+    ///     })
+    ///     .on_open(|ws| {
+    ///         let filter = ws.with_state(|f: &mut Filter| f.0.clone());
+    ///         let _ = ws.send_text(&format!("filtering on {filter:?}"));
+    ///     });
+    /// # let _ = logs;
+    /// ```
+    pub fn state<T: Default + Send + 'static>(mut self, value: T) -> Accept {
+        self.states.set(value);
         self
     }
 
