@@ -44,6 +44,16 @@ pub(super) const UNIX_PEER: SocketAddr =
     SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED), 0);
 
 impl Listener {
+    /// A second handle on a Unix-domain listener (`None` for TCP, or when
+    /// it cannot be had), for `ServerHandle::close` to wake the acceptor.
+    #[cfg(unix)]
+    pub(super) fn unix_clone(&self) -> Option<std::os::unix::net::UnixListener> {
+        match self {
+            Listener::Tcp(_) => None,
+            Listener::Unix(l) => l.try_clone().ok(),
+        }
+    }
+
     /// The next connection, and its peer's address.
     ///
     /// A Unix-domain connection goes on as a `TcpStream` holding its file

@@ -411,6 +411,8 @@ impl Server {
             local_addr,
             unix_path,
         } = bound;
+        #[cfg(unix)]
+        let unix_listener = listener.unix_clone();
         let c = &self.config;
         // Our own hub (the one `Server::broadcaster` reaches) unless another
         // running server started from this one has it.
@@ -465,6 +467,8 @@ impl Server {
             acceptor: Some(acceptor),
             local_addr,
             unix_path,
+            #[cfg(unix)]
+            unix_listener,
             closer,
             #[cfg(feature = "redis")]
             cluster: None,

@@ -33,6 +33,10 @@ pub struct ServerHandle {
     pub(super) local_addr: SocketAddr,
     /// The socket file, for a server on a Unix-domain socket.
     pub(super) unix_path: Option<std::path::PathBuf>,
+    /// The listening socket itself (a second handle), to wake the acceptor
+    /// when its file is gone.
+    #[cfg(unix)]
+    pub(super) unix_listener: Option<std::os::unix::net::UnixListener>,
     pub(super) closer: Closer,
     /// The backplane subscriber, when the server has a backplane.
     #[cfg(feature = "redis")]
@@ -120,13 +124,23 @@ impl ServerHandle {
         // Wake the blocked accept() by connecting to ourselves.
         match &self.unix_path {
             #[cfg(unix)]
-            Some(path) => drop(std::os::unix::net::UnixStream::connect(path)),
+            Some(path) => {
+                if std::os::unix::net::UnixStream::connect(path).is_err() {
+                    // The file is gone (removed by someone): shutting the
+                    // listening socket wakes accept() instead (Linux).
+                    if let Some(listener) = &self.unix_listener {
+                        let _ = socket2::SockRef::from(listener).shutdown(Shutdown::Both);
+                    }
+                }
+            }
             _ => drop(TcpStream::connect_timeout(
                 &wake_addr(self.local_addr),
                 Duration::from_secs(1),
             )),
         }
         let _ = acceptor.join();
+        #[cfg(unix)]
+        drop(self.unix_listener.take()); // the listening socket closes now
         if let Some(path) = &self.unix_path {
             // The listener is closed: its file goes too.
             if let Err(e) = std::fs::remove_file(path) {

@@ -222,6 +222,15 @@ fn the_demo_stops_cleanly_on_sigterm() {
     let demo = ExampleProcess::spawn("demo");
     let mut chat = connect(demo.addr, "/chat");
     let mut events = sse(demo.addr, "/events", "");
+    // POST /say: a chat message from curl or a webhook.
+    let say = "POST /say HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello";
+    assert_eq!(http(demo.addr, say).0, 204);
+    assert_eq!(recv(&mut chat), tungstenite::Message::text("hello"));
+    let big = format!(
+        "POST /say HTTP/1.1\r\nHost: x\r\nContent-Length: 4097\r\n\r\n{}",
+        "x".repeat(4097)
+    );
+    assert_eq!(http(demo.addr, &big).0, 413);
     demo.signal("TERM");
     assert_eq!(recv_close(&mut chat).0, 1001);
     // The event stream ends.

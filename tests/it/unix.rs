@@ -110,3 +110,19 @@ fn a_stale_socket_file_is_replaced_and_a_live_one_refused() {
     h.close();
     assert!(!path.exists());
 }
+
+#[test]
+fn close_returns_when_the_socket_file_was_removed_under_it() {
+    let dir = TempDir::new("unix-gone");
+    let path = dir.socket();
+    let h = server().start_unix(&path).unwrap();
+    std::fs::remove_file(&path).unwrap();
+    let (tx, rx) = crossbeam_channel::bounded(1);
+    let closing = std::thread::spawn(move || {
+        h.close();
+        let _ = tx.send(());
+    });
+    rx.recv_timeout(WAIT)
+        .expect("close wakes the acceptor without the file");
+    closing.join().unwrap();
+}
