@@ -82,7 +82,9 @@ impl Resource {
         self
     }
 
-    /// Runs once the connection is open, before any `on_message`.
+    /// Runs once the connection is open, before any `on_message`. The
+    /// connection has joined its resource just before: a broadcast to the
+    /// resource may reach it (and arrive) before what `on_open` sends.
     pub fn on_open(mut self, hook: impl Fn(&Connection) + Send + Sync + 'static) -> Resource {
         self.on_open = Some(Box::new(hook));
         self
