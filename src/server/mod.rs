@@ -223,8 +223,9 @@ impl Server {
     /// or `chunked`, at most [`Config::max_body_size`], else `413`; bad
     /// framing `400`; within [`Config::handshake_timeout`], else `408`;
     /// `Expect: 100-continue` is answered). Any other method is answered
-    /// `405` with `Allow`. Otherwise as [`Server::define_handler`]. A
-    /// method that is not an HTTP token is reported by [`Server::start`].
+    /// `405` with `Allow`. Otherwise as [`Server::define_handler`]. An
+    /// empty list, or a method that is not an HTTP token, is reported by
+    /// [`Server::start`].
     ///
     /// ```
     /// use wsportal::{Resource, Response, Server};
@@ -248,6 +249,11 @@ impl Server {
         methods: &[&str],
         handler: impl Fn(&Request) -> Response + Send + Sync + 'static,
     ) -> &mut Server {
+        if methods.is_empty() {
+            let why = format!("handler {path:?} has no methods");
+            self.route_error.get_or_insert(Error::Route(why));
+            return self;
+        }
         if let Some(bad) = methods.iter().find(|m| !crate::http::is_token(m)) {
             let why = format!("method {bad:?} of handler {path:?} is not an http token");
             self.route_error.get_or_insert(Error::Route(why));

@@ -571,6 +571,9 @@ fn other_methods_are_405_with_allow() {
     let mut bad = Server::new();
     bad.define_handler_for("/x", &["PO ST"], |_| wsportal::Response::new(204));
     assert!(matches!(bad.start("127.0.0.1:0"), Err(Error::Route(_))));
+    let mut none = Server::new();
+    none.define_handler_for("/x", &[], |_| wsportal::Response::new(204));
+    assert!(matches!(none.start("127.0.0.1:0"), Err(Error::Route(_))));
 }
 
 // ---------------------------------------------------------------- behind a proxy
