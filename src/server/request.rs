@@ -229,8 +229,10 @@ fn read_body(
         Framing::Length(n) if n > c.max_body_size as u64 => return Err(too_large()),
         _ => {}
     }
-    // curl and others wait (a second) for this before a larger body.
-    if req.header_has_token("expect", "100-continue") && leftover.is_empty() {
+    // curl and others wait (a second) for this before a larger body (never
+    // to HTTP/1.0, which has no 1xx, RFC 9110 section 15.2).
+    let expects = req.header_has_token("expect", "100-continue") && !req.extra.http10;
+    if expects && leftover.is_empty() {
         let _ = stream
             .write_all(b"HTTP/1.1 100 Continue\r\n\r\n")
             .and_then(|()| stream.flush());
