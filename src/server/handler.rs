@@ -185,12 +185,12 @@ impl Handler {
     /// as a refusal).
     pub(crate) fn not_allowed(&self) -> Vec<u8> {
         let mut allow: Vec<&str> = Vec::new();
-        for m in &self.methods {
-            if !allow.contains(&m.as_str()) {
-                allow.push(m);
-            }
-            if m == "GET" && !self.methods.iter().any(|x| x == "HEAD") && !allow.contains(&"HEAD") {
-                allow.push("HEAD");
+        for m in self.methods.iter().map(String::as_str) {
+            let implied = (m == "GET").then_some("HEAD");
+            for m in std::iter::once(m).chain(implied) {
+                if !allow.contains(&m) {
+                    allow.push(m);
+                }
             }
         }
         crate::session::stats::refused_here(405);
