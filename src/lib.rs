@@ -365,6 +365,29 @@
 //! and received ones inflated, with `max_message_size` applied to the
 //! inflated size; broadcasts and streamed messages go out uncompressed.
 //!
+//! ## Behind a reverse proxy
+//!
+//! List the proxy in [`Config::trusted_proxies`] (nobody is trusted by
+//! default). From that peer only, [`Request::peer_addr`] is the client's
+//! address from `Forwarded` or `X-Forwarded-For`, [`Request::scheme`] comes
+//! from `X-Forwarded-Proto`, and the WebSocket `Origin` check compares with
+//! the host the browser used (`X-Forwarded-Host`, `Forwarded: host=`, else
+//! the host name of a `Host` without a port, as nginx's `$host` sends it).
+//! On the same machine, `Server::start_unix` (Unix) listens on a socket
+//! file instead of a port; its peers have the address `0.0.0.0`.
+//!
+//! ```
+//! use wsportal::{Config, Resource, Server};
+//! let config = Config::default().trusted_proxies(["127.0.0.1".parse().unwrap()]);
+//! let mut server = Server::with_config(config);
+//! server.define_resource("/chat", Resource::new().on_open(|ws| {
+//!     println!("{} from {}", ws.request().scheme(), ws.peer_addr()); // the browser's
+//! }));
+//! # let handle = server.start("127.0.0.1:0")?;
+//! # handle.close();
+//! # Ok::<(), wsportal::Error>(())
+//! ```
+//!
 //! ## Shutdown
 //!
 //! [`ServerHandle::close`] (or dropping the handle) closes the listener at
