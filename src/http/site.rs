@@ -11,8 +11,8 @@ pub(crate) struct Site<'a> {
     /// The scheme the client used, when known (`https` from a trusted
     /// proxy's `X-Forwarded-Proto`); `None` for a direct connection.
     pub(crate) scheme: Option<&'a str>,
-    /// The port is unknown (a proxy's `Host` without one, and no
-    /// forwarded host): host names alone are compared.
+    /// The port is unknown (the host a trusted proxy gives, forwarded or
+    /// its `Host`, has none): host names alone are compared.
     pub(crate) any_port: bool,
 }
 
