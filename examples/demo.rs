@@ -154,6 +154,9 @@ pub fn run(argv: &[String]) -> Result<(), Box<dyn std::error::Error>> {
     });
 
     let (handle, scheme) = start(&server, addr, &args)?;
+    // From now on (before anyone learns where it listens), SIGINT (Ctrl-C)
+    // or SIGTERM (systemd, docker stop) asks it to close.
+    let _signals = signals::close_on_signals(handle.closer())?;
     let web = if scheme == "wss" { "https" } else { "http" };
     let here = handle.local_addr();
     match handle.unix_path() {
@@ -188,7 +191,6 @@ pub fn run(argv: &[String]) -> Result<(), Box<dyn std::error::Error>> {
     });
     // Serve until SIGINT (Ctrl-C) or SIGTERM (systemd, docker stop), or for
     // `--seconds N`; then stop cleanly: 1001 to every client, threads joined.
-    let _signals = signals::close_on_signals(handle.closer())?;
     match seconds {
         Some(d) => _ = handle.wait_timeout(d),
         None => handle.wait(),

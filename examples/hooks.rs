@@ -51,10 +51,12 @@ pub fn run(argv: &[String]) -> Result<(), Box<dyn std::error::Error>> {
     );
 
     let handle = server.start(addr)?;
+    // From now on (before anyone learns where it listens), SIGINT (Ctrl-C)
+    // or SIGTERM (systemd, docker stop) asks it to close.
+    let _signals = signals::close_on_signals(handle.closer())?;
     println!("listening on ws://{}/err", handle.local_addr());
     // Serve until SIGINT (Ctrl-C) or SIGTERM (systemd, docker stop), or for
     // `--seconds N`; then stop cleanly: 1001 to every client, threads joined.
-    let _signals = signals::close_on_signals(handle.closer())?;
     match seconds {
         Some(d) => _ = handle.wait_timeout(d),
         None => handle.wait(),

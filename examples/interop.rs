@@ -117,9 +117,11 @@ fn serve(argv: &[String]) -> Outcome {
         (Ok(_), Ok(_)) => return Err("INTEROP_CERT needs the tls feature".into()),
         _ => (server.start(addr)?, "ws"),
     };
+    // From now on (before anyone learns where it listens), SIGINT (Ctrl-C)
+    // or SIGTERM (systemd, docker stop) asks it to close.
+    let _signals = signals::close_on_signals(handle.closer())?;
     println!("listening on {scheme}://{}", handle.local_addr());
     // Serve until SIGINT (Ctrl-C) or SIGTERM, or for `--seconds N`.
-    let _signals = signals::close_on_signals(handle.closer())?;
     match seconds {
         Some(d) => _ = handle.wait_timeout(d),
         None => handle.wait(),

@@ -47,9 +47,11 @@ fn main_inner(argv: &[String]) -> Result<(), Box<dyn std::error::Error>> {
         return Err(cli::Usage("ADDR, FILE and TOKEN are required".into()).into());
     };
     let (handle, tail) = serve(addr, file.into(), token)?;
+    // From now on (before anyone learns where it listens), SIGINT (Ctrl-C)
+    // or SIGTERM (systemd, docker stop) asks it to close.
+    let _signals = signals::close_on_signals(handle.closer())?;
     println!("listening on http://{}/?token={token}", handle.local_addr());
     // Serve for `--seconds N`, or until SIGINT (Ctrl-C) or SIGTERM.
-    let _signals = signals::close_on_signals(handle.closer())?;
     match seconds {
         Some(d) => _ = handle.wait_timeout(d),
         None => handle.wait(),

@@ -36,6 +36,9 @@ pub fn run(argv: &[String]) -> Result<(), Box<dyn std::error::Error>> {
     // The resource needs no message hook: the server only pushes.
     server.define_resource("/counter", Resource::new());
     let handle = server.start(addr)?;
+    // From now on (before anyone learns where it listens), SIGINT (Ctrl-C)
+    // or SIGTERM (systemd, docker stop) asks it to close.
+    let _signals = signals::close_on_signals(handle.closer())?;
     println!("listening on ws://{}/counter", handle.local_addr());
 
     // A broadcaster and a closer are cheap handles that any thread may own.
@@ -57,7 +60,6 @@ pub fn run(argv: &[String]) -> Result<(), Box<dyn std::error::Error>> {
     });
     // Serve until SIGINT (Ctrl-C) or SIGTERM (systemd, docker stop), or for
     // `--seconds N`; then stop cleanly: 1001 to every client, threads joined.
-    let _signals = signals::close_on_signals(handle.closer())?;
     match seconds {
         Some(d) => _ = handle.wait_timeout(d),
         None => handle.wait(),

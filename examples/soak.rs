@@ -77,6 +77,9 @@ pub fn run(argv: &[String]) -> Result<(), Box<dyn std::error::Error>> {
             }),
     );
     let handle = server.start(addr)?;
+    // From now on (before anyone learns where it listens), SIGINT (Ctrl-C)
+    // or SIGTERM (systemd, docker stop) asks it to close.
+    let _signals = signals::close_on_signals(handle.closer())?;
     println!("listening on {}", handle.local_addr());
 
     let closer = handle.closer();
@@ -87,8 +90,6 @@ pub fn run(argv: &[String]) -> Result<(), Box<dyn std::error::Error>> {
             let _ = publisher.send(&Event::new(n.to_string()).name("n").id(n.to_string()));
         }
     });
-    // SIGINT (Ctrl-C) or SIGTERM (systemd, docker stop) closes it too.
-    let _signals = signals::close_on_signals(handle.closer())?;
     match seconds {
         Some(d) => _ = handle.wait_timeout(d),
         None => handle.wait(),
