@@ -75,16 +75,23 @@ fn serves_websockets_and_handlers_on_a_unix_socket() {
     assert!(answer.starts_with("HTTP/1.1 200 "), "{answer}");
     assert!(answer.ends_with("hi from 0.0.0.0:0"), "{answer}");
     assert_eq!(h.stats().websocket_accepted, 1);
+    // The client answers the 1001 while the server closes.
+    let client = std::thread::spawn(move || recv_close_or_end(&mut ws));
     h.close();
-    assert!(recv_close_or_end(&mut ws));
+    assert!(client.join().unwrap());
     assert!(!path.exists(), "the socket file is removed on close");
 }
 
-/// Whether the connection ended (with a close frame or without).
+/// Reads until the connection ends; whether it ended with the server's
+/// 1001 (answered, as tungstenite does on reading it).
 fn recv_close_or_end(ws: &mut tungstenite::WebSocket<UnixStream>) -> bool {
     loop {
         match ws.read() {
-            Ok(tungstenite::Message::Close(_)) | Err(_) => return true,
+            Ok(tungstenite::Message::Close(Some(f))) => {
+                let _ = ws.flush();
+                return u16::from(f.code) == 1001;
+            }
+            Ok(tungstenite::Message::Close(None)) | Err(_) => return false,
             Ok(_) => {}
         }
     }
@@ -107,7 +114,9 @@ fn a_stale_socket_file_is_replaced_and_a_live_one_refused() {
     let (mut ws, _) = tungstenite::client("ws://localhost/echo", dial(&h)).expect("handshake");
     ws.send(tungstenite::Message::text("still here")).unwrap();
     assert_eq!(recv(&mut ws), tungstenite::Message::text("still here"));
+    let client = std::thread::spawn(move || recv_close_or_end(&mut ws));
     h.close();
+    assert!(client.join().unwrap());
     assert!(!path.exists());
 }
 
