@@ -1,7 +1,8 @@
 //! A live log viewer: a thread tails a file and pushes each new line to
 //!
-//! - WebSocket clients of `/logs`, each with its own filter (send a text
-//!   message to change it: only lines containing it come through);
+//! - WebSocket clients of `/logs`, each with its own filter (`?filter=TEXT`
+//!   to start with; send a text message to change it: only lines
+//!   containing it come through);
 //! - the event stream `/sse`, with ids, so a browser that reconnects gets
 //!   the lines it missed (`/sse?filter=TEXT` filters, replay included);
 //!
@@ -79,7 +80,11 @@ pub fn serve(
     server.define_resource(
         "/logs",
         Resource::new()
-            .on_handshake(move |req| authorize(req, &t1))
+            // `/logs?filter=TEXT` starts with that filter (as `/sse` does).
+            .on_handshake(move |req| {
+                let first = Filter(req.query_param("filter").unwrap_or_default());
+                authorize(req, &t1).map(|accept| accept.state(first))
+            })
             .on_message(|ws, msg| {
                 let filter = msg.as_text().unwrap_or("").to_owned();
                 let _ = ws.send_text(&format!("filter: {filter:?}"));
