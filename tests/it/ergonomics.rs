@@ -336,7 +336,8 @@ fn stats_render_as_json_for_a_stats_handler() {
         .define_resource("/echo", Resource::new())
         .define_handler("/stats", move |_| Response::json(b.stats().to_json()));
     let h = server.start("127.0.0.1:0").unwrap();
-    let _ws = connect(h.local_addr(), "/echo");
+    let mut ws = connect(h.local_addr(), "/echo");
+    ping_sync(&mut ws);
     let (status, body) = http(h.local_addr(), "GET /stats HTTP/1.1\r\nHost: x\r\n\r\n");
     assert_eq!(status, 200, "{body}");
     assert!(

@@ -221,6 +221,7 @@ impl ExampleProcess {
 fn the_demo_stops_cleanly_on_sigterm() {
     let demo = ExampleProcess::spawn("demo");
     let mut chat = connect(demo.addr, "/chat");
+    ping_sync(&mut chat);
     let mut events = sse(demo.addr, "/events", "");
     // POST /say: a chat message from curl or a webhook.
     let say = "POST /say HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello";
