@@ -58,7 +58,7 @@ const SAY_MAX: usize = 4 << 10;
 const CHART_SECONDS: usize = 60;
 
 /// The command line (anything else: this line, and exit status 2).
-const USAGE: &str = "demo [ADDR | --unix PATH] [--seconds N] [--trust-proxy IP]... [--cert PATH --key PATH] [--redis URL]";
+const USAGE: &str = "demo [ADDR | --unix PATH] [--seconds N] [--trust-proxy ADDR[/PREFIX]]... [--cert PATH --key PATH] [--redis URL]";
 
 fn main() -> std::process::ExitCode {
     cli::init_logs();
@@ -96,13 +96,10 @@ pub fn run(argv: &[String]) -> Result<(), Box<dyn std::error::Error>> {
     let events = EventStream::new().history(100);
     let publisher = events.publisher().allow_nobody(); // nobody listening: Ok(0)
 
-    // Behind nginx or Caddy: `--trust-proxy ADDR` (the proxy's address,
-    // repeatable) believes its X-Forwarded-For/-Proto/-Host for that peer.
-    let mut trusted: Vec<std::net::IpAddr> = Vec::new();
-    for ip in args.values("--trust-proxy") {
-        let bad = || cli::Usage(format!("--trust-proxy: not an ip address: {ip:?}"));
-        trusted.push(ip.parse().map_err(|_| bad())?);
-    }
+    // Behind nginx or Caddy: `--trust-proxy ADDR` (the proxy's address or
+    // range, repeatable) believes its X-Forwarded-For/-Proto/-Host for
+    // that peer.
+    let trusted = args.values("--trust-proxy");
     let mut server = Server::with_config(wsportal::Config::default().trusted_proxies(trusted));
     server.define_page("/", "text/html; charset=utf-8", PAGE);
     server.define_event_stream("/events", events);
@@ -153,7 +150,15 @@ pub fn run(argv: &[String]) -> Result<(), Box<dyn std::error::Error>> {
         }
     });
 
-    let (handle, scheme) = start(&server, addr, &args)?;
+    let (handle, scheme) = start(&server, addr, &args).map_err(|e| match e {
+        // The server checks the proxies when it starts: a bad one was ours.
+        wsportal::Error::Config {
+            setting: "trusted_proxies",
+            reason,
+            ..
+        } => cli::Usage(format!("--trust-proxy: {reason}")).into(),
+        e => Box::<dyn std::error::Error>::from(e),
+    })?;
     // From now on (before anyone learns where it listens), SIGINT (Ctrl-C)
     // or SIGTERM (systemd, docker stop) asks it to close.
     let _signals = signals::close_on_signals(handle.closer())?;

@@ -43,7 +43,9 @@ pub struct Config {
     pub(crate) write_timeout: Duration,
     pub(crate) nodelay: bool,
     pub(crate) sse_keepalive: Option<Duration>,
-    pub(crate) trusted_proxies: Vec<std::net::IpAddr>,
+    pub(crate) trusted_proxies: Vec<crate::http::forwarded::Range>,
+    /// The first `trusted_proxies` entry that is not an address or range.
+    pub(crate) bad_proxy: Option<String>,
     #[cfg(feature = "deflate")]
     pub(crate) deflate: Option<crate::Deflate>,
 }
@@ -69,6 +71,7 @@ impl Default for Config {
             nodelay: true,
             sse_keepalive: Some(Duration::from_secs(15)),
             trusted_proxies: Vec::new(),
+            bad_proxy: None,
             #[cfg(feature = "deflate")]
             deflate: Some(crate::Deflate::default()),
         }
@@ -152,10 +155,12 @@ setters! {
 
 impl Config {
     /// The reverse proxies (nginx, Caddy, a load balancer) whose word about
-    /// the client is believed (default none: never trusted unless listed).
-    /// A request whose socket peer is one of these addresses gets, from
-    /// `Forwarded` (RFC 7239) or else `X-Forwarded-For`,
-    /// `X-Forwarded-Proto` and `X-Forwarded-Host`: the client's
+    /// the client is believed (default none: never trusted unless listed),
+    /// as addresses (`127.0.0.1`, `::1`) or ranges (`10.0.0.0/8`,
+    /// `fd00::/8`), as nginx's `set_real_ip_from` takes them. A request
+    /// whose socket peer is in the list gets, from `Forwarded` (RFC 7239)
+    /// or else `X-Forwarded-For`, `X-Forwarded-Proto` and
+    /// `X-Forwarded-Host`: the client's
     /// [`Request::peer_addr`](crate::Request::peer_addr) (the chain walked
     /// from the right past every listed proxy), its
     /// [`Request::scheme`](crate::Request::scheme), and the host and scheme
@@ -164,9 +169,29 @@ impl Config {
     /// `proxy_set_header Host $host` does). From any other peer these
     /// headers are ignored, since a client can write them itself. On a
     /// Unix-domain socket ([`Server::start_unix`](crate::Server::start_unix))
-    /// every peer is `0.0.0.0`: list that to trust the proxy there.
-    pub fn trusted_proxies<I: IntoIterator<Item = std::net::IpAddr>>(mut self, addrs: I) -> Config {
-        self.trusted_proxies = addrs.into_iter().collect();
+    /// every peer is `0.0.0.0`: list that address to trust the proxy there.
+    /// An entry that is neither an address nor a range is reported by
+    /// [`Server::start`](crate::Server::start) (`Error::Config`).
+    ///
+    /// ```
+    /// let config = wsportal::Config::default().trusted_proxies(["127.0.0.1", "10.0.0.0/8"]);
+    /// # let _ = config;
+    /// ```
+    pub fn trusted_proxies<I, S>(mut self, proxies: I) -> Config
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        self.trusted_proxies.clear();
+        self.bad_proxy = None;
+        for p in proxies {
+            match crate::http::forwarded::Range::parse(p.as_ref()) {
+                Some(range) => self.trusted_proxies.push(range),
+                None => {
+                    self.bad_proxy.get_or_insert_with(|| p.as_ref().to_owned());
+                }
+            }
+        }
         self
     }
 }
@@ -230,6 +255,10 @@ impl Config {
         }
         if !nonzero(self.write_timeout) {
             return bad("write_timeout", "must be longer than zero");
+        }
+        if let Some(p) = &self.bad_proxy {
+            let why = format!("{p:?} is not an ip address or range (ADDR/PREFIX)");
+            return bad("trusted_proxies", &why);
         }
         if self.sse_keepalive.is_some_and(|d| d < ms) {
             return bad("sse_keepalive", "must be at least 1 ms (None disables it)");

@@ -148,7 +148,7 @@ pub fn read_request_body(
 /// whether a handshake with this `Origin` passes the same-origin check.
 pub fn forwarded(req: &Request, origin: &str) -> (SocketAddr, String, bool) {
     let mut req = req.clone();
-    let trusted = [req.peer.ip()];
+    let trusted = [crate::http::forwarded::Range::host(req.peer.ip())];
     crate::http::forwarded::apply(&mut req, &trusted);
     let allowed = Resource::new().origin_allowed(origin, &req.site());
     (req.peer_addr(), req.scheme().to_owned(), allowed)

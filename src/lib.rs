@@ -378,7 +378,7 @@
 //!
 //! ```
 //! use wsportal::{Config, Resource, Server};
-//! let config = Config::default().trusted_proxies(["127.0.0.1".parse().unwrap()]);
+//! let config = Config::default().trusted_proxies(["127.0.0.1"]);
 //! let mut server = Server::with_config(config);
 //! server.define_resource("/chat", Resource::new().on_open(|ws| {
 //!     println!("{} from {}", ws.request().scheme(), ws.peer_addr()); // the browser's

@@ -24,17 +24,71 @@ pub(crate) struct Forwarded {
     pub(crate) host: Option<String>,
 }
 
-/// Whether `ip` is one of `trusted` (an IPv4-mapped IPv6 address is its
-/// IPv4 address).
-pub(crate) fn is_trusted(trusted: &[IpAddr], ip: IpAddr) -> bool {
-    let ip = ip.to_canonical();
-    trusted.iter().any(|t| t.to_canonical() == ip)
+/// A trusted proxy's address, or a range of them: `10.0.0.1` (that one
+/// address), `10.0.0.0/8`, `fd00::/8`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Range {
+    addr: IpAddr,
+    prefix: u8,
+}
+
+impl Range {
+    /// One address.
+    pub(crate) fn host(addr: IpAddr) -> Range {
+        let addr = addr.to_canonical();
+        let prefix = if addr.is_ipv4() { 32 } else { 128 };
+        Range { addr, prefix }
+    }
+
+    /// `ADDR` or `ADDR/PREFIX`; `None` when it is neither.
+    pub(crate) fn parse(text: &str) -> Option<Range> {
+        let (addr, prefix) = match text.trim().split_once('/') {
+            Some((a, p)) if !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()) => {
+                (a, Some(p.parse::<u8>().ok()?))
+            }
+            Some(_) => return None,
+            None => (text.trim(), None),
+        };
+        let whole = Range::host(addr.parse().ok()?);
+        match prefix {
+            None => Some(whole),
+            Some(p) if p <= whole.prefix => Some(Range {
+                addr: whole.addr,
+                prefix: p,
+            }),
+            Some(_) => None,
+        }
+    }
+
+    /// Whether `ip` is in the range (an IPv4-mapped IPv6 address is its
+    /// IPv4 address).
+    pub(crate) fn contains(&self, ip: IpAddr) -> bool {
+        let bits = |a: IpAddr| -> u128 {
+            match a {
+                IpAddr::V4(v4) => u128::from(u32::from(v4)) << 96,
+                IpAddr::V6(v6) => u128::from(v6),
+            }
+        };
+        let ip = ip.to_canonical();
+        if ip.is_ipv4() != self.addr.is_ipv4() {
+            return false;
+        }
+        let mask = u128::MAX
+            .checked_shl(128 - u32::from(self.prefix))
+            .unwrap_or(0);
+        bits(ip) & mask == bits(self.addr) & mask
+    }
+}
+
+/// Whether `ip` is in one of the `trusted` ranges.
+pub(crate) fn is_trusted(trusted: &[Range], ip: IpAddr) -> bool {
+    trusted.iter().any(|r| r.contains(ip))
 }
 
 /// Applies what the proxy says when the socket's peer is a trusted proxy:
 /// `peer_addr()` becomes the client's, the scheme and host are recorded
 /// for the `Origin` check. Does nothing for any other peer.
-pub(crate) fn apply(req: &mut Request, trusted: &[IpAddr]) {
+pub(crate) fn apply(req: &mut Request, trusted: &[Range]) {
     if !is_trusted(trusted, req.peer.ip()) {
         return;
     }
@@ -86,7 +140,7 @@ pub(crate) fn apply(req: &mut Request, trusted: &[IpAddr]) {
 /// The index of the client in the chain `hops` (walked from the right,
 /// past trusted proxies); `None` for an empty chain. An unreadable hop is
 /// the client (with no address).
-fn client_hop(hops: &[Option<SocketAddr>], trusted: &[IpAddr]) -> Option<usize> {
+fn client_hop(hops: &[Option<SocketAddr>], trusted: &[Range]) -> Option<usize> {
     let mut i = hops.len().checked_sub(1)?;
     loop {
         match hops[i] {
@@ -173,8 +227,38 @@ mod tests {
         crate::http::parse_head(head.as_bytes(), peer.parse().unwrap()).unwrap()
     }
 
-    fn ips(list: &[&str]) -> Vec<IpAddr> {
-        list.iter().map(|a| a.parse().unwrap()).collect()
+    fn ips(list: &[&str]) -> Vec<Range> {
+        list.iter().map(|a| Range::parse(a).unwrap()).collect()
+    }
+
+    #[test]
+    fn ranges() {
+        let r = |t: &str| Range::parse(t);
+        let ip = |t: &str| t.parse::<IpAddr>().unwrap();
+        assert!(r("10.0.0.0/8").unwrap().contains(ip("10.200.3.4")));
+        assert!(!r("10.0.0.0/8").unwrap().contains(ip("11.0.0.1")));
+        assert!(r("10.0.0.0/8").unwrap().contains(ip("::ffff:10.1.2.3")));
+        assert!(r("10.0.0.1").unwrap().contains(ip("10.0.0.1")));
+        assert!(!r("10.0.0.1").unwrap().contains(ip("10.0.0.2")));
+        assert!(r("0.0.0.0").unwrap().contains(ip("0.0.0.0")));
+        assert!(!r("0.0.0.0").unwrap().contains(ip("10.0.0.2")));
+        assert!(r("0.0.0.0/0").unwrap().contains(ip("10.0.0.2")));
+        assert!(!r("0.0.0.0/0").unwrap().contains(ip("::1")));
+        assert!(r("fd00::/8").unwrap().contains(ip("fd12::1")));
+        assert!(!r("fd00::/8").unwrap().contains(ip("fe80::1")));
+        assert!(r("::1/128").unwrap().contains(ip("::1")));
+        for bad in [
+            "",
+            "10.0.0.0/33",
+            "::/129",
+            "10.0.0/8",
+            "10.0.0.0/",
+            "x",
+            "10.0.0.0/-1",
+            "10.0.0.0/8/8",
+        ] {
+            assert_eq!(r(bad), None, "{bad}");
+        }
     }
 
     #[test]

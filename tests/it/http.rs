@@ -582,8 +582,7 @@ fn other_methods_are_405_with_allow() {
 fn proxied_server(trusted: &[&str], seen: &Events<String>) -> ServerHandle {
     init_logs();
     let tx = seen.tx.clone();
-    let config =
-        wsportal::Config::default().trusted_proxies(trusted.iter().map(|a| a.parse().unwrap()));
+    let config = wsportal::Config::default().trusted_proxies(trusted);
     let mut server = Server::with_config(config);
     server.define_resource(
         "/ws",
@@ -635,6 +634,21 @@ fn forwarded_headers_from_anyone_else_are_ignored() {
         assert_eq!(http(h.local_addr(), &proxied("x", &origin)).0, 403);
         let origin = "Origin: http://127.0.0.1:8080\r\n";
         assert_eq!(http(h.local_addr(), &proxied("127.0.0.1", origin)).0, 403);
+    }
+}
+
+#[test]
+fn trusted_proxies_are_addresses_or_ranges_checked_at_start() {
+    let seen = Events::new();
+    let h = proxied_server(&["10.0.0.0/8", "127.0.0.0/8"], &seen);
+    let fwd = "X-Forwarded-For: 203.0.113.9\r\n";
+    assert_eq!(head(h.local_addr(), &proxied("x", fwd)).0, 101);
+    assert!(seen.next().starts_with("203.0.113.9:0 Some("));
+    let mut bad = Server::with_config(wsportal::Config::default().trusted_proxies(["10.0.0.0/33"]));
+    bad.define_resource("/ws", Resource::new());
+    match bad.start("127.0.0.1:0") {
+        Err(Error::Config { setting, .. }) => assert_eq!(setting, "trusted_proxies"),
+        other => panic!("{other:?}"),
     }
 }
 
