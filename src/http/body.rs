@@ -198,7 +198,10 @@ pub(crate) fn read<R: Read + ?Sized>(
         Framing::None => Ok(Vec::new()),
         Framing::Length(n) if n > max => Err(BodyError::TooLarge),
         Framing::Length(n) => {
-            let mut body = Vec::with_capacity(usize::try_from(n).unwrap_or(0));
+            // Grown as bytes arrive: a declared length alone (a client
+            // that then sends nothing) does not claim the memory.
+            let start = usize::try_from(n).unwrap_or(usize::MAX).min(64 << 10);
+            let mut body = Vec::with_capacity(start);
             input.take(n, &mut body)?;
             Ok(body)
         }
