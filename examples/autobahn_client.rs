@@ -5,6 +5,9 @@
 //!
 //!     cargo run --release --example autobahn_client -- 127.0.0.1:9001
 
+#[path = "support/cli.rs"]
+mod cli;
+
 use std::time::Duration;
 
 use wsportal::{Client, Config, Resource};
@@ -13,22 +16,17 @@ const AGENT: &str = "wsportal";
 /// The longest a single case may run before the driver gives up on it.
 const CASE_LIMIT: Duration = Duration::from_secs(120);
 
+/// The command line (anything else: this line, and exit status 2).
+const USAGE: &str = "autobahn_client [ADDR]";
+
 fn main() -> std::process::ExitCode {
-    env_logger::init();
-    // Errors are printed with their Display text, for people.
-    match main_inner() {
-        Ok(()) => std::process::ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("error: {e}");
-            std::process::ExitCode::FAILURE
-        }
-    }
+    cli::init_logs();
+    cli::finish(USAGE, main_inner(&cli::args()))
 }
 
-fn main_inner() -> Result<(), Box<dyn std::error::Error>> {
-    let addr = std::env::args()
-        .nth(1)
-        .unwrap_or_else(|| "127.0.0.1:9001".into());
+fn main_inner(argv: &[String]) -> Result<(), Box<dyn std::error::Error>> {
+    let args = cli::Args::parse(argv, 1, &[])?;
+    let addr = args.positional(0).unwrap_or("127.0.0.1:9001");
     // Keepalive pings would be noise to a conformance suite; switch them off.
     let config = Config::default().ping_interval(None);
 

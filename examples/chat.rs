@@ -11,26 +11,29 @@
 //!     cargo run --features redis --example chat -- 127.0.0.1:9003 --redis redis://127.0.0.1:6379/
 //!     cargo run --features redis --example chat -- 127.0.0.1:9004 --redis redis://127.0.0.1:6379/
 
+#[path = "support/cli.rs"]
+mod cli;
+#[path = "support/signals.rs"]
+mod signals;
+
 use std::time::Duration;
 
 use wsportal::{Config, Message, Resource, Server};
 
+/// The command line (anything else: this line, and exit status 2).
+const USAGE: &str = "chat [ADDR] [--seconds N] [--redis URL [--presence-ttl-ms N]]";
+
 fn main() -> std::process::ExitCode {
-    env_logger::init();
-    // Errors are printed with their Display text, for people.
-    match run(&std::env::args().skip(1).collect::<Vec<_>>()) {
-        Ok(()) => std::process::ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("error: {e}");
-            std::process::ExitCode::FAILURE
-        }
-    }
+    cli::init_logs();
+    cli::finish(USAGE, run(&cli::args()))
 }
 
 /// Serves on `args[0]` (default 127.0.0.1:9003); `--seconds N` stops it cleanly after N seconds;
 /// `--redis URL` (feature `redis`) links it with the other instances using that Redis.
-pub fn run(args: &[String]) -> Result<(), wsportal::Error> {
-    let addr = args.first().map_or("127.0.0.1:9003", String::as_str);
+pub fn run(argv: &[String]) -> Result<(), Box<dyn std::error::Error>> {
+    let args = cli::Args::parse(argv, 1, &["--seconds", "--redis", "--presence-ttl-ms"])?;
+    let seconds = args.seconds()?;
+    let addr = args.positional(0).unwrap_or("127.0.0.1:9003");
 
     // Chat messages are short. A client that falls 1 MiB behind (it stopped
     // reading) is closed with 1008 rather than holding the room's memory.
@@ -66,35 +69,44 @@ pub fn run(args: &[String]) -> Result<(), wsportal::Error> {
             }),
     );
 
-    if let Some(url) = args.iter().skip_while(|a| *a != "--redis").nth(1) {
-        #[cfg(feature = "redis")]
-        {
-            // `--presence-ttl-ms N`: how soon a killed instance leaves group presence.
-            let ttl = args.iter().skip_while(|a| *a != "--presence-ttl-ms").nth(1);
-            let ttl = ttl.and_then(|n| n.parse().ok()).unwrap_or(15_000);
-            let backplane = wsportal::Backplane::redis(url)?
-                .prefix("chat")
-                .presence_ttl(Duration::from_millis(ttl));
-            server.backplane(backplane);
-        }
-        #[cfg(not(feature = "redis"))]
-        return Err(wsportal::Error::Config {
-            setting: "--redis",
-            reason: format!("{url}: this build has no `redis` feature"),
-        });
+    // `--presence-ttl-ms N`: how soon a killed instance leaves group presence.
+    let ttl = args.parsed::<u64>("--presence-ttl-ms")?.unwrap_or(15_000);
+    if let Some(url) = args.value("--redis") {
+        join_redis(&mut server, url, Duration::from_millis(ttl))?;
     }
 
     let handle = server.start(addr)?;
+    // From now on (before anyone learns where it listens), SIGINT (Ctrl-C)
+    // or SIGTERM (systemd, docker stop) asks it to close.
+    let _signals = signals::close_on_signals(handle.closer())?;
     println!("listening on ws://{}/chat", handle.local_addr());
-    // Serve until the process is stopped (Ctrl-C), or for `--seconds N`;
-    // then stop cleanly: 1001 to every client, every thread joined.
-    let seconds = args.iter().skip_while(|a| *a != "--seconds").nth(1);
-    match seconds.and_then(|n| n.parse().ok()) {
-        Some(n) => _ = handle.wait_timeout(Duration::from_secs(n)),
+    // Serve until SIGINT (Ctrl-C) or SIGTERM (systemd, docker stop), or for
+    // `--seconds N`; then stop cleanly: 1001 to every client, threads joined.
+    match seconds {
+        Some(d) => _ = handle.wait_timeout(d),
         None => handle.wait(),
     }
     handle.close();
     Ok(())
+}
+
+/// Links the server with every chat using the Redis at `url` (feature
+/// `redis`): rooms are shared between them.
+#[cfg(feature = "redis")]
+fn join_redis(server: &mut Server, url: &str, ttl: Duration) -> Result<(), wsportal::Error> {
+    let backplane = wsportal::Backplane::redis(url)?
+        .prefix("chat")
+        .presence_ttl(ttl);
+    server.backplane(backplane);
+    Ok(())
+}
+
+#[cfg(not(feature = "redis"))]
+fn join_redis(_: &mut Server, url: &str, _: Duration) -> Result<(), wsportal::Error> {
+    Err(wsportal::Error::Config {
+        setting: "--redis",
+        reason: format!("{url}: this build has no `redis` feature"),
+    })
 }
 
 /// Group names get a prefix so that a room cannot collide with other groups.

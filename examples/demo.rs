@@ -21,36 +21,74 @@
 //!   messages per second over the last minute, from `stats()`, drawn by the
 //!   page's live panel), and every chat message again as a `chat` event
 //! - `/metrics` the same statistics for Prometheus (`Server::define_metrics`)
+//! - `POST /say` a text body (at most 4 KiB) goes out as a chat message,
+//!   answered `204`: `curl --data-binary 'hello from curl' http://127.0.0.1:8080/say`
+//!
+//! `--unix PATH` listens on a Unix-domain socket instead of an address (for
+//! nginx on the same machine: `proxy_pass http://unix:PATH;`, and
+//! `--trust-proxy 0.0.0.0` trusts the proxy on the socket).
+//!
+//! Behind a reverse proxy (nginx, Caddy), `--trust-proxy 127.0.0.1` (the
+//! proxy's address) makes the server believe its `X-Forwarded-*` headers:
+//! client addresses in the logs, and the `Origin` check of the WebSockets
+//! against the host the browser used (see the README's nginx section).
 //!
 //! `RUST_LOG=debug` shows clients come and go. Ctrl-C stops it;
 //! `--seconds N` after the address stops it cleanly after N seconds.
 
+#[path = "support/cli.rs"]
+mod cli;
+#[path = "support/signals.rs"]
+mod signals;
+
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use wsportal::{Event, EventStream, Message, Resource, Server, ServerHandle, Stats};
+use wsportal::{
+    Broadcaster, Event, EventPublisher, EventStream, Message, Resource, Response, Server,
+    ServerHandle, Stats,
+};
+
+/// The longest `POST /say` body, in bytes.
+const SAY_MAX: usize = 4 << 10;
 
 /// How many seconds the page's chart shows.
 const CHART_SECONDS: usize = 60;
 
+/// The command line (anything else: this line, and exit status 2).
+const USAGE: &str = "demo [ADDR | --unix PATH] [--seconds N] [--trust-proxy ADDR[/PREFIX]]... [--cert PATH --key PATH] [--redis URL]";
+
 fn main() -> std::process::ExitCode {
-    env_logger::init();
-    // Errors are printed with their Display text, for people.
-    match run(&std::env::args().skip(1).collect::<Vec<_>>()) {
-        Ok(()) => std::process::ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("error: {e}");
-            std::process::ExitCode::FAILURE
-        }
-    }
+    cli::init_logs();
+    cli::finish(USAGE, run(&cli::args()))
 }
 
 /// Serves on `args[0]` (default 127.0.0.1:8080); `--seconds N` stops it
 /// cleanly after N seconds; `--cert PATH --key PATH` serve it over https;
 /// `--redis URL` (feature `redis`) links it with the other demos using that Redis.
-pub fn run(args: &[String]) -> Result<(), wsportal::Error> {
-    let addr = args.first().map_or("127.0.0.1:8080", String::as_str);
+pub fn run(argv: &[String]) -> Result<(), Box<dyn std::error::Error>> {
+    let args = cli::Args::parse(
+        argv,
+        1,
+        &[
+            "--seconds",
+            "--unix",
+            "--trust-proxy",
+            "--cert",
+            "--key",
+            "--redis",
+        ],
+    )?;
+    let seconds = args.seconds()?;
+    let addr = args.positional(0).unwrap_or("127.0.0.1:8080");
+    if args.value("--cert").is_some() != args.value("--key").is_some() {
+        return Err(cli::Usage("give both --cert PATH and --key PATH".into()).into());
+    }
+    if args.positional(0).is_some() && args.value("--unix").is_some() {
+        return Err(cli::Usage("give an address or --unix PATH, not both".into()).into());
+    }
 
     // The event stream. It keeps the last 100 chat events (they have ids), so
     // a browser that reconnects gets the ones it missed. A publisher pushes
@@ -58,12 +96,16 @@ pub fn run(args: &[String]) -> Result<(), wsportal::Error> {
     let events = EventStream::new().history(100);
     let publisher = events.publisher().allow_nobody(); // nobody listening: Ok(0)
 
-    let mut server = Server::new();
+    // Behind nginx or Caddy: `--trust-proxy ADDR` (the proxy's address or
+    // range, repeatable) believes its X-Forwarded-For/-Proto/-Host for
+    // that peer.
+    let trusted = args.values("--trust-proxy");
+    let mut server = Server::with_config(wsportal::Config::default().trusted_proxies(trusted));
     server.define_page("/", "text/html; charset=utf-8", PAGE);
     server.define_event_stream("/events", events);
     server.define_metrics("/metrics");
     let stats = server.broadcaster(); // for `stats()` in the clock thread
-    if let Some(url) = flag(args, "--redis") {
+    if let Some(url) = args.value("--redis") {
         join_redis(&mut server, url)?;
     }
 
@@ -80,31 +122,57 @@ pub fn run(args: &[String]) -> Result<(), wsportal::Error> {
     // ids start with this process's id, so that they stay unique when
     // several demos share a Redis: a browser can then resume its event
     // stream on any of them.
-    let chat_events = publisher.clone();
-    let chat_ids = AtomicU64::new(0);
-    let process = std::process::id();
+    let chat = Arc::new(Chat {
+        events: publisher.clone(),
+        ids: AtomicU64::new(0),
+        process: std::process::id(),
+        to: server.broadcaster(),
+    });
+    let relay = Arc::clone(&chat);
     server.define_resource(
         "/chat",
-        Resource::new().on_message(move |ws, msg| {
+        Resource::new().on_message(move |_ws, msg| {
             if let Message::Text(text) = &msg {
-                let id = chat_ids.fetch_add(1, Ordering::Relaxed) + 1;
-                let event = Event::new(text.as_str())
-                    .name("chat")
-                    .id(format!("{process}-{id}"));
-                if let Err(e) = chat_events.send(&event) {
-                    log::warn!("chat event not sent: {e}");
-                }
-                let _ = ws.broadcaster().to_resource("/chat", msg); // the sender is there
+                relay.say(text);
             }
         }),
     );
+    // `POST /say` with a text body (at most 4 KiB): the same as a chat
+    // message, from a script or a webhook (`curl --data-binary hi URL/say`).
+    server.define_handler_for("/say", &["POST"], move |req| {
+        match std::str::from_utf8(req.body()) {
+            Ok(text) if text.len() <= SAY_MAX => {
+                chat.say(text);
+                Response::new(204)
+            }
+            Ok(_) => Response::new(413).text_body("at most 4 KiB"),
+            Err(_) => Response::new(400).text_body("the body must be utf-8 text"),
+        }
+    });
 
-    let (handle, scheme) = start(&server, addr, args)?;
+    let (handle, scheme) = start(&server, addr, &args).map_err(|e| match e {
+        // The server checks the proxies when it starts: a bad one was ours.
+        wsportal::Error::Config {
+            setting: "trusted_proxies",
+            reason,
+            ..
+        } => cli::Usage(format!("--trust-proxy: {reason}")).into(),
+        e => Box::<dyn std::error::Error>::from(e),
+    })?;
+    // From now on (before anyone learns where it listens), SIGINT (Ctrl-C)
+    // or SIGTERM (systemd, docker stop) asks it to close.
+    let _signals = signals::close_on_signals(handle.closer())?;
     let web = if scheme == "wss" { "https" } else { "http" };
     let here = handle.local_addr();
-    println!("open {web}://{here}/ in a browser");
-    println!("metrics for Prometheus: {web}://{here}/metrics");
-    println!("listening on {here}");
+    match handle.unix_path() {
+        // Behind a proxy on the same machine: it serves the browsers.
+        Some(path) => println!("listening on unix:{}", path.display()),
+        None => {
+            println!("open {web}://{here}/ in a browser");
+            println!("metrics for Prometheus: {web}://{here}/metrics");
+            println!("listening on {here}");
+        }
+    }
 
     // The clock: a thread of our own sends a `tick` and a `stats` event every
     // second until the server closes. They have no id, so they are live only
@@ -126,23 +194,15 @@ pub fn run(args: &[String]) -> Result<(), wsportal::Error> {
             }
         }
     });
-    // Serve until the process is stopped (Ctrl-C), or for `--seconds N`;
-    // then stop cleanly: 1001 to every client, every thread joined.
-    match flag(args, "--seconds").and_then(|n| n.parse().ok()) {
-        Some(n) => _ = handle.wait_timeout(Duration::from_secs(n)),
+    // Serve until SIGINT (Ctrl-C) or SIGTERM (systemd, docker stop), or for
+    // `--seconds N`; then stop cleanly: 1001 to every client, threads joined.
+    match seconds {
+        Some(d) => _ = handle.wait_timeout(d),
         None => handle.wait(),
     }
     handle.close();
     clock.join().expect("the clock does not panic");
     Ok(())
-}
-
-/// The value after `name` in `args`, if any.
-fn flag<'a>(args: &'a [String], name: &str) -> Option<&'a str> {
-    args.iter()
-        .skip_while(|a| *a != name)
-        .nth(1)
-        .map(String::as_str)
 }
 
 /// Links the server with every demo using the Redis at `url`: then
@@ -159,6 +219,28 @@ fn join_redis(_: &mut Server, _: &str) -> Result<(), wsportal::Error> {
     Err(wsportal::Error::InvalidInput(
         "--redis needs the redis feature: cargo run --features redis --example demo ...",
     ))
+}
+
+/// Where a chat message goes: every `/chat` WebSocket and the event stream.
+struct Chat {
+    events: EventPublisher,
+    ids: AtomicU64,
+    process: u32,
+    to: Broadcaster,
+}
+
+impl Chat {
+    fn say(&self, text: &str) {
+        let id = self.ids.fetch_add(1, Ordering::Relaxed) + 1;
+        let event = Event::new(text)
+            .name("chat")
+            .id(format!("{}-{id}", self.process));
+        if let Err(e) = self.events.send(&event) {
+            log::warn!("chat event not sent: {e}");
+        }
+        // Nobody in the chat is fine: `Err(NoConnections)` is ignored.
+        let _ = self.to.to_resource("/chat", text);
+    }
 }
 
 /// WebSocket messages per second (in and out) over the last minute.
@@ -210,9 +292,12 @@ impl Rates {
 fn start(
     server: &Server,
     addr: &str,
-    args: &[String],
+    args: &cli::Args,
 ) -> Result<(ServerHandle, &'static str), wsportal::Error> {
-    match (flag(args, "--cert"), flag(args, "--key")) {
+    if let Some(path) = args.value("--unix") {
+        return start_unix(server, path);
+    }
+    match (args.value("--cert"), args.value("--key")) {
         (None, None) => Ok((server.start(addr)?, "ws")),
         #[cfg(feature = "tls")]
         (Some(cert), Some(key)) => {
@@ -227,6 +312,21 @@ fn start(
             "give both --cert PATH and --key PATH",
         )),
     }
+}
+
+/// `--unix PATH`: a Unix-domain socket instead of an address (the socket
+/// file is removed when the server closes).
+#[cfg(unix)]
+fn start_unix(
+    server: &Server,
+    path: &str,
+) -> Result<(ServerHandle, &'static str), wsportal::Error> {
+    Ok((server.start_unix(path)?, "ws"))
+}
+
+#[cfg(not(unix))]
+fn start_unix(_: &Server, _: &str) -> Result<(ServerHandle, &'static str), wsportal::Error> {
+    Err(wsportal::Error::InvalidInput("--unix needs a Unix system"))
 }
 
 /// The time of day in UTC, as `HH:MM:SS UTC`.

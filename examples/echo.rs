@@ -7,26 +7,27 @@
 //!
 //! `RUST_LOG=debug` shows each connection open and close.
 
-use std::time::Duration;
+#[path = "support/cli.rs"]
+mod cli;
+#[path = "support/signals.rs"]
+mod signals;
 
 use wsportal::{Config, Resource, Server, ServerHandle};
 
+/// The command line (anything else: this line, and exit status 2).
+const USAGE: &str = "echo [ADDR] [--seconds N] [--cert PATH --key PATH]";
+
 fn main() -> std::process::ExitCode {
-    env_logger::init();
-    // Errors are printed with their Display text, for people.
-    match run(&std::env::args().skip(1).collect::<Vec<_>>()) {
-        Ok(()) => std::process::ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("error: {e}");
-            std::process::ExitCode::FAILURE
-        }
-    }
+    cli::init_logs();
+    cli::finish(USAGE, run(&cli::args()))
 }
 
 /// Serves on `args[0]` (default 127.0.0.1:9001); `--seconds N` stops it
 /// cleanly after N seconds; `--cert PATH --key PATH` serve wss:// instead.
-pub fn run(args: &[String]) -> Result<(), wsportal::Error> {
-    let addr = args.first().map_or("127.0.0.1:9001", String::as_str);
+pub fn run(argv: &[String]) -> Result<(), Box<dyn std::error::Error>> {
+    let args = cli::Args::parse(argv, 1, &["--seconds", "--cert", "--key"])?;
+    let seconds = args.seconds()?;
+    let addr = args.positional(0).unwrap_or("127.0.0.1:9001");
 
     // Keepalive pings would be noise to a conformance suite; switch them off.
     let mut server = Server::with_config(Config::default().ping_interval(None));
@@ -40,13 +41,15 @@ pub fn run(args: &[String]) -> Result<(), wsportal::Error> {
         );
     }
 
-    let (handle, scheme) = start(&server, addr, args)?;
+    let (handle, scheme) = start(&server, addr, &args)?;
+    // From now on (before anyone learns where it listens), SIGINT (Ctrl-C)
+    // or SIGTERM (systemd, docker stop) asks it to close.
+    let _signals = signals::close_on_signals(handle.closer())?;
     println!("listening on {scheme}://{}", handle.local_addr());
-    // Serve until the process is stopped (Ctrl-C), or for `--seconds N`;
-    // then stop cleanly: 1001 to every client, every thread joined.
-    let seconds = args.iter().skip_while(|a| *a != "--seconds").nth(1);
-    match seconds.and_then(|n| n.parse().ok()) {
-        Some(n) => _ = handle.wait_timeout(Duration::from_secs(n)),
+    // Serve until SIGINT (Ctrl-C) or SIGTERM (systemd, docker stop), or for
+    // `--seconds N`; then stop cleanly: 1001 to every client, threads joined.
+    match seconds {
+        Some(d) => _ = handle.wait_timeout(d),
         None => handle.wait(),
     }
     handle.close();
@@ -59,10 +62,9 @@ pub fn run(args: &[String]) -> Result<(), wsportal::Error> {
 fn start(
     server: &Server,
     addr: &str,
-    args: &[String],
-) -> Result<(ServerHandle, &'static str), wsportal::Error> {
-    let flag = |name: &str| args.iter().skip_while(|a| *a != name).nth(1);
-    match (flag("--cert"), flag("--key")) {
+    args: &cli::Args,
+) -> Result<(ServerHandle, &'static str), Box<dyn std::error::Error>> {
+    match (args.value("--cert"), args.value("--key")) {
         (None, None) => Ok((server.start(addr)?, "ws")),
         #[cfg(feature = "tls")]
         (Some(cert), Some(key)) => {
@@ -72,9 +74,8 @@ fn start(
         #[cfg(not(feature = "tls"))]
         (Some(_), Some(_)) => Err(wsportal::Error::InvalidInput(
             "--cert and --key need the tls feature: cargo run --features tls --example ...",
-        )),
-        _ => Err(wsportal::Error::InvalidInput(
-            "give both --cert PATH and --key PATH",
-        )),
+        )
+        .into()),
+        _ => Err(cli::Usage("give both --cert PATH and --key PATH".into()).into()),
     }
 }

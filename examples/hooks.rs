@@ -6,25 +6,26 @@
 //! Connect to ws://127.0.0.1:9002/err and send anything: a number is doubled,
 //! anything else makes the hook panic, and the error text comes back.
 
-use std::time::Duration;
+#[path = "support/cli.rs"]
+mod cli;
+#[path = "support/signals.rs"]
+mod signals;
 
 use wsportal::{Config, Resource, Server};
 
+/// The command line (anything else: this line, and exit status 2).
+const USAGE: &str = "hooks [ADDR] [--seconds N]";
+
 fn main() -> std::process::ExitCode {
-    env_logger::init();
-    // Errors are printed with their Display text, for people.
-    match run(&std::env::args().skip(1).collect::<Vec<_>>()) {
-        Ok(()) => std::process::ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("error: {e}");
-            std::process::ExitCode::FAILURE
-        }
-    }
+    cli::init_logs();
+    cli::finish(USAGE, run(&cli::args()))
 }
 
 /// Serves on `args[0]` (default 127.0.0.1:9002); `--seconds N` stops it cleanly after N seconds.
-pub fn run(args: &[String]) -> Result<(), wsportal::Error> {
-    let addr = args.first().map_or("127.0.0.1:9002", String::as_str);
+pub fn run(argv: &[String]) -> Result<(), Box<dyn std::error::Error>> {
+    let args = cli::Args::parse(argv, 1, &["--seconds"])?;
+    let seconds = args.seconds()?;
+    let addr = args.positional(0).unwrap_or("127.0.0.1:9002");
 
     // Like `(setq pws:debug-on-error nil)`: a panic goes to on_error and the
     // connection carries on, instead of being closed with 1011.
@@ -50,12 +51,14 @@ pub fn run(args: &[String]) -> Result<(), wsportal::Error> {
     );
 
     let handle = server.start(addr)?;
+    // From now on (before anyone learns where it listens), SIGINT (Ctrl-C)
+    // or SIGTERM (systemd, docker stop) asks it to close.
+    let _signals = signals::close_on_signals(handle.closer())?;
     println!("listening on ws://{}/err", handle.local_addr());
-    // Serve until the process is stopped (Ctrl-C), or for `--seconds N`;
-    // then stop cleanly: 1001 to every client, every thread joined.
-    let seconds = args.iter().skip_while(|a| *a != "--seconds").nth(1);
-    match seconds.and_then(|n| n.parse().ok()) {
-        Some(n) => _ = handle.wait_timeout(Duration::from_secs(n)),
+    // Serve until SIGINT (Ctrl-C) or SIGTERM (systemd, docker stop), or for
+    // `--seconds N`; then stop cleanly: 1001 to every client, threads joined.
+    match seconds {
+        Some(d) => _ = handle.wait_timeout(d),
         None => handle.wait(),
     }
     handle.close();

@@ -26,6 +26,11 @@
 //! runs every check against such a server and exits non-zero on the first
 //! mismatch, saying what differed.
 
+#[path = "support/cli.rs"]
+mod cli;
+#[path = "support/signals.rs"]
+mod signals;
+
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -35,23 +40,34 @@ use wsportal::{Client, ClientHandle, Config, Message, Resource, Server};
 /// Every wait is bounded by this.
 const WAIT: Duration = Duration::from_secs(10);
 
-fn main() {
-    env_logger::init();
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let result = match args.iter().map(String::as_str).collect::<Vec<_>>()[..] {
-        ["server", addr] => serve(addr),
-        ["client", url] => check(url),
-        _ => Err("usage: interop server ADDR | interop client URL".into()),
+/// The command line (anything else: this line, and exit status 2).
+const USAGE: &str = "interop server ADDR [--seconds N] | interop client URL";
+
+fn main() -> std::process::ExitCode {
+    cli::init_logs();
+    let argv = cli::args();
+    let result: Outcome = match argv.first().map(String::as_str) {
+        Some("server") => serve(&argv[1..]),
+        Some("client") => match &argv[1..] {
+            [url] => check(url),
+            _ => Err(cli::Usage("client takes one URL".into()).into()),
+        },
+        _ => Err(cli::Usage("server or client?".into()).into()),
     };
-    if let Err(e) = result {
-        eprintln!("interop: FAIL: {e}");
-        std::process::exit(1);
+    if matches!(&result, Err(e) if !e.is::<cli::Usage>()) {
+        eprint!("interop: FAIL: ");
     }
+    cli::finish(USAGE, result)
 }
 
 type Outcome = Result<(), Box<dyn std::error::Error>>;
 
-fn serve(addr: &str) -> Outcome {
+fn serve(argv: &[String]) -> Outcome {
+    let args = cli::Args::parse(argv, 1, &["--seconds"])?;
+    let seconds = args.seconds()?;
+    let Some(addr) = args.positional(0) else {
+        return Err(cli::Usage("server needs an ADDR".into()).into());
+    };
     let last_close = Arc::new(Mutex::new(String::from("none")));
     let (seen, remember) = (Arc::clone(&last_close), Arc::clone(&last_close));
     let resource = Resource::new()
@@ -101,9 +117,15 @@ fn serve(addr: &str) -> Outcome {
         (Ok(_), Ok(_)) => return Err("INTEROP_CERT needs the tls feature".into()),
         _ => (server.start(addr)?, "ws"),
     };
+    // From now on (before anyone learns where it listens), SIGINT (Ctrl-C)
+    // or SIGTERM (systemd, docker stop) asks it to close.
+    let _signals = signals::close_on_signals(handle.closer())?;
     println!("listening on {scheme}://{}", handle.local_addr());
-    // Serve until the process is stopped (nothing here asks its closer).
-    handle.wait();
+    // Serve until SIGINT (Ctrl-C) or SIGTERM, or for `--seconds N`.
+    match seconds {
+        Some(d) => _ = handle.wait_timeout(d),
+        None => handle.wait(),
+    }
     handle.close();
     Ok(())
 }

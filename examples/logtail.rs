@@ -1,7 +1,8 @@
 //! A live log viewer: a thread tails a file and pushes each new line to
 //!
-//! - WebSocket clients of `/logs`, each with its own filter (send a text
-//!   message to change it: only lines containing it come through);
+//! - WebSocket clients of `/logs`, each with its own filter (`?filter=TEXT`
+//!   to start with; send a text message to change it: only lines
+//!   containing it come through);
 //! - the event stream `/sse`, with ids, so a browser that reconnects gets
 //!   the lines it missed (`/sse?filter=TEXT` filters, replay included);
 //!
@@ -12,7 +13,12 @@
 //!     cargo run --example logtail -- 127.0.0.1:8090 app.log secret --seconds 60
 //!
 //! Then open http://127.0.0.1:8090/?token=secret. It stops cleanly after
-//! `--seconds N`; for Ctrl-C, see the end of `main`.
+//! `--seconds N`, or on SIGINT (Ctrl-C) or SIGTERM.
+
+#[path = "support/cli.rs"]
+mod cli;
+#[path = "support/signals.rs"]
+mod signals;
 
 use std::fs::File;
 use std::io::{BufRead, BufReader, Seek, SeekFrom};
@@ -25,30 +31,30 @@ use std::time::Duration;
 use wsportal::{Accept, Event, EventStream, Reject, Request, Resource, Response, Server};
 use wsportal::{Closer, ServerHandle};
 
+/// The command line (anything else: this line, and exit status 2).
+const USAGE: &str = "logtail ADDR FILE TOKEN [--seconds N]";
+
 fn main() -> std::process::ExitCode {
-    env_logger::init();
-    // Errors are printed with their Display text, for people.
-    match main_inner() {
-        Ok(()) => std::process::ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("error: {e}");
-            std::process::ExitCode::FAILURE
-        }
-    }
+    cli::init_logs();
+    cli::finish(USAGE, main_inner(&cli::args()))
 }
 
-fn main_inner() -> Result<(), Box<dyn std::error::Error>> {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let [addr, file, token, ..] = &args[..] else {
-        return Err("usage: logtail ADDR FILE TOKEN [--seconds N]".into());
+fn main_inner(argv: &[String]) -> Result<(), Box<dyn std::error::Error>> {
+    let args = cli::Args::parse(argv, 3, &["--seconds"])?;
+    let seconds = args.seconds()?;
+    let (Some(addr), Some(file), Some(token)) =
+        (args.positional(0), args.positional(1), args.positional(2))
+    else {
+        return Err(cli::Usage("ADDR, FILE and TOKEN are required".into()).into());
     };
     let (handle, tail) = serve(addr, file.into(), token)?;
+    // From now on (before anyone learns where it listens), SIGINT (Ctrl-C)
+    // or SIGTERM (systemd, docker stop) asks it to close.
+    let _signals = signals::close_on_signals(handle.closer())?;
     println!("listening on http://{}/?token={token}", handle.local_addr());
-    // Serve for `--seconds N`, or until the process is killed. (For a clean
-    // stop on Ctrl-C, add the `ctrlc` crate and
-    // `ctrlc::set_handler(move || closer.close())` with `handle.closer()`.)
-    match args.iter().skip_while(|a| *a != "--seconds").nth(1) {
-        Some(n) => _ = handle.wait_timeout(Duration::from_secs(n.parse()?)),
+    // Serve for `--seconds N`, or until SIGINT (Ctrl-C) or SIGTERM.
+    match seconds {
+        Some(d) => _ = handle.wait_timeout(d),
         None => handle.wait(),
     }
     handle.close(); // 1001 to every client; the tail thread sees it too
@@ -74,7 +80,11 @@ pub fn serve(
     server.define_resource(
         "/logs",
         Resource::new()
-            .on_handshake(move |req| authorize(req, &t1))
+            // `/logs?filter=TEXT` starts with that filter (as `/sse` does).
+            .on_handshake(move |req| {
+                let first = Filter(req.query_param("filter").unwrap_or_default());
+                authorize(req, &t1).map(|accept| accept.state(first))
+            })
             .on_message(|ws, msg| {
                 let filter = msg.as_text().unwrap_or("").to_owned();
                 let _ = ws.send_text(&format!("filter: {filter:?}"));

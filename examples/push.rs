@@ -9,30 +9,36 @@
 //! a real failure. The loop pauses on the server's `Closer`, so it ends as
 //! soon as the server closes (`--seconds N` closes it after N seconds).
 
+#[path = "support/cli.rs"]
+mod cli;
+#[path = "support/signals.rs"]
+mod signals;
+
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use wsportal::{Error, Resource, Server};
 
+/// The command line (anything else: this line, and exit status 2).
+const USAGE: &str = "push [ADDR] [--seconds N]";
+
 fn main() -> std::process::ExitCode {
-    env_logger::init();
-    // Errors are printed with their Display text, for people.
-    match run(&std::env::args().skip(1).collect::<Vec<_>>()) {
-        Ok(()) => std::process::ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("error: {e}");
-            std::process::ExitCode::FAILURE
-        }
-    }
+    cli::init_logs();
+    cli::finish(USAGE, run(&cli::args()))
 }
 
 /// Serves on `args[0]` (default 127.0.0.1:9004); `--seconds N` stops it cleanly after N seconds.
-pub fn run(args: &[String]) -> Result<(), Error> {
-    let addr = args.first().map_or("127.0.0.1:9004", String::as_str);
+pub fn run(argv: &[String]) -> Result<(), Box<dyn std::error::Error>> {
+    let args = cli::Args::parse(argv, 1, &["--seconds"])?;
+    let seconds = args.seconds()?;
+    let addr = args.positional(0).unwrap_or("127.0.0.1:9004");
 
     let mut server = Server::new();
     // The resource needs no message hook: the server only pushes.
     server.define_resource("/counter", Resource::new());
     let handle = server.start(addr)?;
+    // From now on (before anyone learns where it listens), SIGINT (Ctrl-C)
+    // or SIGTERM (systemd, docker stop) asks it to close.
+    let _signals = signals::close_on_signals(handle.closer())?;
     println!("listening on ws://{}/counter", handle.local_addr());
 
     // A broadcaster and a closer are cheap handles that any thread may own.
@@ -52,13 +58,13 @@ pub fn run(args: &[String]) -> Result<(), Error> {
         }
         Ok(())
     });
-    // Serve until the process is stopped (Ctrl-C), or for `--seconds N`;
-    // then stop cleanly: 1001 to every client, every thread joined.
-    let seconds = args.iter().skip_while(|a| *a != "--seconds").nth(1);
-    match seconds.and_then(|n| n.parse().ok()) {
-        Some(n) => _ = handle.wait_timeout(Duration::from_secs(n)),
+    // Serve until SIGINT (Ctrl-C) or SIGTERM (systemd, docker stop), or for
+    // `--seconds N`; then stop cleanly: 1001 to every client, threads joined.
+    match seconds {
+        Some(d) => _ = handle.wait_timeout(d),
         None => handle.wait(),
     }
     handle.close();
-    pusher.join().expect("the pusher does not panic")
+    pusher.join().expect("the pusher does not panic")?;
+    Ok(())
 }

@@ -19,18 +19,28 @@
 //! machine: its reading clients must not be taken for silent ones.)
 //! It prints `listening on ADDR` once it listens.
 
+#[path = "support/cli.rs"]
+mod cli;
+#[path = "support/signals.rs"]
+mod signals;
+
 use std::time::Duration;
 
 use wsportal::{Config, Event, EventStream, Message, Resource, Server};
 
-fn main() -> Result<(), wsportal::Error> {
-    env_logger::init();
-    run(&std::env::args().skip(1).collect::<Vec<_>>())
+/// The command line (anything else: this line, and exit status 2).
+const USAGE: &str = "soak [ADDR] [--seconds N]";
+
+fn main() -> std::process::ExitCode {
+    cli::init_logs();
+    cli::finish(USAGE, run(&cli::args()))
 }
 
 /// Serves on `args[0]` (default 127.0.0.1:0); `--seconds N` stops it cleanly after N seconds.
-pub fn run(args: &[String]) -> Result<(), wsportal::Error> {
-    let addr = args.first().map_or("127.0.0.1:0", String::as_str);
+pub fn run(argv: &[String]) -> Result<(), Box<dyn std::error::Error>> {
+    let args = cli::Args::parse(argv, 1, &["--seconds"])?;
+    let seconds = args.seconds()?;
+    let addr = args.positional(0).unwrap_or("127.0.0.1:0");
     let config = Config::default()
         .max_message_size(1 << 20)
         .max_frame_size(1 << 20)
@@ -67,6 +77,9 @@ pub fn run(args: &[String]) -> Result<(), wsportal::Error> {
             }),
     );
     let handle = server.start(addr)?;
+    // From now on (before anyone learns where it listens), SIGINT (Ctrl-C)
+    // or SIGTERM (systemd, docker stop) asks it to close.
+    let _signals = signals::close_on_signals(handle.closer())?;
     println!("listening on {}", handle.local_addr());
 
     let closer = handle.closer();
@@ -77,9 +90,8 @@ pub fn run(args: &[String]) -> Result<(), wsportal::Error> {
             let _ = publisher.send(&Event::new(n.to_string()).name("n").id(n.to_string()));
         }
     });
-    let seconds = args.iter().skip_while(|a| *a != "--seconds").nth(1);
-    match seconds.and_then(|n| n.parse().ok()) {
-        Some(n) => _ = handle.wait_timeout(Duration::from_secs(n)),
+    match seconds {
+        Some(d) => _ = handle.wait_timeout(d),
         None => handle.wait(),
     }
     handle.close();

@@ -29,6 +29,7 @@ pub struct Config {
     pub(crate) max_message_size: usize,
     pub(crate) max_frame_size: usize,
     pub(crate) max_header_size: usize,
+    pub(crate) max_body_size: usize,
     pub(crate) handshake_timeout: Duration,
     pub(crate) max_connections: usize,
     pub(crate) read_buffer_size: usize,
@@ -42,6 +43,9 @@ pub struct Config {
     pub(crate) write_timeout: Duration,
     pub(crate) nodelay: bool,
     pub(crate) sse_keepalive: Option<Duration>,
+    pub(crate) trusted_proxies: Vec<crate::http::forwarded::Range>,
+    /// The first `trusted_proxies` entry that is not an address or range.
+    pub(crate) bad_proxy: Option<String>,
     #[cfg(feature = "deflate")]
     pub(crate) deflate: Option<crate::Deflate>,
 }
@@ -52,6 +56,7 @@ impl Default for Config {
             max_message_size: 16 << 20,
             max_frame_size: 16 << 20,
             max_header_size: 8 << 10,
+            max_body_size: 1 << 20,
             handshake_timeout: Duration::from_secs(10),
             max_connections: 10_000,
             read_buffer_size: 4 << 10,
@@ -65,6 +70,8 @@ impl Default for Config {
             write_timeout: Duration::from_secs(10),
             nodelay: true,
             sse_keepalive: Some(Duration::from_secs(15)),
+            trusted_proxies: Vec::new(),
+            bad_proxy: None,
             #[cfg(feature = "deflate")]
             deflate: Some(crate::Deflate::default()),
         }
@@ -95,7 +102,15 @@ setters! {
     /// Largest HTTP request head, in bytes (default 8 KiB). A longer one is
     /// answered `431 Request Header Fields Too Large`.
     max_header_size: usize;
-    /// How long a client may take to send its whole HTTP request (default 10 s).
+    /// Largest request body a handler
+    /// ([`Server::define_handler_for`](crate::Server::define_handler_for))
+    /// gets, in bytes (default 1 MiB, as nginx's `client_max_body_size`).
+    /// A longer one, declared by `Content-Length` or found while reading
+    /// `chunked`, is answered `413 Content Too Large`; `0` refuses every body.
+    max_body_size: usize;
+    /// How long a client may take to send its whole HTTP request, head and
+    /// (for a handler) body (default 10 s). A body late past it is
+    /// answered `408`; a head, dropped.
     handshake_timeout: Duration;
     /// Most connections served at once (default 10,000). One more is answered
     /// `503 Service Unavailable` with `Retry-After`.
@@ -136,6 +151,49 @@ setters! {
     /// sent nothing for this long, so proxies keep it open (default 15 s; at
     /// least 1 ms, the housekeeper's resolution); `None` disables it.
     sse_keepalive: Option<Duration>;
+}
+
+impl Config {
+    /// The reverse proxies (nginx, Caddy, a load balancer) whose word about
+    /// the client is believed (default none: never trusted unless listed),
+    /// as addresses (`127.0.0.1`, `::1`) or ranges (`10.0.0.0/8`,
+    /// `fd00::/8`), as nginx's `set_real_ip_from` takes them. A request
+    /// whose socket peer is in the list gets, from `Forwarded` (RFC 7239)
+    /// or else `X-Forwarded-For`, `X-Forwarded-Proto` and
+    /// `X-Forwarded-Host`: the client's
+    /// [`Request::peer_addr`](crate::Request::peer_addr) (the chain walked
+    /// from the right past every listed proxy), its
+    /// [`Request::scheme`](crate::Request::scheme), and the host and scheme
+    /// the `Origin` check of a WebSocket handshake compares with (host
+    /// names alone when the proxy gives a host without a port, as nginx's
+    /// `proxy_set_header Host $host` does). From any other peer these
+    /// headers are ignored, since a client can write them itself. On a
+    /// Unix-domain socket ([`Server::start_unix`](crate::Server::start_unix))
+    /// every peer is `0.0.0.0`: list that address to trust the proxy there.
+    /// An entry that is neither an address nor a range is reported by
+    /// [`Server::start`](crate::Server::start) (`Error::Config`).
+    ///
+    /// ```
+    /// let config = wsportal::Config::default().trusted_proxies(["127.0.0.1", "10.0.0.0/8"]);
+    /// # let _ = config;
+    /// ```
+    pub fn trusted_proxies<I, S>(mut self, proxies: I) -> Config
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        self.trusted_proxies.clear();
+        self.bad_proxy = None;
+        for p in proxies {
+            match crate::http::forwarded::Range::parse(p.as_ref()) {
+                Some(range) => self.trusted_proxies.push(range),
+                None => {
+                    self.bad_proxy.get_or_insert_with(|| p.as_ref().to_owned());
+                }
+            }
+        }
+        self
+    }
 }
 
 #[cfg(feature = "deflate")]
@@ -197,6 +255,10 @@ impl Config {
         }
         if !nonzero(self.write_timeout) {
             return bad("write_timeout", "must be longer than zero");
+        }
+        if let Some(p) = &self.bad_proxy {
+            let why = format!("{p:?} is not an ip address or range (ADDR/PREFIX)");
+            return bad("trusted_proxies", &why);
         }
         if self.sse_keepalive.is_some_and(|d| d < ms) {
             return bad("sse_keepalive", "must be at least 1 ms (None disables it)");

@@ -113,6 +113,47 @@ pub fn read_request_head(
     }
 }
 
+/// A handler's request body as the server reads it (`http::body`): the
+/// framing from `req`'s headers, then `leftover` and `stream`, at most
+/// `max_body_size` bytes, with a deadline far away.
+///
+/// # Errors
+/// The status the server would answer (400 bad framing, 413 too long), or
+/// 0 when the stream ends first (the server drops the connection).
+pub fn read_request_body(
+    req: &Request,
+    leftover: Vec<u8>,
+    stream: &mut impl Read,
+    max_body_size: usize,
+) -> Result<Vec<u8>, u16> {
+    use crate::http::body::{self, BodyError, Framing};
+    let framing = body::framing(req).map_err(|_| 400u16)?;
+    if let Framing::Length(n) = framing {
+        if n > max_body_size as u64 {
+            return Err(413);
+        }
+    }
+    let deadline = Instant::now() + Duration::from_secs(3600);
+    let mut set = |_| Ok(());
+    let mut input = body::Input::new(stream, &mut set, deadline, leftover);
+    body::read(&mut input, framing, max_body_size).map_err(|e| match e {
+        BodyError::TooLarge => 413,
+        BodyError::Malformed(_) => 400,
+        BodyError::Timeout | BodyError::Io(_) => 0,
+    })
+}
+
+/// What the request's proxy headers make of it when its peer is a trusted
+/// proxy (`http::forwarded`): the client's address, the scheme, and
+/// whether a handshake with this `Origin` passes the same-origin check.
+pub fn forwarded(req: &Request, origin: &str) -> (SocketAddr, String, bool) {
+    let mut req = req.clone();
+    let trusted = [crate::http::forwarded::Range::host(req.peer.ip())];
+    crate::http::forwarded::apply(&mut req, &trusted);
+    let allowed = Resource::new().origin_allowed(origin, &req.site());
+    (req.peer_addr(), req.scheme().to_owned(), allowed)
+}
+
 /// The server's upgrade check for a resource offering `protocols`
 /// (`handshake::upgrade`): the `101` response, or the refusal's status.
 ///

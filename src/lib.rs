@@ -147,8 +147,17 @@
 //! `Ok(0)` instead and keeps `?` for real failures.
 //!
 //! State that a connection changes (a filter the client sets by message)
-//! lives in [`Connection::with_state`], one value per type; data from the
-//! handshake hook ([`Accept::data`]) is read-only.
+//! lives in [`Connection::with_state`], one value per type, which the
+//! handshake hook can seed ([`Accept::state`]); data from the handshake
+//! hook ([`Accept::data`]) is read-only. An event stream's publisher picks
+//! clients the same way with [`EventPublisher::send_where`].
+//!
+//! Order: a connection joins its resource just before its `on_open` runs,
+//! so a broadcast can reach it before (and arrive before) what `on_open`
+//! sends; a group push reaches it once it has joined the group. The pushes
+//! of one thread reach each connection in the order they were made (each
+//! is queued whole before the call returns); pushes from different threads
+//! have no order between them.
 //!
 //! ```
 //! use wsportal::{Resource, Server};
@@ -194,7 +203,7 @@
 //!
 //! Event streams have no `Origin` setting, unlike WebSocket resources: a
 //! browser applies CORS to a cross-origin `EventSource`, so a page from
-//! another origin can read the stream only if `on_connect` answers with
+//! another origin can read the stream only if `on_handshake` answers with
 //! `Access-Control-Allow-Origin` (and, for cookies,
 //! `Access-Control-Allow-Credentials: true`). Without those headers, only
 //! same-origin pages read it.
@@ -252,8 +261,11 @@
 //!
 //! [`Server::define_page`] serves a fixed page (`GET` and `HEAD`) on the same
 //! port, and [`Server::define_handler`] a fresh [`Response`] computed from
-//! the [`Request`] (a `/stats` page); enough for a demo or a small
-//! dashboard, not a web framework (no request bodies, no middleware).
+//! the [`Request`] (a `/stats` page). [`Server::define_handler_for`] answers
+//! the methods you name (`POST`, `PUT`, `DELETE`...) with the request's
+//! body read ([`Request::body`], at most [`Config::max_body_size`]): a
+//! webhook that pushes to clients. Enough for a demo, a small dashboard or
+//! a webhook, not a web framework (no body parsing, no middleware).
 //!
 //! ## Statistics
 //!
@@ -372,7 +384,12 @@
 //! through Redis: broadcasts, group pushes and event-stream events reach the
 //! clients of every instance (at most once through Redis; local clients at
 //! once), group presence counts across them, and an event with an id enters
-//! every instance's history. See `Backplane`.
+//! every instance's history.
+#![cfg_attr(feature = "redis", doc = "See [`Backplane`].")]
+#![cfg_attr(
+    not(feature = "redis"),
+    doc = "See `Backplane` (documented with the `redis` feature)."
+)]
 //!
 //! ## Compression
 //!
@@ -383,6 +400,29 @@
 //! refuses it for one resource. Messages sent with `send` are compressed
 //! and received ones inflated, with `max_message_size` applied to the
 //! inflated size; broadcasts and streamed messages go out uncompressed.
+//!
+//! ## Behind a reverse proxy
+//!
+//! List the proxy in [`Config::trusted_proxies`] (nobody is trusted by
+//! default). From that peer only, [`Request::peer_addr`] is the client's
+//! address from `Forwarded` or `X-Forwarded-For`, [`Request::scheme`] comes
+//! from `X-Forwarded-Proto`, and the WebSocket `Origin` check compares with
+//! the host the browser used (`X-Forwarded-Host`, `Forwarded: host=`, else
+//! the host name of a `Host` without a port, as nginx's `$host` sends it).
+//! On the same machine, `Server::start_unix` (Unix) listens on a socket
+//! file instead of a port; its peers have the address `0.0.0.0`.
+//!
+//! ```
+//! use wsportal::{Config, Resource, Server};
+//! let config = Config::default().trusted_proxies(["127.0.0.1"]);
+//! let mut server = Server::with_config(config);
+//! server.define_resource("/chat", Resource::new().on_open(|ws| {
+//!     println!("{} from {}", ws.request().scheme(), ws.peer_addr()); // the browser's
+//! }));
+//! # let handle = server.start("127.0.0.1:0")?;
+//! # handle.close();
+//! # Ok::<(), wsportal::Error>(())
+//! ```
 //!
 //! ## Shutdown
 //!
@@ -397,19 +437,42 @@
 //!
 //! To stop on a signal or from a hook, block the main thread in
 //! [`ServerHandle::wait`] and ask from elsewhere with a [`Closer`] (from
-//! [`ServerHandle::closer`]). wsportal depends on no signal crate; with
-//! `ctrlc` in your application's `Cargo.toml`, Ctrl-C is:
+//! [`ServerHandle::closer`]). wsportal installs no signal handler (signal
+//! dispositions are the whole process's, the application's to choose);
+//! with the `signal-hook` crate in your application's `Cargo.toml`, SIGINT
+//! (Ctrl-C) and SIGTERM (`systemctl stop`, `docker stop`) are a thread of
+//! your own:
 //!
 //! ```no_run
-//! # mod ctrlc { // a stand-in, so that this example compiles without the crate
-//! #     pub fn set_handler(_: impl FnMut() + Send + 'static) -> Result<(), String> { Ok(()) }
+//! # mod signal_hook { // a stand-in, so that this example compiles without the crate
+//! #     pub mod consts { pub const SIGINT: i32 = 2; pub const SIGTERM: i32 = 15; }
+//! #     pub mod iterator {
+//! #         pub struct Signals;
+//! #         #[derive(Clone)]
+//! #         pub struct Handle;
+//! #         impl Signals {
+//! #             pub fn new(_: [i32; 2]) -> std::io::Result<Signals> { Ok(Signals) }
+//! #             pub fn handle(&self) -> Handle { Handle }
+//! #             pub fn forever(&mut self) -> std::iter::Empty<i32> { std::iter::empty() }
+//! #         }
+//! #         impl Handle { pub fn close(&self) {} }
+//! #     }
 //! # }
 //! # let server = wsportal::Server::new();
+//! use signal_hook::{consts::{SIGINT, SIGTERM}, iterator::Signals};
+//!
 //! let handle = server.start("127.0.0.1:9001")?;
-//! let closer = handle.closer();
-//! ctrlc::set_handler(move || closer.close()).expect("a Ctrl-C handler");
-//! handle.wait(); // serve until Ctrl-C (or any other `closer.close()`)
+//! let mut signals = Signals::new([SIGINT, SIGTERM])?;
+//! let (stop, closer) = (signals.handle(), handle.closer());
+//! let watcher = std::thread::spawn(move || {
+//!     if signals.forever().next().is_some() {
+//!         closer.close(); // only asks: safe from any thread
+//!     }
+//! });
+//! handle.wait(); // serve until a signal (or any other `closer.close()`)
 //! handle.close(); // 1001 to every client, then every thread is joined
+//! stop.close(); // ends the watcher's `forever`
+//! watcher.join().expect("the watcher does not panic");
 //! # Ok::<(), wsportal::Error>(())
 //! ```
 //!
@@ -433,8 +496,8 @@
 //!
 //! ## Limits
 //!
-//! [`Config`] bounds messages and frames (1009), request heads (`431`), the
-//! handshake time, the number of connections (`503` with `Retry-After`), the
+//! [`Config`] bounds messages and frames (1009), request heads (`431`), a
+//! handler's request body (`413`), the handshake time (head and body), the number of connections (`503` with `Retry-After`), the
 //! read buffer (small, growing with the data) and the outbound backlog.
 
 #![forbid(unsafe_code)]

@@ -1,8 +1,10 @@
 //! The server's request path up to the upgrade: reading a head from a
 //! stream (any chunking, any `max_header_size`), route matching, and the
-//! upgrade checks. Written against the stable entry points
-//! (`fuzzing::read_request_head`, `fuzzing::upgrade`) so it survives changes
-//! to the parser behind them.
+//! upgrade checks; then a handler's body from the rest of the stream, and
+//! what a trusted proxy's headers make of the request. Written against the
+//! stable entry points (`fuzzing::read_request_head`, `fuzzing::upgrade`,
+//! `fuzzing::read_request_body`, `fuzzing::forwarded`) so it survives
+//! changes to the parser behind them.
 //!
 //! Checks: a refusal is 400 or 431 (or a silent drop when the stream ends
 //! before a whole head), a routed request is answered 101, 400, 405 or 426,
@@ -10,7 +12,8 @@
 //! of bytes arrived; the leftover is exactly the bytes after the head; a 101
 //! passes the client's own `Sec-WebSocket-Accept` check for the request's key
 //! and names an offered subprotocol; no header value holds a line break;
-//! allocations stay proportional to the limit.
+//! allocations stay proportional to the limit; a body read is within its
+//! limit (and `Content-Length` long), else refused 400 or 413.
 
 use libfuzzer_sys::arbitrary::Unstructured;
 use wsportal::fuzzing::{self, HeadRefusal, Routes};
@@ -82,6 +85,26 @@ pub fn run(data: &[u8]) {
             !value.contains(['\r', '\n']),
             "header value with a line break"
         );
+    }
+
+    // Behind a trusted proxy: any headers give an address, a scheme the
+    // server knows, and an Origin answer, without a panic.
+    let (_, scheme, _) = fuzzing::forwarded(&req, req.header("origin").unwrap_or("null"));
+    assert!(scheme == "http" || scheme == "https", "scheme {scheme:?}");
+    // A handler's body: the rest of the stream, as the server reads it.
+    let max_body = max / 4;
+    let mut rest = Chunked::new(&stream[consumed..], vec![7]);
+    match fuzzing::read_request_body(&req, leftover.clone(), &mut rest, max_body) {
+        Ok(body) => {
+            assert!(body.len() <= max_body, "a body over the limit was read");
+            if let Some(n) = req.header("content-length") {
+                if let Ok(n) = n.parse::<usize>() {
+                    assert_eq!(body.len(), n, "the body is Content-Length long");
+                }
+            }
+        }
+        Err(0 | 400 | 413) => {}
+        Err(s) => panic!("undocumented body refusal {s}"),
     }
 
     let Some((_, _params, _pattern)) = routes().find(req.path()) else {

@@ -305,6 +305,7 @@ impl Client {
             headers,
             peer,
             params: Vec::new(),
+            extra: Default::default(),
         };
         let limits = Limits {
             max_frame: c.max_frame_size,

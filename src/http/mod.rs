@@ -2,9 +2,12 @@
 //! deadline, and writing one response. wsportal answers exactly one request
 //! per TCP connection (then upgrades, streams events, or closes).
 
+pub(crate) mod body;
+pub(crate) mod forwarded;
 pub(crate) mod page;
 pub(crate) mod query;
 pub(crate) mod route;
+pub(crate) mod site;
 
 use std::io::{self, Read, Write};
 use std::net::SocketAddr;
@@ -19,6 +22,22 @@ pub struct Request {
     pub(crate) headers: Vec<(String, String)>,
     pub(crate) peer: SocketAddr,
     pub(crate) params: Vec<(String, String)>,
+    /// What the server learned besides the head (default for the
+    /// client's own request).
+    pub(crate) extra: Extra,
+}
+
+/// What a server knows of a request besides its head.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Extra {
+    /// An HTTP/1.0 request (which cannot upgrade).
+    pub(crate) http10: bool,
+    /// The body, read for a handler (empty for anything else).
+    pub(crate) body: Vec<u8>,
+    /// Served over TLS (`Server::start_tls`).
+    pub(crate) tls: bool,
+    /// What a trusted proxy said (`Config::trusted_proxies`).
+    pub(crate) forwarded: Option<forwarded::Forwarded>,
 }
 
 impl Request {
@@ -64,9 +83,70 @@ impl Request {
         self.headers.iter().map(|(k, v)| (k.as_str(), v.as_str()))
     }
 
-    /// The client's address.
+    /// The request's body, for a handler
+    /// ([`Server::define_handler_for`](crate::Server::define_handler_for)):
+    /// read whole before the handler runs, as `Content-Length` or
+    /// `chunked` framed it, at most
+    /// [`Config::max_body_size`](crate::Config::max_body_size) bytes.
+    /// Empty for a request without one, and for WebSocket handshakes,
+    /// event streams and pages (they never read a body).
+    pub fn body(&self) -> &[u8] {
+        &self.extra.body
+    }
+
+    /// The client's address. Behind a trusted proxy
+    /// ([`Config::trusted_proxies`](crate::Config::trusted_proxies)), the
+    /// one the proxy names in `Forwarded` or `X-Forwarded-For` (port 0 when
+    /// it gives none); otherwise the socket's peer.
     pub fn peer_addr(&self) -> SocketAddr {
         self.peer
+    }
+
+    /// The trusted proxy this request came through (the socket's peer),
+    /// when it came through one
+    /// ([`Config::trusted_proxies`](crate::Config::trusted_proxies)).
+    pub fn proxy_addr(&self) -> Option<SocketAddr> {
+        self.extra.forwarded.as_ref().and_then(|f| f.proxy)
+    }
+
+    /// The scheme the client used: `https` over TLS
+    /// (`Server::start_tls`, feature `tls`) or when a trusted
+    /// proxy says so in `X-Forwarded-Proto` or `Forwarded: proto=`, else
+    /// `http`.
+    pub fn scheme(&self) -> &str {
+        match self
+            .extra
+            .forwarded
+            .as_ref()
+            .and_then(|f| f.proto.as_deref())
+        {
+            Some(proto) => proto,
+            None if self.extra.tls => "https",
+            None => "http",
+        }
+    }
+
+    /// Where the client addressed this request, for the same-origin check:
+    /// its `Host`; from a trusted proxy, the forwarded host and scheme, and
+    /// host names alone when the host it gives has no port (nginx's
+    /// `proxy_set_header Host $host` drops it; cookies, what the check
+    /// protects, are shared between a host's ports anyway).
+    pub(crate) fn site(&self) -> site::Site<'_> {
+        let Some(fwd) = &self.extra.forwarded else {
+            return site::Site {
+                authority: self.header("host"),
+                ..site::Site::default()
+            };
+        };
+        let authority = fwd.host.as_deref().or_else(|| self.header("host"));
+        let any_port = authority
+            .and_then(site::split_authority)
+            .is_some_and(|(_, port)| port.is_none());
+        site::Site {
+            authority,
+            scheme: fwd.proto.as_deref(),
+            any_port,
+        }
     }
 
     /// Whether a comma-separated header contains `token` (case-insensitive),
@@ -305,6 +385,10 @@ pub(crate) fn parse_partial(
         headers,
         peer,
         params: Vec::new(),
+        extra: Extra {
+            http10: version == 0,
+            ..Extra::default()
+        },
     };
     Ok(Some((req, end)))
 }
@@ -335,6 +419,7 @@ fn absolute_form(target: &str) -> Option<Result<(&str, String), &'static str>> {
 /// The reason phrase for the statuses wsportal writes.
 pub(crate) fn reason_phrase(status: u16) -> &'static str {
     match status {
+        100 => "Continue",
         101 => "Switching Protocols",
         200 => "OK",
         204 => "No Content",
@@ -344,6 +429,7 @@ pub(crate) fn reason_phrase(status: u16) -> &'static str {
         404 => "Not Found",
         405 => "Method Not Allowed",
         408 => "Request Timeout",
+        413 => "Content Too Large",
         426 => "Upgrade Required",
         429 => "Too Many Requests",
         431 => "Request Header Fields Too Large",

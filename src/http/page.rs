@@ -48,10 +48,13 @@ pub(crate) fn head_only(req: &Request) -> Result<bool, Vec<u8>> {
     match req.method() {
         "GET" => Ok(false),
         "HEAD" => Ok(true),
-        _ => Err(Reject::new(405)
-            .header("Allow", "GET, HEAD")
-            .body("method not allowed")
-            .to_bytes()),
+        _ => Err({
+            crate::session::stats::refused_here(405);
+            Reject::new(405)
+                .header("Allow", "GET, HEAD")
+                .body("method not allowed")
+                .to_bytes()
+        }),
     }
 }
 

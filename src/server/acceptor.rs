@@ -1,5 +1,5 @@
-//! Listening and accepting: the listener (with a deeper backlog than std's),
-//! the acceptor thread's loop, the `503` it answers itself when
+//! Listening and accepting: the listener (TCP with a deeper backlog than
+//! std's, or a Unix-domain socket), the acceptor thread's loop, the `503` it answers itself when
 //! `max_connections` are open, and the pool of connection threads it hands
 //! sockets to. Idle pool threads wait 10 s for the next socket, then exit.
 
@@ -25,6 +25,77 @@ pub(super) type Job = (TcpStream, SocketAddr);
 /// while the acceptor starts their threads (SYN cookies, dropped
 /// handshakes); the kernel caps this at `net.core.somaxconn`.
 const LISTEN_BACKLOG: i32 = 1024;
+
+/// What the acceptor listens on.
+#[derive(Debug)]
+pub(super) enum Listener {
+    /// A TCP address.
+    Tcp(TcpListener),
+    /// A Unix-domain socket (`Server::start_unix`).
+    #[cfg(unix)]
+    Unix(std::os::unix::net::UnixListener),
+}
+
+/// The `peer_addr()` of a client on a Unix-domain socket, which has no IP
+/// address: the unspecified `0.0.0.0:0` (what `Config::trusted_proxies`
+/// lists to trust a proxy on the socket).
+#[cfg(unix)]
+pub(super) const UNIX_PEER: SocketAddr =
+    SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED), 0);
+
+impl Listener {
+    /// A second handle on a Unix-domain listener (`None` for TCP, or when
+    /// it cannot be had), for `ServerHandle::close` to wake the acceptor.
+    #[cfg(unix)]
+    pub(super) fn unix_clone(&self) -> Option<std::os::unix::net::UnixListener> {
+        match self {
+            Listener::Tcp(_) => None,
+            Listener::Unix(l) => l.try_clone().ok(),
+        }
+    }
+
+    /// The next connection, and its peer's address.
+    ///
+    /// A Unix-domain connection goes on as a `TcpStream` holding its file
+    /// descriptor (std's safe `From<OwnedFd>`), so that the transport and
+    /// everything above serve both alike: what they ask of a socket (read,
+    /// write, `MSG_DONTWAIT` sends, timeouts, `shutdown`) are the same
+    /// system calls for both; `set_nodelay` fails on it and is ignored,
+    /// and its addresses are never asked (the peer is [`UNIX_PEER`]).
+    fn accept(&self) -> std::io::Result<(TcpStream, SocketAddr)> {
+        match self {
+            Listener::Tcp(l) => l.accept(),
+            #[cfg(unix)]
+            Listener::Unix(l) => {
+                let (unix, _) = l.accept()?;
+                let fd = std::os::fd::OwnedFd::from(unix);
+                Ok((TcpStream::from(fd), UNIX_PEER))
+            }
+        }
+    }
+}
+
+/// Listens on the Unix-domain socket `path`. A socket file that nobody
+/// answers (left by a process that is gone) is replaced; one that a live
+/// server answers, or a file that is not a socket, is an `AddrInUse` error.
+#[cfg(unix)]
+pub(super) fn listen_unix(path: &std::path::Path) -> std::io::Result<Listener> {
+    use std::os::unix::fs::FileTypeExt;
+    use std::os::unix::net::{UnixListener, UnixStream};
+    let listener = match UnixListener::bind(path) {
+        Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => {
+            let stale = std::fs::symlink_metadata(path)?.file_type().is_socket()
+                && UnixStream::connect(path).is_err();
+            if !stale {
+                return Err(e);
+            }
+            std::fs::remove_file(path)?;
+            UnixListener::bind(path)?
+        }
+        other => other?,
+    };
+    Ok(Listener::Unix(listener))
+}
 
 /// `TcpListener::bind` (the first address that binds, `SO_REUSEADDR` on
 /// Unix as std sets it), with a backlog of [`LISTEN_BACKLOG`].
@@ -55,7 +126,7 @@ pub(super) fn listen(addr: impl ToSocketAddrs) -> std::io::Result<TcpListener> {
 
 pub(super) fn accept_loop(
     core: &Arc<Core>,
-    listener: &TcpListener,
+    listener: &Listener,
     jobs: &Sender<Job>,
     job_rx: &Receiver<Job>,
 ) {

@@ -60,7 +60,6 @@ pub(super) struct Core {
     /// The routes of the WebSocket resources, for `stats()`.
     pub(super) resources: Vec<String>,
     /// Set when every connection is TLS.
-    #[cfg_attr(not(feature = "tls"), allow(dead_code))] // because it is read with TLS only.
     pub(super) tls: Option<TlsSetting>,
 }
 

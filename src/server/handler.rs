@@ -1,7 +1,8 @@
 //! Dynamic HTTP endpoints: a function from the [`Request`] to a
 //! [`Response`], answered to `GET` and `HEAD` (a `/stats` or `/metrics`
-//! page). Still not a web framework: no body parsing, no middleware, one
-//! request per connection.
+//! page) or to the methods it was defined for (a webhook's `POST`, with
+//! the body read by `server/request.rs`). Still not a web framework: no
+//! body parsing, no middleware, one request per connection.
 
 use std::fmt;
 
@@ -114,13 +115,7 @@ impl Response {
 
     /// The whole answer; with `head_only`, without the body.
     pub(crate) fn to_bytes(&self, head_only: bool) -> Vec<u8> {
-        let framing = ["content-length", "connection", "transfer-encoding"];
-        let mut headers: Vec<(String, String)> = self
-            .headers
-            .iter()
-            .filter(|(k, _)| !framing.iter().any(|f| k.eq_ignore_ascii_case(f)))
-            .cloned()
-            .collect();
+        let mut headers = crate::session::resource::without_framing(&self.headers);
         let bodiless = self.status == 204 || self.status == 304;
         if !bodiless {
             headers.push(("Content-Length".to_owned(), self.body.len().to_string()));
@@ -147,31 +142,73 @@ impl From<String> for Response {
     }
 }
 
-/// A handler registered with [`Server::define_handler`](crate::Server::define_handler).
+/// A handler registered with [`Server::define_handler`](crate::Server::define_handler)
+/// or [`Server::define_handler_for`](crate::Server::define_handler_for).
 pub(crate) struct Handler {
     f: Box<HandlerFn>,
+    /// The methods it answers (`HEAD` too when `GET` is one).
+    methods: Vec<String>,
 }
 
 impl fmt::Debug for Handler {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Handler").finish_non_exhaustive()
+        f.debug_struct("Handler")
+            .field("methods", &self.methods)
+            .finish_non_exhaustive()
     }
 }
 
 impl Handler {
+    /// A handler for `GET` (and `HEAD`).
     pub(crate) fn new(f: impl Fn(&Request) -> Response + Send + Sync + 'static) -> Handler {
-        Handler { f: Box::new(f) }
+        Handler::for_methods(vec!["GET".to_owned()], f)
     }
 
-    /// The whole answer to `req`: the handler's response for `GET`, its
-    /// head for `HEAD`, `405` for other methods, `500` when the handler
-    /// panics (logged at error level under `debug_on_error`, else at debug
-    /// level) or answers something that cannot be sent.
+    /// A handler for these methods (and `HEAD` when `GET` is one).
+    pub(crate) fn for_methods(
+        methods: Vec<String>,
+        f: impl Fn(&Request) -> Response + Send + Sync + 'static,
+    ) -> Handler {
+        Handler {
+            f: Box::new(f),
+            methods,
+        }
+    }
+
+    /// Whether it answers `method` (case-sensitive, as methods are).
+    pub(crate) fn allows(&self, method: &str) -> bool {
+        let listed = |m: &str| self.methods.iter().any(|x| x == m);
+        listed(method) || (method == "HEAD" && listed("GET"))
+    }
+
+    /// The `405` for a method it does not answer, with `Allow` (counted
+    /// as a refusal).
+    pub(crate) fn not_allowed(&self) -> Vec<u8> {
+        let mut allow: Vec<&str> = Vec::new();
+        for m in self.methods.iter().map(String::as_str) {
+            let implied = (m == "GET").then_some("HEAD");
+            for m in std::iter::once(m).chain(implied) {
+                if !allow.contains(&m) {
+                    allow.push(m);
+                }
+            }
+        }
+        crate::session::stats::refused_here(405);
+        crate::Reject::new(405)
+            .header("Allow", allow.join(", "))
+            .body("method not allowed")
+            .to_bytes()
+    }
+
+    /// The whole answer to `req`: the handler's response for its methods,
+    /// without the body for `HEAD`, `405` for other methods, `500` when the
+    /// handler panics (logged at error level under `debug_on_error`, else
+    /// at debug level) or answers something that cannot be sent.
     pub(crate) fn respond(&self, req: &Request, debug_on_error: bool) -> Vec<u8> {
-        let head_only = match crate::http::page::head_only(req) {
-            Ok(head_only) => head_only,
-            Err(refusal) => return refusal,
-        };
+        if !self.allows(req.method()) {
+            return self.not_allowed();
+        }
+        let head_only = req.method() == "HEAD";
         let failed = || {
             Response::new(500)
                 .text_body("internal error")

@@ -9,6 +9,8 @@ pub(crate) struct Upgrade {
     pub(crate) response: Vec<u8>,
     pub(crate) protocol: Option<String>,
     pub(crate) data: Option<Data>,
+    /// First `with_state` values, from the hook's `Accept::state`.
+    pub(crate) states: crate::session::state::Seeds,
     /// The permessage-deflate agreement, if any (see [`negotiate`]).
     #[cfg(feature = "deflate")]
     pub(crate) deflate: Option<crate::wire::extension::Agreed>,
@@ -30,6 +32,16 @@ pub(crate) fn upgrade(req: &Request, res: &Resource) -> Result<Upgrade, Reject> 
         return Err(Reject::new(405)
             .header("Allow", "GET")
             .body("method not allowed"));
+    }
+    // An HTTP/1.0 request cannot upgrade (RFC 6455 section 4.2.1 asks for
+    // 1.1, RFC 9110 section 7.8 has a server ignore `Upgrade` in 1.0): it is
+    // a plain GET to a WebSocket-only resource, so 426, with a reason that
+    // names the usual cause (a proxy speaking 1.0 to us).
+    if req.extra.http10 {
+        return Err(Reject::new(426)
+            .header("Upgrade", "websocket")
+            .header("Sec-WebSocket-Version", "13")
+            .body("websocket needs http/1.1 (behind nginx: proxy_http_version 1.1)"));
     }
     if !req.header_has_token("upgrade", "websocket")
         || !req.header_has_token("connection", "upgrade")
@@ -54,12 +66,13 @@ pub(crate) fn upgrade(req: &Request, res: &Resource) -> Result<Upgrade, Reject> 
         Some(k) if valid_key(k) => k,
         _ => return Err(Reject::new(400).body("missing or malformed Sec-WebSocket-Key")),
     };
+    let site = req.site();
     let host = req.header("host");
     for origin in req
         .headers()
         .filter(|(k, _)| k.eq_ignore_ascii_case("origin"))
     {
-        if !res.origin_allowed(origin.1, host) {
+        if !res.origin_allowed(origin.1, &site) {
             log::debug!(
                 "{}: origin {:?} refused for {} (Host {:?}; see Resource::origins)",
                 req.peer_addr(),
@@ -111,6 +124,7 @@ pub(crate) fn upgrade(req: &Request, res: &Resource) -> Result<Upgrade, Reject> 
         response: crate::http::response_bytes(101, &headers, &[]),
         protocol,
         data: accept.data,
+        states: accept.states,
         #[cfg(feature = "deflate")]
         deflate: None,
     })

@@ -1,8 +1,9 @@
 //! The `/metrics` page (`Server::define_metrics`): a snapshot of the
 //! server's [`Stats`] in the Prometheus text exposition format, answered
 //! as a handler answers (`GET` and `HEAD`, `405` otherwise). The counters
-//! themselves live below, in `session::stats`; this is only their page and
-//! their text.
+//! themselves live below, in `session::stats`; this is only their page,
+//! their Prometheus text and their JSON (`Stats::to_json`, for a `/stats`
+//! handler).
 
 use std::fmt::Write as _;
 
@@ -148,6 +149,101 @@ impl Stats {
     }
 }
 
+impl Stats {
+    /// The snapshot as one JSON object, for a `/stats` handler
+    /// (`Response::json(handle.stats().to_json())`): every field by its
+    /// name; the per-resource, per-stream, per-status and per-code counts
+    /// as objects (`{"/chat":2}`, `{"404":1}`), the largest groups as an
+    /// array of `{"group":NAME,"members":N}`, largest first. Names are
+    /// escaped as JSON strings; no dependency is involved.
+    ///
+    /// ```
+    /// let stats = wsportal::Stats::default();
+    /// let json = stats.to_json();
+    /// assert!(json.starts_with(r#"{"connections":0,"connections_by_resource":{}"#));
+    /// ```
+    pub fn to_json(&self) -> String {
+        let mut out = String::with_capacity(1024);
+        let names = |pairs: &[(String, usize)]| -> String {
+            let items: Vec<String> = pairs
+                .iter()
+                .map(|(k, v)| format!("{}:{v}", json_string(k)))
+                .collect();
+            format!("{{{}}}", items.join(","))
+        };
+        let codes = |pairs: &[(u16, u64)]| -> String {
+            let items: Vec<String> = pairs.iter().map(|(k, v)| format!("\"{k}\":{v}")).collect();
+            format!("{{{}}}", items.join(","))
+        };
+        let groups: Vec<String> = self
+            .largest_groups
+            .iter()
+            .map(|(g, n)| format!("{{\"group\":{},\"members\":{n}}}", json_string(g)))
+            .collect();
+        let fields: [(&str, String); 19] = [
+            ("connections", self.connections.to_string()),
+            (
+                "connections_by_resource",
+                names(&self.connections_by_resource),
+            ),
+            ("event_clients", self.event_clients.to_string()),
+            (
+                "event_clients_by_stream",
+                names(&self.event_clients_by_stream),
+            ),
+            ("groups", self.groups.to_string()),
+            ("largest_groups", format!("[{}]", groups.join(","))),
+            ("messages_received", self.messages_received.to_string()),
+            ("bytes_received", self.bytes_received.to_string()),
+            ("messages_sent", self.messages_sent.to_string()),
+            ("bytes_sent", self.bytes_sent.to_string()),
+            ("websocket_accepted", self.websocket_accepted.to_string()),
+            (
+                "event_streams_accepted",
+                self.event_streams_accepted.to_string(),
+            ),
+            ("refused_by_status", codes(&self.refused_by_status)),
+            ("closes_by_code", codes(&self.closes_by_code)),
+            ("hook_panics", self.hook_panics.to_string()),
+            ("backlog_bytes", self.backlog_bytes.to_string()),
+            ("largest_backlog", self.largest_backlog.to_string()),
+            ("threads_busy", self.threads_busy.to_string()),
+            ("threads_idle", self.threads_idle.to_string()),
+        ];
+        out.push('{');
+        for (i, (name, value)) in fields.iter().enumerate() {
+            if i > 0 {
+                out.push(',');
+            }
+            let _ = write!(out, "\"{name}\":{value}");
+        }
+        out.push('}');
+        out
+    }
+}
+
+/// `s` as a JSON string literal (RFC 8259: quotes, backslashes and
+/// control characters escaped).
+fn json_string(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if u32::from(c) < 0x20 => {
+                let _ = write!(out, "\\u{:04x}", u32::from(c));
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
 /// One metric family: its `# HELP` and `# TYPE` lines, then its samples.
 fn family(out: &mut String, name: &str, kind: &str, help: &str, samples: &[(String, u64)]) {
     let _ = writeln!(out, "# HELP {name} {help}");
@@ -189,6 +285,32 @@ mod tests {
         assert_eq!(
             labels(&[("group", "a\"b\\c\nd"), ("code", "1000")]),
             r#"{group="a\"b\\c\nd",code="1000"}"#
+        );
+    }
+
+    #[test]
+    fn json_has_every_field_and_escapes_names() {
+        let s = Stats {
+            connections: 2,
+            connections_by_resource: vec![("/chat/:room".to_owned(), 2)],
+            largest_groups: vec![("x\"y\\z\n\u{1}".to_owned(), 3)],
+            refused_by_status: vec![(404, 2), (503, 1)],
+            closes_by_code: vec![(1000, 1)],
+            threads_idle: 4,
+            ..Stats::default()
+        };
+        assert_eq!(
+            s.to_json(),
+            concat!(
+                r#"{"connections":2,"connections_by_resource":{"/chat/:room":2},"#,
+                r#""event_clients":0,"event_clients_by_stream":{},"groups":0,"#,
+                r#""largest_groups":[{"group":"x\"y\\z\n\u0001","members":3}],"#,
+                r#""messages_received":0,"bytes_received":0,"messages_sent":0,"bytes_sent":0,"#,
+                r#""websocket_accepted":0,"event_streams_accepted":0,"#,
+                r#""refused_by_status":{"404":2,"503":1},"closes_by_code":{"1000":1},"#,
+                r#""hook_panics":0,"backlog_bytes":0,"largest_backlog":0,"#,
+                r#""threads_busy":0,"threads_idle":4}"#
+            )
         );
     }
 

@@ -39,7 +39,7 @@ use std::sync::Arc;
 
 use parking_lot::{Condvar, Mutex};
 
-use self::acceptor::{accept_loop, listen};
+use self::acceptor::{accept_loop, listen, Listener};
 use self::core::{Core, Pool, TlsSetting};
 use crate::http::page::Page;
 use crate::http::route::Routes;
@@ -217,6 +217,55 @@ impl Server {
         self.define(path, Endpoint::Handler(Handler::new(handler)))
     }
 
+    /// Registers a handler at `path` for these methods (`"POST"`, `"PUT"`,
+    /// `"DELETE"`...; `GET` brings `HEAD` with it): the request's body is
+    /// read whole before the handler runs ([`Request::body`]; `Content-Length`
+    /// or `chunked`, at most [`Config::max_body_size`], else `413`; bad
+    /// framing `400`; within [`Config::handshake_timeout`], else `408`;
+    /// `Expect: 100-continue` is answered). Any other method is answered
+    /// `405` with `Allow`. Otherwise as [`Server::define_handler`]. An
+    /// empty list, or a method that is not an HTTP token, is reported by
+    /// [`Server::start`].
+    ///
+    /// ```
+    /// use wsportal::{Resource, Response, Server};
+    /// let mut server = Server::new();
+    /// let chat = server.broadcaster();
+    /// server
+    ///     .define_resource("/chat", Resource::new())
+    ///     .define_handler_for("/hook", &["POST"], move |req| {
+    ///         match std::str::from_utf8(req.body()) {
+    ///             Ok(text) => {
+    ///                 let _ = chat.to_resource("/chat", text);
+    ///                 Response::new(204)
+    ///             }
+    ///             Err(_) => Response::new(400).text_body("not utf-8"),
+    ///         }
+    ///     });
+    /// ```
+    pub fn define_handler_for(
+        &mut self,
+        path: &str,
+        methods: &[&str],
+        handler: impl Fn(&Request) -> Response + Send + Sync + 'static,
+    ) -> &mut Server {
+        if methods.is_empty() {
+            let why = format!("handler {path:?} has no methods");
+            self.route_error.get_or_insert(Error::Route(why));
+            return self;
+        }
+        if let Some(bad) = methods.iter().find(|m| !crate::http::is_token(m)) {
+            let why = format!("method {bad:?} of handler {path:?} is not an http token");
+            self.route_error.get_or_insert(Error::Route(why));
+            return self;
+        }
+        let methods = methods.iter().map(|m| (*m).to_owned()).collect();
+        self.define(
+            path,
+            Endpoint::Handler(Handler::for_methods(methods, handler)),
+        )
+    }
+
     /// Serves the server's [`Stats`](crate::Stats) at `path` in the
     /// Prometheus text exposition format
     /// ([`Stats::to_prometheus`](crate::Stats::to_prometheus)), for a
@@ -290,11 +339,39 @@ impl Server {
         self.start_with(addr, Some(tls))
     }
 
-    fn start_with<A: ToSocketAddrs + fmt::Display>(
-        &self,
-        addr: A,
-        tls: Option<TlsSetting>,
-    ) -> Result<ServerHandle, Error> {
+    /// Listens on the Unix-domain socket `path` (Unix only) and serves as
+    /// [`Server::start`] does: the usual way behind nginx on the same
+    /// machine (`proxy_pass http://unix:/run/app.sock;`). The socket file
+    /// is created (a stale one that nobody answers is replaced) and
+    /// removed when the server closes; who may connect is up to its
+    /// permissions and its directory's. There is no peer IP address: a
+    /// client's [`Request::peer_addr`] is `0.0.0.0:0` unless it comes
+    /// through a trusted proxy (list `0.0.0.0` in
+    /// [`Config::trusted_proxies`] to trust the proxy on the socket), and
+    /// [`ServerHandle::local_addr`] is `0.0.0.0:0` too
+    /// ([`ServerHandle::unix_path`] names the socket).
+    ///
+    /// # Errors
+    /// As [`Server::start`]; [`Error::Bind`] names the path when it cannot
+    /// listen there (a live server on it, no such directory, no permission).
+    #[cfg(unix)]
+    pub fn start_unix(&self, path: impl AsRef<std::path::Path>) -> Result<ServerHandle, Error> {
+        let path = path.as_ref();
+        self.check()?;
+        let listener = acceptor::listen_unix(path).map_err(|source| Error::Bind {
+            addr: path.display().to_string(),
+            source,
+        })?;
+        let bound = Bound {
+            listener,
+            local_addr: acceptor::UNIX_PEER,
+            unix_path: Some(path.to_owned()),
+        };
+        self.serve(bound, None)
+    }
+
+    /// Reports a bad setting, route or backplane before anything binds.
+    fn check(&self) -> Result<(), Error> {
         self.config.validate()?;
         #[cfg(feature = "redis")]
         if let Some(bp) = &self.backplane {
@@ -310,12 +387,38 @@ impl Server {
             Some(e) => return Err(Error::Route(e.to_string())),
             None => {}
         }
+        Ok(())
+    }
+
+    fn start_with<A: ToSocketAddrs + fmt::Display>(
+        &self,
+        addr: A,
+        tls: Option<TlsSetting>,
+    ) -> Result<ServerHandle, Error> {
+        self.check()?;
         let bind_err = |source| Error::Bind {
             addr: addr.to_string(),
             source,
         };
         let listener = listen(&addr).map_err(bind_err)?;
         let local_addr = listener.local_addr().map_err(bind_err)?;
+        let bound = Bound {
+            listener: Listener::Tcp(listener),
+            local_addr,
+            unix_path: None,
+        };
+        self.serve(bound, tls)
+    }
+
+    /// Starts serving on a bound listener.
+    fn serve(&self, bound: Bound, tls: Option<TlsSetting>) -> Result<ServerHandle, Error> {
+        let Bound {
+            listener,
+            local_addr,
+            unix_path,
+        } = bound;
+        #[cfg(unix)]
+        let unix_listener = listener.unix_clone();
         let c = &self.config;
         // Our own hub (the one `Server::broadcaster` reaches) unless another
         // running server started from this one has it.
@@ -369,6 +472,9 @@ impl Server {
             core,
             acceptor: Some(acceptor),
             local_addr,
+            unix_path,
+            #[cfg(unix)]
+            unix_listener,
             closer,
             #[cfg(feature = "redis")]
             cluster: None,
@@ -378,9 +484,19 @@ impl Server {
             // On an error the handle's drop stops what started.
             handle.join_cluster(bp)?;
         }
-        log::debug!("listening on {local_addr}");
+        match &handle.unix_path {
+            Some(path) => log::debug!("listening on {}", path.display()),
+            None => log::debug!("listening on {}", handle.local_addr),
+        }
         Ok(handle)
     }
+}
+
+/// A listener ready to serve, and what the handle says of it.
+struct Bound {
+    listener: Listener,
+    local_addr: std::net::SocketAddr,
+    unix_path: Option<std::path::PathBuf>,
 }
 
 #[allow(dead_code)] // because this only checks at compile time.

@@ -96,6 +96,12 @@ fn handle(core: &Core, id: u64, stream: &Arc<Stream>, peer: SocketAddr) {
             return;
         }
     };
+    req.extra.tls = core.tls.is_some();
+    crate::http::forwarded::apply(&mut req, &c.trusted_proxies);
+    if let Some(proxy) = req.proxy_addr() {
+        log::debug!("{proxy}: forwarded for {}", req.peer_addr());
+    }
+    let peer = req.peer_addr();
     let Some((endpoint, params, route)) = core.routes.find(&req.path) else {
         return refuse(
             stream,
@@ -146,6 +152,7 @@ fn handle(core: &Core, id: u64, stream: &Arc<Stream>, peer: SocketAddr) {
                 deflate: up.deflate.map(|a| (a, c.deflate.unwrap_or_default())),
             };
             let conn = Connection::new(id, parts, Arc::clone(&core.hub));
+            conn.inner.states.seed(up.states);
             let limits = Limits {
                 max_frame: c.max_frame_size,
                 max_message: c.max_message_size,
@@ -160,7 +167,7 @@ fn handle(core: &Core, id: u64, stream: &Arc<Stream>, peer: SocketAddr) {
         }
         Endpoint::Events(events) => match crate::sse::admit(events, &req, c.debug_on_error) {
             Ok(accept) => {
-                core.hub.stats.event_stream_accepted();
+                // Counted as accepted by `sse::run` once its head is queued.
                 let path = req.path.clone();
                 let opened = crate::sse::Opened {
                     id,
@@ -172,6 +179,7 @@ fn handle(core: &Core, id: u64, stream: &Arc<Stream>, peer: SocketAddr) {
                 };
                 if let Err(reject) = crate::sse::run(events, &core.sse, opened) {
                     log::debug!("{peer}: answered {} for {path}", reject.status());
+                    crate::session::stats::refused_here(reject.status());
                     answer(stream, &reject.to_bytes());
                 }
             }
@@ -183,12 +191,65 @@ fn handle(core: &Core, id: u64, stream: &Arc<Stream>, peer: SocketAddr) {
         }
         Endpoint::Handler(handler) => {
             log::debug!("{peer}: {} {}", req.method(), req.path);
+            if !handler.allows(req.method()) {
+                return answer(stream, &handler.not_allowed());
+            }
+            let mut input = Transport::waiting(stream);
+            let body = read_body(&req, &mut input, &mut set_timeout, leftover, c, deadline);
+            match body {
+                Ok(body) => req.extra.body = body,
+                Err(Some(reject)) => return refuse(stream, peer, Some(&req), &reject),
+                Err(None) => return,
+            }
             answer(stream, &handler.respond(&req, c.debug_on_error));
         }
         Endpoint::Metrics => {
             log::debug!("{peer}: {} {}", req.method(), req.path);
             let page = super::metrics::metrics_response(&req, &core.hub, c.debug_on_error);
             answer(stream, &page);
+        }
+    }
+}
+
+/// Reads a handler's request body (see `Server::define_handler_for`).
+/// `Err(Some)` is the refusal to send, `Err(None)` a client that left.
+fn read_body(
+    req: &Request,
+    stream: &mut Transport<'_>,
+    set_timeout: &mut dyn FnMut(Duration) -> std::io::Result<()>,
+    leftover: Vec<u8>,
+    c: &crate::Config,
+    deadline: std::time::Instant,
+) -> Result<Vec<u8>, Option<Reject>> {
+    use crate::http::body::{self, BodyError, Framing};
+    let peer = req.peer_addr();
+    let framing = body::framing(req).map_err(|why| Some(Reject::new(400).body(why)))?;
+    let too_large = || Some(Reject::new(413).body("request body too large"));
+    match framing {
+        Framing::None => return Ok(Vec::new()),
+        Framing::Length(n) if n > c.max_body_size as u64 => return Err(too_large()),
+        _ => {}
+    }
+    // curl and others wait (a second) for this before a larger body (never
+    // to HTTP/1.0, which has no 1xx, RFC 9110 section 15.2).
+    let expects = req.header_has_token("expect", "100-continue") && !req.extra.http10;
+    if expects && leftover.is_empty() {
+        let _ = stream
+            .write_all(b"HTTP/1.1 100 Continue\r\n\r\n")
+            .and_then(|()| stream.flush());
+    }
+    let mut input = body::Input::new(stream, set_timeout, deadline, leftover);
+    match body::read(&mut input, framing, c.max_body_size) {
+        Ok(body) => Ok(body),
+        Err(BodyError::TooLarge) => Err(too_large()),
+        Err(BodyError::Malformed(why)) => Err(Some(Reject::new(400).body(why))),
+        Err(BodyError::Timeout) => {
+            log::debug!("{peer}: no whole body within the handshake timeout");
+            Err(Some(Reject::new(408).body("request body timed out")))
+        }
+        Err(BodyError::Io(e)) => {
+            log::debug!("{peer}: connection ended before the whole body: {e}");
+            Err(None)
         }
     }
 }

@@ -31,6 +31,12 @@ pub struct ServerHandle {
     pub(super) core: Arc<Core>,
     pub(super) acceptor: Option<JoinHandle<()>>,
     pub(super) local_addr: SocketAddr,
+    /// The socket file, for a server on a Unix-domain socket.
+    pub(super) unix_path: Option<std::path::PathBuf>,
+    /// The listening socket itself (a second handle), to wake the acceptor
+    /// when its file is gone.
+    #[cfg(unix)]
+    pub(super) unix_listener: Option<std::os::unix::net::UnixListener>,
     pub(super) closer: Closer,
     /// The backplane subscriber, when the server has a backplane.
     #[cfg(feature = "redis")]
@@ -47,9 +53,16 @@ impl fmt::Debug for ServerHandle {
 }
 
 impl ServerHandle {
-    /// The address the server listens on (with the real port when started on port 0).
+    /// The address the server listens on (with the real port when started
+    /// on port 0); `0.0.0.0:0` on a Unix-domain socket.
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
+    }
+
+    /// The socket file, for a server started with
+    /// [`Server::start_unix`](crate::Server::start_unix); removed when it closes.
+    pub fn unix_path(&self) -> Option<&std::path::Path> {
+        self.unix_path.as_deref()
     }
 
     /// How many WebSocket connections are open.
@@ -109,8 +122,31 @@ impl ServerHandle {
         core.stopping.store(true, Ordering::SeqCst);
         core.hub.go_away();
         // Wake the blocked accept() by connecting to ourselves.
-        let _ = TcpStream::connect_timeout(&wake_addr(self.local_addr), Duration::from_secs(1));
+        match &self.unix_path {
+            #[cfg(unix)]
+            Some(path) => {
+                if std::os::unix::net::UnixStream::connect(path).is_err() {
+                    // The file is gone (removed by someone): shutting the
+                    // listening socket wakes accept() instead (Linux).
+                    if let Some(listener) = &self.unix_listener {
+                        let _ = socket2::SockRef::from(listener).shutdown(Shutdown::Both);
+                    }
+                }
+            }
+            _ => drop(TcpStream::connect_timeout(
+                &wake_addr(self.local_addr),
+                Duration::from_secs(1),
+            )),
+        }
         let _ = acceptor.join();
+        #[cfg(unix)]
+        drop(self.unix_listener.take()); // the listening socket closes now
+        if let Some(path) = &self.unix_path {
+            // The listener is closed: its file goes too.
+            if let Err(e) = std::fs::remove_file(path) {
+                log::debug!("{}: not removed: {e}", path.display());
+            }
+        }
         log::debug!("listener on {} closed", self.local_addr);
 
         // Going Away to open connections, the end of the stream to event

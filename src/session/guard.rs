@@ -51,12 +51,25 @@ fn install() {
 /// Runs `f`, turning a panic into `Err`. `loud` keeps the standard panic
 /// message on stderr; otherwise the panic is silent and left to the caller.
 pub(crate) fn run<R>(loud: bool, f: impl FnOnce() -> R) -> Result<R, Panic> {
+    run_uncounted(loud, f).inspect_err(|_| crate::session::stats::hook_panicked())
+}
+
+/// Runs `f` as [`run`] does, counting a panic in `counters` (for hooks
+/// that run on any thread, such as a publisher's: a filter).
+pub(crate) fn run_for<R>(
+    counters: &crate::session::stats::Counters,
+    loud: bool,
+    f: impl FnOnce() -> R,
+) -> Result<R, Panic> {
+    run_uncounted(loud, f).inspect_err(|_| counters.hook_panicked())
+}
+
+fn run_uncounted<R>(loud: bool, f: impl FnOnce() -> R) -> Result<R, Panic> {
     install();
     let outer = MODE.with(|m| m.replace(if loud { Mode::Loud } else { Mode::Quiet }));
     let result = panic::catch_unwind(AssertUnwindSafe(f));
     MODE.with(|m| m.set(outer));
     result.map_err(|payload| {
-        crate::session::stats::hook_panicked();
         let message = if let Some(s) = payload.downcast_ref::<&str>() {
             (*s).to_owned()
         } else if let Some(s) = payload.downcast_ref::<String>() {

@@ -82,7 +82,9 @@ impl Resource {
         self
     }
 
-    /// Runs once the connection is open, before any `on_message`.
+    /// Runs once the connection is open, before any `on_message`. The
+    /// connection has joined its resource just before: a broadcast to the
+    /// resource may reach it (and arrive) before what `on_open` sends.
     pub fn on_open(mut self, hook: impl Fn(&Connection) + Send + Sync + 'static) -> Resource {
         self.on_open = Some(Box::new(hook));
         self
@@ -181,14 +183,12 @@ impl Resource {
     }
 
     /// Whether a handshake with this `Origin` header may go on: any origin
-    /// when allowed, a listed one, or the request's own (its `Origin` host
-    /// and port equal to its `Host`, as gorilla/websocket decides).
-    pub(crate) fn origin_allowed(&self, origin: &str, host: Option<&str>) -> bool {
+    /// when allowed, a listed one, or the request's own (see `Site`).
+    pub(crate) fn origin_allowed(&self, origin: &str, site: &crate::http::site::Site<'_>) -> bool {
         if self.any_origin || self.origins.iter().any(|o| o.eq_ignore_ascii_case(origin)) {
             return true;
         }
-        let authority = origin.split_once("://").map(|(_, rest)| rest);
-        matches!((authority, host), (Some(a), Some(h)) if !a.is_empty() && a.eq_ignore_ascii_case(h))
+        site.is_origin(origin)
     }
 
     /// The first listed origin that is not `scheme://host[:port]`.
@@ -280,6 +280,8 @@ pub(crate) fn checked(
 pub struct Accept {
     pub(crate) headers: Vec<(String, String)>,
     pub(crate) data: Option<Data>,
+    /// First values for `Connection::with_state`.
+    pub(crate) states: crate::session::state::Seeds,
 }
 
 impl fmt::Debug for Accept {
@@ -287,6 +289,7 @@ impl fmt::Debug for Accept {
         f.debug_struct("Accept")
             .field("headers", &self.headers)
             .field("data", &self.data.is_some())
+            .field("states", &self.states.len())
             .finish()
     }
 }
@@ -303,6 +306,34 @@ impl Accept {
     /// [`Resource::on_handshake`]).
     pub fn header(mut self, name: impl Into<String>, value: impl Into<String>) -> Accept {
         self.headers.push((name.into(), value.into()));
+        self
+    }
+
+    /// Sets the connection's first [`Connection::with_state`] value of
+    /// type `T` (instead of `T::default()`), for state that starts from
+    /// the handshake: a filter from the query string, a user's name from
+    /// a token. One value per type; a second call for the same type
+    /// replaces the first. The hooks see it from `on_open` on. (WebSocket
+    /// connections only: an event client has no `with_state`; give it
+    /// [`Accept::data`].)
+    ///
+    /// ```
+    /// use wsportal::{Accept, Resource};
+    /// #[derive(Default)]
+    /// struct Filter(String);
+    /// let logs = Resource::new()
+    ///     .on_handshake(|req| {
+    ///         let wanted = req.query_param("filter").unwrap_or_default();
+    ///         Ok(Accept::new().state(Filter(wanted)))
+    ///     })
+    ///     .on_open(|ws| {
+    ///         let filter = ws.with_state(|f: &mut Filter| f.0.clone());
+    ///         let _ = ws.send_text(&format!("filtering on {filter:?}"));
+    ///     });
+    /// # let _ = logs;
+    /// ```
+    pub fn state<T: Default + Send + 'static>(mut self, value: T) -> Accept {
+        self.states.set(value);
         self
     }
 
@@ -328,7 +359,8 @@ impl Reject {
     /// Refuse with this status (e.g. 401, 403; 204 tells an `EventSource`
     /// to stop reconnecting). A status outside 200-599 (such as 101) is
     /// never written: the request is answered `500` instead (see
-    /// [`Resource::on_handshake`]).
+    /// [`Resource::on_handshake`]). A `204` or `304` goes out without a
+    /// body (whatever [`Reject::body`] set) and without `Content-Length`.
     pub fn new(status: u16) -> Reject {
         Reject {
             status,
@@ -338,6 +370,8 @@ impl Reject {
     }
 
     /// Adds a response header, checked as [`Accept::header`]'s are.
+    /// `Content-Length`, `Transfer-Encoding` and `Connection` are dropped:
+    /// wsportal frames the answer itself (as for a handler's `Response`).
     pub fn header(mut self, name: impl Into<String>, value: impl Into<String>) -> Reject {
         self.headers.push((name.into(), value.into()));
         self
@@ -368,26 +402,31 @@ impl Reject {
     }
 
     /// The response, without the body for a `HEAD` request (RFC 9110
-    /// section 9.3.2: the same headers, `Content-Length` included).
+    /// section 9.3.2: the same headers, `Content-Length` included). As for
+    /// a handler's [`Response`](crate::Response), the framing is ours: a
+    /// hook's `Content-Length`, `Transfer-Encoding` and `Connection` are
+    /// dropped. A `204` or `304` has no body and no `Content-Length` (RFC
+    /// 9110 sections 8.6, 15.3.5, 15.4.5).
     pub(crate) fn response(&self, head_only: bool) -> Vec<u8> {
         if self.invalid().is_some() {
             // Checked where hooks answer; this keeps any other path safe.
             return Reject::new(500).body("internal error").response(head_only);
         }
-        let mut headers = self.headers.clone();
+        let mut headers = without_framing(&self.headers);
+        let bodiless = matches!(self.status, 204 | 304);
         let has = |name: &str| {
             self.headers
                 .iter()
                 .any(|(k, _)| k.eq_ignore_ascii_case(name))
         };
-        if !self.body.is_empty() && !has("content-type") {
+        if !bodiless && !self.body.is_empty() && !has("content-type") {
             headers.push(("Content-Type".into(), "text/plain; charset=utf-8".into()));
         }
-        if self.status != 204 {
+        if !bodiless {
             headers.push(("Content-Length".into(), self.body.len().to_string()));
         }
         headers.push(("Connection".into(), "close".into()));
-        let body: &[u8] = if self.status == 204 || head_only {
+        let body: &[u8] = if bodiless || head_only {
             &[]
         } else {
             &self.body
@@ -396,9 +435,21 @@ impl Reject {
     }
 }
 
+/// `headers` without those that frame a message (`Content-Length`,
+/// `Transfer-Encoding`, `Connection`): wsportal writes its own.
+pub(crate) fn without_framing(headers: &[(String, String)]) -> Vec<(String, String)> {
+    let framing = ["content-length", "connection", "transfer-encoding"];
+    headers
+        .iter()
+        .filter(|(k, _)| !framing.iter().any(|f| k.eq_ignore_ascii_case(f)))
+        .cloned()
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::http::site::Site;
 
     #[test]
     fn invalid_answers_become_500() {
@@ -426,19 +477,52 @@ mod tests {
         assert!(text.ends_with("\r\n\r\n"), "{text}");
     }
 
+    fn direct(host: &str) -> Site<'_> {
+        Site {
+            authority: Some(host),
+            ..Site::default()
+        }
+    }
+
     #[test]
     fn origins() {
         let same = Resource::new();
-        assert!(same.origin_allowed("http://h:1", Some("h:1")));
-        assert!(same.origin_allowed("https://H:1", Some("h:1")));
-        assert!(!same.origin_allowed("http://h:2", Some("h:1")));
-        assert!(!same.origin_allowed("http://evil", Some("h:1")));
-        assert!(!same.origin_allowed("null", Some("h:1")));
-        assert!(!same.origin_allowed("http://h:1", None));
+        let ok = |origin: &str, host: &str| same.origin_allowed(origin, &direct(host));
+        assert!(ok("http://h:1", "h:1"));
+        assert!(ok("https://H:1", "h:1"));
+        assert!(!ok("http://h:2", "h:1"));
+        assert!(!ok("http://evil", "h:1"));
+        assert!(!ok("null", "h:1"));
+        assert!(!same.origin_allowed("http://h:1", &Site::default()));
+        // Default ports are the same origin.
+        assert!(ok("https://example.com", "example.com:443"));
+        assert!(ok("http://example.com", "example.com:80"));
+        assert!(ok("http://example.com:80", "example.com"));
+        assert!(ok("https://example.com", "example.com"));
+        assert!(!ok("http://example.com", "example.com:443"));
+        assert!(!ok("https://example.com", "example.com:80"));
+        assert!(!ok("http://example.com:8080", "example.com"));
+        assert!(ok("http://[::1]:3000", "[::1]:3000"));
+        assert!(!ok("http://[::1]:3000", "[::1]:3001"));
+        // What a trusted proxy says.
+        let tls = Site {
+            scheme: Some("https"),
+            ..direct("example.com")
+        };
+        assert!(same.origin_allowed("https://example.com", &tls));
+        assert!(!same.origin_allowed("http://example.com", &tls));
+        let hostname_only = Site {
+            any_port: true,
+            ..direct("127.0.0.1")
+        };
+        assert!(same.origin_allowed("http://127.0.0.1:8080", &hostname_only));
+        assert!(!same.origin_allowed("http://evil:8080", &hostname_only));
         let listed = Resource::new().origins(["http://localhost:3000"]);
-        assert!(listed.origin_allowed("http://LOCALHOST:3000", Some("h:1")));
-        assert!(!listed.origin_allowed("http://localhost:3001", Some("h:1")));
-        assert!(Resource::new().any_origin().origin_allowed("null", None));
+        assert!(listed.origin_allowed("http://LOCALHOST:3000", &direct("h:1")));
+        assert!(!listed.origin_allowed("http://localhost:3001", &direct("h:1")));
+        assert!(Resource::new()
+            .any_origin()
+            .origin_allowed("null", &Site::default()));
         for good in [
             "http://a",
             "https://a.b:8443",

@@ -12,6 +12,34 @@ use crate::Connection;
 #[derive(Default)]
 pub(crate) struct States(Mutex<Vec<(TypeId, Box<dyn Any + Send>)>>);
 
+/// First state values, from the handshake ([`Accept::state`](crate::Accept::state)).
+#[derive(Default)]
+pub(crate) struct Seeds(Vec<(TypeId, Box<dyn Any + Send>)>);
+
+impl Seeds {
+    /// Sets the value of type `T`, replacing an earlier one.
+    pub(crate) fn set<T: Send + 'static>(&mut self, value: T) {
+        self.0.retain(|(t, _)| *t != TypeId::of::<T>());
+        self.0.push((TypeId::of::<T>(), Box::new(value)));
+    }
+
+    /// How many values there are.
+    pub(crate) fn len(&self) -> usize {
+        self.0.len()
+    }
+}
+
+impl States {
+    /// Starts with these values (before the connection's hooks run).
+    pub(crate) fn seed(&self, seeds: Seeds) {
+        let mut values = self.0.lock();
+        for (t, v) in seeds.0 {
+            values.retain(|(u, _)| *u != t);
+            values.push((t, v));
+        }
+    }
+}
+
 impl Connection {
     /// Runs `f` on this connection's value of type `T`, created with
     /// `T::default()` on first use, and returns what `f` returns. Each type

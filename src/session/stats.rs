@@ -85,7 +85,9 @@ pub struct Stats {
     /// Event-stream requests answered with the stream.
     pub event_streams_accepted: u64,
     /// Requests refused (unknown path, failed handshake, a hook's
-    /// [`Reject`](crate::Reject), too many connections...), by HTTP status.
+    /// [`Reject`](crate::Reject), a method not allowed, a body too large,
+    /// an event stream whose `on_unknown_id` panicked, too many
+    /// connections...), by HTTP status.
     pub refused_by_status: Vec<(u16, u64)>,
     /// Ended WebSocket connections by the close code their `on_close` got
     /// (1000 normal, 1001 going away, 1006 no close frame, 1008 too slow,
@@ -144,6 +146,11 @@ impl Counters {
     /// An event-stream request was answered with the stream.
     pub(crate) fn event_stream_accepted(&self) {
         self.event_streams_accepted.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A hook panicked.
+    pub(crate) fn hook_panicked(&self) {
+        self.hook_panics.fetch_add(1, Ordering::Relaxed);
     }
 
     /// A request was refused with `status`.
@@ -288,7 +295,7 @@ pub(crate) fn serving(counters: Option<Arc<Counters>>) {
 pub(crate) fn hook_panicked() {
     SERVING.with(|s| {
         if let Some(c) = &*s.borrow() {
-            c.hook_panics.fetch_add(1, Ordering::Relaxed);
+            c.hook_panicked();
         }
     });
 }

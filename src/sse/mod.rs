@@ -177,6 +177,7 @@ fn open(events: &EventStream, hooks: &Hooks<'_>, head: &[u8]) -> Result<(), guar
             continue;
         }
         st.clients.insert(client.id(), client.clone());
+        client.inner.hub.stats.event_stream_accepted();
         let _ = client.push(head);
         match replay {
             Replay::Nothing => {}

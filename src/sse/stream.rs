@@ -446,6 +446,63 @@ impl EventPublisher {
     }
 }
 
+/// A per-push choice of clients.
+impl EventPublisher {
+    /// Sends an event to the clients that `keep` chooses, as
+    /// [`Broadcaster::to_resource_where`](crate::Broadcaster::to_resource_where)
+    /// does for WebSockets: decide on typed data (the client's
+    /// [`EventClient::data`], its request) and on what the event is about,
+    /// without parsing the event's text. `keep` runs once per client,
+    /// before anything is sent and outside the stream's lock (it may ask
+    /// the publisher anything); then the event is encoded once and queued
+    /// for the chosen clients still connected (the stream's
+    /// [`EventStream::filter`] applies too). It is not kept in the history
+    /// (a predicate cannot be replayed to a client that resumes) and, with
+    /// a backplane, reaches this instance's clients only.
+    ///
+    /// ```
+    /// use wsportal::{Accept, Event, EventStream};
+    /// #[derive(PartialEq, PartialOrd)]
+    /// enum Level { Info, Error }
+    /// // `/logs?errors` asks for errors only.
+    /// let logs = EventStream::new().on_handshake(|req| {
+    ///     let least = if req.query_param("errors").is_some() { Level::Error } else { Level::Info };
+    ///     Ok(Accept::new().data(least))
+    /// });
+    /// let publisher = logs.publisher().allow_nobody();
+    /// let (level, text) = (Level::Error, "disk full");
+    /// let wants = |c: &wsportal::EventClient| c.data::<Level>().is_none_or(|least| level >= *least);
+    /// publisher.send_where(wants, &Event::new(text))?;
+    /// # Ok::<(), wsportal::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::InvalidInput`] as for [`EventPublisher::send`],
+    /// [`Error::NoConnections`] when it is queued for nobody (unless
+    /// [`EventPublisher::allow_nobody`]).
+    pub fn send_where(
+        &self,
+        mut keep: impl FnMut(&EventClient) -> bool,
+        event: &Event,
+    ) -> Result<usize, Error> {
+        let bytes: Arc<[u8]> = event.encode()?.into();
+        let chosen: Vec<u64> = self
+            .clients()
+            .iter()
+            .filter(|c| keep(c))
+            .map(EventClient::id)
+            .collect();
+        let st = self.shared.state.lock();
+        let queued = chosen
+            .iter()
+            .filter_map(|id| st.clients.get(id))
+            .filter(|c| st.keeps(c, event) && c.push_shared(Arc::clone(&bytes)).is_ok())
+            .count();
+        drop(st);
+        self.counted(queued)
+    }
+}
+
 /// Per-client filters, and pushing to nobody without an error.
 impl EventStream {
     /// Decides, for each client and each event pushed to many clients
@@ -516,7 +573,7 @@ impl State {
 
 /// Runs a filter; a panic is a no.
 fn keeps(filter: &Arc<FilterHook>, client: &EventClient, event: &Event) -> bool {
-    match crate::session::guard::run(true, || filter(client, event)) {
+    match crate::session::guard::run_for(&client.inner.hub.stats, true, || filter(client, event)) {
         Ok(keep) => keep,
         Err(p) => {
             log::error!(

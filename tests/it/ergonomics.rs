@@ -254,3 +254,101 @@ fn an_event_filter_applies_to_replay_and_live_events() {
     drop((even, all));
     h.close();
 }
+
+// ------------------------------------------------ issue 31's workarounds
+
+#[test]
+fn accept_seeds_the_first_state_value() {
+    init_logs();
+    #[derive(Default)]
+    struct Filter(String);
+    let mut server = Server::new();
+    server.define_resource(
+        "/logs",
+        Resource::new()
+            .on_handshake(|req| {
+                let wanted = req.query_param("filter").unwrap_or_default();
+                Ok(wsportal::Accept::new().state(Filter(wanted)).state(7u32))
+            })
+            .on_open(|ws| {
+                let filter = ws.with_state(|f: &mut Filter| f.0.clone());
+                let n = ws.with_state(|n: &mut u32| *n);
+                let _ = ws.send_text(&format!("{filter} {n}"));
+            }),
+    );
+    let h = server.start("127.0.0.1:0").unwrap();
+    let mut ws = connect(h.local_addr(), "/logs?filter=error");
+    assert_eq!(text(&mut ws), "error 7");
+    let mut ws = connect(h.local_addr(), "/logs");
+    assert_eq!(text(&mut ws), " 7");
+}
+
+#[test]
+fn a_publisher_sends_to_the_clients_a_predicate_keeps() {
+    init_logs();
+    #[derive(PartialEq, PartialOrd)]
+    enum Level {
+        Info,
+        Error,
+    }
+    let events = EventStream::new().history(10).on_handshake(|req| {
+        let least = match req.query_param("errors") {
+            Some(_) => Level::Error,
+            None => Level::Info,
+        };
+        Ok(wsportal::Accept::new().data(least))
+    });
+    let publisher = events.publisher();
+    let mut server = Server::new();
+    server.define_event_stream("/logs", events);
+    let h = server.start("127.0.0.1:0").unwrap();
+    let mut all = sse(h.local_addr(), "/logs", "");
+    let mut errors = sse(h.local_addr(), "/logs?errors", "");
+    let send = |level: Level, text: &str| {
+        let wants = |c: &wsportal::EventClient| c.data::<Level>().is_none_or(|l| level >= *l);
+        publisher.send_where(wants, &Event::new(text).id(text))
+    };
+    assert_eq!(send(Level::Info, "started").unwrap(), 1);
+    assert_eq!(send(Level::Error, "disk full").unwrap(), 2);
+    assert_eq!(next_event(&mut all).1, "started");
+    assert_eq!(next_event(&mut all).1, "disk full");
+    assert_eq!(next_event(&mut errors).1, "disk full");
+    // Nobody kept: NoConnections, as for a broadcast; and no history.
+    assert!(matches!(
+        publisher.send_where(|_| false, &Event::new("x")),
+        Err(Error::NoConnections(_))
+    ));
+    let mut resumed = sse(h.local_addr(), "/logs", "Last-Event-ID: started\r\n");
+    publisher.send(&Event::new("live")).unwrap();
+    assert_eq!(
+        next_event(&mut resumed).1,
+        "live",
+        "send_where is not replayed"
+    );
+}
+
+#[test]
+fn stats_render_as_json_for_a_stats_handler() {
+    init_logs();
+    let mut server = Server::new();
+    let b = server.broadcaster();
+    server
+        .define_resource("/echo", Resource::new())
+        .define_handler("/stats", move |_| Response::json(b.stats().to_json()));
+    let h = server.start("127.0.0.1:0").unwrap();
+    let mut ws = connect(h.local_addr(), "/echo");
+    ping_sync(&mut ws);
+    let (status, body) = http(h.local_addr(), "GET /stats HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert_eq!(status, 200, "{body}");
+    assert!(
+        body.contains("Content-Type: application/json\r\n"),
+        "{body}"
+    );
+    let json = body.split("\r\n\r\n").nth(1).unwrap();
+    assert!(
+        json.starts_with(r#"{"connections":1,"connections_by_resource":{"/echo":1},"#),
+        "{json}"
+    );
+    assert!(json.contains(r#""websocket_accepted":1,"#), "{json}");
+    assert!(json.ends_with('}'), "{json}");
+}

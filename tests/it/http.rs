@@ -383,3 +383,315 @@ fn a_bad_port_in_a_url_is_invalid_input() {
         assert!(matches!(err, Error::InvalidInput(_)), "{url}: {err:?}");
     }
 }
+
+// ---------------------------------------------------------------- framing and versions
+
+#[test]
+fn a_reject_drops_the_hooks_framing_headers() {
+    let h = origin_server(Resource::new().on_handshake(|_| {
+        Err(Reject::new(403)
+            .header("Content-Length", "0")
+            .header("Transfer-Encoding", "chunked")
+            .header("Connection", "keep-alive")
+            .header("X-Why", "denied")
+            .body("denied"))
+    }));
+    let (status, text) = http(h.local_addr(), &upgrade_request("/ws", ""));
+    assert_eq!(status, 403, "{text}");
+    let head = text.split("\r\n\r\n").next().unwrap().to_ascii_lowercase();
+    assert_eq!(head.matches("content-length").count(), 1, "{text}");
+    assert!(head.contains("content-length: 6\r\n"), "{text}");
+    assert!(!head.contains("transfer-encoding"), "{text}");
+    assert!(!head.contains("keep-alive"), "{text}");
+    assert!(head.contains("x-why: denied"), "{text}");
+    assert!(text.ends_with("\r\n\r\ndenied"), "{text}");
+}
+
+#[test]
+fn a_304_or_204_reject_has_no_body() {
+    for status in [304, 204] {
+        let h = origin_server(
+            Resource::new().on_handshake(move |_| Err(Reject::new(status).body("ignored"))),
+        );
+        let (got, text) = http(h.local_addr(), &upgrade_request("/ws", ""));
+        assert_eq!(got, status, "{text}");
+        assert!(text.ends_with("\r\n\r\n"), "{text}");
+        assert!(
+            !text.to_ascii_lowercase().contains("content-length"),
+            "{text}"
+        );
+    }
+}
+
+#[test]
+fn default_ports_are_the_same_origin() {
+    let h = origin_server(Resource::new());
+    let a = h.local_addr();
+    for (host, origin) in [
+        ("example.com:443", "https://example.com"),
+        ("example.com:80", "http://example.com"),
+        ("example.com", "http://example.com:80"),
+    ] {
+        let request = upgrade_request("/ws", &format!("Origin: {origin}\r\n"))
+            .replace("Host: x\r\n", &format!("Host: {host}\r\n"));
+        let (status, text) = head(a, &request);
+        assert_eq!(status, 101, "{host} {origin}: {text}");
+    }
+    for (host, origin) in [
+        ("example.com:443", "http://example.com"),
+        ("example.com:8443", "https://example.com"),
+    ] {
+        let request = upgrade_request("/ws", &format!("Origin: {origin}\r\n"))
+            .replace("Host: x\r\n", &format!("Host: {host}\r\n"));
+        let (status, text) = http(a, &request);
+        assert_eq!(status, 403, "{host} {origin}: {text}");
+    }
+}
+
+#[test]
+fn an_upgrade_over_http_1_0_is_a_426() {
+    let h = origin_server(Resource::new());
+    let request = upgrade_request("/ws", "").replace("HTTP/1.1", "HTTP/1.0");
+    let (status, text) = http(h.local_addr(), &request);
+    assert_eq!(status, 426, "{text}");
+    assert!(text.contains("http/1.1"), "{text}");
+}
+
+// ---------------------------------------------------------------- bodies
+
+/// `/say` answers POST and PUT with what it got; `/get` is a GET handler.
+fn body_server(config: wsportal::Config) -> ServerHandle {
+    init_logs();
+    let mut server = Server::with_config(config);
+    server
+        .define_handler_for("/say", &["POST", "PUT"], |req| {
+            wsportal::Response::text(format!(
+                "{} {}",
+                req.method(),
+                String::from_utf8_lossy(req.body())
+            ))
+        })
+        .define_handler("/get", |_| wsportal::Response::text("got"));
+    server.start("127.0.0.1:0").expect("server starts")
+}
+
+fn post(path: &str, headers: &str, body: &str) -> String {
+    format!("POST {path} HTTP/1.1\r\nHost: x\r\n{headers}\r\n{body}")
+}
+
+#[test]
+fn a_handler_gets_the_body_of_any_method_it_was_defined_for() {
+    let h = body_server(wsportal::Config::default());
+    let a = h.local_addr();
+    let (status, text) = http(a, &post("/say", "Content-Length: 5\r\n", "hello"));
+    assert_eq!(status, 200, "{text}");
+    assert!(text.ends_with("\r\n\r\nPOST hello"), "{text}");
+    let chunked = "3\r\nhel\r\n2;ext=1\r\nlo\r\n0\r\nX-Trailer: 1\r\n\r\n";
+    let (status, text) = http(a, &post("/say", "Transfer-Encoding: chunked\r\n", chunked));
+    assert_eq!(status, 200, "{text}");
+    assert!(text.ends_with("\r\n\r\nPOST hello"), "{text}");
+    let put = post("/say", "Content-Length: 2\r\n", "hi").replace("POST", "PUT");
+    assert!(http(a, &put).1.ends_with("PUT hi"));
+    let (status, text) = http(a, &post("/say", "", ""));
+    assert_eq!(status, 200, "{text}");
+    assert!(text.ends_with("\r\n\r\nPOST "), "{text}");
+}
+
+#[test]
+fn expect_100_continue_is_answered() {
+    let h = body_server(wsportal::Config::default());
+    let mut s = TcpStream::connect(h.local_addr()).unwrap();
+    s.set_read_timeout(Some(WAIT)).unwrap();
+    s.write_all(post("/say", "Content-Length: 2\r\nExpect: 100-continue\r\n", "").as_bytes())
+        .unwrap();
+    let mut first = [0u8; 25];
+    s.read_exact(&mut first).unwrap();
+    assert_eq!(&first, b"HTTP/1.1 100 Continue\r\n\r\n");
+    s.write_all(b"ok").unwrap();
+    let mut rest = String::new();
+    let _ = s.read_to_string(&mut rest);
+    assert!(rest.starts_with("HTTP/1.1 200 "), "{rest}");
+    assert!(rest.ends_with("POST ok"), "{rest}");
+}
+
+#[test]
+fn bodies_past_the_limit_are_413_and_bad_framing_400() {
+    let h = body_server(wsportal::Config::default().max_body_size(4));
+    let a = h.local_addr();
+    let (status, text) = http(a, &post("/say", "Content-Length: 5\r\n", "hello"));
+    assert_eq!(status, 413, "{text}");
+    let (status, text) = http(a, &post("/say", "Content-Length: 4\r\n", "four"));
+    assert_eq!(status, 200, "{text}");
+    let chunked = "3\r\nhel\r\n2\r\nlo\r\n0\r\n\r\n";
+    let (status, text) = http(a, &post("/say", "Transfer-Encoding: chunked\r\n", chunked));
+    assert_eq!(status, 413, "{text}");
+    for (headers, body) in [
+        (
+            "Transfer-Encoding: chunked\r\nContent-Length: 3\r\n",
+            "0\r\n\r\n",
+        ),
+        ("Transfer-Encoding: gzip\r\n", ""),
+        ("Content-Length: 1\r\nContent-Length: 2\r\n", "ab"),
+        ("Content-Length: x\r\n", ""),
+        ("Transfer-Encoding: chunked\r\n", "zz\r\n"),
+    ] {
+        let (status, text) = http(a, &post("/say", headers, body));
+        assert_eq!(status, 400, "{headers}: {text}");
+    }
+    let s = h.stats();
+    assert_eq!(
+        s.refused_by_status,
+        vec![(400, 5), (413, 2)],
+        "refusals are counted"
+    );
+}
+
+#[test]
+fn a_body_late_past_the_deadline_is_408() {
+    let config =
+        wsportal::Config::default().handshake_timeout(std::time::Duration::from_millis(300));
+    let h = body_server(config);
+    let (status, text) = http(
+        h.local_addr(),
+        &post("/say", "Content-Length: 10\r\n", "abc"),
+    );
+    assert_eq!(status, 408, "{text}");
+}
+
+#[test]
+fn other_methods_are_405_with_allow() {
+    let h = body_server(wsportal::Config::default());
+    let a = h.local_addr();
+    let (status, text) = http(a, "GET /say HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert_eq!(status, 405, "{text}");
+    assert!(text.contains("\r\nAllow: POST, PUT\r\n"), "{text}");
+    let (status, text) = http(a, &post("/get", "Content-Length: 1\r\n", "x"));
+    assert_eq!(status, 405, "{text}");
+    assert!(text.contains("\r\nAllow: GET, HEAD\r\n"), "{text}");
+    let mut bad = Server::new();
+    bad.define_handler_for("/x", &["PO ST"], |_| wsportal::Response::new(204));
+    assert!(matches!(bad.start("127.0.0.1:0"), Err(Error::Route(_))));
+    let mut none = Server::new();
+    none.define_handler_for("/x", &[], |_| wsportal::Response::new(204));
+    assert!(matches!(none.start("127.0.0.1:0"), Err(Error::Route(_))));
+}
+
+// ---------------------------------------------------------------- behind a proxy
+
+/// `/ws` reports each handshake's `peer_addr`, `proxy_addr` and `scheme`.
+fn proxied_server(trusted: &[&str], seen: &Events<String>) -> ServerHandle {
+    init_logs();
+    let tx = seen.tx.clone();
+    let config = wsportal::Config::default().trusted_proxies(trusted);
+    let mut server = Server::with_config(config);
+    server.define_resource(
+        "/ws",
+        Resource::new().on_handshake(move |req| {
+            let proxy = req.proxy_addr().map(|a| a.to_string());
+            let _ = tx.send(format!("{} {proxy:?} {}", req.peer_addr(), req.scheme()));
+            Ok(Accept::new())
+        }),
+    );
+    server.start("127.0.0.1:0").expect("server starts")
+}
+
+fn proxied(host: &str, headers: &str) -> String {
+    upgrade_request("/ws", headers).replace("Host: x\r\n", &format!("Host: {host}\r\n"))
+}
+
+#[test]
+fn a_trusted_proxy_names_the_client_and_its_scheme() {
+    let seen = Events::new();
+    let h = proxied_server(&["127.0.0.1"], &seen);
+    let fwd = "X-Forwarded-For: 198.51.100.1, 203.0.113.9\r\nX-Forwarded-Proto: https\r\n";
+    let (status, text) = head(h.local_addr(), &proxied("x", fwd));
+    assert_eq!(status, 101, "{text}");
+    let proxy = seen.next();
+    assert!(
+        proxy.starts_with("203.0.113.9:0 Some(\"127.0.0.1:"),
+        "{proxy}"
+    );
+    assert!(proxy.ends_with(" https"), "{proxy}");
+    let rfc = "Forwarded: for=\"[2001:db8::17]:4711\";proto=http\r\n";
+    assert_eq!(head(h.local_addr(), &proxied("x", rfc)).0, 101);
+    let proxy = seen.next();
+    assert!(proxy.starts_with("[2001:db8::17]:4711 Some("), "{proxy}");
+    assert!(proxy.ends_with(" http"), "{proxy}");
+}
+
+#[test]
+fn forwarded_headers_from_anyone_else_are_ignored() {
+    let seen = Events::new();
+    for trusted in [&[][..], &["127.0.0.2"][..]] {
+        let h = proxied_server(trusted, &seen);
+        let fwd = "X-Forwarded-For: 203.0.113.9\r\nX-Forwarded-Proto: https\r\nX-Forwarded-Host: a.example\r\n";
+        assert_eq!(head(h.local_addr(), &proxied("x", fwd)).0, 101);
+        let direct = seen.next();
+        assert!(direct.starts_with("127.0.0.1:"), "{direct}");
+        assert!(direct.ends_with(" None http"), "{direct}");
+        // The Origin check uses the Host header, not what the client claims.
+        let origin = format!("{fwd}Origin: https://a.example\r\n");
+        assert_eq!(http(h.local_addr(), &proxied("x", &origin)).0, 403);
+        let origin = "Origin: http://127.0.0.1:8080\r\n";
+        assert_eq!(http(h.local_addr(), &proxied("127.0.0.1", origin)).0, 403);
+    }
+}
+
+#[test]
+fn trusted_proxies_are_addresses_or_ranges_checked_at_start() {
+    let seen = Events::new();
+    let h = proxied_server(&["10.0.0.0/8", "127.0.0.0/8"], &seen);
+    let fwd = "X-Forwarded-For: 203.0.113.9\r\n";
+    assert_eq!(head(h.local_addr(), &proxied("x", fwd)).0, 101);
+    assert!(seen.next().starts_with("203.0.113.9:0 Some("));
+    let mut bad = Server::with_config(wsportal::Config::default().trusted_proxies(["10.0.0.0/33"]));
+    bad.define_resource("/ws", Resource::new());
+    match bad.start("127.0.0.1:0") {
+        Err(Error::Config { setting, .. }) => assert_eq!(setting, "trusted_proxies"),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn behind_a_trusted_proxy_the_origin_check_uses_what_it_says() {
+    let seen = Events::new();
+    let h = proxied_server(&["127.0.0.1"], &seen);
+    let a = h.local_addr();
+    let cases = [
+        // nginx's `proxy_set_header Host $host;`: the port is gone.
+        ("127.0.0.1", "Origin: http://127.0.0.1:8080\r\n", 101),
+        ("127.0.0.1", "Origin: http://evil.example:8080\r\n", 403),
+        // X-Forwarded-Host with a port, and the scheme.
+        (
+            "backend",
+            "X-Forwarded-Host: app.example:8443\r\nX-Forwarded-Proto: https\r\nOrigin: https://app.example:8443\r\n",
+            101,
+        ),
+        (
+            "backend",
+            "X-Forwarded-Host: app.example:8443\r\nOrigin: https://app.example\r\n",
+            403,
+        ),
+        // RFC 7239's host= and proto=: default ports.
+        (
+            "backend",
+            "Forwarded: for=203.0.113.9;host=app.example:443;proto=https\r\nOrigin: https://app.example\r\n",
+            101,
+        ),
+        (
+            "backend",
+            "Forwarded: for=203.0.113.9;host=app.example;proto=https\r\nOrigin: https://evil.example\r\n",
+            403,
+        ),
+        // A Host with a port is compared as it is.
+        ("127.0.0.1:9000", "Origin: http://127.0.0.1:9001\r\n", 403),
+    ];
+    for (host, headers, want) in cases {
+        let (status, text) = if want == 101 {
+            head(a, &proxied(host, headers))
+        } else {
+            http(a, &proxied(host, headers))
+        };
+        assert_eq!(status, want, "{host} {headers}: {text}");
+    }
+}

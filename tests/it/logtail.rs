@@ -63,6 +63,13 @@ fn logtail_filters_resumes_reports_and_stops_cleanly() {
     errors.send("ERROR".into()).unwrap();
     assert_eq!(text(&mut errors), "filter: \"ERROR\"");
     let mut sse_errors = sse(addr, "/sse?token=secret&filter=ERROR", "");
+    // A filter from the query string is there from the start. (A ping
+    // answered means its connection is registered for pushes.)
+    let mut seeded = connect(addr, "/logs?token=secret&filter=two");
+    seeded
+        .send(tungstenite::Message::Ping(b"up".to_vec().into()))
+        .unwrap();
+    while !matches!(seeded.read().unwrap(), tungstenite::Message::Pong(_)) {}
 
     log.append("one INFO\ntwo ERROR\nthree ERR");
     log.append("OR, a line written in two pieces\n");
@@ -74,6 +81,7 @@ fn logtail_filters_resumes_reports_and_stops_cleanly() {
         text(&mut errors),
         "three ERROR, a line written in two pieces"
     );
+    assert_eq!(text(&mut seeded), "two ERROR");
     assert_eq!(
         next_event(&mut sse_errors),
         ("2".into(), "two ERROR".into())
@@ -93,13 +101,13 @@ fn logtail_filters_resumes_reports_and_stops_cleanly() {
     let (status, stats) = http(addr, "GET /stats HTTP/1.1\r\nHost: x\r\n\r\n");
     assert_eq!(status, 200);
     assert!(
-        stats.ends_with(r#"{"lines":4,"websocket_clients":2,"sse_clients":2}"#),
+        stats.ends_with(r#"{"lines":4,"websocket_clients":3,"sse_clients":2}"#),
         "{stats}"
     );
 
     // The stop path of `main`: asked from elsewhere, then closed; the tail
     // thread ends with the server.
-    drop((errors, sse_errors, resumed));
+    drop((errors, seeded, sse_errors, resumed));
     let closed = std::thread::spawn(move || recv_close(&mut all).0);
     handle.closer().close();
     handle.wait();

@@ -1,6 +1,10 @@
 //! Integration tests: real sockets on 127.0.0.1:0, bounded waits, no sleeps
 //! used as synchronisation.
 
+// Because each example included by `examples` and `logtail` brings its own
+// copy of examples/support/*.rs, as it does when built alone.
+#![allow(clippy::duplicate_mod)]
+
 #[cfg(feature = "redis")]
 mod backplane;
 mod client;
@@ -24,5 +28,7 @@ mod stats;
 mod support;
 #[cfg(feature = "tls")]
 mod tls;
+#[cfg(unix)]
+mod unix;
 mod write;
 mod writepath;

@@ -370,3 +370,51 @@ fn totals_never_go_down_while_clients_come_and_go() {
     assert_eq!(s.websocket_accepted, 20);
     assert!(snapshots > 0);
 }
+
+#[test]
+fn a_stream_answered_500_is_a_refusal_not_an_accepted_stream() {
+    init_logs();
+    let mut server = Server::new();
+    server.define_event_stream(
+        "/events",
+        EventStream::new()
+            .history(10)
+            .on_unknown_id(|_| panic!("on_unknown_id fails")),
+    );
+    let h = server.start("127.0.0.1:0").unwrap();
+    let request = "GET /events HTTP/1.1\r\nHost: x\r\nLast-Event-ID: 9\r\n\r\n";
+    let (status, text) = http(h.local_addr(), request);
+    assert_eq!(status, 500, "{text}");
+    let s = h.stats();
+    assert_eq!(s.event_streams_accepted, 0);
+    assert_eq!(count(&s.refused_by_status, 500), 1);
+}
+
+#[test]
+fn a_405_from_a_page_handler_or_metrics_is_a_refusal() {
+    init_logs();
+    let mut server = Server::new();
+    server
+        .define_page("/page", "text/plain", "page")
+        .define_metrics("/metrics");
+    let h = server.start("127.0.0.1:0").unwrap();
+    for path in ["/page", "/metrics"] {
+        let request = format!("PUT {path} HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n");
+        let (status, text) = http(h.local_addr(), &request);
+        assert_eq!(status, 405, "{text}");
+    }
+    assert_eq!(count(&h.stats().refused_by_status, 405), 2);
+}
+
+#[test]
+fn a_filter_panicking_on_a_publishers_thread_is_a_hook_panic() {
+    init_logs();
+    let mut server = Server::new();
+    let events = EventStream::new().filter(|_, _| panic!("filter fails"));
+    let publisher = events.publisher().allow_nobody();
+    server.define_event_stream("/events", events);
+    let h = server.start("127.0.0.1:0").unwrap();
+    let _client = event_client(&h);
+    assert_eq!(publisher.send(&wsportal::Event::new("x")).unwrap(), 0);
+    assert_eq!(h.stats().hook_panics, 1);
+}

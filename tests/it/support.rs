@@ -71,6 +71,18 @@ pub fn recv<S: Read + Write>(ws: &mut WebSocket<S>) -> tungstenite::Message {
     }
 }
 
+/// A ping round trip: once the pong is back, the connection's own thread
+/// runs, so it is registered for broadcasts and counted in `stats()` (the
+/// `101` goes out just before that).
+pub fn ping_sync<S: Read + Write>(ws: &mut WebSocket<S>) {
+    ws.send(tungstenite::Message::Ping(b"sync".to_vec().into()))
+        .unwrap();
+    while !matches!(
+        ws.read().expect("read failed"),
+        tungstenite::Message::Pong(_)
+    ) {}
+}
+
 /// Reads until the server's close frame and sends the reply; returns the
 /// frame's code and reason.
 pub fn recv_close(ws: &mut WebSocket<TcpStream>) -> (u16, String) {
