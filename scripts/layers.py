@@ -18,9 +18,9 @@ import sys
 LAYERS = [
     {"error", "deadline", "message", "sync"},
     {"wire"},
-    {"config"},
     {"transport"},
     {"http"},
+    {"config"},
     {"session"},
     {"sse"},
     {"backplane"},

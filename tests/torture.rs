@@ -433,13 +433,21 @@ impl Frames {
     /// Takes bytes; returns what they completed, or the first rule broken.
     fn feed(&mut self, data: &[u8], out: &mut Vec<Got>) -> Result<(), String> {
         if self.closed && !data.is_empty() {
-            return Err(format!("{} bytes after the close frame", data.len()));
+            let head = &data[..data.len().min(16)];
+            return Err(format!(
+                "{} bytes after the close frame: {head:02x?}",
+                data.len()
+            ));
         }
         self.buf.extend_from_slice(data);
         while let Some(got) = self.frame()? {
             out.push(got);
             if self.closed && !self.buf.is_empty() {
-                return Err(format!("{} bytes after the close frame", self.buf.len()));
+                let head = &self.buf[..self.buf.len().min(16)];
+                return Err(format!(
+                    "{} bytes after the close frame: {head:02x?}",
+                    self.buf.len()
+                ));
             }
         }
         Ok(())

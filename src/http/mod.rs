@@ -4,7 +4,6 @@
 
 pub(crate) mod body;
 pub(crate) mod forwarded;
-pub(crate) mod page;
 pub(crate) mod query;
 pub(crate) mod route;
 pub(crate) mod site;

@@ -26,6 +26,7 @@ mod core;
 pub(crate) mod handler;
 pub(crate) mod handshake;
 mod metrics;
+pub(crate) mod page;
 mod request;
 mod shutdown;
 
@@ -41,10 +42,10 @@ use parking_lot::{Condvar, Mutex};
 
 use self::acceptor::{accept_loop, listen, Listener};
 use self::core::{Core, Pool, TlsSetting};
-use crate::http::page::Page;
 use crate::http::route::Routes;
 use crate::http::Request;
 use crate::server::handler::Handler;
+use crate::server::page::Page;
 use crate::session::hub::Hub;
 use crate::sse::{EventStream, Streams};
 use crate::{Broadcaster, Closer, Config, Error, Resource, Response};

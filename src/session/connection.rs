@@ -209,14 +209,24 @@ impl Connection {
     /// to the kernel, or `timeout` passes. Works on any thread, the
     /// connection's own included (as [`Connection::send_timeout`]).
     ///
+    /// Over TLS, bytes count once they are on the socket, not when rustls
+    /// took them. Messages queued while a streamed message is open
+    /// ([`MessageWriter`](crate::MessageWriter)) wait behind it, and a flush
+    /// waits for them too.
+    ///
     /// # Errors
     /// [`Error::Timeout`] when `timeout` passed first (the connection stays
-    /// open); [`Error::Closed`] when the connection was cut off or failed
-    /// before the bytes were written.
+    /// open); [`Error::Closed`] when the connection was cut off, failed, or
+    /// closed while a stream was open before the bytes were written (queued
+    /// messages were dropped); [`Error::BehindStream`] at once, on the
+    /// thread whose streamed message is open, when messages wait behind it:
+    /// only that thread can release them, by finishing the stream.
     pub fn flush(&self, timeout: Duration) -> Result<(), Error> {
         let deadline = deadline_after(timeout);
         let inner = &self.inner;
-        let mark = inner.outbox.flush_mark();
+        let Ok(mark) = inner.outbox.flush_mark() else {
+            return Err(Error::BehindStream);
+        };
         inner.handle_flushed(inner.outbox.kick(&mut inner.nowait()));
         match inner.outbox.wait_written(mark, deadline) {
             Ok(()) => Ok(()),
@@ -264,7 +274,7 @@ impl Connection {
         let sent = payload.len();
         let why = match self.push_owned_until(&header, payload, Lane::Data, deadline) {
             Ok(()) => {
-                self.inner.counts.sent(sent);
+                self.inner.counts.sent(sent, &self.inner.hub.stats);
                 return Ok(());
             }
             Err((why, given_back)) => {
@@ -335,7 +345,7 @@ impl Connection {
         let mask = (self.inner.role == Role::Client).then(frame::random_mask);
         let len = frame::encoded_len(payload.len(), mask.is_some());
         self.push_encoded(len, deadline, |v| frame::encode(v, op, payload, mask))?;
-        self.inner.counts.sent(payload.len());
+        self.inner.counts.sent(payload.len(), &self.inner.hub.stats);
         Ok(())
     }
 
@@ -390,7 +400,7 @@ impl Connection {
         Some(match sent {
             Ok(flushed) => {
                 inner.handle_flushed(flushed);
-                inner.counts.sent(payload.len());
+                inner.counts.sent(payload.len(), &inner.hub.stats);
                 Ok(())
             }
             Err(NotSent::Waited(why)) => Err(why),
@@ -552,7 +562,7 @@ impl Connection {
             });
         self.after_push(pushed)?;
         if matches!(op, OpCode::Text | OpCode::Binary) {
-            self.inner.counts.sent(payload.len());
+            self.inner.counts.sent(payload.len(), &self.inner.hub.stats);
         }
         Ok(())
     }
@@ -564,6 +574,13 @@ impl Connection {
             .inner
             .outbox
             .push_shared(&mut self.inner.nowait(), frame);
+        if let Err(PushError::Held) = pushed {
+            // A broadcast is not refused to one connection quietly (its
+            // sender cannot tell): one that cannot take it is closed.
+            self.inner
+                .force_end(1008, "backlog full behind a streamed message");
+            return Err(Error::TooSlow);
+        }
         self.after_push(pushed)
     }
 

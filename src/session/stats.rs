@@ -19,7 +19,7 @@
 
 use std::cell::RefCell;
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 
 use parking_lot::Mutex;
@@ -177,6 +177,7 @@ impl Counters {
     /// Adds a closing connection's counts to the totals. Call it under the
     /// hub's connection lock, as the connection leaves the map.
     pub(crate) fn fold(&self, c: &ConnCounts) {
+        c.retired.store(true, Ordering::SeqCst);
         let t = &self.totals;
         for (total, own) in [
             (&t.messages_received, &c.messages_received),
@@ -184,7 +185,8 @@ impl Counters {
             (&t.messages_sent, &c.messages_sent),
             (&t.bytes_sent, &c.bytes_sent),
         ] {
-            total.fetch_add(own.load(Ordering::Relaxed), Ordering::Relaxed);
+            // Moved, not copied: a late `sent` folds what it adds itself.
+            total.fetch_add(own.swap(0, Ordering::SeqCst), Ordering::Relaxed);
         }
     }
 
@@ -200,6 +202,9 @@ pub(crate) struct ConnCounts {
     bytes_received: AtomicU64,
     messages_sent: AtomicU64,
     bytes_sent: AtomicU64,
+    /// Folded into the totals (the connection left the map): a count added
+    /// after that goes to the totals by itself.
+    retired: AtomicBool,
 }
 
 impl ConnCounts {
@@ -213,10 +218,16 @@ impl ConnCounts {
             .store(b.saturating_add(len as u64), Ordering::Relaxed);
     }
 
-    /// A data message of `len` bytes was queued (any thread).
-    pub(crate) fn sent(&self, len: usize) {
-        self.messages_sent.fetch_add(1, Ordering::Relaxed);
-        self.bytes_sent.fetch_add(len as u64, Ordering::Relaxed);
+    /// A data message of `len` bytes was queued (any thread). A sender
+    /// counts after its push succeeded, so the connection may have been
+    /// folded meanwhile: then this count is folded too (each count is moved
+    /// to the totals exactly once: both sides `swap` it out).
+    pub(crate) fn sent(&self, len: usize, totals: &Counters) {
+        self.messages_sent.fetch_add(1, Ordering::SeqCst);
+        self.bytes_sent.fetch_add(len as u64, Ordering::SeqCst);
+        if self.retired.load(Ordering::SeqCst) {
+            totals.fold(self);
+        }
     }
 
     fn add_to(&self, s: &mut Stats) {

@@ -146,7 +146,7 @@ fn a_flush_is_woken_when_its_bytes_leave() {
         let outbox = Arc::new(Outbox::new(1 << 20));
         let socket = Socket::with_room(0);
         assert!(matches!(push(&outbox, &socket, b"aaaa"), Flushed::Stalled));
-        let mark = outbox.flush_mark();
+        let mark = outbox.flush_mark().unwrap();
         let housekeeper = {
             let (outbox, socket) = (outbox.clone(), socket.clone());
             thread::spawn(move || {
@@ -277,5 +277,44 @@ fn a_ping_goes_between_frames_never_inside_one() {
             "{:?}",
             String::from_utf8_lossy(&out)
         );
+    });
+}
+
+/// A ping and a close frame from two threads: whatever the order they
+/// were pushed in, nothing is written after the close frame (a ping pushed
+/// first goes ahead of it, even past frames coalesced with it; a ping
+/// pushed after it is refused).
+#[test]
+fn nothing_follows_a_close_frame() {
+    model(|| {
+        let outbox = Arc::new(Outbox::new(1 << 20));
+        let socket = Socket::with_room(1);
+        let pinger = {
+            let (outbox, socket) = (outbox.clone(), socket.clone());
+            thread::spawn(move || {
+                let mut s = socket.clone();
+                outbox
+                    .push_with(&mut s, 2, Admit::Limit, Lane::Urgent, |v| {
+                        v.extend_from_slice(b"pp")
+                    })
+                    .is_ok()
+            })
+        };
+        let _ = push(&outbox, &socket, b"dd");
+        let mut s = socket.clone();
+        let closed = outbox.push_with(&mut s, 2, Admit::Close, Lane::Control, |v| {
+            v.extend_from_slice(b"cc")
+        });
+        assert!(closed.is_ok());
+        let pinged = pinger.join().unwrap();
+        socket.open();
+        if outbox.state.lock().writing {
+            housekeep(&outbox, &socket);
+        } else {
+            let _ = outbox.kick(&mut s);
+        }
+        let out = socket.bytes();
+        assert!(out.ends_with(b"cc"), "{:?}", String::from_utf8_lossy(&out));
+        assert_eq!(out.len(), if pinged { 6 } else { 4 });
     });
 }

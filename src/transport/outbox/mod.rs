@@ -37,12 +37,16 @@
 //!   timeout, WebSocket and SSE alike.
 
 mod wait;
+
 mod writer;
 
 #[cfg(all(test, loom))]
 pub(crate) mod loom;
 #[cfg(all(test, not(loom)))]
 mod tests;
+
+#[cfg(all(test, not(loom)))]
+use self::wait::Mark;
 
 use std::collections::VecDeque;
 use std::io::{self, Write};
@@ -165,6 +169,16 @@ struct State {
     head_written: usize,
     /// Bytes queued and not yet written.
     queued: usize,
+    /// Bytes that ever entered the queue, dropped ones included: where a
+    /// flush's mark is set (the queue's order is the write order).
+    appended: u64,
+    /// Bytes that were ever held behind a stream, and, at the last stream's
+    /// end, how many of them had been and where in the queue they ended.
+    held_in: u64,
+    released: (u64, u64),
+    /// Held bytes were dropped (a close frame or a cut-off while a stream
+    /// was open): they will never be released.
+    held_dropped: bool,
     /// While stalled: when the socket last took a byte (or the stall began).
     stalled_at: Option<Instant>,
     /// Queued bytes ever accepted by the sink: the housekeeper compares it
@@ -261,7 +275,18 @@ impl Outbox {
             encode(&mut v);
             st.held.push_back(Chunk::Owned(v));
             st.held_bytes += len;
+            st.held_in += len as u64;
             return Ok(Flushed::Done);
+        }
+        if admit == Admit::Close && !st.urgent.is_empty() && st.urgent_written == 0 {
+            // Nothing may follow a close frame: pings and pongs still
+            // waiting go into the queue ahead of it (the queue's end is a
+            // frame boundary), where the frames they would have jumped are.
+            let urgent = std::mem::take(&mut st.urgent);
+            self.urgent.store(false, Ordering::Release);
+            st.queued += urgent.len();
+            st.appended += urgent.len() as u64;
+            st.queue.push_back(Chunk::Owned(urgent));
         }
         let appendable =
             matches!(st.queue.back(), Some(Chunk::Owned(v)) if v.len() + len <= COALESCE_LIMIT);
@@ -276,11 +301,11 @@ impl Outbox {
             st.queue.push_back(Chunk::Owned(v));
         }
         st.queued += len;
+        st.appended += len as u64;
         if admit == Admit::Close {
             st.closed = true;
             // Data held behind a stream can no longer follow it.
-            st.held.clear();
-            st.held_bytes = 0;
+            Self::drop_held(&mut st);
             self.wake(&st);
         }
         if lane == Lane::StreamEnd {
@@ -311,6 +336,7 @@ impl Outbox {
                 st.held.push_back(Chunk::Owned(payload));
             }
             st.held_bytes += len;
+            st.held_in += len as u64;
             return Ok(Flushed::Done);
         }
         // An empty payload: the header is the whole frame. An empty chunk
@@ -333,6 +359,7 @@ impl Outbox {
             st.queue.push_back(Chunk::Owned(payload));
         }
         st.queued += len;
+        st.appended += len as u64;
         if lane == Lane::StreamEnd {
             Self::end_stream(&mut st);
             self.wake(&st);
@@ -367,12 +394,22 @@ impl Outbox {
         }
     }
 
+    /// Drops what is held behind an open stream (it can never follow it).
+    fn drop_held(st: &mut State) {
+        st.held_dropped |= st.held_bytes > 0;
+        st.held.clear();
+        st.held_bytes = 0;
+    }
+
     /// Closes the open stream: what was held aside joins the queue.
     fn end_stream(st: &mut State) {
         st.streaming = false;
         st.stream_owner = None;
         let held = std::mem::take(&mut st.held);
-        st.queued += std::mem::take(&mut st.held_bytes);
+        let held_bytes = std::mem::take(&mut st.held_bytes);
+        st.queued += held_bytes;
+        st.appended += held_bytes as u64;
+        st.released = (st.held_in, st.appended);
         st.queue.extend(held);
     }
 
@@ -386,10 +423,12 @@ impl Outbox {
         self.admit(&st, frame.len(), Admit::Limit, Lane::Data)?;
         if st.streaming {
             st.held_bytes += frame.len();
+            st.held_in += frame.len() as u64;
             st.held.push_back(Chunk::Shared(frame));
             return Ok(Flushed::Done);
         }
         st.queued += frame.len();
+        st.appended += frame.len() as u64;
         st.queue.push_back(Chunk::Shared(frame));
         Ok(self.write_if_free(st, sink))
     }

@@ -264,8 +264,8 @@ fn waiters_wake_as_room_appears_and_when_bytes_are_written() {
     let mut s = sink(0);
     ob.push_with(&mut s, 8, Admit::Limit, Lane::Data, |v| v.extend([0; 8]))
         .unwrap();
-    let mark = ob.flush_mark();
-    assert_eq!(mark, 8);
+    let mark = ob.flush_mark().unwrap();
+    assert_eq!(mark, Mark { queue: 8, held: None });
     let deadline = Instant::now() + Duration::from_secs(20);
     let waiters: Vec<_> = (0..3)
         .map(|_| {
@@ -287,7 +287,7 @@ fn waiters_wake_as_room_appears_and_when_bytes_are_written() {
         ob.push_with(&mut s, 8, Admit::Limit, Lane::Data, |v| v.extend([0; 8])),
         Ok(Flushed::Stalled)
     ));
-    let mark = ob.flush_mark();
+    let mark = ob.flush_mark().unwrap();
     assert_eq!(
         ob.wait_written(mark, Instant::now()),
         Err(PushError::TooSlow)

@@ -6,6 +6,26 @@ use std::time::Instant;
 
 use super::{Lane, Outbox, PushError, State};
 
+/// Where a flush waits to: a position in the queue (bytes entered before
+/// the flush, in write order), and, with data held behind a stream, the
+/// held bytes to see released and written too. A stream's later fragments
+/// go ahead of what is held, so a byte count alone would be reached early.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Mark {
+    pub(super) queue: u64,
+    pub(super) held: Option<u64>,
+}
+
+impl Mark {
+    fn reached(self, st: &State) -> bool {
+        let held = match self.held {
+            None => true,
+            Some(h) => st.released.0 >= h && st.confirmed >= st.released.1,
+        };
+        st.confirmed >= self.queue && held
+    }
+}
+
 impl Outbox {
     /// Blocks until a push of `len` bytes would be admitted (the backlog has
     /// room for it, or is empty), the outbox is closed, or `deadline` passes.
@@ -19,13 +39,24 @@ impl Outbox {
     }
 
     /// The mark [`Outbox::wait_written`] waits for: everything queued so
-    /// far. For the thread whose streamed message is open, what is held
-    /// behind that stream is left out: only this thread can release it.
-    pub(crate) fn flush_mark(&self) -> u64 {
+    /// far, and what is held behind an open stream (even if dropped since:
+    /// a flush must not confirm it).
+    ///
+    /// # Errors
+    /// [`PushError::Held`] for the thread whose stream is open while data
+    /// waits behind it: only that thread can release it, so waiting would
+    /// only time out.
+    pub(crate) fn flush_mark(&self) -> Result<Mark, PushError> {
         let st = self.state.lock();
+        let held = st.held_in > st.released.0;
         let own_stream = st.streaming && st.stream_owner == Some(crate::sync::thread_id());
-        let held = if own_stream { 0 } else { st.held_bytes };
-        st.written + (st.queued + held) as u64
+        if held && own_stream {
+            return Err(PushError::Held);
+        }
+        Ok(Mark {
+            queue: st.appended,
+            held: held.then_some(st.held_in),
+        })
     }
 
     /// Blocks until `mark` bytes have left the sink (not only entered it: a
@@ -35,9 +66,11 @@ impl Outbox {
     /// # Errors
     /// [`PushError::Closed`] when the queue was dropped first,
     /// [`PushError::TooSlow`] when `deadline` passed first.
-    pub(crate) fn wait_written(&self, mark: u64, deadline: Instant) -> Result<(), PushError> {
-        let (st, timed_out) = self.wait_for(deadline, |st| st.confirmed >= mark || st.dropped);
-        if st.confirmed >= mark {
+    pub(crate) fn wait_written(&self, mark: Mark, deadline: Instant) -> Result<(), PushError> {
+        let (st, timed_out) = self.wait_for(deadline, |st| {
+            mark.reached(st) || st.dropped || (mark.held.is_some() && st.held_dropped)
+        });
+        if mark.reached(&st) {
             Ok(())
         } else if timed_out {
             Err(PushError::TooSlow)

@@ -70,8 +70,7 @@ impl Outbox {
         let mut st = self.state.lock();
         st.closed = true;
         st.dropped = true;
-        st.held.clear();
-        st.held_bytes = 0;
+        Self::drop_held(&mut st);
         if st.urgent_written == 0 {
             // A ping or pong already begun is finished; the rest go.
             st.urgent.clear();
@@ -281,8 +280,7 @@ impl Outbox {
         st.queued = 0;
         st.closed = true;
         st.dropped = true;
-        st.held.clear();
-        st.held_bytes = 0;
+        Self::drop_held(&mut st);
         st.urgent.clear();
         st.urgent_written = 0;
         st.writing = false;

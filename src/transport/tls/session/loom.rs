@@ -217,7 +217,7 @@ fn a_flush_over_tls_confirms_only_what_reached_the_socket() {
             v.extend_from_slice(frame)
         });
         assert!(matches!(pushed, Ok(Flushed::Stalled)), "{pushed:?}");
-        let mark = outbox.flush_mark();
+        let mark = outbox.flush_mark().unwrap();
         let housekeeper = {
             let (session, pipe, outbox) = (session.clone(), pipe.clone(), outbox.clone());
             thread::spawn(move || {

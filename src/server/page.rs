@@ -27,7 +27,7 @@ impl Page {
     /// The whole answer to `req`: the page for `GET`, its head for `HEAD`,
     /// `405` with `Allow` for any other method.
     pub(crate) fn response(&self, req: &Request) -> Vec<u8> {
-        let head_only = match crate::http::page::head_only(req) {
+        let head_only = match crate::server::page::head_only(req) {
             Ok(head_only) => head_only,
             Err(refusal) => return refusal,
         };
