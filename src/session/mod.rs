@@ -17,6 +17,7 @@ pub(crate) mod guard;
 pub(crate) mod hub;
 pub(crate) mod resource;
 mod run;
+mod send;
 pub(crate) mod state;
 pub(crate) mod stats;
 pub(crate) mod writer;

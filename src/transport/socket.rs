@@ -45,12 +45,14 @@ pub(crate) fn is_full(e: &io::Error) -> bool {
 
 /// A socket as a TLS session writes its records to it ([`write_raw`]'s
 /// two writes), so that the loom models can give it one of their own.
+#[cfg(feature = "tls")]
 pub(crate) trait Wire {
     /// One write of `bufs`: waiting (bounded by the send timeout) when
     /// `wait`, else never.
     fn send(&self, bufs: &[IoSlice<'_>], wait: bool) -> io::Result<usize>;
 }
 
+#[cfg(feature = "tls")]
 impl Wire for TcpStream {
     fn send(&self, bufs: &[IoSlice<'_>], wait: bool) -> io::Result<usize> {
         write_raw(self, bufs, wait)
