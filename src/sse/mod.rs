@@ -13,6 +13,9 @@
 //! socket is shut, so the housekeeper can flush a closing client's backlog.
 
 mod client;
+mod history;
+mod publisher;
+mod sink;
 mod stream;
 
 use std::collections::HashMap;
@@ -24,10 +27,13 @@ use std::time::Duration;
 
 use parking_lot::Mutex;
 
-pub use self::client::{EventClient, EventSink};
-pub use self::stream::{EventPublisher, EventStream};
+pub use self::client::EventClient;
+pub use self::publisher::EventPublisher;
+pub use self::sink::EventSink;
+pub use self::stream::EventStream;
 
-use self::stream::{Replay, Shared};
+use self::client::Shared;
+use self::history::Replay;
 use crate::session::guard;
 use crate::session::hub::{Chores, Hub, Retry};
 use crate::transport::{Stream, Transport};
