@@ -28,7 +28,8 @@ pub(crate) trait Cluster: Send + Sync {
     fn publish_event(&self, target: &Target, event: &Event) -> Result<(), Error>;
 
     /// Publishes to a group that has no member here, and answers how many
-    /// members it has on the other instances.
+    /// members it has on the other instances (`usize::MAX` when it went
+    /// out but the size is unknown: only 0 means nobody).
     fn publish_to_absent_group(&self, group: &str, msg: &Message) -> Result<usize, Error>;
 
     /// How many members `group` has on every instance.

@@ -3,6 +3,8 @@
 
 #[cfg(feature = "redis")]
 mod backplane;
+#[cfg(feature = "redis")]
+mod backplane_exact;
 mod client;
 mod core;
 mod correctness;
