@@ -35,6 +35,7 @@
 //! foreign, other version, truncated, bad UTF-8) is logged at debug and
 //! dropped.
 
+mod history;
 mod link;
 mod presence;
 mod subscriber;
@@ -50,7 +51,7 @@ use parking_lot::Mutex;
 
 use self::link::Link;
 use self::wire::{Payload, Target};
-use crate::session::cluster::Cluster;
+use crate::session::cluster::{Cluster, Since};
 use crate::session::hub::Hub;
 use crate::{Error, Event, Message};
 
@@ -271,16 +272,23 @@ impl Backplane {
     }
 
     /// Publishes an event to the clients of the event stream defined at
-    /// `stream` on every instance; an event with an id enters each
-    /// instance's history of that stream.
+    /// `stream` on every instance. When the servers keep a history of that
+    /// stream, an event with an id enters the stream's one shared history
+    /// (in Redis), in the same order as their own events (see
+    /// [`EventStream::history`](crate::EventStream::history)).
     ///
     /// # Errors
     /// [`Error::InvalidInput`] for an event that cannot be sent (see
-    /// [`Event`]), otherwise as [`Backplane::publish_to_all`].
+    /// [`Event`]), otherwise as [`Backplane::publish_to_all`] (a reply that
+    /// timed out is an error too, though the event may have gone out).
     pub fn publish_event(&self, stream: &str, event: &Event) -> Result<(), Error> {
         event.encode()?;
-        let target = Target::Stream(stream.to_owned());
-        self.publish(self.origin, &target, Payload::Event(event))
+        match self.append(self.origin, stream, None, event)? {
+            true => Ok(()),
+            false => Err(Error::Backplane(
+                "publish event: no answer within the timeout (it may have gone out)".to_owned(),
+            )),
+        }
     }
 
     /// Publishes an event to the clients of the event stream `stream` that
@@ -464,6 +472,14 @@ impl Cluster for Node {
             }
             Ok(())
         })
+    }
+
+    fn append_event(&self, stream: &str, cap: usize, event: &Event) -> Result<bool, Error> {
+        self.bp.append(self.id, stream, Some(cap), event)
+    }
+
+    fn history_since(&self, stream: &str, after: Option<&str>, cap: usize) -> Result<Since, Error> {
+        self.bp.since(stream, after, cap)
     }
 
     /// Takes this instance out of presence at once (a graceful stop): its

@@ -143,8 +143,10 @@ fn subscribe(
     if let Err(e) = ps.subscribe(node.bp.channel()) {
         return Ended::Lost(e.to_string());
     }
-    // Redis may have restarted empty: write everything again.
-    if let Err(e) = node.refresh(hub) {
+    // Read back what the stream histories missed meanwhile (messages
+    // arriving now wait in the socket, and are applied after, without
+    // duplicates); Redis may have restarted empty: write presence again.
+    if let Err(e) = sse.sync_histories().and_then(|()| node.refresh(hub)) {
         return Ended::Lost(e.to_string());
     }
     if std::mem::take(down) {
@@ -185,7 +187,9 @@ pub(crate) fn deliver(node: &Node, hub: &Hub, sse: &Streams, bytes: &[u8]) {
             return;
         }
     };
-    if env.origin == node.id {
+    // Our own messages were delivered here already, except events in a
+    // stream's one order, which every instance delivers as they come back.
+    if env.origin == node.id && !matches!(env.body, Body::Ordered { .. }) {
         return;
     }
     match (env.target, env.body) {
@@ -202,6 +206,11 @@ pub(crate) fn deliver(node: &Node, hub: &Hub, sse: &Streams, bytes: &[u8]) {
         (Target::Stream(stream), Body::Event(e)) => {
             if let Some(p) = sse.publisher(&stream) {
                 let _ = p.send_here(&e);
+            }
+        }
+        (Target::Stream(stream), Body::Ordered { prev, entry, event }) => {
+            if let Some(p) = sse.publisher(&stream) {
+                p.receive_ordered(&prev, &entry, &event);
             }
         }
         (Target::StreamGroup { stream, group }, Body::Event(e)) => {

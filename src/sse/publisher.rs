@@ -33,7 +33,7 @@ impl EventClient {
 /// that finds nobody returns [`Error::NoConnections`], as for WebSockets.
 #[derive(Clone)]
 pub struct EventPublisher {
-    shared: Arc<Shared>,
+    pub(crate) shared: Arc<Shared>,
     /// Pushing to nobody is `Ok(0)` ([`EventPublisher::allow_nobody`]).
     nobody_ok: bool,
 }
@@ -61,27 +61,44 @@ impl EventPublisher {
     /// Returns how many clients it was queued for.
     ///
     /// When the serving server has a backplane (feature `redis`), the event
-    /// also goes to the stream's clients on every other instance, and into
-    /// their histories; the count is of this instance's clients, and `Ok(0)`
-    /// replaces [`Error::NoConnections`] once it is published. (A publisher
-    /// used before its server starts reaches this instance only.)
+    /// also goes to the stream's clients on every other instance; the count
+    /// is of this instance's clients, and `Ok(0)` replaces
+    /// [`Error::NoConnections`] once it is published. (A publisher used
+    /// before its server starts reaches this instance only.) With a
+    /// backplane and a history, the history is the stream's one history in
+    /// Redis, and every instance delivers the stream's events in its order,
+    /// this one too: the event is queued here when it comes back from Redis
+    /// (a round trip later), and the count is of the clients connected here
+    /// when it was sent. See [`EventStream::history`](crate::EventStream::history).
     ///
     /// # Errors
     /// [`Error::InvalidInput`] for a newline in the event's name or id
     /// (nothing is sent or kept), [`Error::NoConnections`] when no client is
     /// connected.
     pub fn send(&self, event: &Event) -> Result<usize, Error> {
+        #[cfg(feature = "redis")]
+        if let Some(sent) = self.send_ordered(event) {
+            return sent;
+        }
         let local = self.send_here(event);
         #[cfg(feature = "redis")]
         let local = self.publish(crate::session::cluster::Target::Stream, event, local);
         local
     }
 
-    /// [`EventPublisher::send`] to this instance's clients only.
+    /// [`EventPublisher::send`] to this instance's clients only. The event
+    /// is kept in the history only when the history is this instance's own
+    /// (no backplane): a shared one is kept in Redis's order.
     pub(crate) fn send_here(&self, event: &Event) -> Result<usize, Error> {
         let bytes: Arc<[u8]> = event.encode()?.into();
+        #[cfg(feature = "redis")]
+        let own_history = self.shared.cluster.read().is_none();
+        #[cfg(not(feature = "redis"))]
+        let own_history = true;
         let mut st = self.shared.state.lock();
-        st.history.record(event, &bytes);
+        if own_history {
+            st.history.record(event, &bytes);
+        }
         let queued = st
             .clients
             .values()

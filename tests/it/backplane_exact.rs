@@ -2,12 +2,14 @@
 //! one history per event stream shared by every instance. Each test starts
 //! its own `redis-server` (see `backplane.rs`).
 
+use std::io::BufReader;
+use std::net::TcpStream;
 use std::time::Duration;
 
-use wsportal::{Backplane, Config, Resource, Server, ServerHandle};
+use wsportal::{Backplane, Config, Event, EventStream, Resource, Server, ServerHandle};
 
 use crate::backplane::{eventually, text, Redis};
-use crate::support::{connect, init_logs};
+use crate::support::{connect, init_logs, next_event, sse};
 
 /// A chat server on its own backplane handle (its own Redis connection).
 fn chat(redis: &Redis, prefix: &str, ttl: Duration) -> (Backplane, ServerHandle) {
@@ -120,4 +122,167 @@ fn to_group_says_published_when_the_size_lookup_fails_after_the_publish() {
     assert!(watch.cluster_group_size("g").is_err());
     assert_eq!(a.broadcaster().to_group("g", "hi").ok(), Some(0));
     assert_eq!(text(&mut on_b), "hi");
+}
+
+/// A server with the event stream `/events` keeping `history` events, an
+/// `on_unknown_id` that answers `unknown`, and its own backplane handle.
+fn events_server(redis: &Redis, prefix: &str, history: usize) -> ServerHandle {
+    let bp = Backplane::redis(&redis.url())
+        .unwrap()
+        .prefix(prefix)
+        .presence_ttl(Duration::from_secs(600));
+    // No keep-alive comments: a read with nothing to read times out.
+    let mut server = Server::with_config(
+        Config::default()
+            .shutdown_grace(Duration::from_millis(200))
+            .sse_keepalive(None),
+    );
+    server.define_event_stream(
+        "/events",
+        EventStream::new()
+            .history(history)
+            .on_unknown_id(|_| Some(Event::new("unknown"))),
+    );
+    server.backplane(bp);
+    server.start("127.0.0.1:0").unwrap()
+}
+
+/// The next `n` events' `(id, data)`.
+fn events(r: &mut BufReader<TcpStream>, n: usize) -> Vec<(String, String)> {
+    (0..n).map(|_| next_event(r)).collect()
+}
+
+fn resume(h: &ServerHandle, id: &str) -> BufReader<TcpStream> {
+    sse(
+        h.local_addr(),
+        "/events",
+        &format!("Last-Event-ID: {id}\r\n"),
+    )
+}
+
+/// Two instances publishing to one stream at once: every instance serves
+/// the same sequence live, and a resume on either gets exactly the rest.
+#[test]
+fn concurrent_publishers_on_two_instances_make_one_sequence_everywhere() {
+    init_logs();
+    let Some(redis) = Redis::start() else { return };
+    let (a, b) = (
+        events_server(&redis, "one", 500),
+        events_server(&redis, "one", 500),
+    );
+    let mut watch_a = sse(a.local_addr(), "/events", "");
+    let mut watch_b = sse(b.local_addr(), "/events", "");
+    // Both watchers see a first event: both instances are subscribed.
+    let first = a.event_stream("/events").unwrap();
+    first.send(&Event::new("start").id("start")).unwrap();
+    assert_eq!(next_event(&mut watch_a).1, "start");
+    assert_eq!(next_event(&mut watch_b).1, "start");
+    let n = 100;
+    let senders: Vec<_> = [(&a, "a"), (&b, "b")]
+        .into_iter()
+        .map(|(h, name)| {
+            let p = h.event_stream("/events").unwrap().allow_nobody();
+            std::thread::spawn(move || {
+                for i in 0..n {
+                    let id = format!("{name}{i}");
+                    p.send(&Event::new(id.clone()).id(id)).unwrap();
+                }
+            })
+        })
+        .collect();
+    for s in senders {
+        s.join().unwrap();
+    }
+    let seq_a = events(&mut watch_a, 2 * n);
+    let seq_b = events(&mut watch_b, 2 * n);
+    assert_eq!(seq_a, seq_b, "one order on both instances");
+    for name in ["a", "b"] {
+        // Each publisher's own events in its order.
+        let mine: Vec<_> = seq_a
+            .iter()
+            .filter(|(id, _)| id.starts_with(name))
+            .collect();
+        assert_eq!(mine.len(), n);
+        for (i, (id, _)) in mine.iter().enumerate() {
+            assert_eq!(*id, format!("{name}{i}"));
+        }
+    }
+    // A resume on either instance after any event gets exactly the rest.
+    for k in [0, 37, 2 * n - 2] {
+        let (id, _) = &seq_a[k];
+        for h in [&a, &b] {
+            let mut r = resume(h, id);
+            assert_eq!(events(&mut r, 2 * n - 1 - k), seq_a[k + 1..]);
+        }
+    }
+}
+
+/// An id older than the history goes to `on_unknown_id` on every instance
+/// alike; an id in it replays the same events on both.
+#[test]
+fn a_trimmed_id_is_unknown_on_every_instance_alike() {
+    init_logs();
+    let Some(redis) = Redis::start() else { return };
+    let (a, b) = (
+        events_server(&redis, "trim", 5),
+        events_server(&redis, "trim", 5),
+    );
+    let mut watch_b = sse(b.local_addr(), "/events", "");
+    let p = a.event_stream("/events").unwrap().allow_nobody();
+    for i in 0..10 {
+        p.send(&Event::new(format!("e{i}")).id(format!("{i}")))
+            .unwrap();
+    }
+    // Both instances have every event (a's watcher is the publisher's own).
+    assert_eq!(events(&mut watch_b, 10).last().unwrap().0, "9");
+    for h in [&a, &b] {
+        assert_eq!(next_event(&mut resume(h, "3")).1, "unknown");
+        let mut r = resume(h, "6");
+        assert_eq!(
+            events(&mut r, 3),
+            [7, 8, 9].map(|i| (i.to_string(), format!("e{i}")))
+        );
+    }
+}
+
+/// Redis restarted without its data: the old ids are unknown on every
+/// instance, and the new events form the sequence again.
+#[test]
+fn after_redis_lost_the_history_old_ids_are_unknown_everywhere() {
+    init_logs();
+    let Some(mut redis) = Redis::start() else {
+        return;
+    };
+    let (a, b) = (
+        events_server(&redis, "lost", 50),
+        events_server(&redis, "lost", 50),
+    );
+    let mut watch_b = sse(b.local_addr(), "/events", "");
+    let p = a.event_stream("/events").unwrap().allow_nobody();
+    p.send(&Event::new("old").id("old")).unwrap();
+    assert_eq!(next_event(&mut watch_b).0, "old");
+    redis.restart();
+    // A subscriber that is back reads the histories, then writes its
+    // liveness key: once both keys exist, both replicas read the empty one.
+    // (The presence thread, whose period is 200 s here, writes none.)
+    let raw = redis::Client::open(redis.url()).unwrap();
+    eventually("both instances are back", || {
+        raw.get_connection()
+            .and_then(|mut c| {
+                redis::cmd("KEYS")
+                    .arg("lost:alive:*")
+                    .query::<Vec<String>>(&mut c)
+            })
+            .is_ok_and(|k| k.len() == 2)
+    });
+    for h in [&a, &b] {
+        assert_eq!(next_event(&mut resume(h, "old")).1, "unknown");
+    }
+    // The sequence goes on from the new history.
+    p.send(&Event::new("new").id("new")).unwrap();
+    assert_eq!(next_event(&mut watch_b).0, "new");
+    p.send(&Event::new("new2").id("new2")).unwrap();
+    for h in [&a, &b] {
+        assert_eq!(next_event(&mut resume(h, "new")).0, "new2");
+    }
 }

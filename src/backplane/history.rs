@@ -1,0 +1,163 @@
+//! Event-stream histories shared by every instance: one Redis stream per
+//! event stream (`PREFIX:history:ROUTE`, field `e`: the event as in the
+//! wire format's kind 3 payload), trimmed with `XADD ... MAXLEN ~ CAP`.
+//!
+//! `APPEND` adds an event and publishes it (wire kind 4, with the previous
+//! entry's id and its own) in one script, so the channel carries a
+//! stream's events in the history's order, and every instance (the
+//! publishing one included) delivers them in that order. An instance that
+//! sees a kind 4 whose previous entry is not the last it has (it missed
+//! one, or Redis restarted) reads the history back with `SINCE`, which
+//! returns what follows its last entry or, when that entry is gone, the
+//! whole history (the replica is then replaced). The events' own ids are
+//! what clients see; the entry ids order them and find what was missed.
+//!
+//! The history size is the serving servers' (`PREFIX:history-cap:ROUTE`,
+//! written by `SINCE`), so a worker (`Backplane::publish_event`) appends
+//! with it; with no server keeping a history, a worker's event is plain
+//! kind 3.
+
+use std::cell::Cell;
+use std::collections::HashMap;
+
+use super::wire::{self, Payload, Target};
+use super::Backplane;
+use crate::session::cluster::Since;
+use crate::{Error, Event};
+
+/// KEYS: history, channel, size key. ARGV: size (empty: read the size
+/// key), the message as kind 3, where its payload starts, `1` to keep it.
+/// Returns the entry id (empty when not kept).
+const APPEND: &str = r"
+local cap = tonumber(ARGV[1])
+if cap == nil then cap = tonumber(redis.call('GET', KEYS[3]) or '') end
+local m, off = ARGV[2], tonumber(ARGV[3])
+if cap == nil or cap <= 0 then
+  redis.call('PUBLISH', KEYS[2], m)
+  return ''
+end
+local function u16(s) return string.char(math.floor(#s / 256), #s % 256) .. s end
+local ev = string.sub(m, off + 1)
+local prev, id = '', ''
+if ARGV[4] == '1' then
+  local last = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)
+  if #last > 0 then prev = last[1][1] end
+  id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', cap, '*', 'e', ev)
+end
+redis.call('PUBLISH', KEYS[2],
+  string.sub(m, 1, 11) .. '\4' .. string.sub(m, 13, off) .. u16(prev) .. u16(id) .. ev)
+return id
+";
+
+/// KEYS: history, size key. ARGV: the last entry id known (or empty), the
+/// size. Returns `{1, entries after it}`, or `{0, the last SIZE entries,
+/// newest first}` when that entry is not in the history.
+const SINCE: &str = r"
+local cap = tonumber(ARGV[2])
+redis.call('SET', KEYS[2], cap)
+if ARGV[1] ~= '' then
+  local r = redis.call('XRANGE', KEYS[1], ARGV[1], '+', 'COUNT', cap + 1)
+  if #r > 0 and r[1][1] == ARGV[1] then
+    table.remove(r, 1)
+    return {1, r}
+  end
+end
+return {0, redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', cap)}
+";
+
+impl Backplane {
+    fn history_key(&self, stream: &str) -> String {
+        format!("{}:history:{stream}", self.prefix)
+    }
+
+    fn cap_key(&self, stream: &str) -> String {
+        format!("{}:history-cap:{stream}", self.prefix)
+    }
+
+    /// Appends and publishes an event (see the module docs); `cap` `None`
+    /// takes the servers' size. `Ok(false)`: the answer was lost.
+    pub(super) fn append(
+        &self,
+        origin: u64,
+        stream: &str,
+        cap: Option<usize>,
+        event: &Event,
+    ) -> Result<bool, Error> {
+        let target = Target::Stream(stream.to_owned());
+        let m = wire::encode(origin, &target, Payload::Event(event))?;
+        let off = wire::payload_offset(&target);
+        let keys = (
+            self.history_key(stream),
+            self.channel(),
+            self.cap_key(stream),
+        );
+        let cap = cap.map(|c| c.to_string()).unwrap_or_default();
+        let keep = if event.id.is_some() { "1" } else { "0" };
+        let lost = Cell::new(false);
+        let done = self.link.with(self.timeout, "history append", |c| {
+            let r = redis::cmd("EVAL")
+                .arg(APPEND)
+                .arg(3)
+                .arg(&keys.0)
+                .arg(&keys.1)
+                .arg(&keys.2)
+                .arg(&cap)
+                .arg(&m)
+                .arg(off)
+                .arg(keep)
+                .query::<String>(c);
+            if let Err(e) = &r {
+                lost.set(e.is_timeout());
+            }
+            r
+        });
+        match done {
+            Ok(_) => Ok(true),
+            Err(_) if lost.get() => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Reads a stream's history after `after` (see [`SINCE`]).
+    pub(super) fn since(
+        &self,
+        stream: &str,
+        after: Option<&str>,
+        cap: usize,
+    ) -> Result<Since, Error> {
+        let (key, cap_key) = (self.history_key(stream), self.cap_key(stream));
+        type Entries = Vec<(String, HashMap<String, Vec<u8>>)>;
+        let (continuous, entries): (i64, Entries) =
+            self.link.with(self.timeout, "history read", |c| {
+                redis::cmd("EVAL")
+                    .arg(SINCE)
+                    .arg(2)
+                    .arg(&key)
+                    .arg(&cap_key)
+                    .arg(after.unwrap_or(""))
+                    .arg(cap.max(1))
+                    .query(c)
+            })?;
+        let mut out: Vec<(String, Event)> = entries
+            .into_iter()
+            .filter_map(|(id, fields)| {
+                let event = fields.get("e").map(|e| wire::decode_event(e));
+                match event {
+                    Some(Ok(event)) => Some((id, event)),
+                    _ => {
+                        log::debug!("backplane: history entry {id} of {stream} dropped: malformed");
+                        None
+                    }
+                }
+            })
+            .collect();
+        let continuous = continuous == 1;
+        if !continuous {
+            out.reverse();
+        }
+        Ok(Since {
+            continuous,
+            entries: out,
+        })
+    }
+}
