@@ -29,11 +29,12 @@
 //! size in one script, and answers `NoConnections` only when it is 0 (or
 //! when no answer came: then whether it went out is unknown).
 //!
-//! What the subscriber receives it delivers with `Hub::deliver` and
-//! `EventPublisher::send_here`/`to_group_here` (so an event with an id
-//! enters the history); a message that does not decode (`wire::decode`:
-//! foreign, other version, truncated, bad UTF-8) is logged at debug and
-//! dropped.
+//! What the subscriber receives it delivers with `Hub::deliver`,
+//! `EventPublisher::send_here`/`to_group_here`, and, for an event in a
+//! stream's shared history (wire kind 4, also its own), with
+//! `EventPublisher::receive_ordered` (see [`history`]); a message that does
+//! not decode (`wire::decode`: foreign, other version, truncated, bad
+//! UTF-8) is logged at debug and dropped.
 
 mod history;
 mod link;
@@ -108,13 +109,15 @@ return -1"
 /// # Ok::<(), wsportal::Error>(())
 /// ```
 ///
-/// Delivery through Redis is **at most once**: a message published while
+/// WebSocket delivery through Redis is **at most once**: a message published while
 /// Redis is unreachable, or while an instance is disconnected from it, is
 /// lost for the instances that did not get it (local clients always get it
 /// at once). Messages published from one thread arrive in order on every
 /// instance. Nothing waits on Redis for longer than [`Backplane::timeout`]
 /// (per step: the lock, then each socket operation); while Redis is down,
-/// publishing fails at once between reconnection attempts.
+/// publishing fails at once between reconnection attempts. An event
+/// stream with a history is exact instead: see
+/// [`EventStream::history`](crate::EventStream::history).
 ///
 /// A `Backplane` is cheap to clone: clones (and every server it is
 /// attached to) share one publishing connection, used under a lock. The

@@ -165,6 +165,26 @@ impl EventStream {
     /// with a `Last-Event-ID` found in this history first gets every event
     /// kept after it, then the live ones. Events without an id (a clock
     /// tick, a presence count) are live only: neither kept nor replayed.
+    ///
+    /// With a backplane (feature `redis`) the history is the stream's one
+    /// history in Redis (a Redis stream, `PREFIX:history:ROUTE`, trimmed to
+    /// about `events` with `MAXLEN ~`), which every instance holds a copy
+    /// of: every instance delivers the stream's events in its one order
+    /// (two instances publishing at once included), and a client resuming
+    /// on any instance gets exactly the events after its id, or, when the
+    /// id is no longer kept, the same [`EventStream::on_unknown_id`] answer
+    /// on every instance. The ids clients see are the events' own (keep
+    /// them unique within the history: a resume looks up the newest event
+    /// with that id); Redis's entry ids order the history and are not sent.
+    /// Each instance's copy keeps the last `events` entries, so give every
+    /// instance the same size. Events sent before the server started are
+    /// replaced by the shared history when it starts.
+    ///
+    /// While Redis is unreachable, `send` still reaches this instance's
+    /// clients, but the event is in no history (other instances never get
+    /// it): a client resuming with its id is told it is unknown. When
+    /// Redis restarts without its data, every history starts again empty,
+    /// and every earlier id is unknown everywhere.
     pub fn history(self, events: usize) -> EventStream {
         {
             self.shared.state.lock().history.set_cap(events);
@@ -175,7 +195,10 @@ impl EventStream {
     /// Chooses the event sent, instead of a replay, to a client whose
     /// `Last-Event-ID` is not in the history (older than the history, or
     /// from before a restart); `None` sends nothing. Live events follow.
-    /// Without this hook such a client just gets the live events.
+    /// Without this hook such a client just gets the live events (it is not
+    /// told it missed some). With a backplane, the shared history is read
+    /// back once before an id is called unknown, so every instance answers
+    /// alike.
     pub fn on_unknown_id(
         mut self,
         hook: impl Fn(&Request) -> Option<Event> + Send + Sync + 'static,
