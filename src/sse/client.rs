@@ -290,6 +290,11 @@ pub(crate) struct Shared {
     /// The backplane node of the server serving it, if it has one.
     #[cfg(feature = "redis")]
     pub(crate) cluster: parking_lot::RwLock<Option<Arc<dyn crate::session::cluster::Cluster>>>,
+    /// Held by whoever reads the shared history back (one at a time, so
+    /// that no older read is applied over a newer one). Never with `state`
+    /// held while waiting on it.
+    #[cfg(feature = "redis")]
+    pub(crate) reading_back: Mutex<()>,
 }
 
 impl Shared {

@@ -101,6 +101,9 @@ impl EventPublisher {
         let Some((node, route, cap)) = self.shared_history() else {
             return Ok(());
         };
+        // One read-back at a time: only the subscriber's in-order path
+        // applies entries meanwhile, each right after the last applied.
+        let _reading = self.shared.reading_back.lock();
         let after = self.shared.state.lock().history.synced();
         let since = node.history_since(route, after.map(|a| a.to_string()).as_deref(), cap)?;
         let mut entries = Vec::with_capacity(since.entries.len());
@@ -119,6 +122,10 @@ impl EventPublisher {
                     push_all(&st, event, bytes);
                 }
             }
+        } else if old != after {
+            // Entries were applied in order meanwhile, so our last one was
+            // there after all: this read is stale; the next gap reads again.
+            log::trace!("backplane: history of {route} read back while it moved");
         } else {
             // The history no longer holds our last entry: take it as it is.
             // On the first sync (`old` is `None`) nothing counts as new.

@@ -94,6 +94,8 @@ impl EventStream {
                 state: Mutex::new(State::new()),
                 #[cfg(feature = "redis")]
                 cluster: parking_lot::RwLock::new(None),
+                #[cfg(feature = "redis")]
+                reading_back: Mutex::new(()),
             }),
         }
     }
