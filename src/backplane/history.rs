@@ -65,6 +65,50 @@ end
 return {0, redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', cap)}
 ";
 
+/// A script run by its SHA1: loaded into a Redis once (`SCRIPT LOAD`), and
+/// again when that Redis has lost it (`NOSCRIPT`: restarted, flushed).
+/// The SHA1 is of the text, so one process-wide cache serves every Redis.
+struct Lua {
+    code: &'static str,
+    sha: std::sync::Mutex<Option<String>>,
+}
+
+static APPEND_LUA: Lua = Lua {
+    code: APPEND,
+    sha: std::sync::Mutex::new(None),
+};
+
+impl Lua {
+    fn sha(&self) -> Option<String> {
+        // A poisoned cache is still a valid one (a String or nothing).
+        self.sha.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Runs the script with the keys and arguments `args` adds.
+    fn run<T: redis::FromRedisValue>(
+        &self,
+        c: &mut redis::Connection,
+        args: impl Fn(&mut redis::Cmd),
+    ) -> redis::RedisResult<T> {
+        let evalsha = |sha: &str, c: &mut redis::Connection| {
+            let mut cmd = redis::cmd("EVALSHA");
+            cmd.arg(sha);
+            args(&mut cmd);
+            cmd.query::<T>(c)
+        };
+        if let Some(sha) = self.sha() {
+            match evalsha(&sha, c) {
+                Err(e)
+                    if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) => {}
+                done => return done,
+            }
+        }
+        let sha: String = redis::cmd("SCRIPT").arg("LOAD").arg(self.code).query(c)?;
+        *self.sha.lock().unwrap_or_else(|p| p.into_inner()) = Some(sha.clone());
+        evalsha(&sha, c)
+    }
+}
+
 impl Backplane {
     fn history_key(&self, stream: &str) -> String {
         format!("{}:history:{stream}", self.prefix)
@@ -95,17 +139,16 @@ impl Backplane {
         let keep = if event.id.is_some() { "1" } else { "0" };
         let lost = Cell::new(false);
         let done = self.link.with(self.timeout, "history append", |c| {
-            let r = redis::cmd("EVAL")
-                .arg(APPEND)
-                .arg(3)
-                .arg(&keys.0)
-                .arg(&keys.1)
-                .arg(&keys.2)
-                .arg(&cap)
-                .arg(&m)
-                .arg(off)
-                .arg(keep)
-                .query::<String>(c);
+            let r = APPEND_LUA.run::<String>(c, |cmd| {
+                cmd.arg(3)
+                    .arg(&keys.0)
+                    .arg(&keys.1)
+                    .arg(&keys.2)
+                    .arg(&cap)
+                    .arg(&m)
+                    .arg(off)
+                    .arg(keep);
+            });
             if let Err(e) = &r {
                 lost.set(e.is_timeout());
             }
