@@ -47,7 +47,11 @@ fn chaos_node() {
     let bp = Backplane::redis(&url)
         .unwrap()
         .prefix(PREFIX)
-        .presence_ttl(PRESENCE_TTL);
+        .presence_ttl(PRESENCE_TTL)
+        // Under load a Redis step may take longer than the default 250 ms
+        // (a presence refresh that gives up twice would let a live
+        // instance's count lapse).
+        .timeout(Duration::from_secs(1));
     let mut server = Server::with_config(
         Config::default()
             .shutdown_grace(Duration::from_millis(100))

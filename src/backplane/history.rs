@@ -49,12 +49,16 @@ redis.call('PUBLISH', KEYS[2],
 return id
 ";
 
-/// KEYS: history, size key. ARGV: the last entry id known (or empty), the
-/// size. Returns `{1, entries after it}`, or `{0, the last SIZE entries,
-/// newest first}` when that entry is not in the history.
+/// KEYS: history, size key. ARGV: the last entry id known (or empty; `0-0`:
+/// the history was seen empty), the size. Returns `{1, entries after it}`
+/// (at most SIZE; oldest first), or `{0, the last SIZE entries, newest
+/// first}` when that entry is not in the history.
 const SINCE: &str = r"
 local cap = tonumber(ARGV[2])
 redis.call('SET', KEYS[2], cap)
+if ARGV[1] == '0-0' then
+  return {1, redis.call('XRANGE', KEYS[1], '-', '+', 'COUNT', cap)}
+end
 if ARGV[1] ~= '' then
   local r = redis.call('XRANGE', KEYS[1], ARGV[1], '+', 'COUNT', cap + 1)
   if #r > 0 and r[1][1] == ARGV[1] then

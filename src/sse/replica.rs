@@ -129,7 +129,7 @@ impl EventPublisher {
         } else {
             // The history no longer holds our last entry: take it as it is.
             // On the first sync (`old` is `None`) nothing counts as new.
-            if after.is_some_and(|a| a != EntryId::MIN) {
+            if after.is_some() {
                 log::debug!(
                     "backplane: history of {route} replaced (trimmed past us, or Redis lost it)"
                 );

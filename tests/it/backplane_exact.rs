@@ -16,7 +16,9 @@ fn chat(redis: &Redis, prefix: &str, ttl: Duration) -> (Backplane, ServerHandle)
     let bp = Backplane::redis(&redis.url())
         .unwrap()
         .prefix(prefix)
-        .presence_ttl(ttl);
+        .presence_ttl(ttl)
+        // Under load a Redis step may take longer than the default 250 ms.
+        .timeout(Duration::from_secs(5));
     let mut server =
         Server::with_config(Config::default().shutdown_grace(Duration::from_millis(200)));
     server.define_resource(
@@ -130,7 +132,10 @@ fn events_server(redis: &Redis, prefix: &str, history: usize) -> ServerHandle {
     let bp = Backplane::redis(&redis.url())
         .unwrap()
         .prefix(prefix)
-        .presence_ttl(Duration::from_secs(600));
+        .presence_ttl(Duration::from_secs(600))
+        // Under load a Redis step may take longer than the default 250 ms;
+        // an append that gives up is delivered on its own instance only.
+        .timeout(Duration::from_secs(5));
     // No keep-alive comments: a read with nothing to read times out.
     let mut server = Server::with_config(
         Config::default()
