@@ -104,6 +104,20 @@ impl EventPublisher {
         // One read-back at a time: only the subscriber's in-order path
         // applies entries meanwhile, each right after the last applied.
         let _reading = self.shared.reading_back.lock();
+        // A read brings at most `cap` entries: read on while they come in
+        // full batches (bounded: a stream that outruns us is caught up by
+        // the next gap).
+        for _ in 0..64 {
+            if !self.read_back(node.as_ref(), route, cap)? {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    /// One read of the history after the last entry applied; `Ok(true)`
+    /// when there may be more.
+    fn read_back(&self, node: &dyn Cluster, route: &str, cap: usize) -> Result<bool, Error> {
         let after = self.shared.state.lock().history.synced();
         let since = node.history_since(route, after.map(|a| a.to_string()).as_deref(), cap)?;
         let mut entries = Vec::with_capacity(since.entries.len());
@@ -113,6 +127,7 @@ impl EventPublisher {
             };
             entries.push((id, event, Arc::<[u8]>::from(bytes)));
         }
+        let more = since.continuous && entries.len() >= cap;
         let mut st = self.shared.state.lock();
         let old = st.history.synced();
         if since.continuous {
@@ -145,7 +160,7 @@ impl EventPublisher {
             let last = entries.last().map_or(EntryId::MIN, |(id, _, _)| *id);
             st.history.set_synced(last);
         }
-        Ok(())
+        Ok(more)
     }
 
     fn route(&self) -> &str {

@@ -294,3 +294,50 @@ fn after_redis_lost_the_history_old_ids_are_unknown_everywhere() {
         assert_eq!(next_event(&mut resume(h, "new")).0, "new2");
     }
 }
+
+/// Instances whose subscriptions were cut while more events than the
+/// history holds were published deliver every one of them, in order, once
+/// they are back (they read the history back from where they were).
+#[test]
+fn instances_cut_off_from_the_channel_catch_up_exactly() {
+    init_logs();
+    let Some(redis) = Redis::start() else { return };
+    let (a, b) = (
+        events_server(&redis, "cut", 5),
+        events_server(&redis, "cut", 5),
+    );
+    let mut watch_a = sse(a.local_addr(), "/events", "");
+    let mut watch_b = sse(b.local_addr(), "/events", "");
+    let mut raw = redis::Client::open(redis.url())
+        .unwrap()
+        .get_connection()
+        .unwrap();
+    // New connections cannot subscribe (they are not authenticated), the
+    // instances' publishing connections stay; the subscriptions are cut.
+    let _: () = redis::cmd("CONFIG")
+        .arg("SET")
+        .arg("requirepass")
+        .arg("secret")
+        .query(&mut raw)
+        .unwrap();
+    let _: i64 = redis::cmd("CLIENT")
+        .arg("KILL")
+        .arg("TYPE")
+        .arg("pubsub")
+        .query(&mut raw)
+        .unwrap();
+    let p = a.event_stream("/events").unwrap().allow_nobody();
+    for i in 0..12 {
+        p.send(&Event::new(format!("e{i}")).id(format!("{i}")))
+            .unwrap();
+    }
+    let _: () = redis::cmd("CONFIG")
+        .arg("SET")
+        .arg("requirepass")
+        .arg("")
+        .query(&mut raw)
+        .unwrap();
+    let all: Vec<_> = (0..12).map(|i| (i.to_string(), format!("e{i}"))).collect();
+    assert_eq!(events(&mut watch_a, 12), all);
+    assert_eq!(events(&mut watch_b, 12), all);
+}
