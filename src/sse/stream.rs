@@ -186,7 +186,12 @@ impl EventStream {
     /// clients, but the event is in no history (other instances never get
     /// it): a client resuming with its id is told it is unknown. When
     /// Redis restarts without its data, every history starts again empty,
-    /// and every earlier id is unknown everywhere.
+    /// and every earlier id is unknown everywhere. An instance cut off from
+    /// Redis reads back what it missed when it is back, and delivers it to
+    /// its clients in order; if the history was trimmed past its last event
+    /// meanwhile (more than about `events` events went by), its connected
+    /// clients get the history as it is, without being told what fell out
+    /// of it (a client that reconnects is told, by `on_unknown_id`).
     pub fn history(self, events: usize) -> EventStream {
         {
             self.shared.state.lock().history.set_cap(events);
