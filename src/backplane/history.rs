@@ -25,9 +25,11 @@ use super::Backplane;
 use crate::session::cluster::Since;
 use crate::{Error, Event};
 
-/// KEYS: history, channel, size key. ARGV: size (empty: read the size
-/// key), the message as kind 3, where its payload starts, `1` to keep it.
-/// Returns the entry id (empty when not kept).
+/// KEYS: history, channel, size key, epoch key. ARGV: size (empty: read
+/// the size key), the message as kind 3, where its payload starts, `1` to
+/// keep it. Returns the entry id (empty when not kept). The first entry of
+/// a history (no previous one) is its epoch: a Redis that lost the
+/// history starts a new one.
 const APPEND: &str = r"
 local cap = tonumber(ARGV[1])
 if cap == nil then cap = tonumber(redis.call('GET', KEYS[3]) or '') end
@@ -43,30 +45,33 @@ if ARGV[4] == '1' then
   local last = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)
   if #last > 0 then prev = last[1][1] end
   id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', cap, '*', 'e', ev)
+  if prev == '' then redis.call('SET', KEYS[4], id) end
 end
 redis.call('PUBLISH', KEYS[2],
   string.sub(m, 1, 11) .. '\4' .. string.sub(m, 13, off) .. u16(prev) .. u16(id) .. ev)
 return id
 ";
 
-/// KEYS: history, size key. ARGV: the last entry id known (or empty; `0-0`:
-/// the history was seen empty), the size. Returns `{1, entries after it}`
-/// (at most SIZE; oldest first), or `{0, the last SIZE entries, newest
-/// first}` when that entry is not in the history.
+/// KEYS: history, size key, epoch key. ARGV: the last entry id known (or
+/// empty; `0-0`: the history was seen empty), the size. Returns `{1,
+/// entries after it, epoch}` (at most SIZE; oldest first), or `{0, the last
+/// SIZE entries (newest first), epoch}` when that entry is not in the
+/// history; the epoch is empty when the history has none.
 const SINCE: &str = r"
 local cap = tonumber(ARGV[2])
 redis.call('SET', KEYS[2], cap)
+local epoch = redis.call('GET', KEYS[3]) or ''
 if ARGV[1] == '0-0' then
-  return {1, redis.call('XRANGE', KEYS[1], '-', '+', 'COUNT', cap)}
+  return {1, redis.call('XRANGE', KEYS[1], '-', '+', 'COUNT', cap), epoch}
 end
 if ARGV[1] ~= '' then
   local r = redis.call('XRANGE', KEYS[1], ARGV[1], '+', 'COUNT', cap + 1)
   if #r > 0 and r[1][1] == ARGV[1] then
     table.remove(r, 1)
-    return {1, r}
+    return {1, r, epoch}
   end
 end
-return {0, redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', cap)}
+return {0, redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', cap), epoch}
 ";
 
 /// A script run by its SHA1: loaded into a Redis once (`SCRIPT LOAD`), and
@@ -122,6 +127,10 @@ impl Backplane {
         format!("{}:history-cap:{stream}", self.prefix)
     }
 
+    fn epoch_key(&self, stream: &str) -> String {
+        format!("{}:history-epoch:{stream}", self.prefix)
+    }
+
     /// Appends and publishes an event (see the module docs); `cap` `None`
     /// takes the servers' size. `Ok(false)`: the answer was lost.
     pub(super) fn append(
@@ -138,16 +147,18 @@ impl Backplane {
             self.history_key(stream),
             self.channel(),
             self.cap_key(stream),
+            self.epoch_key(stream),
         );
         let cap = cap.map(|c| c.to_string()).unwrap_or_default();
         let keep = if event.id.is_some() { "1" } else { "0" };
         let lost = Cell::new(false);
         let done = self.link.with(self.timeout, "history append", |c| {
             let r = APPEND_LUA.run::<String>(c, |cmd| {
-                cmd.arg(3)
+                cmd.arg(4)
                     .arg(&keys.0)
                     .arg(&keys.1)
                     .arg(&keys.2)
+                    .arg(&keys.3)
                     .arg(&cap)
                     .arg(&m)
                     .arg(off)
@@ -172,15 +183,20 @@ impl Backplane {
         after: Option<&str>,
         cap: usize,
     ) -> Result<Since, Error> {
-        let (key, cap_key) = (self.history_key(stream), self.cap_key(stream));
+        let (key, cap_key, epoch_key) = (
+            self.history_key(stream),
+            self.cap_key(stream),
+            self.epoch_key(stream),
+        );
         type Entries = Vec<(String, HashMap<String, Vec<u8>>)>;
-        let (continuous, entries): (i64, Entries) =
+        let (continuous, entries, epoch): (i64, Entries, String) =
             self.link.with(self.timeout, "history read", |c| {
                 redis::cmd("EVAL")
                     .arg(SINCE)
-                    .arg(2)
+                    .arg(3)
                     .arg(&key)
                     .arg(&cap_key)
+                    .arg(&epoch_key)
                     .arg(after.unwrap_or(""))
                     .arg(cap.max(1))
                     .query(c)
@@ -205,6 +221,7 @@ impl Backplane {
         Ok(Since {
             continuous,
             entries: out,
+            epoch,
         })
     }
 }

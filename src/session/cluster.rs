@@ -64,6 +64,9 @@ pub(crate) struct Since {
     pub(crate) continuous: bool,
     /// Entry ids (`MS-SEQ`) and events.
     pub(crate) entries: Vec<(String, Event)>,
+    /// The history's epoch (its first entry's id; empty when it has none):
+    /// the same epoch means the same history, only trimmed.
+    pub(crate) epoch: String,
 }
 
 /// The cluster side of a hub.

@@ -16,6 +16,9 @@ pub(crate) struct History {
     /// The last shared-history entry applied (a replica only).
     #[cfg(feature = "redis")]
     synced: Option<EntryId>,
+    /// The shared history's epoch when it was last read back.
+    #[cfg(feature = "redis")]
+    epoch: String,
 }
 
 /// An event kept for replay.
@@ -44,6 +47,8 @@ impl History {
             cap: 0,
             #[cfg(feature = "redis")]
             synced: None,
+            #[cfg(feature = "redis")]
+            epoch: String::new(),
         }
     }
 
@@ -158,6 +163,14 @@ impl History {
     /// or the empty id when it has none).
     pub(crate) fn set_synced(&mut self, entry: EntryId) {
         self.synced = Some(entry);
+    }
+
+    /// Notes the shared history's epoch; answers whether it is the one
+    /// noted before (empty: none noted yet, or the history had none).
+    pub(crate) fn same_epoch(&mut self, epoch: &str) -> bool {
+        let same = !epoch.is_empty() && self.epoch == epoch;
+        epoch.clone_into(&mut self.epoch);
+        same
     }
 }
 

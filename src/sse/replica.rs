@@ -78,6 +78,10 @@ impl EventPublisher {
         }
         match st.history.synced() {
             Some(s) if s == prev => {
+                if prev == EntryId::MIN {
+                    // The first entry of a history is its epoch.
+                    st.history.same_epoch(&entry.to_string());
+                }
                 st.history.apply(entry, event, &bytes);
                 push_all(&st, event, &bytes);
             }
@@ -130,6 +134,7 @@ impl EventPublisher {
         let more = since.continuous && entries.len() >= cap;
         let mut st = self.shared.state.lock();
         let old = st.history.synced();
+        let same_epoch = st.history.same_epoch(&since.epoch);
         if since.continuous {
             // Another caller may have applied some meanwhile: `apply` skips them.
             for (id, event, bytes) in &entries {
@@ -149,11 +154,27 @@ impl EventPublisher {
                     "backplane: history of {route} replaced (trimmed past us, or Redis lost it)"
                 );
             }
+            // Trimmed past our last entry (the same history: the same
+            // epoch): our clients missed what fell out. They are closed, to
+            // resume with their last id and be told it is unknown, rather
+            // than get the rest as if nothing was missed. (When Redis lost
+            // the history, whether they missed anything is unknown: they
+            // get the new history's events.)
+            let trimmed_past_us = same_epoch && after.is_some_and(|a| a != EntryId::MIN);
             st.history.clear();
             for (id, event, bytes) in &entries {
                 st.history.record(event, bytes);
-                if old.is_some_and(|o| *id > o) {
+                if !trimmed_past_us && old.is_some_and(|o| *id > o) {
                     push_all(&st, event, bytes);
+                }
+            }
+            if trimmed_past_us {
+                log::debug!(
+                    "backplane: {route} missed events that fell out of its history: closing its {} clients",
+                    st.clients.len()
+                );
+                for c in st.clients.values() {
+                    c.close();
                 }
             }
             // An empty history: the next entry's predecessor is the empty id.

@@ -189,9 +189,11 @@ impl EventStream {
     /// and every earlier id is unknown everywhere. An instance cut off from
     /// Redis reads back what it missed when it is back, and delivers it to
     /// its clients in order; if the history was trimmed past its last event
-    /// meanwhile (more than about `events` events went by), its connected
-    /// clients get the history as it is, without being told what fell out
-    /// of it (a client that reconnects is told, by `on_unknown_id`).
+    /// meanwhile (more than about `events` events went by), it closes its
+    /// clients instead, and when they reconnect with their last id they
+    /// are told it is unknown (`on_unknown_id`). (After Redis lost the
+    /// history, whether they missed anything is unknown: they get the new
+    /// history's events.)
     pub fn history(self, events: usize) -> EventStream {
         {
             self.shared.state.lock().history.set_cap(events);

@@ -312,34 +312,92 @@ fn instances_cut_off_from_the_channel_catch_up_exactly() {
         .unwrap()
         .get_connection()
         .unwrap();
-    // New connections cannot subscribe (they are not authenticated), the
-    // instances' publishing connections stay; the subscriptions are cut.
-    let _: () = redis::cmd("CONFIG")
-        .arg("SET")
-        .arg("requirepass")
-        .arg("secret")
-        .query(&mut raw)
-        .unwrap();
-    let _: i64 = redis::cmd("CLIENT")
-        .arg("KILL")
-        .arg("TYPE")
-        .arg("pubsub")
-        .query(&mut raw)
-        .unwrap();
+    cut_subscriptions(&mut raw);
     let p = a.event_stream("/events").unwrap().allow_nobody();
     for i in 0..12 {
         p.send(&Event::new(format!("e{i}")).id(format!("{i}")))
             .unwrap();
     }
-    let _: () = redis::cmd("CONFIG")
-        .arg("SET")
-        .arg("requirepass")
-        .arg("")
-        .query(&mut raw)
-        .unwrap();
+    restore_subscriptions(&mut raw);
     // `MAXLEN ~ 5` trims whole nodes of 100 entries: all 12 are still in
     // Redis, so nothing fell out of the history.
     let all: Vec<_> = (0..12).map(|i| (i.to_string(), format!("e{i}"))).collect();
     assert_eq!(events(&mut watch_a, 12), all);
     assert_eq!(events(&mut watch_b, 12), all);
+}
+
+/// Cuts every subscription and keeps them cut until
+/// `restore_subscriptions`: new connections are not authenticated, while
+/// the instances' publishing connections stay.
+fn cut_subscriptions(raw: &mut redis::Connection) {
+    let _: () = redis::cmd("CONFIG")
+        .arg("SET")
+        .arg("requirepass")
+        .arg("secret")
+        .query(raw)
+        .unwrap();
+    let _: i64 = redis::cmd("CLIENT")
+        .arg("KILL")
+        .arg("TYPE")
+        .arg("pubsub")
+        .query(raw)
+        .unwrap();
+}
+
+fn restore_subscriptions(raw: &mut redis::Connection) {
+    let _: () = redis::cmd("CONFIG")
+        .arg("SET")
+        .arg("requirepass")
+        .arg("")
+        .query(raw)
+        .unwrap();
+}
+
+/// An instance cut off while its last event fell out of the history does
+/// not pass the rest off as complete: its clients are closed, and resuming
+/// with their last id they are told it is unknown.
+#[test]
+fn clients_of_an_instance_that_missed_trimmed_events_are_told() {
+    init_logs();
+    let Some(redis) = Redis::start() else { return };
+    let (a, b) = (
+        events_server(&redis, "gone", 5),
+        events_server(&redis, "gone", 5),
+    );
+    let mut watchers = [&a, &b].map(|h| sse(h.local_addr(), "/events", ""));
+    let p = a.event_stream("/events").unwrap().allow_nobody();
+    p.send(&Event::new("first").id("first")).unwrap();
+    for w in &mut watchers {
+        assert_eq!(next_event(w).0, "first");
+    }
+    let mut raw = redis::Client::open(redis.url())
+        .unwrap()
+        .get_connection()
+        .unwrap();
+    // Both subscribed (a connection still subscribing would escape the cut).
+    eventually("both instances are subscribed", || {
+        let n: (String, i64) = redis::cmd("PUBSUB")
+            .arg("NUMSUB")
+            .arg("gone:bus")
+            .query(&mut raw)
+            .unwrap();
+        n.1 == 2
+    });
+    cut_subscriptions(&mut raw);
+    // `MAXLEN ~ 5` trims whole nodes of 100 entries: 300 more events
+    // drop the first node, and `first` with it.
+    for i in 0..300 {
+        p.send(&Event::new(format!("e{i}")).id(format!("{i}")))
+            .unwrap();
+    }
+    restore_subscriptions(&mut raw);
+    // Each instance, back, closes its watcher without an event.
+    for w in &mut watchers {
+        let mut line = String::new();
+        let n = std::io::BufRead::read_line(w, &mut line).expect("closed in time");
+        assert_eq!(n, 0, "{line:?}");
+    }
+    for h in [&a, &b] {
+        assert_eq!(next_event(&mut resume(h, "first")).1, "unknown");
+    }
 }
