@@ -12,6 +12,11 @@
 //! whole history (the replica is then replaced). The events' own ids are
 //! what clients see; the entry ids order them and find what was missed.
 //!
+//! A history's epoch is its first entry's id (`PREFIX:history-epoch:ROUTE`,
+//! written by `APPEND`): a replica whose last entry is gone from a history
+//! of the same epoch knows it missed what was trimmed (its clients are
+//! told); another epoch means Redis lost the history.
+//!
 //! The history size is the serving servers' (`PREFIX:history-cap:ROUTE`,
 //! written by `SINCE`), so a worker (`Backplane::publish_event`) appends
 //! with it; with no server keeping a history, a worker's event is plain
