@@ -383,8 +383,9 @@
 //! `Server::backplane(Backplane::redis(url)?)` links server instances
 //! through Redis: broadcasts, group pushes and event-stream events reach the
 //! clients of every instance (at most once through Redis; local clients at
-//! once), group presence counts across them, and an event with an id enters
-//! every instance's history.
+//! once), group presence counts across them, and an event stream's history
+//! is one history in Redis, served alike by every instance (see
+//! `EventStream::history`).
 #![cfg_attr(feature = "redis", doc = "See [`Backplane`].")]
 #![cfg_attr(
     not(feature = "redis"),

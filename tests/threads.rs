@@ -134,7 +134,7 @@ fn close_joins_every_thread() {
     h.close();
     assert_eq!(settled(before), before);
 
-    // A backplane adds one subscriber thread, joined by close, even while
+    // A backplane adds a subscriber and a presence thread, joined by close, even while
     // Redis is unreachable (here nothing listens on port 1: it backs off).
     #[cfg(feature = "redis")]
     {
@@ -143,17 +143,21 @@ fn close_joins_every_thread() {
         let h = server.start("127.0.0.1:0").unwrap();
         // A new thread names itself once it runs: wait (bounded) for it.
         let deadline = std::time::Instant::now() + Duration::from_secs(5);
-        while named("wsportal-backpl") != 1 && std::time::Instant::now() < deadline {
+        while (named("wsportal-backpl") != 1 || named("wsportal-presen") != 1)
+            && std::time::Instant::now() < deadline
+        {
             std::thread::sleep(Duration::from_millis(1));
         }
         assert_eq!(named("wsportal-backpl"), 1);
+        assert_eq!(named("wsportal-presen"), 1);
         assert_eq!(
-            settled(before + 3),
-            before + 3,
-            "acceptor, housekeeper, subscriber"
+            settled(before + 4),
+            before + 4,
+            "acceptor, housekeeper, subscriber, presence"
         );
         h.close();
         assert_eq!(settled(before), before);
         assert_eq!(named("wsportal-backpl"), 0);
+        assert_eq!(named("wsportal-presen"), 0);
     }
 }

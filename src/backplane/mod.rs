@@ -18,49 +18,78 @@
 //! The counts are absolute, written after every join, leave and close
 //! (`Hub::join`/`leave`/`unregister`, after they release their locks) under
 //! the link's lock, so the last write is the latest count. Every third of
-//! the TTL the subscriber refreshes the alive key and rewrites every count
-//! (a Redis restarted empty is refilled); the hashes expire after twice the
-//! TTL unless rewritten. A size is one Lua script (`GROUP_SIZE`). A graceful
-//! close removes the instance at once (`Node::retire`). `to_group` with no
-//! local member publishes and asks the size in one round trip, and answers
-//! `NoConnections` only when it is 0 (or the publish failed).
+//! the TTL the presence thread ([`presence`], on deadlines of its own, not
+//! the subscriber's reads) refreshes the alive key, rewrites every count (a
+//! Redis restarted empty is refilled) and deletes the counts this instance
+//! wrote for groups it no longer has (`Node::written`: a leave whose write
+//! was lost is repaired); the hashes expire after twice the TTL unless
+//! rewritten. A size is one Lua script (`SIZE_FN`). A graceful close joins
+//! the subscriber and presence threads, then removes the instance at once
+//! (`Node::retire`). `to_group` with no local member publishes and asks the
+//! size in one script, and answers `NoConnections` only when it is 0 (or
+//! when no answer came: then whether it went out is unknown).
 //!
-//! What the subscriber receives it delivers with `Hub::deliver` and
-//! `EventPublisher::send_here`/`to_group_here` (so an event with an id
-//! enters the history); a message that does not decode (`wire::decode`:
-//! foreign, other version, truncated, bad UTF-8) is logged at debug and
-//! dropped.
+//! What the subscriber receives it delivers with `Hub::deliver`,
+//! `EventPublisher::send_here`/`to_group_here`, and, for an event in a
+//! stream's shared history (wire kind 4, also its own), with
+//! `EventPublisher::receive_ordered` (see [`history`]); a message that does
+//! not decode (`wire::decode`: foreign, other version, truncated, bad
+//! UTF-8) is logged at debug and dropped.
 
+mod history;
 mod link;
+mod presence;
 mod subscriber;
 pub(crate) mod wire;
 
+use std::collections::HashSet;
 use std::fmt;
 use std::hash::{BuildHasher, Hasher};
 use std::sync::Arc;
 use std::time::Duration;
 
+use parking_lot::Mutex;
+
 use self::link::Link;
 use self::wire::{Payload, Target};
-use crate::session::cluster::Cluster;
+use crate::session::cluster::{Cluster, Since};
 use crate::session::hub::Hub;
 use crate::{Error, Event, Message};
 
 pub(crate) use self::subscriber::Subscriber;
 
-/// Sums a group's counts over the nodes still alive, and drops the others.
-const GROUP_SIZE: &str = r"
-local h = redis.call('HGETALL', KEYS[1])
-local n = 0
-for i = 1, #h, 2 do
-  if redis.call('EXISTS', ARGV[1] .. h[i]) == 1 then
-    n = n + tonumber(h[i + 1])
-  else
-    redis.call('HDEL', KEYS[1], h[i])
+/// `size(key, alive)`: sums a group's counts over the nodes still alive,
+/// and drops the others.
+const SIZE_FN: &str = r"
+local function size(key, alive)
+  local h = redis.call('HGETALL', key)
+  local n = 0
+  for i = 1, #h, 2 do
+    if redis.call('EXISTS', alive .. h[i]) == 1 then
+      n = n + tonumber(h[i + 1])
+    else
+      redis.call('HDEL', key, h[i])
+    end
   end
+  return n
 end
-return n
 ";
+
+/// A group's size: KEYS[1] the group's hash, ARGV[1] the alive prefix.
+fn group_size_script() -> String {
+    format!("{SIZE_FN}return size(KEYS[1], ARGV[1])")
+}
+
+/// Publishes ARGV[2] on KEYS[2], then answers the size of the group
+/// KEYS[1], or -1 when it could not be read: the publish went out anyway.
+fn publish_and_size_script() -> String {
+    format!(
+        "{SIZE_FN}redis.call('PUBLISH', KEYS[2], ARGV[2])
+local ok, n = pcall(size, KEYS[1], ARGV[1])
+if ok then return n end
+return -1"
+    )
+}
 
 /// A Redis backplane (feature `redis`) linking several server instances
 /// (processes or machines, behind a load balancer) so that pushes reach
@@ -80,13 +109,15 @@ return n
 /// # Ok::<(), wsportal::Error>(())
 /// ```
 ///
-/// Delivery through Redis is **at most once**: a message published while
+/// WebSocket delivery through Redis is **at most once**: a message published while
 /// Redis is unreachable, or while an instance is disconnected from it, is
 /// lost for the instances that did not get it (local clients always get it
 /// at once). Messages published from one thread arrive in order on every
 /// instance. Nothing waits on Redis for longer than [`Backplane::timeout`]
 /// (per step: the lock, then each socket operation); while Redis is down,
-/// publishing fails at once between reconnection attempts.
+/// publishing fails at once between reconnection attempts. An event
+/// stream with a history is exact instead: see
+/// [`EventStream::history`](crate::EventStream::history).
 ///
 /// A `Backplane` is cheap to clone: clones (and every server it is
 /// attached to) share one publishing connection, used under a lock. The
@@ -244,16 +275,23 @@ impl Backplane {
     }
 
     /// Publishes an event to the clients of the event stream defined at
-    /// `stream` on every instance; an event with an id enters each
-    /// instance's history of that stream.
+    /// `stream` on every instance. When the servers keep a history of that
+    /// stream, an event with an id enters the stream's one shared history
+    /// (in Redis), in the same order as their own events (see
+    /// [`EventStream::history`](crate::EventStream::history)).
     ///
     /// # Errors
     /// [`Error::InvalidInput`] for an event that cannot be sent (see
-    /// [`Event`]), otherwise as [`Backplane::publish_to_all`].
+    /// [`Event`]), otherwise as [`Backplane::publish_to_all`] (a reply that
+    /// timed out is an error too, though the event may have gone out).
     pub fn publish_event(&self, stream: &str, event: &Event) -> Result<(), Error> {
         event.encode()?;
-        let target = Target::Stream(stream.to_owned());
-        self.publish(self.origin, &target, Payload::Event(event))
+        match self.append(self.origin, stream, None, event)? {
+            true => Ok(()),
+            false => Err(Error::Backplane(
+                "publish event: no answer within the timeout (it may have gone out)".to_owned(),
+            )),
+        }
     }
 
     /// Publishes an event to the clients of the event stream `stream` that
@@ -288,7 +326,7 @@ impl Backplane {
         let alive = self.alive_prefix();
         let n: i64 = self.link.with(self.timeout, "group size", |c| {
             redis::cmd("EVAL")
-                .arg(GROUP_SIZE)
+                .arg(group_size_script())
                 .arg(1)
                 .arg(&key)
                 .arg(&alive)
@@ -302,6 +340,11 @@ impl Backplane {
 pub(crate) struct Node {
     pub(crate) bp: Backplane,
     pub(crate) id: u64,
+    /// The groups whose count this instance may have in Redis: every group
+    /// it wrote a count for, until an `HDEL` of it is known to have
+    /// succeeded. A refresh deletes those with no member here any more, so
+    /// a leave whose write was lost is repaired.
+    written: Mutex<HashSet<String>>,
 }
 
 impl Node {
@@ -309,6 +352,7 @@ impl Node {
         Node {
             bp,
             id: random_id(),
+            written: Mutex::new(HashSet::new()),
         }
     }
 
@@ -316,8 +360,9 @@ impl Node {
         format!("{:016x}", self.id)
     }
 
-    /// Refreshes this instance's liveness key and rewrites every group count
-    /// (Redis may have restarted empty).
+    /// Refreshes this instance's liveness key, rewrites the count of every
+    /// group with a member here (Redis may have restarted empty), and
+    /// deletes the counts it wrote for groups it no longer has.
     pub(crate) fn refresh(&self, hub: &Hub) -> Result<(), Error> {
         let alive = format!("{}{}", self.bp.alive_prefix(), self.field());
         let ttl = ttl_ms(self.bp.presence_ttl);
@@ -331,7 +376,9 @@ impl Node {
                     .arg(ttl)
                     .query::<()>(c)
             })?;
-        let groups: Vec<String> = hub.group_names().into_iter().map(|(g, _)| g).collect();
+        let mut groups: HashSet<String> = hub.group_names().into_iter().map(|(g, _)| g).collect();
+        groups.extend(self.written.lock().iter().cloned());
+        let groups: Vec<String> = groups.into_iter().collect();
         for chunk in groups.chunks(512) {
             self.write_presence(hub, chunk)?;
         }
@@ -351,7 +398,12 @@ impl Cluster for Node {
     }
 
     /// Publishes to a group that has no member here, and asks in the same
-    /// round trip how many members it has on the other instances.
+    /// round trip (one script) how many members it has on the other
+    /// instances. When the publish went out but the size could not be read,
+    /// the answer is `usize::MAX` (unknown, maybe some): only a size of 0
+    /// lets the caller say that nobody got it. When no answer came at all
+    /// (Redis unreachable, or the reply lost), whether it went out is
+    /// unknown, and the error is returned.
     fn publish_to_absent_group(&self, group: &str, msg: &Message) -> Result<usize, Error> {
         let bytes = wire::encode(self.id, &Target::Group(group.to_owned()), Payload::Ws(msg))?;
         let (channel, key, alive) = (
@@ -359,18 +411,20 @@ impl Cluster for Node {
             self.bp.group_key(group),
             self.bp.alive_prefix(),
         );
-        let (_, n): (i64, i64) = self.bp.link.with(self.bp.timeout, "publish", |c| {
-            redis::pipe()
-                .cmd("PUBLISH")
-                .arg(&channel)
-                .arg(bytes)
-                .cmd("EVAL")
-                .arg(GROUP_SIZE)
-                .arg(1)
+        let n: i64 = self.bp.link.with(self.bp.timeout, "publish", |c| {
+            redis::cmd("EVAL")
+                .arg(publish_and_size_script())
+                .arg(2)
                 .arg(&key)
+                .arg(&channel)
                 .arg(&alive)
+                .arg(bytes)
                 .query(c)
         })?;
+        if n < 0 {
+            log::debug!("backplane: published to group {group}, but its size is unknown");
+            return Ok(usize::MAX);
+        }
         Ok(usize::try_from(n).unwrap_or(0))
     }
 
@@ -379,7 +433,9 @@ impl Cluster for Node {
     }
 
     /// Writes this instance's member counts of `groups` (as they are now:
-    /// the last writer writes the latest count, under the link's lock).
+    /// the last writer writes the latest count, under the link's lock), and
+    /// keeps `written` true: a group counted is added before the write, a
+    /// group deleted is removed only once the write succeeded.
     fn write_presence(&self, hub: &Hub, groups: &[String]) -> Result<(), Error> {
         if groups.is_empty() {
             return Ok(());
@@ -388,34 +444,60 @@ impl Cluster for Node {
         let ttl = ttl_ms(self.bp.presence_ttl.saturating_mul(2));
         self.bp.link.with(self.bp.timeout, "presence", |c| {
             let mut p = redis::pipe();
+            let mut deleted = Vec::new();
+            let mut written = self.written.lock();
             for g in groups {
                 let key = self.bp.group_key(g);
                 match hub.group_size(g) {
-                    0 => p.cmd("HDEL").arg(&key).arg(&field).ignore(),
-                    n => p
-                        .cmd("HSET")
-                        .arg(&key)
-                        .arg(&field)
-                        .arg(n)
-                        .ignore()
-                        .cmd("PEXPIRE")
-                        .arg(&key)
-                        .arg(ttl)
-                        .ignore(),
-                };
+                    0 => {
+                        p.cmd("HDEL").arg(&key).arg(&field).ignore();
+                        deleted.push(g);
+                    }
+                    n => {
+                        written.insert(g.clone());
+                        p.cmd("HSET")
+                            .arg(&key)
+                            .arg(&field)
+                            .arg(n)
+                            .ignore()
+                            .cmd("PEXPIRE")
+                            .arg(&key)
+                            .arg(ttl)
+                            .ignore();
+                    }
+                }
             }
-            p.query::<()>(c)
+            drop(written);
+            p.query::<()>(c)?;
+            let mut written = self.written.lock();
+            for g in deleted {
+                written.remove(g);
+            }
+            Ok(())
         })
     }
 
-    /// Takes this instance out of presence at once (a graceful stop).
+    fn append_event(&self, stream: &str, cap: usize, event: &Event) -> Result<bool, Error> {
+        self.bp.append(self.id, stream, Some(cap), event)
+    }
+
+    fn history_since(&self, stream: &str, after: Option<&str>, cap: usize) -> Result<Since, Error> {
+        self.bp.since(stream, after, cap)
+    }
+
+    /// Takes this instance out of presence at once (a graceful stop): its
+    /// liveness key, and its count of `groups` and of every group it wrote.
+    /// Called once nothing refreshes any more (the subscriber and presence
+    /// threads are joined), so nothing writes it back.
     fn retire(&self, groups: &[String]) {
         let alive = format!("{}{}", self.bp.alive_prefix(), self.field());
         let field = self.field();
+        let mut all: HashSet<String> = groups.iter().cloned().collect();
+        all.extend(self.written.lock().drain());
         let done = self.bp.link.with(self.bp.timeout, "presence", |c| {
             let mut p = redis::pipe();
             p.cmd("DEL").arg(&alive).ignore();
-            for g in groups {
+            for g in &all {
                 p.cmd("HDEL").arg(self.bp.group_key(g)).arg(&field).ignore();
             }
             p.query::<()>(c)

@@ -1,37 +1,42 @@
 //! The subscriber: one thread per server attached to a backplane. It reads
-//! the channel and delivers what other instances published, refreshes this
-//! instance's presence every third of the presence TTL, and reconnects with
-//! backoff when Redis goes away (one `warn!` when the link drops, one
-//! `info!` when it is back). It never spins: it blocks in a read (at most
-//! [`TICK`] at a time, to keep its refresh times) or in a backoff wait that
-//! a stop ends at once.
+//! the channel and delivers what other instances published, rewrites this
+//! instance's presence when it (re)subscribes (Redis may have restarted
+//! empty), and reconnects with backoff when Redis goes away (one `warn!`
+//! when the link drops, one `info!` when it is back). It never spins: it
+//! blocks in a read (at most [`TICK`] at a time, then pings) or in a
+//! backoff wait that a stop ends at once. The periodic presence refresh is
+//! not its job: the presence thread ([`Presence`]), which it owns, keeps
+//! its own deadlines.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crossbeam_channel::{Receiver, Sender};
 
 use super::link::{self, BACKOFF_MAX, BACKOFF_MIN};
+use super::presence::Presence;
 use super::wire::{self, Body, Target};
 use super::Node;
 use crate::session::hub::Hub;
 use crate::sse::Streams;
 
-/// The longest the subscriber blocks in one read.
+/// The longest the subscriber blocks in one read before it pings.
 const TICK: Duration = Duration::from_secs(1);
 
-/// A running subscriber thread; [`Subscriber::stop`] joins it.
+/// A running subscriber thread and its presence thread;
+/// [`Subscriber::stop`] joins both.
 pub(crate) struct Subscriber {
     node: Arc<Node>,
     stop: Arc<AtomicBool>,
     wake: Sender<()>,
     thread: Option<JoinHandle<()>>,
+    presence: Presence,
 }
 
 impl Subscriber {
-    /// Starts the thread.
+    /// Starts the threads.
     pub(crate) fn start(
         node: Arc<Node>,
         hub: Arc<Hub>,
@@ -39,6 +44,7 @@ impl Subscriber {
     ) -> std::io::Result<Subscriber> {
         let stop = Arc::new(AtomicBool::new(false));
         let (wake, wake_rx) = crossbeam_channel::bounded(1);
+        let presence = Presence::start(Arc::clone(&node), Arc::clone(&hub))?;
         let (n, s) = (Arc::clone(&node), Arc::clone(&stop));
         let thread = std::thread::Builder::new()
             .name("wsportal-backplane".into())
@@ -49,12 +55,15 @@ impl Subscriber {
             stop,
             wake,
             thread: Some(thread),
+            presence,
         })
     }
 
-    /// Stops and joins the thread: a backoff wait ends at once, and a read
+    /// Stops and joins the threads: a backoff wait ends at once, and a read
     /// is woken by a message published to ourselves (or ends within [`TICK`]).
+    /// Afterwards nothing of this instance refreshes its presence.
     pub(crate) fn stop(&mut self) {
+        self.presence.stop();
         let Some(thread) = self.thread.take() else {
             return;
         };
@@ -134,8 +143,10 @@ fn subscribe(
     if let Err(e) = ps.subscribe(node.bp.channel()) {
         return Ended::Lost(e.to_string());
     }
-    // Redis may have restarted empty: write everything again.
-    if let Err(e) = node.refresh(hub) {
+    // Read back what the stream histories missed meanwhile (messages
+    // arriving now wait in the socket, and are applied after, without
+    // duplicates); Redis may have restarted empty: write presence again.
+    if let Err(e) = sse.sync_histories().and_then(|()| node.refresh(hub)) {
         return Ended::Lost(e.to_string());
     }
     if std::mem::take(down) {
@@ -146,8 +157,6 @@ fn subscribe(
     if let Err(e) = ps.set_read_timeout(Some(TICK)) {
         return Ended::Lost(e.to_string());
     }
-    let every = node.bp.presence_ttl / 3;
-    let mut next_refresh = Instant::now() + every;
     loop {
         if stop.load(Ordering::SeqCst) {
             return Ended::Stopped;
@@ -161,12 +170,6 @@ fn subscribe(
                 }
             }
             Err(e) => return Ended::Lost(e.to_string()),
-        }
-        if Instant::now() >= next_refresh {
-            if let Err(e) = node.refresh(hub) {
-                return Ended::Lost(e.to_string());
-            }
-            next_refresh = Instant::now() + every;
         }
     }
 }
@@ -184,7 +187,9 @@ pub(crate) fn deliver(node: &Node, hub: &Hub, sse: &Streams, bytes: &[u8]) {
             return;
         }
     };
-    if env.origin == node.id {
+    // Our own messages were delivered here already, except events in a
+    // stream's one order, which every instance delivers as they come back.
+    if env.origin == node.id && !matches!(env.body, Body::Ordered { .. }) {
         return;
     }
     match (env.target, env.body) {
@@ -201,6 +206,11 @@ pub(crate) fn deliver(node: &Node, hub: &Hub, sse: &Streams, bytes: &[u8]) {
         (Target::Stream(stream), Body::Event(e)) => {
             if let Some(p) = sse.publisher(&stream) {
                 let _ = p.send_here(&e);
+            }
+        }
+        (Target::Stream(stream), Body::Ordered { prev, entry, event }) => {
+            if let Some(p) = sse.publisher(&stream) {
+                p.receive_ordered(&prev, &entry, &event);
             }
         }
         (Target::StreamGroup { stream, group }, Body::Event(e)) => {

@@ -1,21 +1,30 @@
-//! The backplane's wire format, version 1 (documented in ARCHITECTURE.md so
+//! The backplane's wire format, version 2 (documented in ARCHITECTURE.md so
 //! that another language can publish into a cluster). All integers are
-//! big-endian; names are UTF-8.
+//! big-endian; names are UTF-8. Version 2 added message kind 4.
 //!
 //! ```text
-//! 0      2 bytes  magic and version: 0x57 ('W'), 0x01
+//! 0      2 bytes  magic and version: 0x57 ('W'), 0x02
 //! 2      8 bytes  origin: the publishing instance's id (u64)
 //! 10     1 byte   target kind: 0 all, 1 resource, 2 group,
 //!                 3 event stream, 4 group of an event stream
-//! 11     1 byte   message kind: 0 wake (ignored), 1 text, 2 binary, 3 SSE event
+//! 11     1 byte   message kind: 0 wake (ignored), 1 text, 2 binary, 3 SSE event,
+//!                 4 SSE event in the stream's order (target kind 3 only)
 //! 12     2 bytes  name length N, then N bytes: route pattern, group or stream route
 //! 14+N   2 bytes  group length G, then G bytes (target kind 4 only; else G = 0)
 //! ...             payload, to the end: the message bytes (text: UTF-8), or
 //!                 for an SSE event: 1 flags byte (1 id, 2 name, 4 retry,
 //!                 8 comment), then id and name (u16 length + bytes each,
 //!                 if flagged), retry (u64 ms, if flagged), comment (u32
-//!                 length + bytes, if flagged), then the data (UTF-8) to the end.
+//!                 length + bytes, if flagged), then the data (UTF-8) to the end;
+//!                 for kind 4: the previous history entry's id and this
+//!                 event's entry id (u16 length + ASCII each; both empty for
+//!                 an event not kept), then the event as for kind 3.
 //! ```
+//!
+//! Kind 4 is written only by the `APPEND` script (`backplane/history.rs`),
+//! which adds the event to the stream's history and publishes it in one
+//! step: every instance, the publishing one included, delivers kind 4 in
+//! the order of the channel, which is the history's order.
 
 use std::time::Duration;
 
@@ -24,7 +33,7 @@ use crate::{Event, Message};
 
 const MAGIC: u8 = 0x57;
 /// The version this code writes and reads.
-pub(crate) const VERSION: u8 = 1;
+pub(crate) const VERSION: u8 = 2;
 
 /// What a message carries.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -33,6 +42,13 @@ pub(crate) enum Body {
     Wake,
     Ws(Message),
     Event(Event),
+    /// An event in its stream's one order (kind 4): the previous history
+    /// entry's id and its own (both empty when it is not kept).
+    Ordered {
+        prev: String,
+        entry: String,
+        event: Event,
+    },
 }
 
 /// What a message carries, borrowed, for encoding without a copy.
@@ -48,7 +64,7 @@ impl<'a> From<&'a Body> for Payload<'a> {
         match body {
             Body::Wake => Payload::Wake,
             Body::Ws(m) => Payload::Ws(m),
-            Body::Event(e) => Payload::Event(e),
+            Body::Event(e) | Body::Ordered { event: e, .. } => Payload::Event(e),
         }
     }
 }
@@ -188,6 +204,45 @@ impl<'a> Reader<'a> {
     }
 }
 
+/// Reads an event (the payload of kind 3) to the end of the bytes.
+fn read_event(r: &mut Reader<'_>) -> Result<Event, Malformed> {
+    let [flags] = r.array()?;
+    let mut e = Event::default();
+    if flags & 1 != 0 {
+        e.id = Some(r.str16()?);
+    }
+    if flags & 2 != 0 {
+        e.name = Some(r.str16()?);
+    }
+    if flags & 4 != 0 {
+        e.retry = Some(Duration::from_millis(u64::from_be_bytes(r.array()?)));
+    }
+    if flags & 8 != 0 {
+        let n = u32::from_be_bytes(r.array()?);
+        let n = usize::try_from(n).map_err(|_| Malformed::Truncated)?;
+        e.comment = Some(r.string(n)?);
+    }
+    e.data = r.string(r.0.len())?;
+    Ok(e)
+}
+
+/// Decodes an event payload as kept in a stream's history (the payload of
+/// kind 3 alone).
+pub(crate) fn decode_event(bytes: &[u8]) -> Result<Event, Malformed> {
+    read_event(&mut Reader(bytes))
+}
+
+/// Where the payload starts in a message for `target` (after the header
+/// and the names).
+pub(crate) fn payload_offset(target: &Target) -> usize {
+    let (name, group) = match target {
+        Target::All => (0, 0),
+        Target::Resource(s) | Target::Group(s) | Target::Stream(s) => (s.len(), 0),
+        Target::StreamGroup { stream, group } => (stream.len(), group.len()),
+    };
+    16 + name + group
+}
+
 /// Decodes one message; anything else is `Malformed`, never a panic.
 pub(crate) fn decode(bytes: &[u8]) -> Result<Envelope, Malformed> {
     let mut r = Reader(bytes);
@@ -217,26 +272,12 @@ pub(crate) fn decode(bytes: &[u8]) -> Result<Envelope, Malformed> {
         0 => Body::Wake,
         1 => Body::Ws(Message::Text(r.string(r.0.len())?)),
         2 => Body::Ws(Message::Binary(r.0.to_vec())),
-        3 => {
-            let [flags] = r.array()?;
-            let mut e = Event::default();
-            if flags & 1 != 0 {
-                e.id = Some(r.str16()?);
-            }
-            if flags & 2 != 0 {
-                e.name = Some(r.str16()?);
-            }
-            if flags & 4 != 0 {
-                e.retry = Some(Duration::from_millis(u64::from_be_bytes(r.array()?)));
-            }
-            if flags & 8 != 0 {
-                let n = u32::from_be_bytes(r.array()?);
-                let n = usize::try_from(n).map_err(|_| Malformed::Truncated)?;
-                e.comment = Some(r.string(n)?);
-            }
-            e.data = r.string(r.0.len())?;
-            Body::Event(e)
-        }
+        3 => Body::Event(read_event(&mut r)?),
+        4 if matches!(target, Target::Stream(_)) => Body::Ordered {
+            prev: r.str16()?,
+            entry: r.str16()?,
+            event: read_event(&mut r)?,
+        },
         _ => return Err(Malformed::Kind),
     };
     Ok(Envelope {
@@ -305,8 +346,38 @@ mod tests {
         .unwrap();
         assert_eq!(
             bytes,
-            [0x57, 1, 0, 0, 0, 0, 0, 0, 0, 1, 2, 1, 0, 1, b'g', 0, 0, b'h', b'i']
+            [0x57, 2, 0, 0, 0, 0, 0, 0, 0, 1, 2, 1, 0, 1, b'g', 0, 0, b'h', b'i']
         );
+    }
+
+    /// Kind 4 as the `APPEND` script writes it: kind 3 with the kind byte
+    /// changed and the two entry ids before the event.
+    #[test]
+    fn an_ordered_event_decodes() {
+        let target = Target::Stream("/s".into());
+        let event = Event::new("d").id("u1");
+        let plain = encode(5, &target, Payload::Event(&event)).unwrap();
+        let off = payload_offset(&target);
+        let mut m = plain[..off].to_vec();
+        m[11] = 4;
+        for id in ["1-0", "2-5"] {
+            m.extend_from_slice(&u16::try_from(id.len()).unwrap().to_be_bytes());
+            m.extend_from_slice(id.as_bytes());
+        }
+        m.extend_from_slice(&plain[off..]);
+        let back = decode(&m).unwrap();
+        assert_eq!(
+            back.body,
+            Body::Ordered {
+                prev: "1-0".into(),
+                entry: "2-5".into(),
+                event: event.clone()
+            }
+        );
+        assert_eq!(decode_event(&plain[off..]), Ok(event));
+        // Kind 4 is for a stream only.
+        m[10] = 0;
+        assert_eq!(decode(&m), Err(Malformed::Kind));
     }
 
     #[test]

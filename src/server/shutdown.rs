@@ -263,11 +263,13 @@ impl ServerHandle {
         Ok(())
     }
 
-    /// Leaves the cluster: presence removed, subscriber joined.
+    /// Leaves the cluster: subscriber and presence threads joined, then
+    /// presence removed (so no refresh writes it back).
     fn leave_cluster(&mut self) {
         let Some(mut sub) = self.cluster.take() else {
             return;
         };
+        sub.stop();
         let core = &self.core;
         if let Some(node) = core.hub.cluster() {
             let groups: Vec<String> = core.hub.group_names().into_iter().map(|(g, _)| g).collect();
@@ -275,7 +277,6 @@ impl ServerHandle {
         }
         core.hub.set_cluster(None);
         core.sse.set_cluster(None);
-        sub.stop();
     }
 }
 

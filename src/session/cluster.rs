@@ -1,6 +1,8 @@
 //! What the layers below the backplane ask of the cluster a server belongs
 //! to (feature `redis`). The hub writes presence after a join or leave,
-//! `Broadcaster` and `EventPublisher` publish what they just delivered here.
+//! `Broadcaster` and `EventPublisher` publish what they just delivered here,
+//! and an event stream with a history keeps it in the cluster's one shared
+//! history (appending, reading it back).
 //! The backplane (`backplane/`) implements [`Cluster`]; defining it here
 //! lets the hub and event streams hold one without importing upward.
 
@@ -28,7 +30,8 @@ pub(crate) trait Cluster: Send + Sync {
     fn publish_event(&self, target: &Target, event: &Event) -> Result<(), Error>;
 
     /// Publishes to a group that has no member here, and answers how many
-    /// members it has on the other instances.
+    /// members it has on the other instances (`usize::MAX` when it went
+    /// out but the size is unknown: only 0 means nobody).
     fn publish_to_absent_group(&self, group: &str, msg: &Message) -> Result<usize, Error>;
 
     /// How many members `group` has on every instance.
@@ -39,6 +42,31 @@ pub(crate) trait Cluster: Send + Sync {
 
     /// Takes this instance out of presence at once (a graceful stop).
     fn retire(&self, groups: &[String]);
+
+    /// Appends `event` to the shared history of the event stream `stream`
+    /// (trimmed to about `cap` events; an event without an id is not kept)
+    /// and publishes it to every instance, this one included, in the
+    /// history's order: the subscriber delivers it here too. `Ok(true)`:
+    /// done; `Ok(false)`: the answer was lost (it may have been done);
+    /// `Err`: not done.
+    fn append_event(&self, stream: &str, cap: usize, event: &Event) -> Result<bool, Error>;
+
+    /// The shared history of `stream` after the entry `after`, at most
+    /// `cap` entries; or, when `after` is not in it (trimmed, lost with a
+    /// Redis restart, or `None`), its last `cap` entries.
+    fn history_since(&self, stream: &str, after: Option<&str>, cap: usize) -> Result<Since, Error>;
+}
+
+/// A stretch of a stream's shared history, oldest first.
+pub(crate) struct Since {
+    /// Whether `entries` follow the entry asked for; else they are the
+    /// whole history (as far as it is kept).
+    pub(crate) continuous: bool,
+    /// Entry ids (`MS-SEQ`) and events.
+    pub(crate) entries: Vec<(String, Event)>,
+    /// The history's epoch (its first entry's id; empty when it has none):
+    /// the same epoch means the same history, only trimmed.
+    pub(crate) epoch: String,
 }
 
 /// The cluster side of a hub.

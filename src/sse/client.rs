@@ -1,23 +1,28 @@
-//! The handle to one event-stream client (`EventClient`), and the sink a
-//! writer callback writes to (`EventSink`).
+//! The handle to one event-stream client (`EventClient`), and what a
+//! stream's clients, publishers and the server share (`Shared`, whose
+//! `State` lists the clients: the one type-level cycle of `sse/`, kept in
+//! this file). Everything else in `sse/` imports from here, never the
+//! other way.
 
 use std::any::Any;
+use std::collections::BTreeMap;
 use std::fmt;
-use std::io::{self, Read};
 use std::net::{Shutdown, SocketAddr};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::sync::{Arc, OnceLock};
 
 use parking_lot::Mutex;
 
-use super::stream::{EventPublisher, Shared};
+use super::history::{History, Replay};
 use crate::session::hub::Hub;
 use crate::session::resource::Data;
 use crate::transport::outbox::{Admit, Flushed, Lane, Outbox, PushError};
 use crate::transport::{Stream, Transport};
 use crate::wire::event::comment_bytes;
 use crate::{Error, Event, Request};
+
+/// The per-client filter ([`EventStream::filter`](crate::EventStream::filter)).
+pub(crate) type FilterHook = dyn Fn(&EventClient, &Event) -> bool + Send + Sync;
 
 /// A handle to one client of an event stream. Cheap to clone, `Send + Sync`:
 /// keep it, hand it to other threads, and send from anywhere at any time.
@@ -160,7 +165,7 @@ impl EventClient {
     }
 
     /// Joins a named group of this stream's clients (see
-    /// [`EventPublisher::to_group`]). A client leaves its groups when it goes.
+    /// [`EventPublisher::to_group`](crate::EventPublisher::to_group)). A client leaves its groups when it goes.
     pub fn join(&self, group: &str) {
         let mut groups = self.inner.groups.lock();
         if !groups.iter().any(|g| g == group) {
@@ -181,11 +186,6 @@ impl EventClient {
     /// Whether this client is in `group`.
     pub(crate) fn in_group(&self, group: &str) -> bool {
         self.inner.groups.lock().iter().any(|g| g == group)
-    }
-
-    /// A handle for pushing to every client of this client's stream.
-    pub fn publisher(&self) -> EventPublisher {
-        EventPublisher::new(Arc::clone(&self.inner.shared))
     }
 
     /// Queues bytes for this client alone.
@@ -281,99 +281,81 @@ impl PartialEq for EventClient {
 
 impl Eq for EventClient {}
 
-/// Where a writer callback
-/// ([`EventStream::writer`](crate::EventStream::writer)) writes events. It
-/// runs on the client's own thread; every method fails with
-/// [`Error::Closed`] once the client has gone, which is the writer's cue to
-/// return.
-pub struct EventSink<'a> {
-    client: &'a EventClient,
+/// What a stream's clients, publishers and the server share.
+pub(crate) struct Shared {
+    /// The path the stream was defined at.
+    pub(crate) route: OnceLock<String>,
+    /// Whether a running server serves this stream (only one may).
+    pub(crate) serving: AtomicBool,
+    pub(crate) state: Mutex<State>,
+    /// The backplane node of the server serving it, if it has one.
+    #[cfg(feature = "redis")]
+    pub(crate) cluster: parking_lot::RwLock<Option<Arc<dyn crate::session::cluster::Cluster>>>,
+    /// Held by whoever reads the shared history back (one at a time, so
+    /// that no older read is applied over a newer one). Never with `state`
+    /// held while waiting on it.
+    #[cfg(feature = "redis")]
+    pub(crate) reading_back: Mutex<()>,
 }
 
-impl fmt::Debug for EventSink<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("EventSink")
-            .field("client", self.client)
-            .finish()
+impl Shared {
+    /// How `Error::NoConnections` names this stream.
+    pub(crate) fn target(&self) -> String {
+        match self.route.get() {
+            Some(route) => format!("event stream {route}"),
+            None => "an event stream not yet defined".to_owned(),
+        }
     }
 }
 
-impl<'a> EventSink<'a> {
-    pub(crate) fn new(client: &'a EventClient) -> EventSink<'a> {
-        EventSink { client }
-    }
+pub(crate) struct State {
+    /// Open clients by id. Everything pushed to many clients is pushed
+    /// under this lock (pushes never block), so every client sees the
+    /// stream's events in the same order, and a joining client gets its
+    /// replay before any live event.
+    pub(crate) clients: BTreeMap<u64, EventClient>,
+    pub(crate) history: History,
+    /// Which events each client gets ([`EventStream::filter`](crate::EventStream::filter)).
+    pub(crate) filter: Option<Arc<FilterHook>>,
+}
 
-    /// Sends an event to this client.
-    ///
-    /// # Errors
-    /// As [`EventClient::send`].
-    pub fn send(&self, event: &Event) -> Result<(), Error> {
-        self.client.send(event)
-    }
-
-    /// Sends a comment line.
-    ///
-    /// # Errors
-    /// As [`EventClient::comment`].
-    pub fn comment(&self, text: &str) -> Result<(), Error> {
-        self.client.comment(text)
-    }
-
-    /// Waits up to `timeout`, returning early with an error when the client
-    /// goes away or the stream is closed (also by server shutdown). Use it
-    /// instead of `thread::sleep` between events, so a departed client or a
-    /// closing server ends the writer at once.
-    ///
-    /// # Errors
-    /// [`Error::Closed`] when the client has gone or the stream is closing.
-    pub fn wait(&self, timeout: Duration) -> Result<(), Error> {
-        let inner = &self.client.inner;
-        let deadline = crate::deadline::after(timeout);
-        let mut scratch = [0u8; 256];
-        loop {
-            if inner.closing.load(Ordering::SeqCst) {
-                return Err(Error::Closed);
-            }
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                return Ok(());
-            }
-            // Blocking in read notices at once a client that hangs up.
-            if inner.stream.set_read_timeout(Some(left)).is_err() {
-                return Err(Error::Closed);
-            }
-            match Transport::waiting(&inner.stream).read(&mut scratch) {
-                Ok(0) => {
-                    // Either the client hung up, or `close` woke us (then the
-                    // backlog is still to be written).
-                    if !inner.closing.load(Ordering::SeqCst) {
-                        inner.gone();
-                    }
-                    return Err(Error::Closed);
-                }
-                Ok(_) => {} // A client has nothing to say on an event stream.
-                Err(e)
-                    if matches!(
-                        e.kind(),
-                        io::ErrorKind::WouldBlock
-                            | io::ErrorKind::TimedOut
-                            | io::ErrorKind::Interrupted
-                    ) => {}
-                Err(_) => {
-                    inner.gone();
-                    return Err(Error::Closed);
-                }
-            }
+impl State {
+    /// A stream's state before any client: no history, no filter.
+    pub(crate) fn new() -> State {
+        State {
+            clients: BTreeMap::new(),
+            history: History::new(),
+            filter: None,
         }
     }
 
-    /// The client this sink writes to.
-    pub fn client(&self) -> &EventClient {
-        self.client
+    /// What a joining client is owed, given its `Last-Event-ID`, through
+    /// the stream's filter.
+    pub(crate) fn replay_for(&self, client: &EventClient, last_id: Option<&str>) -> Replay {
+        match &self.filter {
+            None => self.history.replay(last_id, |_| true),
+            Some(filter) => self.history.replay(last_id, |e| keeps(filter, client, e)),
+        }
     }
 
-    /// Whether events can still be sent.
-    pub fn is_open(&self) -> bool {
-        self.client.is_open()
+    /// Whether the stream's filter lets `client` have `event`.
+    pub(crate) fn keeps(&self, client: &EventClient, event: &Event) -> bool {
+        self.filter.as_ref().is_none_or(|f| keeps(f, client, event))
+    }
+}
+
+/// Runs a filter; a panic is a no.
+fn keeps(filter: &Arc<FilterHook>, client: &EventClient, event: &Event) -> bool {
+    match crate::session::guard::run_for(&client.inner.hub.stats, true, || filter(client, event)) {
+        Ok(keep) => keep,
+        Err(p) => {
+            log::error!(
+                "event client {}: filter panicked at {}: {}",
+                client.id(),
+                p.location,
+                p.message
+            );
+            false
+        }
     }
 }

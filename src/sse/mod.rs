@@ -13,6 +13,11 @@
 //! socket is shut, so the housekeeper can flush a closing client's backlog.
 
 mod client;
+mod history;
+mod publisher;
+#[cfg(feature = "redis")]
+mod replica;
+mod sink;
 mod stream;
 
 use std::collections::HashMap;
@@ -24,10 +29,13 @@ use std::time::Duration;
 
 use parking_lot::Mutex;
 
-pub use self::client::{EventClient, EventSink};
-pub use self::stream::{EventPublisher, EventStream};
+pub use self::client::EventClient;
+pub use self::publisher::EventPublisher;
+pub use self::sink::EventSink;
+pub use self::stream::EventStream;
 
-use self::stream::{Replay, Shared};
+use self::client::Shared;
+use self::history::Replay;
 use crate::session::guard;
 use crate::session::hub::{Chores, Hub, Retry};
 use crate::transport::{Stream, Transport};
@@ -158,9 +166,19 @@ fn open(events: &EventStream, hooks: &Hooks<'_>, head: &[u8]) -> Result<(), guar
     // The application's event for an unknown id: computed outside the lock,
     // since the hook may use a publisher.
     let mut fallback: Option<Option<Vec<u8>>> = None;
+    // A shared history is read back once before an id is called unknown.
+    #[cfg(feature = "redis")]
+    let mut caught_up = false;
     loop {
         let mut st = events.shared.state.lock();
         let replay = st.replay_for(client, last_id);
+        #[cfg(feature = "redis")]
+        if matches!(replay, Replay::Unknown) && !caught_up {
+            caught_up = true;
+            drop(st);
+            replica::catch_up(&events.shared);
+            continue;
+        }
         if let (Replay::Unknown, None, Some(hook)) = (&replay, &fallback, &events.on_unknown_id) {
             drop(st);
             let event = guard::run(hooks.debug_on_error, || hook(client.request()))?;
@@ -318,12 +336,36 @@ impl Streams {
         }
     }
 
-    /// Attaches these streams to a backplane node (or detaches them).
+    /// Attaches these streams to a backplane node (or detaches them). A
+    /// stream with a history then reads the shared one (each within the
+    /// backplane's timeout): its clients get, live, every event appended
+    /// from now on, even before the subscriber runs. (When Redis cannot be
+    /// read now, the subscriber's first read takes the history as it finds
+    /// it, and delivers none of it live.)
     #[cfg(feature = "redis")]
     pub(crate) fn set_cluster(&self, node: Option<&Arc<dyn crate::session::cluster::Cluster>>) {
         for s in &self.streams {
             *s.cluster.write() = node.cloned();
+            if node.is_some() {
+                if let Err(e) = EventPublisher::new(Arc::clone(s)).sync() {
+                    log::debug!("backplane: shared history not read at start: {e}");
+                }
+            }
         }
+    }
+
+    /// Reads back the shared history of every stream that keeps one (after
+    /// the subscriber (re)subscribed: what it missed, or all of it when
+    /// Redis lost it).
+    ///
+    /// # Errors
+    /// [`Error::Backplane`] when Redis could not be read.
+    #[cfg(feature = "redis")]
+    pub(crate) fn sync_histories(&self) -> Result<(), Error> {
+        for s in &self.streams {
+            EventPublisher::new(Arc::clone(s)).sync()?;
+        }
+        Ok(())
     }
 
     /// The publisher of the stream defined at `route`.

@@ -14,7 +14,7 @@ use wsportal::{Backplane, Config, Error, Event, EventStream, Resource, Server, S
 use crate::support::{connect, init_logs, next_event, recv, sse, WAIT};
 
 /// A `redis-server` of our own; killed and reaped on drop.
-struct Redis {
+pub(crate) struct Redis {
     child: Option<Child>,
     port: u16,
 }
@@ -22,7 +22,7 @@ struct Redis {
 impl Redis {
     /// Starts one on a free port, or `None` (after saying why) when
     /// `redis-server` is not installed outside CI.
-    fn start() -> Option<Redis> {
+    pub(crate) fn start() -> Option<Redis> {
         for _ in 0..5 {
             let port = TcpListener::bind("127.0.0.1:0")
                 .and_then(|l| l.local_addr())
@@ -91,11 +91,11 @@ impl Redis {
         }
     }
 
-    fn url(&self) -> String {
+    pub(crate) fn url(&self) -> String {
         format!("redis://127.0.0.1:{}/", self.port)
     }
 
-    fn kill(&mut self) {
+    pub(crate) fn kill(&mut self) {
         if let Some(mut c) = self.child.take() {
             let _ = c.kill();
             let _ = c.wait();
@@ -103,7 +103,7 @@ impl Redis {
     }
 
     /// Kills it and starts a new, empty one on the same port.
-    fn restart(&mut self) {
+    pub(crate) fn restart(&mut self) {
         self.kill();
         let again = Redis::start_on(self.port).expect("redis-server restarts on its port");
         *self = again;
@@ -117,7 +117,7 @@ impl Drop for Redis {
 }
 
 /// Waits (bounded) until `f` holds.
-fn eventually(what: &str, mut f: impl FnMut() -> bool) {
+pub(crate) fn eventually(what: &str, mut f: impl FnMut() -> bool) {
     let deadline = Instant::now() + WAIT;
     while !f() {
         assert!(Instant::now() < deadline, "timed out waiting until {what}");
@@ -125,7 +125,7 @@ fn eventually(what: &str, mut f: impl FnMut() -> bool) {
     }
 }
 
-fn backplane(redis: &Redis, prefix: &str) -> Backplane {
+pub(crate) fn backplane(redis: &Redis, prefix: &str) -> Backplane {
     Backplane::redis(&redis.url())
         .unwrap()
         .prefix(prefix)
@@ -133,7 +133,7 @@ fn backplane(redis: &Redis, prefix: &str) -> Backplane {
 }
 
 /// A chat server: `/chat/:room` joins its room and relays text to it.
-fn chat_server(bp: &Backplane) -> ServerHandle {
+pub(crate) fn chat_server(bp: &Backplane) -> ServerHandle {
     let mut server =
         Server::with_config(Config::default().shutdown_grace(Duration::from_millis(200)));
     server.define_resource(
@@ -150,7 +150,7 @@ fn chat_server(bp: &Backplane) -> ServerHandle {
     server.start("127.0.0.1:0").unwrap()
 }
 
-fn text(ws: &mut tungstenite::WebSocket<TcpStream>) -> String {
+pub(crate) fn text(ws: &mut tungstenite::WebSocket<TcpStream>) -> String {
     match recv(ws) {
         WsMessage::Text(t) => t.to_string(),
         m => panic!("expected text, got {m:?}"),
@@ -334,7 +334,7 @@ fn chat_example() -> std::path::PathBuf {
 }
 
 /// An example's binary (built by `cargo test --features redis`).
-fn example(name: &str) -> std::path::PathBuf {
+pub(crate) fn example(name: &str) -> std::path::PathBuf {
     let exe = std::env::current_exe().unwrap();
     // target/debug/deps/it-HASH -> target/debug/examples/chat
     let path = exe

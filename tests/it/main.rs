@@ -7,6 +7,8 @@
 
 #[cfg(feature = "redis")]
 mod backplane;
+#[cfg(feature = "redis")]
+mod backplane_exact;
 mod client;
 mod client_limits;
 mod client_reconnect;
