@@ -2,6 +2,10 @@
 //! event-stream events published on one server instance reach the matching
 //! clients of every instance that shares the backplane.
 //!
+//! The backplane layer: may use `sse`, `session`, `wire` and the base
+//! types; below it, the hub and event streams hold it only as a
+//! `session::cluster::Cluster`, so nothing there imports this folder.
+//!
 //! Each running server attached to a backplane is a [`Node`] with a random
 //! instance id. A push is delivered locally at once, then published (one
 //! Redis `PUBLISH` on the channel `PREFIX:bus`, in the format of
@@ -75,13 +79,13 @@ local function size(key, alive)
 end
 ";
 
-/// A group's size: KEYS[1] the group's hash, ARGV[1] the alive prefix.
+/// A group's size: `KEYS[1]` the group's hash, `ARGV[1]` the alive prefix.
 fn group_size_script() -> String {
     format!("{SIZE_FN}return size(KEYS[1], ARGV[1])")
 }
 
-/// Publishes ARGV[2] on KEYS[2], then answers the size of the group
-/// KEYS[1], or -1 when it could not be read: the publish went out anyway.
+/// Publishes `ARGV[2]` on `KEYS[2]`, then answers the size of the group
+/// `KEYS[1]`, or -1 when it could not be read: the publish went out anyway.
 fn publish_and_size_script() -> String {
     format!(
         "{SIZE_FN}redis.call('PUBLISH', KEYS[2], ARGV[2])

@@ -5,6 +5,9 @@
 //! `session::run` on the client's own reader thread, and its own [`Hub`]
 //! whose housekeeper does keepalive, stalled writes and close timeouts.
 //!
+//! The client layer, beside the server at the top: it may use every layer
+//! below (`session`, `http`, `transport`, `wire`); nothing imports it.
+//!
 //! Architecture invariant: a client owns exactly two threads, its reader and
 //! its hub's housekeeper; the reader stops the housekeeper when the
 //! connection ends, and whoever drops the last handle joins the reader.

@@ -1,6 +1,10 @@
 //! Just enough HTTP/1.1: reading one request head with a size limit and a
 //! deadline, and writing one response. wsportal answers exactly one request
 //! per TCP connection (then upgrades, streams events, or closes).
+//!
+//! The http layer: one request (head, body, query, route, a trusted
+//! proxy's headers) and one response, as bytes. May use `transport` and
+//! the base types; knows nothing of connections, hooks or the server.
 
 pub(crate) mod body;
 pub(crate) mod forwarded;

@@ -1,5 +1,10 @@
 //! Server-Sent Events: event streams on the same listener as the WebSockets.
 //!
+//! The sse layer: event streams, their clients, histories and publishers.
+//! May use `session` (the hub, the outbox through it, hooks under guard),
+//! `http`, `transport`, `wire` and the base types; the backplane reaches it
+//! only through `session::cluster::Cluster`.
+//!
 //! Each client has a pool thread, as a WebSocket has: after the response
 //! head (and any replayed events) it runs the stream's writer, or else
 //! blocks reading the socket, so an idle stream costs no CPU and a client
