@@ -30,7 +30,7 @@ use wsportal::{Client, ClientHandle, Error, Message, Reconnect, Resource};
 const USAGE: &str = "usage: client [URL] [--ca PATH] [--reconnect] [--proxy URL | --proxy-env]";
 
 /// The command line, parsed.
-struct Options {
+pub(crate) struct Options {
     url: String,
     ca: Option<String>,
     reconnect: bool,
@@ -38,7 +38,7 @@ struct Options {
     proxy_env: bool,
 }
 
-fn parse(args: &[String]) -> Result<Options, String> {
+pub(crate) fn parse(args: &[String]) -> Result<Options, String> {
     let mut options = Options {
         url: "ws://127.0.0.1:9001/echo".into(),
         ca: None,
@@ -60,6 +60,9 @@ fn parse(args: &[String]) -> Result<Options, String> {
             other => return Err(format!("unexpected argument {other}")),
         }
         first = false;
+    }
+    if options.ca.is_some() && !options.url.starts_with("wss://") {
+        return Err("--ca PATH is for wss:// URLs".into());
     }
     Ok(options)
 }
@@ -171,13 +174,31 @@ fn command(ws: &ClientHandle, line: &str) -> Option<Result<(), ()>> {
     if line == "/ping" {
         return Some(ws.ping(b"client", |_| println!("< pong")).map_err(|_| ()));
     }
-    if let Some(args) = line.strip_prefix("/close") {
-        let mut args = args.trim().splitn(2, ' ');
-        let code = args.next().and_then(|c| c.parse().ok()).unwrap_or(1000);
-        ws.close(code, args.next().unwrap_or(""));
-        return None;
+    match close_command(line) {
+        Some(Ok((code, reason))) => {
+            ws.close(code, reason);
+            None
+        }
+        Some(Err(e)) => {
+            println!("{e}");
+            Some(Ok(()))
+        }
+        None => Some(Ok(())),
     }
-    Some(Ok(()))
+}
+
+/// `/close`, `/close CODE` or `/close CODE REASON` (not `/closed`): the
+/// code and reason, or what is wrong with them; `None` for other lines.
+pub(crate) fn close_command(line: &str) -> Option<Result<(u16, &str), &'static str>> {
+    let args = match line.strip_prefix("/close")? {
+        "" => return Some(Ok((1000, ""))),
+        rest => rest.strip_prefix(' ')?,
+    };
+    let (code, reason) = args.split_once(' ').unwrap_or((args, ""));
+    Some(match code.parse() {
+        Ok(code) => Ok((code, reason)),
+        Err(_) => Err("usage: /close [CODE [REASON]] (CODE a number, e.g. 1000)"),
+    })
 }
 
 /// `--reconnect`: the same, through a [`wsportal::Reconnecting`] client.
@@ -199,12 +220,17 @@ fn run_reconnecting(client: Client, url: &str) -> Result<(), Error> {
     let ws = client.reconnect(Reconnect::new()).reconnecting(hooks)?;
     for line in std::io::stdin().lock().lines() {
         let line = line?;
-        if let Some(args) = line.strip_prefix("/close") {
+        match close_command(&line) {
             // A close asked for here is final: no reconnect.
-            let mut args = args.trim().splitn(2, ' ');
-            let code = args.next().and_then(|c| c.parse().ok()).unwrap_or(1000);
-            ws.close(code, args.next().unwrap_or(""));
-            break;
+            Some(Ok((code, reason))) => {
+                ws.close(code, reason);
+                break;
+            }
+            Some(Err(e)) => {
+                println!("{e}");
+                continue;
+            }
+            None => {}
         }
         if line == "/ping" {
             match ws.current() {

@@ -11,6 +11,9 @@ use crate::support::*;
 #[path = "../../examples/chat.rs"]
 mod chat;
 #[allow(dead_code)]
+#[path = "../../examples/client.rs"]
+mod client;
+#[allow(dead_code)]
 #[path = "../../examples/demo.rs"]
 mod demo;
 #[allow(dead_code)]
@@ -82,6 +85,31 @@ fn examples_refuse_what_they_do_not_understand() {
     let half = ["127.0.0.1:0", "--cert", "c.pem", "--seconds", "0"].map(String::from);
     assert!(demo::run(&half).is_err());
     assert!(echo::run(&half).is_err());
+}
+
+/// The client example: `/close` takes a numeric code (and `/closed` is a
+/// message, not a close); `--ca` is for `wss://`; unknown flags are refused.
+#[test]
+fn the_client_example_reads_its_commands_and_flags_strictly() {
+    assert_eq!(client::close_command("/close"), Some(Ok((1000, ""))));
+    assert_eq!(
+        client::close_command("/close 4000 bye now"),
+        Some(Ok((4000, "bye now")))
+    );
+    assert_eq!(client::close_command("/closed"), None);
+    assert_eq!(client::close_command("hello"), None);
+    assert!(matches!(client::close_command("/close abc"), Some(Err(_))));
+    let args = |a: &[&str]| a.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
+    let refused = |a: &[&str]| client::parse(&args(a)).err().unwrap_or_default();
+    assert_eq!(
+        refused(&["ws://127.0.0.1:1/x", "--ca", "c.pem"]),
+        "--ca PATH is for wss:// URLs"
+    );
+    assert_eq!(
+        refused(&["ws://127.0.0.1:1/x", "--bogus"]),
+        "unknown flag --bogus"
+    );
+    assert!(client::parse(&args(&["wss://localhost:1/x", "--ca", "c.pem"])).is_ok());
 }
 
 /// `demo --unix PATH` serves on a Unix-domain socket and removes its file.
