@@ -331,8 +331,12 @@ impl Outbox {
             return Err((e, payload));
         }
         if lane == Lane::Data && st.streaming {
-            st.held.push_back(Chunk::Owned(header.to_vec()));
-            if !payload.is_empty() {
+            // Held as queued: a header whose payload follows is a `Head`
+            // (nothing may go between them once released).
+            if payload.is_empty() {
+                st.held.push_back(Chunk::Owned(header.to_vec()));
+            } else {
+                st.held.push_back(Chunk::Head(header.to_vec()));
                 st.held.push_back(Chunk::Owned(payload));
             }
             st.held_bytes += len;

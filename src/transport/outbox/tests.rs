@@ -362,3 +362,53 @@ fn backlog_limit_and_close() {
         Some(PushError::Closed)
     );
 }
+
+/// A message held behind a stream keeps its header and payload together
+/// once released: a ping waiting meanwhile goes after the payload, never
+/// between (found by the torture test over TLS).
+#[test]
+fn a_ping_never_splits_a_held_message_from_its_header() {
+    let ob = Outbox::new(1 << 20);
+    let mut s = sink(0);
+    let far = Instant::now() + Duration::from_secs(20);
+    ob.open_stream(far).unwrap();
+    ob.push_owned(&mut s, b"HH", b"pppp".to_vec(), Admit::Limit, Lane::Data)
+        .unwrap();
+    ob.push_with(&mut s, 2, Admit::Limit, Lane::StreamEnd, |v| {
+        v.extend_from_slice(b"ss")
+    })
+    .unwrap();
+    // The fragment and the held header leave; the payload waits.
+    s.room = 4;
+    assert!(matches!(ob.resume(&mut s), Flushed::Stalled));
+    assert_eq!(s.out, b"ssHH");
+    ob.push_with(&mut s, 2, Admit::Limit, Lane::Urgent, |v| {
+        v.extend_from_slice(b"uu")
+    })
+    .unwrap();
+    s.room = usize::MAX;
+    assert!(matches!(ob.resume(&mut s), Flushed::Done));
+    assert_eq!(s.out, b"ssHHppppuu");
+}
+
+/// A write that takes nothing (a full socket, or TLS records still
+/// waiting) after a header leaves the stream inside that frame: a ping
+/// waits for the payload.
+#[test]
+fn a_write_that_takes_nothing_keeps_the_frame_open() {
+    let ob = Outbox::new(1 << 20);
+    let mut s = sink(2);
+    let pushed = ob.push_owned(&mut s, b"HH", b"pppp".to_vec(), Admit::Limit, Lane::Data);
+    assert!(matches!(pushed, Ok(Flushed::Stalled)));
+    assert_eq!(s.out, b"HH");
+    // Nothing taken this time.
+    assert!(matches!(ob.resume(&mut s), Flushed::Stalled));
+    ob.push_with(&mut s, 2, Admit::Limit, Lane::Urgent, |v| {
+        v.extend_from_slice(b"uu")
+    })
+    .unwrap();
+    assert!(matches!(ob.resume(&mut s), Flushed::Stalled));
+    s.room = usize::MAX;
+    assert!(matches!(ob.resume(&mut s), Flushed::Done));
+    assert_eq!(s.out, b"HHppppuu");
+}

@@ -207,7 +207,12 @@ impl Outbox {
             if !holds {
                 st.confirmed = st.written;
             }
-            st.mid_frame = skip > 0 || in_head;
+            if written > 0 {
+                // Where the data stream stands; a write that took nothing
+                // leaves it where the last one did (maybe right after a
+                // header whose payload is still to come).
+                st.mid_frame = skip > 0 || in_head;
+            }
             progressed |= written > 0;
             if written > 0 {
                 self.wake(&st);
