@@ -103,7 +103,10 @@ impl Outbox {
         loop {
             let (mut batch, mut skip) = {
                 let mut st = self.state.lock();
-                if !st.urgent.is_empty() && (st.urgent_written > 0 || !st.mid_frame) {
+                // (An empty queue inside a frame: its rest was dropped by
+                // an abort; nothing will complete it, so do not wait.)
+                let boundary = !st.mid_frame || st.queue.is_empty();
+                if !st.urgent.is_empty() && (st.urgent_written > 0 || boundary) {
                     match self.write_urgent(st, sink) {
                         Ok(()) => continue,
                         Err(flushed) => return flushed,
