@@ -265,7 +265,13 @@ fn waiters_wake_as_room_appears_and_when_bytes_are_written() {
     ob.push_with(&mut s, 8, Admit::Limit, Lane::Data, |v| v.extend([0; 8]))
         .unwrap();
     let mark = ob.flush_mark().unwrap();
-    assert_eq!(mark, Mark { queue: 8, held: None });
+    assert_eq!(
+        mark,
+        Mark {
+            queue: 8,
+            held: None
+        }
+    );
     let deadline = Instant::now() + Duration::from_secs(20);
     let waiters: Vec<_> = (0..3)
         .map(|_| {
