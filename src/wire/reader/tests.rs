@@ -362,10 +362,7 @@ fn streaming_64k_frames_take_one_read_each() {
     let (mut reads, mut got) = (0, 0);
     loop {
         while let Some(e) = r.next_event().unwrap() {
-            assert_eq!(
-                e,
-                Event::Message(Message::Binary(vec![got as u8; 65536].into()))
-            );
+            assert_eq!(e, Event::Message(Message::Binary(vec![got as u8; 65536])));
             got += 1;
         }
         reads += 1;
