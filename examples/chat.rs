@@ -21,7 +21,8 @@ use std::time::Duration;
 use wsportal::{Config, Message, Resource, Server};
 
 /// The command line (anything else: this line, and exit status 2).
-const USAGE: &str = "chat [ADDR] [--seconds N] [--redis URL [--presence-ttl-ms N]]";
+const USAGE: &str =
+    "chat [ADDR] [--seconds N] [--max-backlog BYTES] [--redis URL [--presence-ttl-ms N]]";
 
 fn main() -> std::process::ExitCode {
     cli::init_logs();
@@ -29,9 +30,15 @@ fn main() -> std::process::ExitCode {
 }
 
 /// Serves on `args[0]` (default 127.0.0.1:9003); `--seconds N` stops it cleanly after N seconds;
-/// `--redis URL` (feature `redis`) links it with the other instances using that Redis.
+/// `--redis URL` (feature `redis`) links it with the other instances using that Redis;
+/// `--max-backlog BYTES` replaces its 1 MiB backlog (the bench's rooms with
+/// `Config`'s default, 32 MiB).
 pub fn run(argv: &[String]) -> Result<(), Box<dyn std::error::Error>> {
-    let args = cli::Args::parse(argv, 1, &["--seconds", "--redis", "--presence-ttl-ms"])?;
+    let args = cli::Args::parse(
+        argv,
+        1,
+        &["--seconds", "--redis", "--presence-ttl-ms", "--max-backlog"],
+    )?;
     let seconds = args.seconds()?;
     let addr = args.positional(0).unwrap_or("127.0.0.1:9003");
 
@@ -39,7 +46,7 @@ pub fn run(argv: &[String]) -> Result<(), Box<dyn std::error::Error>> {
     // reading) is closed with 1008 rather than holding the room's memory.
     let config = Config::default()
         .max_message_size(64 << 10)
-        .max_backlog(1 << 20);
+        .max_backlog(args.parsed("--max-backlog")?.unwrap_or(1 << 20));
     let mut server = Server::with_config(config);
     // `/chat` is one room: relay to every connection of this resource.
     // Browsers may open it from pages of this server's own origin (and

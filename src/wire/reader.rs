@@ -30,6 +30,9 @@ pub(crate) const DIRECT_MIN: usize = 16 * 1024;
 /// few reads and copies for an honest frame, and at most this many times
 /// the bytes that arrived for a frame that never comes.
 pub(crate) const DIRECT_GROWTH: usize = 4;
+/// The read buffer of a connection that large frames stream into: the
+/// next frame's header and a quarter of 64 KiB.
+const STREAM_TAIL: usize = DIRECT_MIN + frame::MAX_HEADER_LEN;
 /// Reads stop growing the buffer for throughput past this size; a single
 /// larger frame still gets the room it needs.
 pub(crate) const GROW_LIMIT: usize = 256 * 1024;
@@ -198,6 +201,13 @@ impl FrameReader {
             if self.buf.len() < self.initial {
                 resize_exact(&mut self.buf, self.initial);
             }
+            // The last such read filled the buffer too: large frames are
+            // streaming in. Room for `STREAM_TAIL` of the next one gives its
+            // own buffer (`DIRECT_GROWTH` times what arrived) room for all
+            // of a 64 KiB frame, so it needs one read, not three.
+            if self.filled && self.buf.len() < STREAM_TAIL {
+                resize_exact(&mut self.buf, STREAM_TAIL);
+            }
             let mut into = [
                 IoSliceMut::new(&mut d.data[d.filled..]),
                 IoSliceMut::new(&mut self.buf),
@@ -206,7 +216,7 @@ impl FrameReader {
             d.filled += n.min(rest);
             self.start = 0;
             self.end = n.saturating_sub(rest);
-            self.filled = false;
+            self.filled = self.end == self.buf.len();
             self.prev_read = self.last_read;
             self.last_read = n;
             return Ok(n);

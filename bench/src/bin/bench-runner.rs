@@ -670,7 +670,9 @@ fn servers() -> Vec<Server> {
     list.push(Server {
         name: "wsportal".into(),
         echo: Some(vec![echo.into()]),
-        chat: Path::new(chat).exists().then(|| vec![chat.into()]),
+        // `CHAT_ARGS`: extra arguments for wsportal's chat (and the
+        // baseline's), e.g. `--max-backlog 33554432` for `Config`'s default.
+        chat: Path::new(chat).exists().then(|| with_chat_args(chat)),
         raw: false,
         peer: false,
         ours: false,
@@ -687,7 +689,7 @@ fn servers() -> Vec<Server> {
         list.push(Server {
             name: "wsportal-baseline".into(),
             echo: Some(vec![echo.clone()]),
-            chat: Path::new(&chat).exists().then(|| vec![chat]),
+            chat: Path::new(&chat).exists().then(|| with_chat_args(&chat)),
             raw: false,
             peer: false,
             ours: false,
@@ -698,6 +700,14 @@ fn servers() -> Vec<Server> {
     let only = env_s("SERVERS", "");
     list.retain(|s| only.is_empty() || only.split(',').any(|n| n == s.name));
     list
+}
+
+/// wsportal's chat command: `path` and the words of `CHAT_ARGS`.
+fn with_chat_args(path: &str) -> Vec<String> {
+    let extra = env_s("CHAT_ARGS", "");
+    std::iter::once(path.to_string())
+        .chain(extra.split_whitespace().map(String::from))
+        .collect()
 }
 
 impl Run {

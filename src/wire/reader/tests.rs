@@ -342,3 +342,37 @@ fn buffer_grows_for_big_frames_and_shrinks_when_idle() {
     r.fill(&mut empty).unwrap();
     assert_eq!(r.buf.capacity(), 0, "an idle connection holds no buffer");
 }
+
+/// Issue 29: 64 KiB frames streaming in (the socket always holds more than
+/// the reader asks for) cost about one read each once the stream is going,
+/// as they did before a frame's buffer grew with the bytes that arrive
+/// (three reads each then: 16 KiB of room, 64 KiB, the rest).
+#[test]
+fn streaming_64k_frames_take_one_read_each() {
+    let frames = 50;
+    let mut stream = Vec::new();
+    for i in 0..frames {
+        stream.extend(client_frame(true, OpCode::Binary, &[i as u8; 65536]));
+    }
+    let mut r = FrameReader::new(Role::Server, LIMITS, 4096, &[]);
+    let mut src = Chunked {
+        rest: &stream,
+        chunk: usize::MAX,
+    };
+    let (mut reads, mut got) = (0, 0);
+    loop {
+        while let Some(e) = r.next_event().unwrap() {
+            assert_eq!(e, Event::Message(Message::Binary(vec![got as u8; 65536])));
+            got += 1;
+        }
+        reads += 1;
+        if r.fill(&mut src).unwrap() == 0 {
+            break;
+        }
+    }
+    assert_eq!(got, frames);
+    // The first frame or two start from the 4 KiB buffer; the EOF is one.
+    assert!(reads <= frames + 4, "{reads} reads for {frames} frames");
+    // The read buffer stays at the stream's tail size.
+    assert!(r.buf.capacity() <= STREAM_TAIL, "{}", r.buf.capacity());
+}
