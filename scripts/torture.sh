@@ -53,7 +53,8 @@ run() {
 }
 
 run plain plain
-run features "tls,deflate,tls+deflate" --features tls,deflate
+# TORTURE_FEATURE_TRANSPORTS picks among them (CI: see .ci/run).
+run features "${TORTURE_FEATURE_TRANSPORTS:-tls,deflate,tls+deflate}" --features tls,deflate
 
 if (( failed )); then
     die "the torture test failed (see the seed above to repeat it)"

@@ -361,6 +361,24 @@ impl Io {
         unreachable!("TLS transport without the tls feature")
     }
 
+    /// Writes `frame` whole, every TLS record to the socket, and says so if
+    /// the socket refused: rustls's own `StreamOwned::write` ignores a
+    /// failed socket write (it reports the plaintext it took), so a reset
+    /// would pass unseen and the EOF that follows look clean.
+    fn send_all(&mut self, frame: &[u8]) -> io::Result<()> {
+        match self {
+            Io::Plain(s) => s.write_all(frame),
+            #[cfg(feature = "tls")]
+            Io::Tls(s) => {
+                s.conn.writer().write_all(frame)?;
+                while s.conn.wants_write() {
+                    s.conn.write_tls(&mut s.sock)?;
+                }
+                Ok(())
+            }
+        }
+    }
+
     fn tcp(&self) -> &TcpStream {
         match self {
             Io::Plain(s) => s,
@@ -793,7 +811,7 @@ fn run_peer(
             return false;
         }
         plan.status.lock().unwrap().doing = "writing";
-        let ok = io.write_all(frame).and_then(|_| io.flush()).is_ok();
+        let ok = io.send_all(frame).is_ok();
         *failed = !ok;
         ok
     };
