@@ -13,6 +13,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 /// A bad command line; `finish` prints it with the usage line, status 2.
+/// Empty: `--help` was asked for (the usage line, status 0).
 #[derive(Debug)]
 pub struct Usage(pub String);
 
@@ -45,6 +46,9 @@ impl Args {
         };
         let mut it = args.iter();
         while let Some(arg) = it.next() {
+            if arg == "--help" || arg == "-h" {
+                return Err(Usage(String::new()));
+            }
             if arg.starts_with("--") {
                 if !options.contains(&arg.as_str()) {
                     return Err(Usage(format!("unknown option {arg}")));
@@ -116,11 +120,15 @@ pub fn args() -> Vec<String> {
     std::env::args().skip(1).collect()
 }
 
-/// `main`'s end: status 0; 2 with the usage line for a bad command line;
-/// 1 with the error's text for anything else.
+/// `main`'s end: status 0 (the usage line for `--help`); 2 with the usage
+/// line for a bad command line; 1 with the error's text for anything else.
 pub fn finish(usage: &str, result: Result<(), Box<dyn Error>>) -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
+        Err(e) if e.downcast_ref::<Usage>().is_some_and(|u| u.0.is_empty()) => {
+            println!("usage: {usage}");
+            ExitCode::SUCCESS
+        }
         Err(e) if e.is::<Usage>() => {
             eprintln!("error: {e}\nusage: {usage}");
             ExitCode::from(2)
