@@ -12,6 +12,7 @@
 
 use std::time::Instant;
 
+use crate::session::connection::ZERO_COPY_MIN;
 use crate::sync::Mutex;
 use crate::transport::outbox::{Admit, Flushed, Lane, Outbox, PushError, Sink};
 use crate::wire::deflate::Compressor;
@@ -19,9 +20,6 @@ use crate::wire::frame::{self, OpCode};
 
 #[cfg(all(test, loom))]
 mod loom;
-
-/// Large compressed bodies are queued from their own buffer (no copy).
-const ZERO_COPY_MIN: usize = 1024;
 
 /// Why [`send`] did not queue the message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
