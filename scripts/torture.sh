@@ -53,7 +53,7 @@ run() {
 }
 
 run plain plain
-# TORTURE_FEATURE_TRANSPORTS picks among them (CI: see .ci/run).
+# TORTURE_FEATURE_TRANSPORTS picks among them (all three unless set).
 run features "${TORTURE_FEATURE_TRANSPORTS:-tls,deflate,tls+deflate}" --features tls,deflate
 
 if (( failed )); then

@@ -17,11 +17,10 @@
 //!   settings) for a given build (the `deflate` feature draws a few more
 //!   numbers); the threads' interleaving is the operating system's.
 //! - `TORTURE_TRANSPORTS`: a comma-separated subset of `plain`, `tls`,
-//!   `deflate`, `tls+deflate` (default: every one the features allow but
-//!   the TLS ones, whose open finding is for `scripts/torture.sh`).
+//!   `deflate`, `tls+deflate` (default: every one the features allow).
 //! - `TORTURE_NO_STREAMS`: when set, no streamed messages (their slot in
 //!   the schedule becomes a pause), to tell apart the failures that need
-//!   one (see "Known to fail" below).
+//!   one.
 //!
 //! `scripts/torture.sh SECONDS [SEED]` runs every transport in a release build.
 //!
@@ -84,26 +83,13 @@
 //! how long `send` took (issue 27, bug 1), and how many peers that never
 //! stalled were closed by the keepalive (bug 4).
 //!
-//! Known to fail today (each one a bug, not a flake; found by this test,
-//! beyond issue 27's four):
-//! - 5 on every transport, with streams: `flush` returns `Ok` while data
-//!   it covers is still held behind another thread's open `MessageWriter`.
-//!   Its mark counts bytes (`written + queued + held`), and the stream's
-//!   fragments pushed after the mark are written first and count towards
-//!   it; a close then drops what was held (`Admit::Close` clears it), or
-//!   a cut-off aborts it.
-//! - 5 without streams too (`TORTURE_NO_STREAMS`), seen over tls and
-//!   deflate: a connection cut off with 1008 whose last accepted message
-//!   never arrived, while `flush` kept returning `Ok` on it long after the
-//!   cut-off. Not pinned down; it fits issue 27's suspected "abort while
-//!   another thread holds a taken batch" (a queue left with `queued == 0`
-//!   makes every later mark already reached), and over TLS its bug 3.
-//! - 8's lower bound on `messages_sent`: a send is counted after its push
-//!   returns, so when the connection ends in between (its counts already
-//!   folded into the totals), the message, delivered, is never counted.
-//!
-//! Expected to fail until issue 27's bug 3 is fixed: 5 over TLS (`flush`
-//! confirms bytes still inside rustls, which a cut-off then drops).
+//! Found by this test and fixed (each with a regression test of its own):
+//! `flush` confirming data overtaken by a stream's fragments, or that a
+//! close then dropped; pings written after a close frame or between a
+//! header and its payload; `messages_sent` missing late sends; and, over
+//! TLS only, `flush` confirming records rustls still held after a write
+//! that took nothing (`transport/outbox/writer.rs`), which a cut-off then
+//! dropped: the peer read a clean end without them.
 
 use std::collections::HashMap;
 use std::io::{self, Read, Write};
@@ -1800,15 +1786,11 @@ fn torture() {
         })
         .unwrap_or(3.0);
     let wanted = std::env::var("TORTURE_TRANSPORTS").ok();
-    // Unasked, the TLS transports are left out: their one open finding
-    // (a peer cut off reads a clean EOF without messages a flush had
-    // confirmed, about once in a hundred epochs; issue 27) is for
-    // `scripts/torture.sh`, not for every `cargo test`.
     let transports: Vec<Transport> = Transport::available()
         .into_iter()
         .filter(|t| match wanted.as_deref() {
             Some(w) => w.split(',').any(|n| n.trim() == t.name()),
-            None => !t.name().starts_with("tls"),
+            None => true,
         })
         .collect();
     let names: Vec<&str> = transports.iter().map(|t| t.name()).collect();

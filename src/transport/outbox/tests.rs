@@ -105,6 +105,73 @@ fn bytes_the_sink_holds_keep_the_writer_role_until_flushed() {
     assert_eq!(ob.stalled_for(), Duration::ZERO);
 }
 
+/// A [`Holding`] sink as a TLS session behaves: while it still holds
+/// records it takes nothing new (`WouldBlock`), and on its first write it
+/// lets another thread's push land in the queue (as one may, unlocked,
+/// while the writer writes).
+struct Refusing<'a> {
+    sink: Holding,
+    outbox: &'a Outbox,
+    pushed: bool,
+}
+
+impl Sink for Refusing<'_> {
+    fn holds(&self) -> bool {
+        self.sink.holds()
+    }
+}
+
+impl Write for Refusing<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.sink.pass_on()?;
+        if !std::mem::replace(&mut self.pushed, true) {
+            // The writer role is ours: the push only queues.
+            let mut other = sink(0);
+            self.outbox
+                .push_with(&mut other, 3, Admit::Limit, Lane::Data, |v| {
+                    v.extend_from_slice(b"xyz")
+                })
+                .unwrap();
+        }
+        self.sink.write(buf)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.sink.flush()
+    }
+}
+
+#[test]
+fn a_write_that_takes_nothing_confirms_nothing_the_sink_still_holds() {
+    let ob = Outbox::new(1 << 20);
+    let mut s = Refusing {
+        sink: Holding {
+            held: Vec::new(),
+            out: Vec::new(),
+            room: 2,
+        },
+        outbox: &ob,
+        pushed: false,
+    };
+    // "abcde" is taken whole but only "ab" goes out; "xyz", queued during
+    // that write, is refused while "cde" is held.
+    assert!(matches!(
+        ob.push_with(&mut s, 5, Admit::Limit, Lane::Data, |v| v
+            .extend_from_slice(b"abcde")),
+        Ok(Flushed::Stalled)
+    ));
+    // A flush of "abcde" must still wait.
+    assert_eq!(
+        ob.state.lock().confirmed,
+        0,
+        "confirmed what the sink holds"
+    );
+    let mark = ob.flush_mark().unwrap();
+    s.sink.room = 100;
+    assert!(matches!(ob.resume(&mut s), Flushed::Done));
+    assert_eq!(s.sink.out, b"abcdexyz");
+    assert!(ob.wait_written(mark, Instant::now()).is_ok());
+}
+
 #[test]
 fn a_drain_wait_ends_when_the_sink_lets_go_or_the_queue_is_dropped() {
     let ob = Arc::new(Outbox::new(1 << 20));

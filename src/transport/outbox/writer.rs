@@ -202,8 +202,10 @@ impl Outbox {
                 }
             };
             // Whether what the sink accepted has all left it (TLS: whether
-            // its records are on the socket); asked outside the lock.
-            let holds = written > 0 && sink.holds();
+            // its records are on the socket); asked outside the lock. Asked
+            // after a write that took nothing too: the sink may still hold
+            // what an earlier write of this loop left in it.
+            let holds = sink.holds();
             let mut st = self.state.lock();
             st.queued -= written.min(st.queued);
             st.written += written as u64;
