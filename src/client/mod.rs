@@ -321,7 +321,7 @@ impl Client {
         let hub = Hub::for_config(c)?;
         let parts = Parts {
             stream: Arc::new(stream),
-            request,
+            request: Box::new(request),
             route: target.path.clone(),
             protocol,
             data: None,

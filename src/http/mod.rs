@@ -12,7 +12,7 @@ pub(crate) mod query;
 pub(crate) mod route;
 pub(crate) mod site;
 
-use std::io::{self, Read, Write};
+use std::io::{self, Read};
 use std::net::SocketAddr;
 use std::time::Instant;
 
@@ -445,15 +445,35 @@ pub(crate) fn reason_phrase(status: u16) -> &'static str {
 /// Formats a whole response head (and body) into one buffer, so it goes out
 /// in one write.
 pub(crate) fn response_bytes(status: u16, headers: &[(String, String)], body: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(128 + body.len());
-    // Writing to a Vec cannot fail.
-    let _ = write!(out, "HTTP/1.1 {status} {}\r\n", reason_phrase(status));
+    let size: usize = headers.iter().map(|(k, v)| k.len() + v.len() + 4).sum();
+    let mut out = Vec::with_capacity(48 + size + body.len());
+    // Pieces, not `write!`: the formatting machinery's frames would be the
+    // deepest point of every connection thread's stack (see
+    // `server/request.rs`, `handle`).
+    out.extend_from_slice(b"HTTP/1.1 ");
+    out.extend_from_slice(status_digits(status).as_slice());
+    out.push(b' ');
+    out.extend_from_slice(reason_phrase(status).as_bytes());
+    out.extend_from_slice(b"\r\n");
     for (k, v) in headers {
-        let _ = write!(out, "{k}: {v}\r\n");
+        for piece in [k.as_bytes(), b": ", v.as_bytes(), b"\r\n"] {
+            out.extend_from_slice(piece);
+        }
     }
     out.extend_from_slice(b"\r\n");
     out.extend_from_slice(body);
     out
+}
+
+/// A status code's three digits (100-999; others are refused when a
+/// `Reject` is made).
+fn status_digits(status: u16) -> [u8; 3] {
+    let s = status.min(999);
+    [
+        b'0' + (s / 100) as u8,
+        b'0' + (s / 10 % 10) as u8,
+        b'0' + (s % 10) as u8,
+    ]
 }
 
 /// Decodes `%XX` escapes (exactly two hex digits); invalid escapes stay

@@ -210,30 +210,36 @@ fn refuse_busy(mut stream: TcpStream) {
 
 fn worker(core: &Arc<Core>, jobs: &Receiver<Job>, first: Job) {
     let mut job = Some(first);
-    loop {
-        if let Some((stream, peer)) = job.take() {
-            serve(core, stream, peer);
-            core.active.fetch_sub(1, Ordering::SeqCst);
-        }
-        core.pool.lock().idle += 1;
-        match jobs.recv_timeout(IDLE_THREAD) {
-            Ok(j) => job = Some(j),
-            Err(RecvTimeoutError::Timeout) => {
-                // Under the pool lock: either the acceptor already counted on
-                // this thread (and its job is waiting), or no one will.
-                let mut pool = core.pool.lock();
-                match jobs.try_recv() {
-                    Ok(j) => job = Some(j),
-                    Err(_) => {
-                        pool.idle -= 1;
-                        return;
-                    }
+    while let Some((stream, peer)) = job {
+        serve(core, stream, peer);
+        core.active.fetch_sub(1, Ordering::SeqCst);
+        job = next_job(core, jobs);
+    }
+}
+
+/// Waits (idle, up to `IDLE_THREAD`) for this pool thread's next socket;
+/// `None` when the thread should end. Out of line: the channel's wait is
+/// a large frame, and `worker`'s sits under every connection's stack.
+#[inline(never)]
+fn next_job(core: &Core, jobs: &Receiver<Job>) -> Option<Job> {
+    core.pool.lock().idle += 1;
+    match jobs.recv_timeout(IDLE_THREAD) {
+        Ok(j) => Some(j),
+        Err(RecvTimeoutError::Timeout) => {
+            // Under the pool lock: either the acceptor already counted on
+            // this thread (and its job is waiting), or no one will.
+            let mut pool = core.pool.lock();
+            match jobs.try_recv() {
+                Ok(j) => Some(j),
+                Err(_) => {
+                    pool.idle -= 1;
+                    None
                 }
             }
-            Err(RecvTimeoutError::Disconnected) => {
-                core.pool.lock().idle -= 1;
-                return;
-            }
+        }
+        Err(RecvTimeoutError::Disconnected) => {
+            core.pool.lock().idle -= 1;
+            None
         }
     }
 }

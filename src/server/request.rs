@@ -7,7 +7,7 @@ use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use super::core::{Core, SERVING};
 use super::Endpoint;
@@ -55,7 +55,58 @@ fn wrap(core: &Core, tcp: TcpStream, peer: SocketAddr) -> Option<Stream> {
     Some(Stream::plain(tcp))
 }
 
+/// Reads the request and serves its route. Kept small, as are the steps
+/// it calls out of line: every frame on this chain stays under an idle
+/// connection's read for its whole life (the stack pages it touches stay
+/// resident), so a WebSocket connection runs from here, after the
+/// handshake's frames are gone. (One page of stack is a quarter of an
+/// idle connection's memory: `bench/probes/README.md`.)
 fn handle(core: &Core, id: u64, stream: &Arc<Stream>, peer: SocketAddr) {
+    let c = &core.config;
+    let Some((mut req, leftover, deadline)) = read_request(core, stream, peer) else {
+        return;
+    };
+    let peer = req.peer_addr();
+    let Some((endpoint, params, route)) = core.routes.find(&req.path) else {
+        return refuse_with(stream, &req, 404, "not found");
+    };
+    let Some(params) = crate::http::route::decode_params(params) else {
+        let why = "a path parameter is not utf-8 once percent-decoded";
+        return refuse_with(stream, &req, 400, why);
+    };
+    req.params = params;
+    match &**endpoint {
+        Endpoint::Socket(resource) => {
+            let route = route.to_owned();
+            if let Some((conn, reader)) = upgrade(core, id, stream, req, leftover, route, resource)
+            {
+                crate::session::run(&conn, reader, resource, c.debug_on_error);
+            }
+        }
+        Endpoint::Events(events) => open_events(core, id, stream, req, events),
+        Endpoint::Page(page) => {
+            log::debug!("{peer}: {} {}", req.method(), req.path);
+            answer(stream, &page.response(&req));
+        }
+        Endpoint::Handler(handler) => respond(core, stream, (req, leftover, deadline), handler),
+        Endpoint::Metrics => {
+            log::debug!("{peer}: {} {}", req.method(), req.path);
+            let page = super::metrics::metrics_response(&req, &core.hub, c.debug_on_error);
+            answer(stream, &page);
+        }
+    }
+}
+
+/// The socket's settings, the TLS handshake, and the request head, within
+/// the handshake timeout; `None` when it was refused or the client left.
+/// The request, what came after its head, and the deadline (a handler's
+/// body must arrive by it too).
+#[inline(never)]
+fn read_request(
+    core: &Core,
+    stream: &Arc<Stream>,
+    peer: SocketAddr,
+) -> Option<(Box<Request>, Vec<u8>, Instant)> {
     let c = &core.config;
     let _ = stream.set_nodelay(c.nodelay);
     crate::transport::socket::bound_unsent(stream);
@@ -64,151 +115,167 @@ fn handle(core: &Core, id: u64, stream: &Arc<Stream>, peer: SocketAddr) {
     #[cfg(feature = "tls")]
     if let Err(e) = stream.handshake(deadline) {
         log::debug!("{peer}: TLS handshake failed: {e}; dropped");
-        return;
+        return None;
     }
-    let mut set_timeout = |d: Duration| stream.set_read_timeout(Some(d));
     let head = http::read_head(
         &mut Transport::waiting(stream),
-        &mut set_timeout,
+        &mut |d: Duration| stream.set_read_timeout(Some(d)),
         peer,
         c.max_header_size,
         deadline,
     );
-    let (mut req, leftover) = match head {
+    let (req, leftover) = match head {
         Ok(r) => r,
         Err(HeadError::TooLarge) => {
-            return refuse(
-                stream,
-                peer,
-                None,
-                &Reject::new(431).body("request head too large"),
-            )
+            let reject = Reject::new(431).body("request head too large");
+            refuse(stream, peer, None, &reject);
+            return None;
         }
         Err(HeadError::Malformed(why)) => {
-            return refuse(stream, peer, None, &Reject::new(400).body(why));
+            refuse(stream, peer, None, &Reject::new(400).body(why));
+            return None;
         }
         Err(HeadError::Timeout) => {
             log::debug!("{peer}: no complete request within the handshake timeout; dropped");
-            return;
+            return None;
         }
         Err(HeadError::Io(e)) => {
             log::debug!("{peer}: connection ended before a complete request: {e}");
-            return;
+            return None;
         }
     };
+    let mut req = Box::new(req);
     req.extra.tls = core.tls.is_some();
     crate::http::forwarded::apply(&mut req, &c.trusted_proxies);
     if let Some(proxy) = req.proxy_addr() {
         log::debug!("{proxy}: forwarded for {}", req.peer_addr());
     }
+    Some((req, leftover, deadline))
+}
+
+/// The WebSocket handshake: the 101 (or a refusal), then the connection
+/// and its frame reader, ready to run.
+#[inline(never)]
+fn upgrade(
+    core: &Core,
+    id: u64,
+    stream: &Arc<Stream>,
+    req: Box<Request>,
+    leftover: Vec<u8>,
+    route: String,
+    resource: &crate::Resource,
+) -> Option<(Connection, FrameReader)> {
+    let c = &core.config;
     let peer = req.peer_addr();
-    let Some((endpoint, params, route)) = core.routes.find(&req.path) else {
-        return refuse(
-            stream,
-            peer,
-            Some(&req),
-            &Reject::new(404).body("not found"),
-        );
+    #[allow(unused_mut)] // because only the deflate feature changes it.
+    let mut up = match crate::server::handshake::upgrade(&req, resource) {
+        Ok(up) => up,
+        Err(reject) => {
+            refuse(stream, peer, Some(&req), &reject);
+            return None;
+        }
     };
-    let Some(params) = crate::http::route::decode_params(params) else {
-        let why = "a path parameter is not utf-8 once percent-decoded";
-        return refuse(stream, peer, Some(&req), &Reject::new(400).body(why));
-    };
-    req.params = params;
-    let route = route.to_owned();
-    match &**endpoint {
-        Endpoint::Socket(resource) => {
-            #[allow(unused_mut)] // because only the deflate feature changes it.
-            let mut up = match crate::server::handshake::upgrade(&req, resource) {
-                Ok(up) => up,
-                Err(reject) => return refuse(stream, peer, Some(&req), &reject),
-            };
-            #[cfg(feature = "deflate")]
-            crate::server::handshake::negotiate(&req, resource, c.deflate.as_ref(), &mut up);
-            // SeqCst, after the set's lock: either a shutdown sees this
-            // socket upgrading (and leaves it its 1001), or this load sees
-            // the shutdown and no 101 goes out.
-            core.upgrading.lock().insert(id);
-            if core.stopping.load(Ordering::SeqCst) {
-                let reject = Reject::new(503).body("server shutting down");
-                return refuse(stream, peer, Some(&req), &reject);
-            }
-            core.hub.stats.websocket_accepted();
-            let mut t = Transport::waiting(stream);
-            if let Err(e) = t.write_all(&up.response).and_then(|()| t.flush()) {
-                log::debug!("{peer}: could not send the upgrade response: {e}");
-                return;
-            }
-            let _ = stream.set_read_timeout(None);
-            let _ = stream.set_write_timeout(Some(c.write_timeout));
-            let parts = Parts {
-                stream: Arc::clone(stream),
-                request: req,
-                route,
-                protocol: up.protocol,
-                data: up.data,
-                role: Role::Server,
-                #[cfg(feature = "deflate")]
-                deflate: up.deflate.map(|a| (a, c.deflate.unwrap_or_default())),
-            };
-            let conn = Connection::new(id, parts, Arc::clone(&core.hub));
-            conn.inner.states.seed(up.states);
-            let limits = Limits {
-                max_frame: c.max_frame_size,
-                max_message: c.max_message_size,
-            };
-            let reader = FrameReader::new(Role::Server, limits, c.read_buffer_size, &leftover);
-            #[cfg(feature = "deflate")]
-            let reader = reader.with_inflater(
-                up.deflate
-                    .map(|a| crate::wire::deflate::Inflater::new(a.client())),
-            );
-            crate::session::run(&conn, reader, resource, c.debug_on_error);
-        }
-        Endpoint::Events(events) => match crate::sse::admit(events, &req, c.debug_on_error) {
-            Ok(accept) => {
-                // Counted as accepted by `sse::run` once its head is queued.
-                let path = req.path.clone();
-                let opened = crate::sse::Opened {
-                    id,
-                    stream: Arc::clone(stream),
-                    request: req,
-                    accept,
-                    hub: Arc::clone(&core.hub),
-                    debug_on_error: c.debug_on_error,
-                };
-                if let Err(reject) = crate::sse::run(events, &core.sse, opened) {
-                    log::debug!("{peer}: answered {} for {path}", reject.status());
-                    crate::session::stats::refused_here(reject.status());
-                    answer(stream, &reject.to_bytes());
-                }
-            }
-            Err(reject) => refuse(stream, peer, Some(&req), &reject),
-        },
-        Endpoint::Page(page) => {
-            log::debug!("{peer}: {} {}", req.method(), req.path);
-            answer(stream, &page.response(&req));
-        }
-        Endpoint::Handler(handler) => {
-            log::debug!("{peer}: {} {}", req.method(), req.path);
-            if !handler.allows(req.method()) {
-                return answer(stream, &handler.not_allowed());
-            }
-            let mut input = Transport::waiting(stream);
-            let body = read_body(&req, &mut input, &mut set_timeout, leftover, c, deadline);
-            match body {
-                Ok(body) => req.extra.body = body,
-                Err(Some(reject)) => return refuse(stream, peer, Some(&req), &reject),
-                Err(None) => return,
-            }
-            answer(stream, &handler.respond(&req, c.debug_on_error));
-        }
-        Endpoint::Metrics => {
-            log::debug!("{peer}: {} {}", req.method(), req.path);
-            let page = super::metrics::metrics_response(&req, &core.hub, c.debug_on_error);
-            answer(stream, &page);
-        }
+    #[cfg(feature = "deflate")]
+    crate::server::handshake::negotiate(&req, resource, c.deflate.as_ref(), &mut up);
+    // SeqCst, after the set's lock: either a shutdown sees this
+    // socket upgrading (and leaves it its 1001), or this load sees
+    // the shutdown and no 101 goes out.
+    core.upgrading.lock().insert(id);
+    if core.stopping.load(Ordering::SeqCst) {
+        let reject = Reject::new(503).body("server shutting down");
+        refuse(stream, peer, Some(&req), &reject);
+        return None;
     }
+    core.hub.stats.websocket_accepted();
+    let mut t = Transport::waiting(stream);
+    if let Err(e) = t.write_all(&up.response).and_then(|()| t.flush()) {
+        log::debug!("{peer}: could not send the upgrade response: {e}");
+        return None;
+    }
+    let _ = stream.set_read_timeout(None);
+    let _ = stream.set_write_timeout(Some(c.write_timeout));
+    let parts = Parts {
+        stream: Arc::clone(stream),
+        request: req,
+        route,
+        protocol: up.protocol,
+        data: up.data,
+        role: Role::Server,
+        #[cfg(feature = "deflate")]
+        deflate: up.deflate.map(|a| (a, c.deflate.unwrap_or_default())),
+    };
+    let conn = Connection::new(id, parts, Arc::clone(&core.hub));
+    conn.inner.states.seed(up.states);
+    let limits = Limits {
+        max_frame: c.max_frame_size,
+        max_message: c.max_message_size,
+    };
+    let reader = FrameReader::new(Role::Server, limits, c.read_buffer_size, &leftover);
+    #[cfg(feature = "deflate")]
+    let reader = reader.with_inflater(
+        up.deflate
+            .map(|a| crate::wire::deflate::Inflater::new(a.client())),
+    );
+    Some((conn, reader))
+}
+
+/// An event stream: its `on_connect` hook, then (accepted) the stream's
+/// whole life on this thread.
+#[inline(never)]
+fn open_events(
+    core: &Core,
+    id: u64,
+    stream: &Arc<Stream>,
+    req: Box<Request>,
+    events: &crate::sse::EventStream,
+) {
+    let c = &core.config;
+    let peer = req.peer_addr();
+    match crate::sse::admit(events, &req, c.debug_on_error) {
+        Ok(accept) => {
+            // Counted as accepted by `sse::run` once its head is queued.
+            let path = req.path.clone();
+            let opened = crate::sse::Opened {
+                id,
+                stream: Arc::clone(stream),
+                request: *req,
+                accept,
+                hub: Arc::clone(&core.hub),
+                debug_on_error: c.debug_on_error,
+            };
+            if let Err(reject) = crate::sse::run(events, &core.sse, opened) {
+                log::debug!("{peer}: answered {} for {path}", reject.status());
+                crate::session::stats::refused_here(reject.status());
+                answer(stream, &reject.to_bytes());
+            }
+        }
+        Err(reject) => refuse(stream, peer, Some(&req), &reject),
+    }
+}
+
+/// A handler's route: its body read, then its answer.
+#[inline(never)]
+fn respond(
+    core: &Core,
+    stream: &Stream,
+    (mut req, leftover, deadline): (Box<Request>, Vec<u8>, Instant),
+    handler: &crate::server::handler::Handler,
+) {
+    let c = &core.config;
+    let peer = req.peer_addr();
+    log::debug!("{peer}: {} {}", req.method(), req.path);
+    if !handler.allows(req.method()) {
+        return answer(stream, &handler.not_allowed());
+    }
+    let mut input = Transport::waiting(stream);
+    let mut set_timeout = |d: Duration| stream.set_read_timeout(Some(d));
+    let body = read_body(&req, &mut input, &mut set_timeout, leftover, c, deadline);
+    match body {
+        Ok(body) => req.extra.body = body,
+        Err(Some(reject)) => return refuse(stream, peer, Some(&req), &reject),
+        Err(None) => return,
+    }
+    answer(stream, &handler.respond(&req, c.debug_on_error));
 }
 
 /// Reads a handler's request body (see `Server::define_handler_for`).
@@ -252,6 +319,18 @@ fn read_body(
             Err(None)
         }
     }
+}
+
+/// [`refuse`]s with `status` and a text body, made out of line (a
+/// `Reject` in `handle`'s frame would sit under every connection).
+#[inline(never)]
+fn refuse_with(stream: &Stream, req: &Request, status: u16, why: &str) {
+    refuse(
+        stream,
+        req.peer_addr(),
+        Some(req),
+        &Reject::new(status).body(why),
+    );
 }
 
 /// Answers a refusal (without its body to `HEAD`) and closes; `req` is

@@ -68,7 +68,7 @@ impl Ending {
 pub(crate) struct Inner {
     pub(crate) id: u64,
     pub(crate) stream: Arc<Stream>,
-    pub(crate) request: Request,
+    pub(crate) request: Box<Request>,
     /// The route pattern this connection came in on, e.g. `/chat/:room`.
     pub(crate) route: String,
     pub(crate) protocol: Option<String>,
@@ -102,7 +102,7 @@ pub(crate) struct Inner {
 /// Everything a connection is built from.
 pub(crate) struct Parts {
     pub(crate) stream: Arc<Stream>,
-    pub(crate) request: Request,
+    pub(crate) request: Box<Request>,
     pub(crate) route: String,
     pub(crate) protocol: Option<String>,
     pub(crate) data: Option<Data>,

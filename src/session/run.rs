@@ -81,6 +81,10 @@ const LINGER_MAX: std::time::Duration = std::time::Duration::from_secs(2);
 /// frame (nginx's "lingering close" avoids the same). A cut-off or the
 /// server's shutdown shuts the socket from another thread, which ends the
 /// wait at once.
+///
+/// Never inlined: its scratch buffer would otherwise sit in `run`'s frame,
+/// under every idle connection's read (one more page of stack each).
+#[inline(never)]
 fn lingering_close(stream: &Stream, deadline: Instant) {
     let mut tcp: &TcpStream = stream;
     let mut scratch = [0u8; 1024];
