@@ -171,6 +171,8 @@ fn main() {
     let bc_idle = env_f("BCAST_IDLE", q(0.5, 3.0));
     let bc_rate = env_f("BCAST_RATE", 50.0);
     let chat_path = env_s("CHAT_PATH", "/chat");
+    // `echo64-paced`'s offered rate (messages/s in all).
+    let paced = env_f("PACED_RATE", 300_000.0);
 
     let timed = [
         "--warmup".to_string(),
@@ -268,6 +270,39 @@ fn main() {
                 ("loadgen_cpu_pct", "loadgen CPU %"),
             ],
         ),
+        // Issue 29: CPU per message at a load neither side saturates (at
+        // saturation every server shows the load generator's rate).
+        Scenario {
+            metric: ("cpu_us_per_msg", "CPU µs/msg", false),
+            extra: vec![
+                ("msgs_per_s", "msg/s"),
+                ("not_sent", "not sent"),
+                ("p50_us", "p50 µs"),
+                ("p99_us", "p99 µs"),
+                ("server_cpu_pct", "CPU %"),
+                ("loadgen_cpu_pct", "loadgen CPU %"),
+            ],
+            opt_in: true,
+            ..echo(
+                "echo64-paced",
+                &format!("64 B text echo, 100 clients, {paced} msg/s offered (open loop, at most 8 in flight each)"),
+                with(
+                    &[
+                        "echo",
+                        "--size",
+                        "64",
+                        "--clients",
+                        "100",
+                        "--inflight",
+                        "8",
+                        "--offered",
+                        &paced.to_string(),
+                    ],
+                    &timed,
+                ),
+                vec![],
+            )
+        },
         Scenario {
             metric: ("conns_per_s", "conn/s", true),
             extra: vec![
@@ -328,6 +363,40 @@ fn main() {
                 &format!("room relay of {label} text, 1 publisher, 5 stalled members"),
                 broadcast(size, bc_clients - 5.0, 5, bc_secs, bc_idle),
                 bc_timeout(bc_secs),
+            )
+        });
+    }
+    // Issue 29: fan-out curves. A room of N members (none stalled), one
+    // publisher, `FANOUT_RATE` messages/s of `FANOUT_SIZE` bytes, for each N
+    // of `FANOUT_MEMBERS`; `FANOUT_ROUNDS` interleaved rounds (single rounds
+    // swing 2x on this VM). `scripts/fanout.sh` runs it and draws the PNG.
+    let fo_size = env_f("FANOUT_SIZE", 1024.0) as usize;
+    let fo_rate = env_f("FANOUT_RATE", 10.0);
+    let fo_secs = env_f("FANOUT_SECS", q(2.0, 5.0));
+    let fo_rounds = env_f("FANOUT_ROUNDS", q(1.0, 3.0)).max(1.0) as usize;
+    let fo_members: Vec<usize> = env_s("FANOUT_MEMBERS", "1000,2000,5000,9000")
+        .split(',')
+        .filter_map(|n| n.trim().parse().ok())
+        .collect();
+    for &n in &fo_members {
+        let mut args = broadcast(fo_size, n as f64, 0, fo_secs, bc_idle);
+        // This group's own rate (the room scenarios' `--rate` is BCAST_RATE).
+        if let Some(i) = args.iter().position(|a| a == "--rate") {
+            args[i + 1] = fo_rate.to_string();
+        }
+        all_scenarios.push(Scenario {
+            group: "fanout",
+            metric: ("p99_us", "p99 µs", false),
+            extra: bc_extra.clone(),
+            chat: true,
+            rounds: fo_rounds,
+            servers: Some(&["node-ws", "tokio-tungstenite", "wsportal", "wsportal-baseline"]),
+            opt_in: true,
+            ..Scenario::new(
+                &format!("fanout{n}"),
+                &format!("room of {n} members, 1 publisher, {fo_rate} msg/s of {fo_size} B for {fo_secs} s"),
+                args,
+                bc_timeout(fo_secs + n as f64 / 200.0),
             )
         });
     }
@@ -501,6 +570,7 @@ fn main() {
                     extra_flags.extend(tls::server_flags());
                 }
                 let run = run_one(sc, server, cmd, &extra_flags, port, cpus, out_dir);
+                log_run(out_dir, sc, &server.label(), round, &run);
                 match &run.error {
                     Some(e) => eprintln!("        error: {e}"),
                     None => eprintln!("        {}", fmt_fields(&run.fields)),
@@ -550,6 +620,43 @@ fn main() {
     let path = out_dir.join("results.md");
     fs::write(&path, &report).expect("write results");
     eprintln!("results written to {}", path.display());
+}
+
+/// Appends one line of JSON per run to `target/bench/runs.jsonl` (every
+/// round, not only the medians): what `scripts/fanout.sh` plots.
+fn log_run(out_dir: &Path, sc: &Scenario, server: &str, round: usize, run: &Run) {
+    use std::io::Write as _;
+    let quote = |s: &str| {
+        format!(
+            "\"{}\"",
+            s.replace('\\', "\\\\")
+                .replace('"', "\\\"")
+                .replace('\n', "\\n")
+        )
+    };
+    let mut line = format!(
+        "{{\"scenario\":{},\"server\":{},\"round\":{round}",
+        quote(&sc.name),
+        quote(server)
+    );
+    for (k, v) in &run.fields {
+        line += &format!(",{}:{}", quote(k), quote(v));
+    }
+    let num = |x: Option<f64>| x.map_or("null".to_string(), |v| format!("{v}"));
+    line += &format!(
+        ",\"cpu_s\":{},\"hwm_mib\":{},\"others_pct\":{},\"error\":{}}}\n",
+        num(run.cpu_s),
+        num(run.hwm_mib),
+        num(run.others_pct),
+        run.error.as_deref().map_or("null".to_string(), quote)
+    );
+    if let Ok(mut f) = fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(out_dir.join("runs.jsonl"))
+    {
+        let _ = f.write_all(line.as_bytes());
+    }
 }
 
 /// Waits until other processes use under 15 % of a core (sampled over

@@ -19,7 +19,7 @@ use wsportal_bench::{content, procfs, socketio};
 const USAGE: &str = "usage: loadgen echo|connect|idle|broadcast --addr HOST:PORT [--pid PID]
   [--path /] [--raw] [--clients N] [--inflight N] [--size BYTES] [--binary]
   [--warmup SECS] [--duration SECS] [--hold SECS] [--rate MSG_PER_S]
-  [--stalled N] [--drain SECS] [--concurrency N]
+  [--offered MSG_PER_S] [--stalled N] [--drain SECS] [--concurrency N]
   [--deflate] [--content json|log] [--variants N] [--socketio] [--aux-pid PID] [--tls-ca CERT.pem]
 --deflate offers permessage-deflate (and fails if the server declines it),
 sends compressed messages and inflates what comes back; --content picks
@@ -29,7 +29,11 @@ broadcast: --addr A,B,C spreads the members over several instances in turn
   (the publisher is the last); --pid P,Q,R sums their CPU time; --aux-pid
   reports another process's CPU while publishing (aux_cpu_pct); --socketio
   speaks Socket.IO (Engine.IO v4 over WebSocket; messages are \"chat\" events)
---tls-ca CERT.pem speaks TLS, trusting that certificate (server name localhost)";
+--tls-ca CERT.pem speaks TLS, trusting that certificate (server name localhost)
+echo --offered N: an open loop at N messages/s in all (spread over the
+  clients in turn, at most --inflight outstanding each; what that cap
+  holds back is reported as not_sent), for CPU per message at a load
+  neither side saturates";
 
 /// Command-line options (one set for all scenarios).
 struct Opts {
@@ -55,6 +59,8 @@ struct Opts {
     duration: f64,
     hold: f64,
     rate: f64,
+    /// echo: messages/s offered in all (open loop); 0 = closed loop.
+    offered: f64,
     stalled: usize,
     drain: f64,
     concurrency: usize,
@@ -120,6 +126,7 @@ fn parse_opts() -> Result<Opts, String> {
         duration: 5.0,
         hold: 10.0,
         rate: 50.0,
+        offered: 0.0,
         stalled: 5,
         drain: 5.0,
         concurrency: 100,
@@ -154,6 +161,7 @@ fn parse_opts() -> Result<Opts, String> {
                     "--duration" => o.duration = num(&flag, &v)?,
                     "--hold" => o.hold = num(&flag, &v)?,
                     "--rate" => o.rate = num(&flag, &v)?,
+                    "--offered" => o.offered = num(&flag, &v)?,
                     "--stalled" => o.stalled = num(&flag, &v)?,
                     "--drain" => o.drain = num(&flag, &v)?,
                     "--concurrency" => o.concurrency = num(&flag, &v)?,
@@ -448,7 +456,9 @@ fn echo(o: &Opts) -> Result<Report, String> {
     let start = Instant::now();
     let (w0, w1) = (start + secs(o.warmup), start + secs(o.warmup + o.duration));
     let give_up = w1 + secs(5.0);
-    let outstanding = Cell::new(o.clients * o.inflight);
+    // Open loop (`--offered`): nothing is sent in answer to an echo.
+    let paced = o.offered > 0.0;
+    let outstanding = Cell::new(if paced { 0 } else { o.clients * o.inflight });
     let (mut count, mut rtts) = (0u64, Vec::<u64>::new());
     let (mut cpu0, mut cpu1) = (None, None);
 
@@ -477,7 +487,9 @@ fn echo(o: &Opts) -> Result<Report, String> {
             count += 1;
             rtts.push((now - sent_at).as_nanos() as u64);
         }
-        if now < w1 {
+        if paced {
+            outstanding.set(outstanding.get() - 1);
+        } else if now < w1 {
             let v = pick();
             out.extend_from_slice(&variants[v].0);
             sent.push_back((now, v));
@@ -486,31 +498,86 @@ fn echo(o: &Opts) -> Result<Report, String> {
         }
         Ok(())
     };
-    // Fill the pipelines, then run until the window is over and drained.
-    for id in net.ids() {
-        let mut burst = Vec::new();
-        for _ in 0..o.inflight {
-            let v = pick();
-            burst.extend_from_slice(&variants[v].0);
-            net.state(id).unwrap().push_back((Instant::now(), v));
+    let mut not_sent = 0u64;
+    if paced {
+        // Open loop: each message goes out when due (to the clients in
+        // turn, each with at most `inflight` outstanding), whatever comes
+        // back; one write per client per turn of the loop.
+        let clients = net.ids();
+        let mut bursts: Vec<Vec<u8>> = vec![Vec::new(); clients.len()];
+        let (mut due_total, mut turn) = (0u64, 0usize);
+        loop {
+            let now = Instant::now();
+            if now >= w0 && cpu0.is_none() {
+                cpu0 = Some((server_cpu(o), own_cpu()));
+            }
+            if now >= w1 && cpu1.is_none() {
+                cpu1 = Some((server_cpu(o), own_cpu()));
+            }
+            if now >= w1 && outstanding.get() == 0 {
+                break;
+            }
+            if now >= give_up {
+                return Err(format!("{} echoes never came back", outstanding.get()));
+            }
+            if now < w1 {
+                let due = ((now - start).as_secs_f64() * o.offered) as u64;
+                while due_total < due {
+                    due_total += 1;
+                    let mut placed = false;
+                    for _ in 0..clients.len() {
+                        let i = turn;
+                        turn = (turn + 1) % clients.len();
+                        let queue = net.state(clients[i]).ok_or("a client is gone")?;
+                        if queue.len() < o.inflight {
+                            let v = pick();
+                            bursts[i].extend_from_slice(&variants[v].0);
+                            queue.push_back((now, v));
+                            outstanding.set(outstanding.get() + 1);
+                            placed = true;
+                            break;
+                        }
+                    }
+                    if !placed && now >= w0 {
+                        not_sent += 1;
+                    }
+                }
+                for (i, burst) in bursts.iter_mut().enumerate() {
+                    if !burst.is_empty() {
+                        net.send(clients[i], burst, &mut on_event)?;
+                        burst.clear();
+                    }
+                }
+            }
+            net.poll(Duration::from_millis(1), &mut on_event)?;
         }
-        net.send(id, &burst, &mut on_event)?;
-    }
-    loop {
-        let now = Instant::now();
-        if now >= w0 && cpu0.is_none() {
-            cpu0 = Some((server_cpu(o), own_cpu()));
+    } else {
+        // Fill the pipelines, then run until the window is over and drained.
+        for id in net.ids() {
+            let mut burst = Vec::new();
+            for _ in 0..o.inflight {
+                let v = pick();
+                burst.extend_from_slice(&variants[v].0);
+                net.state(id).unwrap().push_back((Instant::now(), v));
+            }
+            net.send(id, &burst, &mut on_event)?;
         }
-        if now >= w1 && cpu1.is_none() {
-            cpu1 = Some((server_cpu(o), own_cpu()));
+        loop {
+            let now = Instant::now();
+            if now >= w0 && cpu0.is_none() {
+                cpu0 = Some((server_cpu(o), own_cpu()));
+            }
+            if now >= w1 && cpu1.is_none() {
+                cpu1 = Some((server_cpu(o), own_cpu()));
+            }
+            if now >= w1 && outstanding.get() == 0 {
+                break;
+            }
+            if now >= give_up {
+                return Err(format!("{} echoes never came back", outstanding.get()));
+            }
+            net.poll(Duration::from_millis(5), &mut on_event)?;
         }
-        if now >= w1 && outstanding.get() == 0 {
-            break;
-        }
-        if now >= give_up {
-            return Err(format!("{} echoes never came back", outstanding.get()));
-        }
-        net.poll(Duration::from_millis(5), &mut on_event)?;
     }
     rtts.sort_unstable();
     let d = o.duration;
@@ -529,6 +596,10 @@ fn echo(o: &Opts) -> Result<Report, String> {
         ("loadgen_cpu_pct", cpu_pct(own, secs(d))),
         ("messages", count.to_string()),
     ];
+    if paced {
+        report.push(("offered", format!("{:.0}", o.offered)));
+        report.push(("not_sent", not_sent.to_string()));
+    }
     deflate_report(&net, o, &mut report);
     Ok(report)
 }
