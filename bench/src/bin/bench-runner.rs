@@ -569,6 +569,15 @@ fn main() {
                 if sc.tls {
                     extra_flags.extend(tls::server_flags());
                 }
+                // The stalled rooms run wsportal with `Config`'s default
+                // backlog (32 MiB), not the chat example's 1 MiB, unless
+                // `CHAT_ARGS` says otherwise (issue 29).
+                if sc.group == "stalled"
+                    && server.name.starts_with("wsportal")
+                    && env_s("CHAT_ARGS", "").is_empty()
+                {
+                    extra_flags.extend(["--max-backlog".to_string(), (32usize << 20).to_string()]);
+                }
                 let run = run_one(sc, server, cmd, &extra_flags, port, cpus, out_dir);
                 log_run(out_dir, sc, &server.label(), round, &run);
                 match &run.error {
