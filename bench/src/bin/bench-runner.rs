@@ -139,6 +139,17 @@ struct Run {
     rounds: Vec<String>,
 }
 
+/// loadgen's arguments for `echo64` (and, paced, `echo64-paced`).
+const ECHO64: &[&str] = &[
+    "echo",
+    "--size",
+    "64",
+    "--clients",
+    "100",
+    "--inflight",
+    "8",
+];
+
 fn env_f(name: &str, default: f64) -> f64 {
     std::env::var(name)
         .ok()
@@ -226,18 +237,7 @@ fn main() {
         echo(
             "echo64",
             "64 B text echo, 100 clients x 8 in flight",
-            with(
-                &[
-                    "echo",
-                    "--size",
-                    "64",
-                    "--clients",
-                    "100",
-                    "--inflight",
-                    "8",
-                ],
-                &timed,
-            ),
+            with(ECHO64, &timed),
             vec![
                 ("cpu_us_per_msg", "CPU µs/msg"),
                 ("p50_us", "p50 µs"),
@@ -286,20 +286,7 @@ fn main() {
             ..echo(
                 "echo64-paced",
                 &format!("64 B text echo, 100 clients, {paced} msg/s offered (open loop, at most 8 in flight each)"),
-                with(
-                    &[
-                        "echo",
-                        "--size",
-                        "64",
-                        "--clients",
-                        "100",
-                        "--inflight",
-                        "8",
-                        "--offered",
-                        &paced.to_string(),
-                    ],
-                    &timed,
-                ),
+                with(ECHO64, &[&timed[..], &["--offered".into(), paced.to_string()]].concat()),
                 vec![],
             )
         },

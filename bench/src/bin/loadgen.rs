@@ -499,61 +499,10 @@ fn echo(o: &Opts) -> Result<Report, String> {
         Ok(())
     };
     let mut not_sent = 0u64;
-    if paced {
-        // Open loop: each message goes out when due (to the clients in
-        // turn, each with at most `inflight` outstanding), whatever comes
-        // back; one write per client per turn of the loop.
-        let clients = net.ids();
-        let mut bursts: Vec<Vec<u8>> = vec![Vec::new(); clients.len()];
-        let (mut due_total, mut turn) = (0u64, 0usize);
-        loop {
-            let now = Instant::now();
-            if now >= w0 && cpu0.is_none() {
-                cpu0 = Some((server_cpu(o), own_cpu()));
-            }
-            if now >= w1 && cpu1.is_none() {
-                cpu1 = Some((server_cpu(o), own_cpu()));
-            }
-            if now >= w1 && outstanding.get() == 0 {
-                break;
-            }
-            if now >= give_up {
-                return Err(format!("{} echoes never came back", outstanding.get()));
-            }
-            if now < w1 {
-                let due = ((now - start).as_secs_f64() * o.offered) as u64;
-                while due_total < due {
-                    due_total += 1;
-                    let mut placed = false;
-                    for _ in 0..clients.len() {
-                        let i = turn;
-                        turn = (turn + 1) % clients.len();
-                        let queue = net.state(clients[i]).ok_or("a client is gone")?;
-                        if queue.len() < o.inflight {
-                            let v = pick();
-                            bursts[i].extend_from_slice(&variants[v].0);
-                            queue.push_back((now, v));
-                            outstanding.set(outstanding.get() + 1);
-                            placed = true;
-                            break;
-                        }
-                    }
-                    if !placed && now >= w0 {
-                        not_sent += 1;
-                    }
-                }
-                for (i, burst) in bursts.iter_mut().enumerate() {
-                    if !burst.is_empty() {
-                        net.send(clients[i], burst, &mut on_event)?;
-                        burst.clear();
-                    }
-                }
-            }
-            net.poll(Duration::from_millis(1), &mut on_event)?;
-        }
-    } else {
-        // Fill the pipelines, then run until the window is over and drained.
-        for id in net.ids() {
+    let clients = net.ids();
+    if !paced {
+        // Closed loop: fill the pipelines; each echo sends the next.
+        for &id in &clients {
             let mut burst = Vec::new();
             for _ in 0..o.inflight {
                 let v = pick();
@@ -562,22 +511,58 @@ fn echo(o: &Opts) -> Result<Report, String> {
             }
             net.send(id, &burst, &mut on_event)?;
         }
-        loop {
-            let now = Instant::now();
-            if now >= w0 && cpu0.is_none() {
-                cpu0 = Some((server_cpu(o), own_cpu()));
-            }
-            if now >= w1 && cpu1.is_none() {
-                cpu1 = Some((server_cpu(o), own_cpu()));
-            }
-            if now >= w1 && outstanding.get() == 0 {
-                break;
-            }
-            if now >= give_up {
-                return Err(format!("{} echoes never came back", outstanding.get()));
-            }
-            net.poll(Duration::from_millis(5), &mut on_event)?;
+    }
+    // Open loop (`--offered`): each message goes out when due, to the
+    // clients in turn, each with at most `inflight` outstanding, whatever
+    // comes back; one write per client per turn of the loop.
+    let mut bursts: Vec<Vec<u8>> = vec![Vec::new(); clients.len()];
+    let (mut due_total, mut turn) = (0u64, 0usize);
+    // Run until the window is over and drained.
+    loop {
+        let now = Instant::now();
+        if now >= w0 && cpu0.is_none() {
+            cpu0 = Some((server_cpu(o), own_cpu()));
         }
+        if now >= w1 && cpu1.is_none() {
+            cpu1 = Some((server_cpu(o), own_cpu()));
+        }
+        if now >= w1 && outstanding.get() == 0 {
+            break;
+        }
+        if now >= give_up {
+            return Err(format!("{} echoes never came back", outstanding.get()));
+        }
+        if paced && now < w1 {
+            let due = ((now - start).as_secs_f64() * o.offered) as u64;
+            while due_total < due {
+                due_total += 1;
+                let mut placed = false;
+                for _ in 0..clients.len() {
+                    let i = turn;
+                    turn = (turn + 1) % clients.len();
+                    let queue = net.state(clients[i]).ok_or("a client is gone")?;
+                    if queue.len() < o.inflight {
+                        let v = pick();
+                        bursts[i].extend_from_slice(&variants[v].0);
+                        queue.push_back((now, v));
+                        outstanding.set(outstanding.get() + 1);
+                        placed = true;
+                        break;
+                    }
+                }
+                not_sent += u64::from(!placed && now >= w0);
+            }
+            for (i, burst) in bursts.iter_mut().enumerate() {
+                if !burst.is_empty() {
+                    net.send(clients[i], burst, &mut on_event)?;
+                    burst.clear();
+                }
+            }
+        }
+        net.poll(
+            Duration::from_millis(if paced { 1 } else { 5 }),
+            &mut on_event,
+        )?;
     }
     rtts.sort_unstable();
     let d = o.duration;
