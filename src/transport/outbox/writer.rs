@@ -233,10 +233,11 @@ impl Outbox {
                 batch.truncate(usize::from(skip > 0));
                 st.queued = batch.front().map_or(0, |c| c.bytes().len() - skip);
             }
-            // Put the unwritten rest back in front of what arrived meanwhile.
-            while let Some(c) = batch.pop_back() {
-                st.queue.push_front(c);
-            }
+            // Put the unwritten rest back in front of what arrived meanwhile:
+            // that (usually nothing) moves behind it, not the rest (a stalled
+            // socket's retry would otherwise move its whole backlog twice).
+            batch.append(&mut st.queue);
+            st.queue = batch;
             st.head_written = skip;
             if full {
                 if progressed || st.stalled_at.is_none() {
