@@ -59,8 +59,8 @@ fn wrap(core: &Core, tcp: TcpStream, peer: SocketAddr) -> Option<Stream> {
 /// it calls out of line: every frame on this chain stays under an idle
 /// connection's read for its whole life (the stack pages it touches stay
 /// resident), so a WebSocket connection runs from here, after the
-/// handshake's frames are gone. (One page of stack is a quarter of an
-/// idle connection's memory: `bench/probes/README.md`.)
+/// handshake's frames are gone. (A page of stack is 4 KiB of an idle
+/// connection's 13: ARCHITECTURE.md's invariant, `bench/probes/stackdepth.py`.)
 fn handle(core: &Core, id: u64, stream: &Arc<Stream>, peer: SocketAddr) {
     let c = &core.config;
     let Some((mut req, leftover, deadline)) = read_request(core, stream, peer) else {
