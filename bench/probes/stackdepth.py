@@ -8,7 +8,7 @@ ever written (fresh stack pages are zero): the thread's high-water mark,
 in bytes below the top of its mapping. Pages are 4 KiB, so a thread under
 8,192 costs two resident pages of stack, one past it three. With BINARY
 (the server's executable), also prints the return addresses found from
-that depth up, on one thread: the chain of calls that went deepest (older
+that depth up, on the deepest thread: the chain of calls that went deepest (older
 frames' leftovers are mixed in). Needs root (or the same user with
 ptrace access) to read /proc/PID/mem.
 """
@@ -44,10 +44,13 @@ def deepest(a, b):
 
 
 depths = collections.Counter()
+deepest_stack, most = None, -1
 for a, b in stacks:
     d = deepest(a, b)
     if d:
         depths[d[0] // 16 * 16] += 1
+        if d[0] > most:
+            deepest_stack, most = (a, b), d[0]
 for d, n in sorted(depths.items()):
     print(f"{d:6d} bytes deep: {n} threads")
 
@@ -61,8 +64,7 @@ if binary and texts and stacks:
             syms.append((int(parts[0], 16), parts[2]))
     syms.sort()
     starts = [s[0] for s in syms]
-    a, b = stacks[len(stacks) // 2]
-    _, data, top = deepest(a, b)
+    _, data, top = deepest(*deepest_stack)
     print("return addresses from the deepest point up (bytes below the top):")
     for off in range(0, len(data) - 7, 8):
         w = struct.unpack_from("Q", data, off)[0]

@@ -28,6 +28,46 @@ fn valid_key(key: &str) -> bool {
 
 /// Checks the request and runs the hook. `Err` is the refusal to send.
 pub(crate) fn upgrade(req: &Request, res: &Resource) -> Result<Upgrade, Reject> {
+    let (accept, key) = admit(req, res)?;
+    let offered: Vec<&str> = req
+        .headers
+        .iter()
+        .filter(|(k, _)| k.eq_ignore_ascii_case("sec-websocket-protocol"))
+        .flat_map(|(_, v)| v.split(','))
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+        .collect();
+    let protocol = res.choose_protocol(&offered);
+
+    let mut headers = vec![
+        ("Upgrade".to_owned(), "websocket".to_owned()),
+        ("Connection".to_owned(), "Upgrade".to_owned()),
+        (
+            "Sec-WebSocket-Accept".to_owned(),
+            tungstenite::handshake::derive_accept_key(key.as_bytes()),
+        ),
+    ];
+    if let Some(p) = &protocol {
+        headers.push(("Sec-WebSocket-Protocol".to_owned(), p.clone()));
+    }
+    headers.extend(accept.headers);
+    Ok(Upgrade {
+        response: crate::http::response_bytes(101, &headers, &[]),
+        protocol,
+        data: accept.data,
+        states: accept.states,
+        #[cfg(feature = "deflate")]
+        deflate: None,
+    })
+}
+
+/// The request's checks (RFC 6455 section 4.2.1, the origin) and the
+/// `on_handshake` hook: its `Accept` and the client's key. Out of line: its
+/// frame (refusals, log lines) is gone before the `101` is built, which
+/// is the deepest point of every connection thread's stack (see
+/// `server/request.rs`, `handle`).
+#[inline(never)]
+fn admit<'a>(req: &'a Request, res: &Resource) -> Result<(crate::Accept, &'a str), Reject> {
     if req.method != "GET" {
         return Err(Reject::new(405)
             .header("Allow", "GET")
@@ -98,36 +138,7 @@ pub(crate) fn upgrade(req: &Request, res: &Resource) -> Result<Upgrade, Reject> 
         },
         None => crate::Accept::new(),
     };
-    let offered: Vec<&str> = req
-        .headers
-        .iter()
-        .filter(|(k, _)| k.eq_ignore_ascii_case("sec-websocket-protocol"))
-        .flat_map(|(_, v)| v.split(','))
-        .map(str::trim)
-        .filter(|p| !p.is_empty())
-        .collect();
-    let protocol = res.choose_protocol(&offered);
-
-    let mut headers = vec![
-        ("Upgrade".to_owned(), "websocket".to_owned()),
-        ("Connection".to_owned(), "Upgrade".to_owned()),
-        (
-            "Sec-WebSocket-Accept".to_owned(),
-            tungstenite::handshake::derive_accept_key(key.as_bytes()),
-        ),
-    ];
-    if let Some(p) = &protocol {
-        headers.push(("Sec-WebSocket-Protocol".to_owned(), p.clone()));
-    }
-    headers.extend(accept.headers);
-    Ok(Upgrade {
-        response: crate::http::response_bytes(101, &headers, &[]),
-        protocol,
-        data: accept.data,
-        states: accept.states,
-        #[cfg(feature = "deflate")]
-        deflate: None,
-    })
+    Ok((accept, key))
 }
 
 /// Takes the first `permessage-deflate` offer the server can accept

@@ -62,11 +62,9 @@ fn wrap(core: &Core, tcp: TcpStream, peer: SocketAddr) -> Option<Stream> {
 /// handshake's frames are gone. (A page of stack is 4 KiB of an idle
 /// connection's 13: ARCHITECTURE.md's invariant, `bench/probes/stackdepth.py`.)
 fn handle(core: &Core, id: u64, stream: &Arc<Stream>, peer: SocketAddr) {
-    let c = &core.config;
     let Some((mut req, leftover, deadline)) = read_request(core, stream, peer) else {
         return;
     };
-    let peer = req.peer_addr();
     let Some((endpoint, params, route)) = core.routes.find(&req.path) else {
         return refuse_with(stream, &req, 404, "not found");
     };
@@ -75,14 +73,30 @@ fn handle(core: &Core, id: u64, stream: &Arc<Stream>, peer: SocketAddr) {
         return refuse_with(stream, &req, 400, why);
     };
     req.params = params;
-    match &**endpoint {
-        Endpoint::Socket(resource) => {
-            let route = route.to_owned();
-            if let Some((conn, reader)) = upgrade(core, id, stream, req, leftover, route, resource)
-            {
-                crate::session::run(&conn, reader, resource, c.debug_on_error);
-            }
-        }
+    let Endpoint::Socket(resource) = &**endpoint else {
+        return serve_http(core, id, stream, (req, leftover, deadline), endpoint);
+    };
+    let route = route.to_owned();
+    if let Some((conn, reader)) = upgrade(core, id, stream, req, leftover, route, resource) {
+        crate::session::run(&conn, reader, resource, core.config.debug_on_error);
+    }
+}
+
+/// Every route but a WebSocket one: an event stream, a page, a handler,
+/// the metrics.
+#[inline(never)]
+fn serve_http(
+    core: &Core,
+    id: u64,
+    stream: &Arc<Stream>,
+    (req, leftover, deadline): (Box<Request>, Vec<u8>, Instant),
+    endpoint: &Endpoint,
+) {
+    let c = &core.config;
+    let peer = req.peer_addr();
+    match endpoint {
+        // Served by `handle`, never passed here.
+        Endpoint::Socket(_) => {}
         Endpoint::Events(events) => open_events(core, id, stream, req, events),
         Endpoint::Page(page) => {
             log::debug!("{peer}: {} {}", req.method(), req.path);
