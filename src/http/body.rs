@@ -39,14 +39,7 @@ pub(crate) enum Framing {
 /// transfer coding, or one `Content-Length` (repeats must agree); both at
 /// once, another coding, or a length that is not a number is an error.
 pub(crate) fn framing(req: &Request) -> Result<Framing, &'static str> {
-    let codings: Vec<&str> = req
-        .headers
-        .iter()
-        .filter(|(k, _)| k.eq_ignore_ascii_case("transfer-encoding"))
-        .flat_map(|(_, v)| v.split(','))
-        .map(str::trim)
-        .filter(|t| !t.is_empty())
-        .collect();
+    let codings: Vec<&str> = req.header_list("transfer-encoding").collect();
     let lengths: Vec<&str> = req
         .headers
         .iter()

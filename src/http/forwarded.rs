@@ -113,20 +113,20 @@ pub(crate) fn apply(req: &mut Request, trusted: &[Range]) {
             fwd.host = param(&elements[i], "host").map(str::to_owned);
         }
     } else {
-        let hops: Vec<Option<SocketAddr>> = list(req, "x-forwarded-for")
-            .into_iter()
-            .map(parse_node)
-            .collect();
+        let hops: Vec<Option<SocketAddr>> =
+            req.header_list("x-forwarded-for").map(parse_node).collect();
         if let Some(i) = client_hop(&hops, trusted) {
             if let Some(addr) = hops[i] {
                 req.peer = addr;
             }
         }
         // Set (not appended) by the proxy next to us: its last value.
-        fwd.proto = list(req, "x-forwarded-proto")
+        fwd.proto = req
+            .header_list("x-forwarded-proto")
             .last()
             .map(|p| p.to_ascii_lowercase());
-        fwd.host = list(req, "x-forwarded-host")
+        fwd.host = req
+            .header_list("x-forwarded-host")
             .last()
             .map(|h| (*h).to_owned());
     }
@@ -148,17 +148,6 @@ fn client_hop(hops: &[Option<SocketAddr>], trusted: &[Range]) -> Option<usize> {
             _ => return Some(i),
         }
     }
-}
-
-/// Every comma-separated value of a header, over all its occurrences.
-fn list<'r>(req: &'r Request, name: &str) -> Vec<&'r str> {
-    req.headers
-        .iter()
-        .filter(|(k, _)| k.eq_ignore_ascii_case(name))
-        .flat_map(|(_, v)| v.split(','))
-        .map(str::trim)
-        .filter(|v| !v.is_empty())
-        .collect()
 }
 
 /// The elements of every `Forwarded` header, in order (commas inside

@@ -152,6 +152,17 @@ impl Request {
         }
     }
 
+    /// Every element of a comma-separated header (RFC 9110 section 5.6.1),
+    /// over all its occurrences, trimmed; empty elements skipped.
+    pub(crate) fn header_list<'r>(&'r self, name: &'r str) -> impl Iterator<Item = &'r str> + 'r {
+        self.headers
+            .iter()
+            .filter(move |(k, _)| k.eq_ignore_ascii_case(name))
+            .flat_map(|(_, v)| v.split(','))
+            .map(str::trim)
+            .filter(|v| !v.is_empty())
+    }
+
     /// Whether a comma-separated header contains `token` (case-insensitive),
     /// looking at every occurrence of the header.
     pub(crate) fn header_has_token(&self, name: &str, token: &str) -> bool {

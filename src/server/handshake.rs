@@ -29,14 +29,7 @@ fn valid_key(key: &str) -> bool {
 /// Checks the request and runs the hook. `Err` is the refusal to send.
 pub(crate) fn upgrade(req: &Request, res: &Resource) -> Result<Upgrade, Reject> {
     let (accept, key) = admit(req, res)?;
-    let offered: Vec<&str> = req
-        .headers
-        .iter()
-        .filter(|(k, _)| k.eq_ignore_ascii_case("sec-websocket-protocol"))
-        .flat_map(|(_, v)| v.split(','))
-        .map(str::trim)
-        .filter(|p| !p.is_empty())
-        .collect();
+    let offered: Vec<&str> = req.header_list("sec-websocket-protocol").collect();
     let protocol = res.choose_protocol(&offered);
 
     let mut headers = vec![
