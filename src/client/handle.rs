@@ -221,7 +221,7 @@ impl ClientHandle {
 
     /// A header of the server's `101` answer, by case-insensitive name.
     pub fn response_header(&self, name: &str) -> Option<&str> {
-        crate::http::header_value(&self.shared.response, name)
+        crate::http::header_value(crate::http::pairs(&self.shared.response), name)
     }
 
     /// Every header of the server's `101` answer, as received.

@@ -5,7 +5,7 @@
 
 use tungstenite::http::Uri;
 
-use crate::http::{check_header, has_token, header_text, header_value, is_token};
+use crate::http::{check_header, has_token, header_text, header_value, is_token, pairs};
 use crate::Error;
 
 /// Where a `ws://` URL points.
@@ -183,7 +183,7 @@ pub(crate) struct Response {
 
 impl Response {
     pub(crate) fn header(&self, name: &str) -> Option<&str> {
-        header_value(&self.headers, name)
+        header_value(pairs(&self.headers), name)
     }
 
     /// Every value of a header, by case-insensitive name.
@@ -195,7 +195,7 @@ impl Response {
     }
 
     fn has_token(&self, name: &str, token: &str) -> bool {
-        has_token(&self.headers, name, token)
+        has_token(pairs(&self.headers), name, token)
     }
 
     /// How the body is delimited (RFC 9112 section 6.3; we always send `GET`).
@@ -374,7 +374,7 @@ fn unfold(value: &[u8]) -> String {
         .iter()
         .map(|&b| if matches!(b, b'\r' | b'\n') { b' ' } else { b })
         .collect();
-    header_text(&flat)
+    header_text(&flat).into_owned()
 }
 
 /// Checks a `101` answer; returns the agreed subprotocol.

@@ -305,7 +305,7 @@ impl Client {
             method: "GET".to_owned(),
             path: target.path.clone(),
             query: target.query.clone(),
-            headers,
+            headers: crate::http::pairs(&headers).collect(),
             peer,
             params: Vec::new(),
             extra: Default::default(),

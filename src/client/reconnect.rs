@@ -147,7 +147,7 @@ pub(super) fn retriable(e: &Error) -> Option<Option<Duration>> {
             headers,
             ..
         } => {
-            let after = crate::http::header_value(headers, "retry-after")
+            let after = crate::http::header_value(crate::http::pairs(headers), "retry-after")
                 .and_then(|v| v.trim().parse::<u64>().ok())
                 .map(Duration::from_secs);
             Some(after)

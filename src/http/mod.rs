@@ -8,6 +8,7 @@
 
 pub(crate) mod body;
 pub(crate) mod forwarded;
+pub(crate) mod headers;
 pub(crate) mod query;
 pub(crate) mod route;
 pub(crate) mod site;
@@ -16,13 +17,15 @@ use std::io::{self, Read};
 use std::net::SocketAddr;
 use std::time::Instant;
 
+pub(crate) use headers::{has_token, header_count, header_text, header_value, pairs, Headers};
+
 /// The HTTP request that opened a connection, as hooks see it.
 #[derive(Debug, Clone)]
 pub struct Request {
     pub(crate) method: String,
     pub(crate) path: String,
     pub(crate) query: Option<String>,
-    pub(crate) headers: Vec<(String, String)>,
+    pub(crate) headers: Headers,
     pub(crate) peer: SocketAddr,
     pub(crate) params: Vec<(String, String)>,
     /// What the server learned besides the head (default for the
@@ -76,14 +79,14 @@ impl Request {
     /// target's authority when the target is a whole URL (RFC 9112 section
     /// 3.2.2).
     pub fn header(&self, name: &str) -> Option<&str> {
-        header_value(&self.headers, name)
+        header_value(self.headers.iter(), name)
     }
 
     /// All headers, in the order received (values as [`Request::header`]
     /// gives them; for a whole-URL target, `Host` comes first and is the
     /// URL's authority).
     pub fn headers(&self) -> impl Iterator<Item = (&str, &str)> {
-        self.headers.iter().map(|(k, v)| (k.as_str(), v.as_str()))
+        self.headers.iter()
     }
 
     /// The request's body, for a handler
@@ -166,7 +169,7 @@ impl Request {
     /// Whether a comma-separated header contains `token` (case-insensitive),
     /// looking at every occurrence of the header.
     pub(crate) fn header_has_token(&self, name: &str, token: &str) -> bool {
-        has_token(&self.headers, name, token)
+        has_token(self.headers.iter(), name, token)
     }
 }
 
@@ -195,7 +198,11 @@ pub(crate) fn read_head(
     max: usize,
     deadline: Instant,
 ) -> Result<(Request, Vec<u8>), HeadError> {
-    let mut buf = vec![0u8; 512.min(max)];
+    // 2 KiB: a browser's head (user agent, cookies) is often over 512
+    // bytes, and a buffer above glibc's per-thread cache limit (1,032
+    // bytes) goes back to the shared heap when freed, not into a cache
+    // that this thread keeps for the connection's whole life.
+    let mut buf = vec![0u8; FIRST_READ.min(max)];
     let mut len = 0;
     // Parsed up to here: the head is parsed again only once a line has
     // ended since, so a client sending a byte at a time costs a parse per
@@ -236,32 +243,6 @@ pub(crate) fn read_head(
     }
 }
 
-/// The first value of a header in `headers`, by case-insensitive name.
-pub(crate) fn header_value<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
-    headers
-        .iter()
-        .find(|(k, _)| k.eq_ignore_ascii_case(name))
-        .map(|(_, v)| v.as_str())
-}
-
-/// How many times a header occurs in `headers`, by case-insensitive name.
-pub(crate) fn header_count(headers: &[(String, String)], name: &str) -> usize {
-    headers
-        .iter()
-        .filter(|(k, _)| k.eq_ignore_ascii_case(name))
-        .count()
-}
-
-/// Whether a comma-separated header contains `token` (case-insensitive),
-/// looking at every occurrence of the header.
-pub(crate) fn has_token(headers: &[(String, String)], name: &str, token: &str) -> bool {
-    headers
-        .iter()
-        .filter(|(k, _)| k.eq_ignore_ascii_case(name))
-        .flat_map(|(_, v)| v.split(','))
-        .any(|t| t.trim().eq_ignore_ascii_case(token))
-}
-
 /// Whether `s` is an HTTP token (RFC 9110): method names, header names...
 pub(crate) fn is_token(s: &str) -> bool {
     !s.is_empty()
@@ -282,18 +263,6 @@ pub(crate) fn check_header(name: &str, value: &str) -> Result<(), &'static str> 
     Ok(())
 }
 
-/// A header value as received: leading and trailing SP and HTAB removed,
-/// bytes that are not UTF-8 (obs-text such as a Latin-1 cookie) replaced
-/// with U+FFFD.
-pub(crate) fn header_text(value: &[u8]) -> String {
-    let start = value.iter().position(|b| !matches!(b, b' ' | b'\t'));
-    let end = value.iter().rposition(|b| !matches!(b, b' ' | b'\t'));
-    match (start, end) {
-        (Some(s), Some(e)) => String::from_utf8_lossy(&value[s..=e]).into_owned(),
-        _ => String::new(),
-    }
-}
-
 /// Why `httparse` refused a head, as the reason of a 400.
 fn httparse_reason(e: httparse::Error) -> &'static str {
     match e {
@@ -306,15 +275,24 @@ fn httparse_reason(e: httparse::Error) -> &'static str {
     }
 }
 
-/// Runs `parse` with a header array large enough for `buf`: it starts small
-/// and doubles on `TooManyHeaders` (a head of `n` bytes has at most `n / 3`
-/// headers, `a:` and a line end).
+/// The first read of a request head, in bytes.
+const FIRST_READ: usize = 2048;
+
+/// Runs `parse` with a header array large enough for `buf`: it starts at
+/// 64 headers (fewer for a head too short to hold them) and doubles on `TooManyHeaders` (a head of `n` bytes has at
+/// most `n / 3` headers, `a:` and a line end).
+///
+/// 64 headers are 2 KiB, like [`read_head`]'s first buffer: above glibc's
+/// per-thread cache limit (1,032 bytes), so the array goes back to the
+/// shared heap when freed instead of staying in the cache of a thread
+/// that then idles for the connection's life (about 1 KiB per idle
+/// connection).
 pub(crate) fn with_headers<'b, T>(
     buf: &'b [u8],
     mut parse: impl FnMut(&mut [httparse::Header<'b>]) -> Result<T, httparse::Error>,
 ) -> Result<T, httparse::Error> {
     let most = buf.len() / 3 + 1;
-    let mut n = 32.min(most);
+    let mut n = 64.min(most);
     loop {
         let mut headers = vec![httparse::EMPTY_HEADER; n];
         match parse(&mut headers) {
@@ -358,10 +336,7 @@ pub(crate) fn parse_partial(
                 req.method.unwrap_or_default().to_owned(),
                 req.path.unwrap_or_default().to_owned(),
                 req.version.unwrap_or_default(),
-                req.headers
-                    .iter()
-                    .map(|h| (h.name.to_owned(), header_text(h.value)))
-                    .collect::<Vec<(String, String)>>(),
+                compact(req.headers),
                 end,
             )),
         })
@@ -371,7 +346,7 @@ pub(crate) fn parse_partial(
     else {
         return Ok(None);
     };
-    let hosts = header_count(&headers, "host");
+    let hosts = header_count(headers.iter(), "host");
     if version == 1 && hosts == 0 {
         return Err(HeadError::Malformed("missing Host header"));
     }
@@ -380,8 +355,10 @@ pub(crate) fn parse_partial(
     }
     let origin_form = match absolute_form(&target) {
         Some(Ok((authority, rest))) => {
-            headers.retain(|(k, _)| !k.eq_ignore_ascii_case("host"));
-            headers.insert(0, ("Host".to_owned(), authority.to_owned()));
+            let others = headers
+                .iter()
+                .filter(|(k, _)| !k.eq_ignore_ascii_case("host"));
+            headers = std::iter::once(("Host", authority)).chain(others).collect();
             rest.to_owned()
         }
         Some(Err(why)) => return Err(HeadError::Malformed(why)),
@@ -405,6 +382,17 @@ pub(crate) fn parse_partial(
         },
     };
     Ok(Some((req, end)))
+}
+
+/// httparse's fields as a request keeps them: values as [`header_text`]
+/// gives them, in one buffer sized once.
+fn compact(fields: &[httparse::Header<'_>]) -> Headers {
+    let bytes = fields.iter().map(|h| h.name.len() + h.value.len()).sum();
+    let mut headers = Headers::with_capacity(fields.len(), bytes);
+    for h in fields {
+        headers.push(h.name, &header_text(h.value));
+    }
+    headers
 }
 
 /// Splits an absolute-form target `http://authority/path?query` into its

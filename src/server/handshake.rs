@@ -86,7 +86,7 @@ fn admit<'a>(req: &'a Request, res: &Resource) -> Result<(crate::Accept, &'a str
     }
     // Each of these may appear once in a request (RFC 6455 section 11.3).
     for name in ["sec-websocket-key", "sec-websocket-version"] {
-        if crate::http::header_count(&req.headers, name) > 1 {
+        if crate::http::header_count(req.headers.iter(), name) > 1 {
             return Err(Reject::new(400).body(format!("more than one {name} header")));
         }
     }
@@ -151,7 +151,7 @@ pub(crate) fn negotiate(
         .headers
         .iter()
         .filter(|(k, _)| k.eq_ignore_ascii_case("sec-websocket-extensions"))
-        .map(|(_, v)| v.as_str());
+        .map(|(_, v)| v);
     let Some((agreed, answer)) = crate::wire::extension::accept(offers, ours) else {
         return;
     };
