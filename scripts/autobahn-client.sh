@@ -39,6 +39,9 @@
 #   AUTOBAHN_CASES    space-separated case ids/globs (e.g. "5.* 9.7.1") to serve
 #                     instead of sections 1-10; turns off the case-count check.
 #   AUTOBAHN_TIMEOUT  seconds the client may run (default 1200).
+#   AUTOBAHN_PARALLELISM  cases the client runs at a time (default 1; above 1
+#                     it is passed as `--parallel N`, which the built example
+#                     knows; a CLIENT_CMD must know it too).
 #   AUTOBAHN_BUILD_TIMEOUT   seconds for the cargo build (default 1200).
 #   AUTOBAHN_READY_TIMEOUT   seconds to wait for kosoku to listen (default 30).
 #   AUTOBAHN_REPORT_TIMEOUT  seconds to wait for kosoku to exit after the client
@@ -78,6 +81,11 @@ CLIENT_TIMEOUT="${AUTOBAHN_TIMEOUT:-$TIMEOUT_DEFAULT}"
 BUILD_TIMEOUT="${AUTOBAHN_BUILD_TIMEOUT:-1200}"
 READY_TIMEOUT="${AUTOBAHN_READY_TIMEOUT:-30}"
 REPORT_TIMEOUT="${AUTOBAHN_REPORT_TIMEOUT:-60}"
+PARALLELISM="${AUTOBAHN_PARALLELISM:-1}"
+CLIENT_EXTRA=()
+if (( PARALLELISM > 1 )); then
+    CLIENT_EXTRA=(--parallel "$PARALLELISM")
+fi
 CLOSE_MODE="${AUTOBAHN_CLOSE:-must}"
 
 KOSOKU_PID=""
@@ -126,7 +134,7 @@ log "kosoku fuzzingserver pid $KOSOKU_PID listening on $ADDR"
 log "running client: ${CLIENT_ARGV[*]} $ADDR"
 c0=$SECONDS
 client_rc=0
-PATH="$VENV/bin:$PATH" RUST_BACKTRACE=1 run_bounded "$CLIENT_TIMEOUT" "${CLIENT_ARGV[@]}" "$ADDR" \
+PATH="$VENV/bin:$PATH" RUST_BACKTRACE=1 run_bounded "$CLIENT_TIMEOUT" "${CLIENT_ARGV[@]}" "$ADDR" "${CLIENT_EXTRA[@]}" \
     </dev/null >"$CLIENT_LOG" 2>&1 || client_rc=$?
 log "client finished in $((SECONDS - c0))s with exit status $client_rc"
 problems=""
