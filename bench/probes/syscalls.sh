@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 set -u
 bin=$1; port=$2; shift 2
-taskset -c 0 $bin 127.0.0.1:$port >/dev/null 2>&1 &
+taskset -c 0 $bin 127.0.0.1:$port ${SERVER_FLAGS:-} >/dev/null 2>&1 &
 pid=$!
 sleep 0.3
 ev=$(for s in read write writev readv recvfrom sendto sendmsg recvmsg futex poll ppoll setsockopt getsockopt ioctl fcntl sched_yield epoll_wait clock_gettime mmap munmap madvise; do echo -n "syscalls:sys_enter_$s,"; done)
