@@ -20,6 +20,7 @@ mod run;
 mod send;
 pub(crate) mod state;
 pub(crate) mod stats;
+mod turn;
 pub(crate) mod writer;
 
 pub(crate) use self::run::run;

@@ -3,7 +3,8 @@
 //! exactly once. Server and client connections both run here.
 //!
 //! The read loop: cork the outbox, dispatch every event already buffered,
-//! uncork (the replies leave in one write), read. This thread is the only
+//! uncork (the replies leave in one write), yield if this thread's turn is
+//! over (`turn.rs`), read. This thread is the only
 //! one that writes blocking, to its own peer (up to `write_timeout`):
 //! while it writes it does not read, which is TCP's back-pressure. From the
 //! end of the read loop `is_open()` is false and sends fail; `on_close`
@@ -16,6 +17,7 @@ use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use crate::session::guard::{self, Panic};
+use crate::session::turn::Turn;
 use crate::transport::outbox::Flushed;
 use crate::transport::{Stream, Transport};
 use crate::wire::reader::{Event, FrameReader};
@@ -115,6 +117,7 @@ enum Step {
 impl Session<'_> {
     fn read_loop(&self, reader: &mut FrameReader) -> (u16, String) {
         let inner = &self.conn.inner;
+        let mut turn = Turn::new(Instant::now());
         loop {
             // Replies to everything this read brought in leave in one write
             // (other threads' sends meanwhile leave at once).
@@ -124,7 +127,12 @@ impl Session<'_> {
             if let Step::End(code, reason) = step {
                 return (code, reason);
             }
-            match reader.fill(&mut Transport::waiting(&inner.stream)) {
+            // Between messages, nothing locked: where a busy thread gives
+            // way to the others (session/turn.rs).
+            let started = turn.before_read();
+            let filled = reader.fill(&mut Transport::waiting(&inner.stream));
+            turn.read_done(started);
+            match filled {
                 Ok(0) => {
                     if reader.buffered() > 0 && self.conn.is_open() {
                         self.error(&Error::Io(io::ErrorKind::UnexpectedEof.into()));
