@@ -43,6 +43,7 @@ pub struct Config {
     pub(crate) write_timeout: Duration,
     pub(crate) nodelay: bool,
     pub(crate) sse_keepalive: Option<Duration>,
+    pub(crate) yield_after: Option<Duration>,
     pub(crate) trusted_proxies: Vec<crate::http::forwarded::Range>,
     /// The first `trusted_proxies` entry that is not an address or range.
     pub(crate) bad_proxy: Option<String>,
@@ -70,6 +71,7 @@ impl Default for Config {
             write_timeout: Duration::from_secs(10),
             nodelay: true,
             sse_keepalive: Some(Duration::from_secs(15)),
+            yield_after: Some(Duration::from_micros(100)),
             trusted_proxies: Vec::new(),
             bad_proxy: None,
             #[cfg(feature = "deflate")]
@@ -151,6 +153,15 @@ setters! {
     /// sent nothing for this long, so proxies keep it open (default 15 s; at
     /// least 1 ms, the housekeeper's resolution); `None` disables it.
     sse_keepalive: Option<Duration>;
+    /// A connection thread that has worked this long without waiting for
+    /// input yields its core before its next read (default 100 µs), so
+    /// that connections busy at once share a core message by message.
+    /// `None`: it runs until the kernel preempts it, at its timer tick
+    /// (every 4 ms at `CONFIG_HZ=250`): more throughput when more
+    /// connections than cores are busy at once, and tails of one tick per
+    /// other busy connection (DEPLOYING.md, "Latency when the cores are
+    /// saturated").
+    yield_after: Option<Duration>;
 }
 
 impl Config {

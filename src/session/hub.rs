@@ -53,6 +53,8 @@ pub(crate) struct Timing {
     pub(crate) ping_timeout: Duration,
     pub(crate) close_timeout: Duration,
     pub(crate) write_timeout: Duration,
+    /// `Config::yield_after`.
+    pub(crate) yield_after: Option<Duration>,
 }
 
 enum Wake {
@@ -213,6 +215,7 @@ impl Hub {
                 ping_timeout: c.ping_timeout,
                 close_timeout: c.close_timeout,
                 write_timeout: c.write_timeout,
+                yield_after: c.yield_after,
             },
         )
     }
@@ -302,6 +305,11 @@ impl Hub {
     /// The keepalive interval, if keepalive is on.
     pub(crate) fn ping_interval(&self) -> Option<Duration> {
         self.timing.ping_interval
+    }
+
+    /// `Config::yield_after`.
+    pub(crate) fn yield_after(&self) -> Option<Duration> {
+        self.timing.yield_after
     }
 
     /// The least time between two scans: deadlines are kept to within this.
@@ -653,6 +661,7 @@ mod tests {
             ping_timeout: Duration::from_secs(10),
             close_timeout: Duration::from_secs(10),
             write_timeout: Duration::from_secs(10),
+            yield_after: None,
         };
         let hub = Hub::new(1 << 20, timing);
         hub.run().unwrap();

@@ -1,20 +1,16 @@
 //! Sharing a core between busy connections: a connection thread that has
-//! worked for [`TURN`] without waiting gives the core up before its next
-//! read.
+//! worked for `Config::yield_after` without waiting gives the core up
+//! before its next read.
 //!
 //! A thread that always has input (its peer keeps messages in flight)
 //! never waits, so the kernel preempts it only at its timer tick: 4 ms at
 //! `CONFIG_HZ=250`. With ten such connections on one core, a message could
-//! wait nine ticks (36 ms) for its thread to run again. Giving way every
-//! [`TURN`] at a message boundary, where no lock is held, makes that a few
-//! turns of the others' work (p99 4-5 ms over TLS, against 36-40:
-//! bench/RESULTS.md). A thread alone on its core yields to no one: one
-//! cheap system call per turn.
+//! wait nine ticks (36 ms) for its thread to run again. Giving way at a
+//! message boundary, where no lock is held, makes that a few turns of the
+//! others' work (bench/RESULTS.md). A thread alone on its core yields to
+//! no one: one cheap system call per turn.
 
 use std::time::{Duration, Instant};
-
-/// Continuous work after which a connection thread yields before reading.
-pub(crate) const TURN: Duration = Duration::from_micros(100);
 
 /// A read that took this long waited (for input, or for the core): the
 /// others have had their turn meanwhile, so a new one starts.
@@ -22,12 +18,14 @@ const WAITED: Duration = Duration::from_micros(100);
 
 /// One connection thread's turn.
 pub(crate) struct Turn {
+    /// `None`: never yield.
+    len: Option<Duration>,
     since: Instant,
 }
 
 impl Turn {
-    pub(crate) fn new(now: Instant) -> Turn {
-        Turn { since: now }
+    pub(crate) fn new(len: Option<Duration>, now: Instant) -> Turn {
+        Turn { len, since: now }
     }
 
     /// Before a read: gives the core up if the turn is over. Returns the
@@ -49,7 +47,8 @@ impl Turn {
     }
 
     fn over(&self, now: Instant) -> bool {
-        now.saturating_duration_since(self.since) >= TURN
+        self.len
+            .is_some_and(|len| now.saturating_duration_since(self.since) >= len)
     }
 
     fn after(&mut self, started: Instant, now: Instant) {
@@ -67,7 +66,7 @@ mod tests {
     fn a_turn_ends_after_continuous_work_and_restarts_after_a_wait() {
         let t0 = Instant::now();
         let us = |n| t0 + Duration::from_micros(n);
-        let mut turn = Turn::new(t0);
+        let mut turn = Turn::new(Some(Duration::from_micros(100)), t0);
         assert!(!turn.over(us(99)));
         // Reads that found input at once: still the same turn.
         turn.after(us(50), us(60));
@@ -77,5 +76,12 @@ mod tests {
         turn.after(us(100), us(250));
         assert!(!turn.over(us(349)));
         assert!(turn.over(us(350)));
+    }
+
+    #[test]
+    fn without_a_length_a_turn_never_ends() {
+        let t0 = Instant::now();
+        let turn = Turn::new(None, t0);
+        assert!(!turn.over(t0 + Duration::from_secs(3600)));
     }
 }

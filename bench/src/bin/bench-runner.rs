@@ -265,6 +265,7 @@ fn main() {
             vec![
                 ("cpu_us_per_msg", "CPU µs/msg"),
                 ("mb_per_s", "MB/s"),
+                ("p50_us", "p50 µs"),
                 ("p99_us", "p99 µs"),
                 ("server_cpu_pct", "CPU %"),
                 ("loadgen_cpu_pct", "loadgen CPU %"),
