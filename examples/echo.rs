@@ -5,6 +5,9 @@
 //!     cargo run --example echo -- 127.0.0.1:9001 --seconds 60   # then stops cleanly
 //!     cargo run --features tls --example echo -- 127.0.0.1:9443 --cert cert.pem --key key.pem
 //!
+//! `--yield-after MICROS` sets `Config::yield_after` (the benchmarks' turns
+//! between busy connections; DEPLOYING.md).
+//!
 //! `RUST_LOG=debug` shows each connection open and close.
 
 #[path = "support/cli.rs"]
@@ -12,10 +15,12 @@ mod cli;
 #[path = "support/signals.rs"]
 mod signals;
 
+use std::time::Duration;
+
 use wsportal::{Config, Resource, Server, ServerHandle};
 
 /// The command line (anything else: this line, and exit status 2).
-const USAGE: &str = "echo [ADDR] [--seconds N] [--cert PATH --key PATH]";
+const USAGE: &str = "echo [ADDR] [--seconds N] [--cert PATH --key PATH] [--yield-after MICROS]";
 
 fn main() -> std::process::ExitCode {
     cli::init_logs();
@@ -25,12 +30,16 @@ fn main() -> std::process::ExitCode {
 /// Serves on `args[0]` (default 127.0.0.1:9001); `--seconds N` stops it
 /// cleanly after N seconds; `--cert PATH --key PATH` serve wss:// instead.
 pub fn run(argv: &[String]) -> Result<(), Box<dyn std::error::Error>> {
-    let args = cli::Args::parse(argv, 1, &["--seconds", "--cert", "--key"])?;
+    let args = cli::Args::parse(argv, 1, &["--seconds", "--cert", "--key", "--yield-after"])?;
     let seconds = args.seconds()?;
     let addr = args.positional(0).unwrap_or("127.0.0.1:9001");
+    let yield_after = args.parsed("--yield-after")?.map(Duration::from_micros);
 
     // Keepalive pings would be noise to a conformance suite; switch them off.
-    let mut server = Server::with_config(Config::default().ping_interval(None));
+    let config = Config::default()
+        .ping_interval(None)
+        .yield_after(yield_after);
+    let mut server = Server::with_config(config);
     for path in ["/", "/echo"] {
         // Send each message back as it came: text as text, binary as binary.
         server.define_resource(

@@ -71,7 +71,7 @@ impl Default for Config {
             write_timeout: Duration::from_secs(10),
             nodelay: true,
             sse_keepalive: Some(Duration::from_secs(15)),
-            yield_after: Some(Duration::from_micros(100)),
+            yield_after: None,
             trusted_proxies: Vec::new(),
             bad_proxy: None,
             #[cfg(feature = "deflate")]
@@ -154,13 +154,12 @@ setters! {
     /// least 1 ms, the housekeeper's resolution); `None` disables it.
     sse_keepalive: Option<Duration>;
     /// A connection thread that has worked this long without waiting for
-    /// input yields its core before its next read (default 100 µs), so
-    /// that connections busy at once share a core message by message.
-    /// `None`: it runs until the kernel preempts it, at its timer tick
-    /// (every 4 ms at `CONFIG_HZ=250`): more throughput when more
-    /// connections than cores are busy at once, and tails of one tick per
-    /// other busy connection (DEPLOYING.md, "Latency when the cores are
-    /// saturated").
+    /// input yields its core before its next read, so that connections
+    /// busy at once share a core message by message. Default `None`: it
+    /// runs until the kernel preempts it at its timer tick (every 4 ms at
+    /// `CONFIG_HZ=250`). When more connections than cores are busy at once,
+    /// e.g. 100 µs trades throughput and the median for the tail
+    /// (measured in DEPLOYING.md, "Latency when the cores are saturated").
     yield_after: Option<Duration>;
 }
 

@@ -1,14 +1,15 @@
 //! Sharing a core between busy connections: a connection thread that has
-//! worked for `Config::yield_after` without waiting gives the core up
-//! before its next read.
+//! worked for `Config::yield_after` (when set) without waiting gives the
+//! core up before its next read.
 //!
 //! A thread that always has input (its peer keeps messages in flight)
 //! never waits, so the kernel preempts it only at its timer tick: 4 ms at
 //! `CONFIG_HZ=250`. With ten such connections on one core, a message could
 //! wait nine ticks (36 ms) for its thread to run again. Giving way at a
 //! message boundary, where no lock is held, makes that a few turns of the
-//! others' work (bench/RESULTS.md). A thread alone on its core yields to
-//! no one: one cheap system call per turn.
+//! others' work, for some throughput (DEPLOYING.md has the measurements).
+//! A thread alone on its core yields to no one: one cheap system call per
+//! turn.
 
 use std::time::{Duration, Instant};
 
@@ -29,21 +30,25 @@ impl Turn {
     }
 
     /// Before a read: gives the core up if the turn is over. Returns the
-    /// time the read starts, for [`Turn::read_done`].
-    pub(crate) fn before_read(&mut self) -> Instant {
+    /// time the read starts, for [`Turn::read_done`] (`None` without a
+    /// length: no clock is read at all).
+    pub(crate) fn before_read(&mut self) -> Option<Instant> {
+        self.len?;
         let now = Instant::now();
         if !self.over(now) {
-            return now;
+            return Some(now);
         }
         std::thread::yield_now();
         let now = Instant::now();
         self.since = now;
-        now
+        Some(now)
     }
 
     /// After a read that started at `started`.
-    pub(crate) fn read_done(&mut self, started: Instant) {
-        self.after(started, Instant::now());
+    pub(crate) fn read_done(&mut self, started: Option<Instant>) {
+        if let Some(started) = started {
+            self.after(started, Instant::now());
+        }
     }
 
     fn over(&self, now: Instant) -> bool {

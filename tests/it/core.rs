@@ -439,3 +439,33 @@ fn many_clients_at_once() {
         t.join().unwrap();
     }
 }
+
+/// `Config::yield_after(Some(ZERO))`: every connection thread yields before
+/// every read. Busy clients sending large messages still get every echo,
+/// in order.
+#[test]
+fn threads_that_yield_before_every_read_still_echo_everything() {
+    let h = Arc::new(start(
+        Config::default().yield_after(Some(Duration::ZERO)),
+        "/",
+        Resource::new().on_message(|ws, m| {
+            let _ = ws.send(m);
+        }),
+    ));
+    let threads: Vec<_> = (0..4u8)
+        .map(|i| {
+            let addr = h.local_addr();
+            std::thread::spawn(move || {
+                let mut ws = connect(addr, "/");
+                for j in 0..30u8 {
+                    let body = vec![i ^ j; 40_000 + usize::from(j) * 997];
+                    ws.send(tungstenite::Message::binary(body.clone())).unwrap();
+                    assert_eq!(recv(&mut ws), tungstenite::Message::binary(body));
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+}

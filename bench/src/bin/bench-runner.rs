@@ -773,10 +773,14 @@ fn servers() -> Vec<Server> {
     let chat = "target/release/examples/chat";
     list.push(Server {
         name: "wsportal".into(),
-        echo: Some(vec![echo.into()]),
+        // `ECHO_ARGS`: extra arguments for wsportal's echo (not the
+        // baseline's), e.g. `--yield-after 100`.
+        echo: Some(with_args_from("ECHO_ARGS", echo)),
         // `CHAT_ARGS`: extra arguments for wsportal's chat (and the
         // baseline's), e.g. `--max-backlog 33554432` for `Config`'s default.
-        chat: Path::new(chat).exists().then(|| with_chat_args(chat)),
+        chat: Path::new(chat)
+            .exists()
+            .then(|| with_args_from("CHAT_ARGS", chat)),
         raw: false,
         peer: false,
         ours: false,
@@ -793,7 +797,9 @@ fn servers() -> Vec<Server> {
         list.push(Server {
             name: "wsportal-baseline".into(),
             echo: Some(vec![echo.clone()]),
-            chat: Path::new(&chat).exists().then(|| with_chat_args(&chat)),
+            chat: Path::new(&chat)
+                .exists()
+                .then(|| with_args_from("CHAT_ARGS", &chat)),
             raw: false,
             peer: false,
             ours: false,
@@ -807,8 +813,10 @@ fn servers() -> Vec<Server> {
 }
 
 /// wsportal's chat command: `path` and the words of `CHAT_ARGS`.
-fn with_chat_args(path: &str) -> Vec<String> {
-    let extra = env_s("CHAT_ARGS", "");
+/// The command `path`, with the extra arguments in environment variable
+/// `var` (`ECHO_ARGS`, `CHAT_ARGS`).
+pub fn with_args_from(var: &str, path: &str) -> Vec<String> {
+    let extra = env_s(var, "");
     std::iter::once(path.to_string())
         .chain(extra.split_whitespace().map(String::from))
         .collect()

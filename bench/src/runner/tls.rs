@@ -75,7 +75,7 @@ pub fn servers() -> Vec<Server> {
     };
     let wsportal = Server {
         name: "wsportal".into(),
-        echo: Some(vec![WSPORTAL_ECHO.into()]),
+        echo: Some(super::with_args_from("ECHO_ARGS", WSPORTAL_ECHO)),
         chat: None,
         raw: false,
         peer: false,
