@@ -21,6 +21,9 @@
 //! Two lines are commands: `/ping` sends a ping and reports its pong, and
 //! `/close [CODE [REASON]]` closes the connection. End of input closes with 1000.
 
+#[path = "support/cli.rs"]
+mod cli;
+
 use std::io::BufRead;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
@@ -31,36 +34,28 @@ const USAGE: &str = "usage: client [URL] [--ca PATH] [--reconnect] [--proxy URL 
 
 /// The command line, parsed.
 pub(crate) struct Options {
-    url: String,
-    ca: Option<String>,
-    reconnect: bool,
-    proxy: Option<String>,
-    proxy_env: bool,
+    pub(crate) url: String,
+    pub(crate) ca: Option<String>,
+    pub(crate) reconnect: bool,
+    pub(crate) proxy: Option<String>,
+    pub(crate) proxy_env: bool,
 }
 
+/// Parses the command line; `Err` says what is wrong (empty for `--help`).
 pub(crate) fn parse(args: &[String]) -> Result<Options, String> {
-    let mut options = Options {
-        url: "ws://127.0.0.1:9001/echo".into(),
-        ca: None,
-        reconnect: false,
-        proxy: None,
-        proxy_env: false,
+    let flags = ["--reconnect", "--proxy-env"];
+    let args =
+        cli::Args::parse_with_flags(args, 1, &["--ca", "--proxy"], &flags).map_err(|u| u.0)?;
+    let options = Options {
+        url: args
+            .positional(0)
+            .unwrap_or("ws://127.0.0.1:9001/echo")
+            .to_owned(),
+        ca: args.value("--ca").map(str::to_owned),
+        reconnect: args.flag("--reconnect"),
+        proxy: args.value("--proxy").map(str::to_owned),
+        proxy_env: args.flag("--proxy-env"),
     };
-    let mut rest = args.iter();
-    let mut first = true;
-    while let Some(arg) = rest.next() {
-        match arg.as_str() {
-            "--ca" => options.ca = Some(rest.next().ok_or("--ca needs a PATH")?.clone()),
-            "--reconnect" => options.reconnect = true,
-            "--proxy" => options.proxy = Some(rest.next().ok_or("--proxy needs a URL")?.clone()),
-            "--proxy-env" => options.proxy_env = true,
-            "-h" | "--help" => return Err(String::new()),
-            flag if flag.starts_with('-') => return Err(format!("unknown flag {flag}")),
-            url if first => options.url = url.to_owned(),
-            other => return Err(format!("unexpected argument {other}")),
-        }
-        first = false;
-    }
     if options.ca.is_some() && !options.url.starts_with("wss://") {
         return Err("--ca PATH is for wss:// URLs".into());
     }

@@ -10,6 +10,9 @@
 //! does; with the `tls` feature, `https://` works and `--ca PATH` trusts a
 //! PEM certificate.
 
+#[path = "support/cli.rs"]
+mod cli;
+
 use wsportal::{Error, EventSource};
 
 const USAGE: &str = "usage: events URL [--proxy URL | --proxy-env] [--ca PATH]";
@@ -37,34 +40,26 @@ fn main() -> std::process::ExitCode {
     }
 }
 
+/// Parses the command line; `Err` says what is wrong (empty for `--help`).
 fn parse(args: &[String]) -> Result<EventSource, String> {
-    let mut rest = args.iter();
-    let url = match rest.next() {
-        Some(help) if help == "-h" || help == "--help" => return Err(String::new()),
-        Some(flag) if flag.starts_with('-') => {
-            return Err(format!("the URL comes first, not {flag}"))
-        }
-        Some(url) => url,
-        None => return Err("the URL is missing".into()),
-    };
+    let args = cli::Args::parse_with_flags(args, 1, &["--proxy", "--ca"], &["--proxy-env"])
+        .map_err(|u| u.0)?;
+    let url = args.positional(0).ok_or("the URL is missing")?;
     let mut source = EventSource::new(url);
-    while let Some(arg) = rest.next() {
-        match arg.as_str() {
-            "--proxy" => source = source.proxy(rest.next().ok_or("--proxy needs a URL")?),
-            "--proxy-env" => source = source.proxy_from_env(),
-            "--ca" => {
-                let path = rest.next().ok_or("--ca needs a PATH")?;
-                #[cfg(feature = "tls")]
-                {
-                    let pem = std::fs::read(path).map_err(|e| format!("{path}: {e}"))?;
-                    source = source.add_root_certificate(pem);
-                }
-                #[cfg(not(feature = "tls"))]
-                return Err(format!("--ca {path} needs the tls feature"));
-            }
-            "-h" | "--help" => return Err(String::new()),
-            other => return Err(format!("unknown argument {other}")),
+    if let Some(proxy) = args.value("--proxy") {
+        source = source.proxy(proxy);
+    }
+    if args.flag("--proxy-env") {
+        source = source.proxy_from_env();
+    }
+    if let Some(path) = args.value("--ca") {
+        #[cfg(feature = "tls")]
+        {
+            let pem = std::fs::read(path).map_err(|e| format!("{path}: {e}"))?;
+            source = source.add_root_certificate(pem);
         }
+        #[cfg(not(feature = "tls"))]
+        return Err(format!("--ca {path} needs the tls feature"));
     }
     Ok(source)
 }

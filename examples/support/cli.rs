@@ -1,7 +1,8 @@
 //! The examples' command lines, checked like any command-line tool's: an
 //! unknown option, a missing or bad value, or a stray argument prints the
 //! usage line and exits with status 2. Not a general parser: positional
-//! arguments, then `--name VALUE` options (in any order after them).
+//! arguments, then `--name VALUE` options and `--name` flags (in any order
+//! after them).
 
 // Because each example uses only part of it.
 #![allow(dead_code)]
@@ -30,6 +31,7 @@ impl Error for Usage {}
 pub struct Args {
     positional: Vec<String>,
     options: Vec<(String, String)>,
+    flags: Vec<String>,
 }
 
 impl Args {
@@ -40,16 +42,32 @@ impl Args {
     /// An unknown option, an option without its value, or one positional
     /// argument too many.
     pub fn parse(args: &[String], max_positional: usize, options: &[&str]) -> Result<Args, Usage> {
+        Args::parse_with_flags(args, max_positional, options, &[])
+    }
+
+    /// As [`Args::parse`], and `flags` are options without a value.
+    ///
+    /// # Errors
+    /// As [`Args::parse`].
+    pub fn parse_with_flags(
+        args: &[String],
+        max_positional: usize,
+        options: &[&str],
+        flags: &[&str],
+    ) -> Result<Args, Usage> {
         let mut parsed = Args {
             positional: Vec::new(),
             options: Vec::new(),
+            flags: Vec::new(),
         };
         let mut it = args.iter();
         while let Some(arg) = it.next() {
             if arg == "--help" || arg == "-h" {
                 return Err(Usage(String::new()));
             }
-            if arg.starts_with("--") {
+            if flags.contains(&arg.as_str()) {
+                parsed.flags.push(arg.clone());
+            } else if arg.starts_with('-') {
                 if !options.contains(&arg.as_str()) {
                     return Err(Usage(format!("unknown option {arg}")));
                 }
@@ -64,6 +82,11 @@ impl Args {
             }
         }
         Ok(parsed)
+    }
+
+    /// Whether flag `name` was given.
+    pub fn flag(&self, name: &str) -> bool {
+        self.flags.iter().any(|f| f == name)
     }
 
     /// Positional argument `i`, if given.

@@ -107,8 +107,19 @@ fn the_client_example_reads_its_commands_and_flags_strictly() {
     );
     assert_eq!(
         refused(&["ws://127.0.0.1:1/x", "--bogus"]),
-        "unknown flag --bogus"
+        "unknown option --bogus"
     );
+    assert_eq!(
+        refused(&["ws://127.0.0.1:1/x", "--ca"]),
+        "--ca needs a value"
+    );
+    assert_eq!(
+        refused(&["ws://127.0.0.1:1/x", "ws://127.0.0.1:2/y"]),
+        "unexpected argument \"ws://127.0.0.1:2/y\""
+    );
+    let both = client::parse(&args(&["--reconnect", "ws://h:1/x", "--proxy-env"])).unwrap();
+    assert!(both.reconnect && both.proxy_env);
+    assert_eq!(both.url, "ws://h:1/x");
     assert!(client::parse(&args(&["wss://localhost:1/x", "--ca", "c.pem"])).is_ok());
 }
 
