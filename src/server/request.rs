@@ -3,7 +3,7 @@
 //! timeout, then the route's WebSocket upgrade (and the connection's whole
 //! life), event stream, page, handler or metrics, or a refusal.
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -364,14 +364,11 @@ fn answer(stream: &Stream, response: &[u8]) {
     let _ = s.flush();
     stream.close_notify();
     let _ = stream.shutdown(Shutdown::Write);
-    // Read what the client still sends (bounded), so closing does not reset
-    // the connection before it has read the answer.
-    let _ = stream.set_read_timeout(Some(Duration::from_millis(200)));
-    let mut scratch = [0u8; 1024];
-    for _ in 0..16 {
-        match s.read(&mut scratch) {
-            Ok(n) if n > 0 => {}
-            _ => break,
-        }
-    }
+    // Read what the client still sends (for at most 200 ms), so closing
+    // does not reset the connection before it has read the answer.
+    stream.linger(crate::deadline::after(ANSWER_LINGER));
 }
+
+/// How long an answered request's connection reads what the client still
+/// sends before it closes.
+const ANSWER_LINGER: Duration = Duration::from_millis(200);

@@ -11,15 +11,15 @@
 //! follows, once, whatever ended it (a 1006 ending is recorded as a
 //! cut-off).
 
-use std::io::{self, Read};
-use std::net::{Shutdown, TcpStream};
+use std::io;
+use std::net::Shutdown;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use crate::session::guard::{self, Panic};
 use crate::session::turn::Turn;
 use crate::transport::outbox::Flushed;
-use crate::transport::{Stream, Transport};
+use crate::transport::Transport;
 use crate::wire::reader::{Event, FrameReader};
 use crate::{Connection, Error, Resource};
 
@@ -66,42 +66,16 @@ pub(crate) fn run(
     if let Some(hook) = &hooks.on_close {
         s.call("on_close", || hook(conn, code, &reason));
     }
+    // What the peer still sends is read and dropped (`Stream::linger`), so
+    // that closing sends no reset that would discard our last bytes.
     let linger = hub.close_timeout().min(LINGER_MAX);
-    lingering_close(&conn.inner.stream, crate::deadline::after(linger));
+    conn.inner.stream.linger(crate::deadline::after(linger));
     (code, reason)
 }
 
 /// How long a closed connection's thread reads what the peer still sends
 /// at most (`close_timeout`, if shorter).
 const LINGER_MAX: std::time::Duration = std::time::Duration::from_secs(2);
-
-/// After our FIN (`shutdown(Write)`: the peer gets everything we wrote),
-/// reads and drops whatever the peer still sends until its own FIN (or
-/// `deadline`). Closing a socket with unread
-/// input answers with a reset, and a reset makes the peer's kernel drop
-/// what it had received but not yet read: our last messages and the close
-/// frame (nginx's "lingering close" avoids the same). A cut-off or the
-/// server's shutdown shuts the socket from another thread, which ends the
-/// wait at once.
-///
-/// Never inlined: its scratch buffer would otherwise sit in `run`'s frame,
-/// under every idle connection's read (one more page of stack each).
-#[inline(never)]
-fn lingering_close(stream: &Stream, deadline: Instant) {
-    let mut tcp: &TcpStream = stream;
-    let mut scratch = [0u8; 1024];
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() || tcp.set_read_timeout(Some(left)).is_err() {
-            break;
-        }
-        match tcp.read(&mut scratch) {
-            Ok(0) | Err(_) => break,
-            Ok(_) => {}
-        }
-    }
-    let _ = stream.shutdown(Shutdown::Read);
-}
 
 struct Session<'a> {
     conn: &'a Connection,

@@ -87,6 +87,35 @@ impl Stream {
         }
     }
 
+    /// After our FIN (`shutdown(Write)`: the peer gets everything we
+    /// wrote), reads and drops whatever the peer still sends until its own
+    /// FIN or `deadline`, then shuts the reading side. Closing a socket
+    /// with unread input answers with a reset, and a reset makes the
+    /// peer's kernel drop what it had received but not yet read: our last
+    /// messages, our close frame or our HTTP answer (nginx's "lingering
+    /// close" avoids the same). Reads the raw socket, TLS or not: the bytes
+    /// are dropped anyway. Another thread's `shutdown` ends the wait at once.
+    ///
+    /// Never inlined: its scratch buffer would otherwise sit in its
+    /// caller's frame, under every idle connection's read (one more page
+    /// of stack each).
+    #[inline(never)]
+    pub(crate) fn linger(&self, deadline: std::time::Instant) {
+        let mut tcp = &self.tcp;
+        let mut scratch = [0u8; 1024];
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            if left.is_zero() || tcp.set_read_timeout(Some(left)).is_err() {
+                break;
+            }
+            match io::Read::read(&mut tcp, &mut scratch) {
+                Ok(0) | Err(_) => break,
+                Ok(_) => {}
+            }
+        }
+        let _ = self.tcp.shutdown(std::net::Shutdown::Read);
+    }
+
     /// Frees what a TLS connection gone quiet holds for reading (see
     /// `Session::trim`); nothing for plain TCP, which holds nothing here.
     pub(crate) fn trim(&self) {
