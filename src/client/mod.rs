@@ -200,8 +200,9 @@ impl Client {
     /// `https_proxy` or `HTTPS_PROXY` for `wss://`, `http_proxy` (lower
     /// case only, as curl) for `ws://`, else `all_proxy` or `ALL_PROXY`;
     /// none for a host listed in `no_proxy` or `NO_PROXY` (`*`, names with
-    /// their subdomains, IP addresses). The values are proxy URLs as for
-    /// [`Client::proxy`], which this replaces.
+    /// their subdomains, IP addresses, CIDR ranges such as `10.0.0.0/8`).
+    /// The values are proxy URLs as for [`Client::proxy`], which this
+    /// replaces.
     pub fn proxy_from_env(mut self) -> Client {
         self.proxy = Some(proxy::ProxySetting::Env);
         self

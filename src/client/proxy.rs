@@ -4,10 +4,11 @@
 //! end to end with the server; the proxy sees only the host and port.
 
 use std::io::{Read, Write};
-use std::net::TcpStream;
+use std::net::{IpAddr, TcpStream};
 use std::time::Instant;
 
 use super::handshake::{self, Target};
+use crate::http::forwarded::Range;
 use crate::Error;
 
 /// A proxy to tunnel through: `http://`, `socks5://` or `socks5h://`,
@@ -123,7 +124,7 @@ pub(crate) fn parse(url: &str) -> Result<Proxy, Error> {
 /// a request's `Proxy:` header); then `all_proxy`, `ALL_PROXY`. Empty
 /// values count as unset. `no_proxy` (or `NO_PROXY`) lists hosts to reach
 /// directly: `*` for all, else names matched with their subdomains (a
-/// leading dot is ignored) and IP addresses matched exactly.
+/// leading dot is ignored), and IP addresses and CIDR ranges.
 pub(crate) fn from_env(
     target: &Target,
     var: impl Fn(&str) -> Option<String>,
@@ -150,9 +151,12 @@ pub(crate) fn from_env(
     parse(url.trim()).map(Some)
 }
 
-/// Whether `host` is in a `no_proxy` list.
+/// Whether `host` (without IPv6 brackets) is in a `no_proxy` list: `*`,
+/// a name (with its subdomains), or for an IP address, an address or a
+/// CIDR range (`10.0.0.0/8`, `fd00::/8`, as curl 7.86 and later).
 fn bypass(list: &str, host: &str) -> bool {
     let host = host.trim_end_matches('.').to_ascii_lowercase();
+    let ip: Option<IpAddr> = host.parse().ok();
     list.split(',').map(str::trim).any(|entry| {
         if entry == "*" {
             return true;
@@ -162,6 +166,9 @@ fn bypass(list: &str, host: &str) -> bool {
             .trim_start_matches('[')
             .trim_end_matches(']')
             .to_ascii_lowercase();
+        if let (Some(ip), Some(range)) = (ip, Range::parse(&entry)) {
+            return range.contains(ip);
+        }
         !entry.is_empty()
             && (host == entry
                 || (host.ends_with(&entry) && host[..host.len() - entry.len()].ends_with('.')))
@@ -348,5 +355,20 @@ mod tests {
         }
         let vars = env(&[("ALL_PROXY", "all:1"), ("no_proxy", "ample.com,other")]);
         assert_eq!(host(from_env(&ws, vars)), Some("all".into()));
+    }
+
+    #[test]
+    fn no_proxy_takes_addresses_and_cidr_ranges() {
+        assert!(bypass("10.0.0.0/8", "10.1.2.3"));
+        assert!(bypass("example.com, 192.168.0.0/16", "192.168.7.1"));
+        assert!(!bypass("192.168.0.0/16", "192.169.0.1"));
+        assert!(bypass("127.0.0.1", "127.0.0.1"));
+        assert!(!bypass("127.0.0.1", "127.0.0.2"));
+        assert!(bypass("[::1]", "::1"));
+        assert!(bypass("fd00::/8", "fd12::5"));
+        assert!(!bypass("fd00::/8", "fe80::1"));
+        // A range says nothing of names, and a name nothing of addresses.
+        assert!(!bypass("10.0.0.0/8", "ten.example"));
+        assert!(!bypass("example.com", "10.0.0.1"));
     }
 }
