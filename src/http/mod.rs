@@ -279,8 +279,9 @@ fn httparse_reason(e: httparse::Error) -> &'static str {
 const FIRST_READ: usize = 2048;
 
 /// Runs `parse` with a header array large enough for `buf`: it starts at
-/// 64 headers (fewer for a head too short to hold them) and doubles on `TooManyHeaders` (a head of `n` bytes has at
-/// most `n / 3` headers, `a:` and a line end).
+/// 64 headers (fewer for a head too short to hold them) and doubles on
+/// `TooManyHeaders` (a head of `n` bytes has at most `n / 3` headers, `a:`
+/// and a line end).
 ///
 /// 64 headers are 2 KiB, like [`read_head`]'s first buffer: above glibc's
 /// per-thread cache limit (1,032 bytes), so the array goes back to the

@@ -60,7 +60,7 @@ fn wrap(core: &Core, tcp: TcpStream, peer: SocketAddr) -> Option<Stream> {
 /// connection's read for its whole life (the stack pages it touches stay
 /// resident), so a WebSocket connection runs from here, after the
 /// handshake's frames are gone. (A page of stack is 4 KiB of an idle
-/// connection's 13: ARCHITECTURE.md's invariant, `bench/probes/stackdepth.py`.)
+/// connection's 11.4: ARCHITECTURE.md's invariant, `bench/probes/stackdepth.py`.)
 fn handle(core: &Core, id: u64, stream: &Arc<Stream>, peer: SocketAddr) {
     let Some((mut req, leftover, deadline)) = read_request(core, stream, peer) else {
         return;
