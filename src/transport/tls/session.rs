@@ -44,7 +44,10 @@
 //!
 //! The copies we make (received ciphertext into rustls, plaintext out of
 //! it) go through [`copy`], which avoids a slow path of glibc's `memcpy` on
-//! some AMD CPUs.
+//! some AMD CPUs. rustls's own copy of each record's plaintext hits that
+//! path on every record of every connection unless the block it lands in
+//! moves: a busy connection holds rustls's first freed one
+//! ([`Session::plug`]).
 //!
 //! A broadcast is still encoded once; only encryption is per connection.
 //! The handshake runs on the connection's own thread within the handshake
@@ -73,6 +76,9 @@ const READ_CHUNK: usize = 17 * 1024;
 /// waits in `read` touching no more stack than this, and no heap. Two reads
 /// shorter than this in a row make a busy connection quiet.
 const READ_SMALL: usize = 1024;
+/// A freed plaintext record this long or longer is [`Session::plug`]ged
+/// (shorter ones glibc copies without `rep movsb`).
+const PLUG_FROM: usize = 4096;
 /// Plaintext encrypted at once before the ciphertext is written.
 const STEP: usize = 64 * 1024;
 
@@ -99,6 +105,10 @@ struct ReadSide {
     /// reached [`READ_SMALL`], quiet after two shorter ones in a row.
     last: usize,
     prev: usize,
+    /// Holds the heap block rustls copied a large record's plaintext into,
+    /// once rustls has freed it, so that the next record's plaintext goes
+    /// elsewhere; see [`Session::plug`]. Kept while the connection is busy.
+    plug: Vec<u8>,
 }
 
 impl ReadSide {
@@ -286,11 +296,12 @@ impl Session {
     }
 
     /// Copies the plaintext rustls holds into `buf` (by [`copy`]); like
-    /// rustls's own `read`, `WouldBlock` when it holds none.
-    fn take_plaintext(&self, buf: &mut [u8]) -> io::Result<usize> {
+    /// rustls's own `read`, `WouldBlock` when it holds none. Also returns
+    /// the length of the largest record it emptied (rustls then freed it).
+    fn take_plaintext(&self, buf: &mut [u8]) -> io::Result<(usize, usize)> {
         let mut state = self.state.lock();
         let mut reader = state.reader();
-        let mut n = 0;
+        let (mut n, mut freed) = (0, 0);
         while n < buf.len() {
             let chunk = match reader.fill_buf() {
                 Ok([]) => break,
@@ -301,10 +312,31 @@ impl Session {
             };
             let k = chunk.len().min(buf.len() - n);
             copy(&mut buf[n..n + k], &chunk[..k]);
+            if k == chunk.len() {
+                freed = freed.max(k);
+            }
             reader.consume(k);
             n += k;
         }
-        Ok(n)
+        Ok((n, freed))
+    }
+
+    /// Takes the heap block rustls just freed (a record's plaintext of
+    /// `len` bytes) and keeps it, the first time on a busy connection.
+    ///
+    /// rustls copies each record's plaintext out of its buffer for incoming
+    /// records into a fresh block, and with glibc's arena per thread every
+    /// connection thread lays its blocks out alike: that buffer (a `Vec` of
+    /// 32 KiB) and then the plaintext's block, which starts 11 bytes past
+    /// the record's plaintext modulo 4 KiB: the case [`copy`] avoids for
+    /// our own copies, where this CPU's `rep movsb` copies at a twentieth
+    /// of its speed (bench/RESULTS.md, "rustls's plaintext copy"). Holding
+    /// that block moves every later record's elsewhere.
+    fn plug(&self, len: usize) {
+        let mut side = self.reader.lock();
+        if side.plug.capacity() == 0 {
+            side.plug = Vec::with_capacity(len);
+        }
     }
 
     /// Hands ciphertext to rustls (under the state lock) until it holds
@@ -361,7 +393,12 @@ impl Session {
         let mut budget = Budget::new(tcp);
         loop {
             match self.take_plaintext(buf) {
-                Ok(n) => return Ok(n),
+                Ok((n, freed)) => {
+                    if freed >= PLUG_FROM {
+                        self.plug(freed);
+                    }
+                    return Ok(n);
+                }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
                 Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(0),
                 Err(e) => return Err(e),
@@ -395,6 +432,7 @@ impl Session {
                 // wait on the stack.
                 let _ = self.state.lock().read_tls(&mut Nothing);
                 side.buf = Vec::new();
+                side.plug = Vec::new();
                 let mut raw = [0u8; READ_SMALL];
                 budget.before_wait()?;
                 let n = (&*tcp).read(&mut raw)?;
@@ -405,8 +443,9 @@ impl Session {
     }
 
     /// Frees what a connection gone quiet (its keepalive ping is due) holds
-    /// for reading: our ciphertext buffer, and rustls's record buffer down
-    /// to its 4 KiB floor. Skipped while the reader reads.
+    /// for reading: our ciphertext buffer and held block, and rustls's
+    /// record buffer down to its 4 KiB floor. Skipped while the reader
+    /// reads.
     pub(crate) fn trim(&self) {
         let Some(mut side) = self.reader.try_lock() else {
             return;

@@ -112,16 +112,20 @@ fn a_busy_reader_keeps_its_buffer_until_trimmed() {
     // A stream of records: reads take whole records into a kept buffer.
     let mut got = vec![0u8; msg.len()];
     let mut have = 0;
-    let mut kept = 0;
+    let (mut kept, mut plugged) = (0, 0);
     while have < got.len() {
         have += server.read(&theirs, &mut got[have..]).unwrap();
-        kept = kept.max(server.reader.lock().buf.capacity());
+        let side = server.reader.lock();
+        kept = kept.max(side.buf.capacity());
+        plugged = plugged.max(side.plug.capacity());
     }
     assert!(got == msg, "bytes lost or out of order");
     assert!(
         kept >= READ_CHUNK,
         "large reads never used the large buffer"
     );
+    // rustls's block for a whole record's plaintext, once freed, is held.
+    assert!(plugged >= 16 * 1024, "no record's block was held");
     // A busy connection waits keeping its buffer (here the wait times
     // out)...
     assert!(server.reader.lock().busy());
@@ -132,9 +136,11 @@ fn a_busy_reader_keeps_its_buffer_until_trimmed() {
     let e = server.read(&theirs, &mut buf).unwrap_err();
     assert!(is_full(&e), "{e}");
     assert!(server.reader.lock().buf.capacity() >= READ_CHUNK);
-    // ...until the keepalive's trim frees it.
+    assert!(server.reader.lock().plug.capacity() >= 16 * 1024);
+    // ...until the keepalive's trim frees it (and the held block).
     server.trim();
     assert_eq!(server.reader.lock().buf.capacity(), 0);
+    assert_eq!(server.reader.lock().plug.capacity(), 0);
     // And the connection still works both ways.
     let (client, ours) = writer.join().unwrap();
     server
