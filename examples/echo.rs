@@ -5,8 +5,8 @@
 //!     cargo run --example echo -- 127.0.0.1:9001 --seconds 60   # then stops cleanly
 //!     cargo run --features tls --example echo -- 127.0.0.1:9443 --cert cert.pem --key key.pem
 //!
-//! `--yield-after MICROS` sets `Config::yield_after` (the benchmarks' turns
-//! between busy connections; DEPLOYING.md).
+//! `--yield-after MICROS` (or `off`) sets `Config::yield_after` (the
+//! benchmarks' turns between busy connections; DEPLOYING.md).
 //!
 //! `RUST_LOG=debug` shows each connection open and close.
 
@@ -20,7 +20,7 @@ use std::time::Duration;
 use wsportal::{Config, Resource, Server, ServerHandle};
 
 /// The command line (anything else: this line, and exit status 2).
-const USAGE: &str = "echo [ADDR] [--seconds N] [--cert PATH --key PATH] [--yield-after MICROS]";
+const USAGE: &str = "echo [ADDR] [--seconds N] [--cert PATH --key PATH] [--yield-after MICROS|off]";
 
 fn main() -> std::process::ExitCode {
     cli::init_logs();
@@ -33,12 +33,13 @@ pub fn run(argv: &[String]) -> Result<(), Box<dyn std::error::Error>> {
     let args = cli::Args::parse(argv, 1, &["--seconds", "--cert", "--key", "--yield-after"])?;
     let seconds = args.seconds()?;
     let addr = args.positional(0).unwrap_or("127.0.0.1:9001");
-    let yield_after = args.parsed("--yield-after")?.map(Duration::from_micros);
-
     // Keepalive pings would be noise to a conformance suite; switch them off.
-    let config = Config::default()
-        .ping_interval(None)
-        .yield_after(yield_after);
+    let mut config = Config::default().ping_interval(None);
+    if args.value("--yield-after") == Some("off") {
+        config = config.yield_after(None);
+    } else if let Some(micros) = args.parsed("--yield-after")? {
+        config = config.yield_after(Some(Duration::from_micros(micros)));
+    }
     let mut server = Server::with_config(config);
     for path in ["/", "/echo"] {
         // Send each message back as it came: text as text, binary as binary.

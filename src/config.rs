@@ -43,7 +43,8 @@ pub struct Config {
     pub(crate) write_timeout: Duration,
     pub(crate) nodelay: bool,
     pub(crate) sse_keepalive: Option<Duration>,
-    pub(crate) yield_after: Option<Duration>,
+    /// `None`: unset, so each transport's default (`session/turn.rs`).
+    pub(crate) yield_after: Option<Option<Duration>>,
     pub(crate) trusted_proxies: Vec<crate::http::forwarded::Range>,
     /// The first `trusted_proxies` entry that is not an address or range.
     pub(crate) bad_proxy: Option<String>,
@@ -153,17 +154,25 @@ setters! {
     /// sent nothing for this long, so proxies keep it open (default 15 s; at
     /// least 1 ms, the housekeeper's resolution); `None` disables it.
     sse_keepalive: Option<Duration>;
-    /// A connection thread that has worked this long without waiting for
-    /// input yields its core before its next read, so that connections
-    /// busy at once share a core message by message. Default `None`: it
-    /// runs until the kernel preempts it at its timer tick (every 4 ms at
-    /// `CONFIG_HZ=250`). When more connections than cores are busy at once,
-    /// e.g. 100 µs trades throughput and the median for the tail
-    /// (measured in DEPLOYING.md, "Latency when the cores are saturated").
-    yield_after: Option<Duration>;
 }
 
 impl Config {
+    /// A connection thread that has worked this long without waiting for
+    /// input yields its core before its next read, so that connections
+    /// busy at once share a core message by message; `None`: it runs until
+    /// the kernel preempts it at its timer tick (every 4 ms at
+    /// `CONFIG_HZ=250`), so with more busy connections than cores a message
+    /// can wait a tick per other busy connection. Default: 100 µs for TLS
+    /// connections (busy with cryptography, they seldom wait for input:
+    /// over TLS it took a 64 KiB echo's p99 from 31 to 4.4 ms for a tenth
+    /// of its throughput), `None` for plain ones (they wait often enough by
+    /// themselves; yields only cost them). Measured in DEPLOYING.md,
+    /// "Latency when the cores are saturated".
+    pub fn yield_after(mut self, value: Option<Duration>) -> Config {
+        self.yield_after = Some(value);
+        self
+    }
+
     /// The reverse proxies (nginx, Caddy, a load balancer) whose word about
     /// the client is believed (default none: never trusted unless listed),
     /// as addresses (`127.0.0.1`, `::1`) or ranges (`10.0.0.0/8`,

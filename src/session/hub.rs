@@ -53,8 +53,8 @@ pub(crate) struct Timing {
     pub(crate) ping_timeout: Duration,
     pub(crate) close_timeout: Duration,
     pub(crate) write_timeout: Duration,
-    /// `Config::yield_after`.
-    pub(crate) yield_after: Option<Duration>,
+    /// `Config::yield_after` (`None`: unset).
+    pub(crate) yield_after: Option<Option<Duration>>,
 }
 
 enum Wake {
@@ -307,9 +307,10 @@ impl Hub {
         self.timing.ping_interval
     }
 
-    /// `Config::yield_after`.
-    pub(crate) fn yield_after(&self) -> Option<Duration> {
-        self.timing.yield_after
+    /// The turn's length for a connection (`Config::yield_after`, else the
+    /// transport's default).
+    pub(crate) fn yield_after(&self, tls: bool) -> Option<Duration> {
+        super::turn::length(self.timing.yield_after, tls)
     }
 
     /// The least time between two scans: deadlines are kept to within this.

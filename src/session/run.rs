@@ -91,7 +91,7 @@ enum Step {
 impl Session<'_> {
     fn read_loop(&self, reader: &mut FrameReader) -> (u16, String) {
         let inner = &self.conn.inner;
-        let mut turn = Turn::new(inner.hub.yield_after(), Instant::now());
+        let mut turn = Turn::new(inner.hub.yield_after(inner.stream.is_tls()), Instant::now());
         loop {
             // Replies to everything this read brought in leave in one write
             // (other threads' sends meanwhile leave at once).

@@ -10,12 +10,26 @@
 //! others' work, for some throughput (DEPLOYING.md has the measurements).
 //! A thread alone on its core yields to no one: one cheap system call per
 //! turn.
+//!
+//! Unset, the length depends on the transport: a TLS connection's thread
+//! spends most of a large message's time in cryptography and seldom waits
+//! for input, so it takes turns ([`TLS_DEFAULT`]); a plain one waits for
+//! input often enough by itself, and yields would only cost it.
 
 use std::time::{Duration, Instant};
 
 /// A read that took this long waited (for input, or for the core): the
 /// others have had their turn meanwhile, so a new one starts.
 const WAITED: Duration = Duration::from_micros(100);
+
+/// A TLS connection's turn when `Config::yield_after` is unset.
+pub(crate) const TLS_DEFAULT: Duration = Duration::from_micros(100);
+
+/// The turn's length for a connection: `Config::yield_after` if set
+/// (`setting`), else the transport's default.
+pub(crate) fn length(setting: Option<Option<Duration>>, tls: bool) -> Option<Duration> {
+    setting.unwrap_or(tls.then_some(TLS_DEFAULT))
+}
 
 /// One connection thread's turn.
 pub(crate) struct Turn {
@@ -88,5 +102,16 @@ mod tests {
         let t0 = Instant::now();
         let turn = Turn::new(None, t0);
         assert!(!turn.over(t0 + Duration::from_secs(3600)));
+    }
+
+    #[test]
+    fn unset_tls_connections_take_turns_and_plain_ones_do_not() {
+        let us = Duration::from_micros;
+        assert_eq!(length(None, true), Some(TLS_DEFAULT));
+        assert_eq!(length(None, false), None);
+        // Set, the setting holds for both, `None` included.
+        assert_eq!(length(Some(None), true), None);
+        assert_eq!(length(Some(Some(us(50))), false), Some(us(50)));
+        assert_eq!(length(Some(Some(us(50))), true), Some(us(50)));
     }
 }

@@ -78,6 +78,14 @@ impl Stream {
 }
 
 impl Stream {
+    /// Whether this is a TLS connection.
+    pub(crate) fn is_tls(&self) -> bool {
+        #[cfg(feature = "tls")]
+        return self.tls.is_some();
+        #[cfg(not(feature = "tls"))]
+        false
+    }
+
     /// Before the socket is shut: tells a TLS peer the stream ends
     /// (`close_notify`, best effort, never waiting); nothing for plain TCP.
     pub(crate) fn close_notify(&self) {
