@@ -30,7 +30,7 @@ use std::time::Instant;
 
 use wsportal::{Client, ClientHandle, Error, Message, Reconnect, Resource};
 
-const USAGE: &str = "usage: client [URL] [--ca PATH] [--reconnect] [--proxy URL | --proxy-env]";
+const USAGE: &str = "client [URL] [--ca PATH] [--reconnect] [--proxy URL | --proxy-env]";
 
 /// The command line, parsed.
 pub(crate) struct Options {
@@ -65,28 +65,15 @@ pub(crate) fn parse(args: &[String]) -> Result<Options, String> {
 fn main() -> std::process::ExitCode {
     env_logger::init();
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let options = match parse(&args) {
-        Ok(o) => o,
-        Err(why) if why.is_empty() => {
-            println!("{USAGE}");
-            return std::process::ExitCode::SUCCESS;
-        }
-        Err(why) => {
-            eprintln!("error: {why}\n{USAGE}");
-            return std::process::ExitCode::from(2);
-        }
+    let result = match parse(&args) {
+        Err(why) => Err(cli::Usage(why).into()),
+        // Errors are printed with their Display text, and a hint for the usual ones.
+        Ok(options) => run(&options).map_err(|e| match hint(&e, &options.url) {
+            Some(hint) => format!("{e}\nhint: {hint}").into(),
+            None => e.into(),
+        }),
     };
-    // Errors are printed with their Display text, and a hint for the usual ones.
-    match run(&options) {
-        Ok(()) => std::process::ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("error: {e}");
-            if let Some(hint) = hint(&e, &options.url) {
-                eprintln!("hint: {hint}");
-            }
-            std::process::ExitCode::FAILURE
-        }
-    }
+    cli::finish(USAGE, result)
 }
 
 /// One line on what to do about the usual first-run errors.

@@ -15,29 +15,16 @@ mod cli;
 
 use wsportal::{Error, EventSource};
 
-const USAGE: &str = "usage: events URL [--proxy URL | --proxy-env] [--ca PATH]";
+const USAGE: &str = "events URL [--proxy URL | --proxy-env] [--ca PATH]";
 
 fn main() -> std::process::ExitCode {
     env_logger::init();
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let source = match parse(&args) {
-        Ok(s) => s,
-        Err(why) if why.is_empty() => {
-            println!("{USAGE}");
-            return std::process::ExitCode::SUCCESS;
-        }
-        Err(why) => {
-            eprintln!("error: {why}\n{USAGE}");
-            return std::process::ExitCode::from(2);
-        }
+    let result = match parse(&args) {
+        Err(why) => Err(cli::Usage(why).into()),
+        Ok(source) => run(&source).map_err(Into::into),
     };
-    match run(&source) {
-        Ok(()) => std::process::ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("error: {e}");
-            std::process::ExitCode::FAILURE
-        }
-    }
+    cli::finish(USAGE, result)
 }
 
 /// Parses the command line; `Err` says what is wrong (empty for `--help`).

@@ -10,7 +10,7 @@ use std::fmt;
 /// read it), so its head is kept compact: one string and one list of
 /// offsets instead of a `String` per name and value (a browser's handshake
 /// has ten to twenty of them, each a separate heap block).
-#[derive(Clone, Default, PartialEq, Eq)]
+#[derive(Clone, Default)]
 pub(crate) struct Headers {
     text: String,
     /// Where each field's name and value end in `text`; a name starts
