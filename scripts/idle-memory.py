@@ -1,0 +1,150 @@
+"""What an idle connection costs, checked (issue 29; CI runs it).
+
+    python3 scripts/idle-memory.py BINARY [N]
+
+Starts BINARY (the echo example, built in release without features) on a
+free port, opens one WebSocket connection, then N more (default 2,000), and
+once every connection thread waits for input checks two things:
+
+- the thread stacks are at most 8,192 bytes deep (two 4 KiB pages: one
+  byte more costs a third page per connection, 4 KiB of 11.4), all but
+  1 % of them (a one-off step, such as the first thread's detection of
+  the CPU's features, costs a page once, not per connection);
+- the server's RSS grew at most 13 KiB per connection (11.4 measured with
+  10,000 in bench/RESULTS.md; the margin is for fewer connections and
+  noise, so only a real regression fails it).
+
+Then it sends one message on each connection and checks the echo. Exit
+status 1 with the figures when a check fails. Every wait is bounded.
+"""
+import os
+import resource
+import socket
+import subprocess
+import sys
+import time
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "bench", "probes"))
+from stackdepth import depths  # noqa: E402
+
+STACK_LIMIT = 8192
+RSS_LIMIT_KIB = 13.0
+WAIT = 60.0
+
+HANDSHAKE = (
+    b"GET /echo HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
+    b"Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+    b"Sec-WebSocket-Version: 13\r\n\r\n"
+)
+
+
+def status(pid, field):
+    for line in open(f"/proc/{pid}/status"):
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    raise KeyError(field)
+
+
+def all_waiting(pid):
+    """Whether every thread but the main one sleeps (waits for input)."""
+    tids = os.listdir(f"/proc/{pid}/task")
+    states = [open(f"/proc/{pid}/task/{t}/stat").read().rsplit(")", 1)[1].split()[0] for t in tids]
+    return all(s == "S" for s in states)
+
+
+def until(what, check):
+    deadline = time.monotonic() + WAIT
+    while not check():
+        if time.monotonic() > deadline:
+            sys.exit(f"idle-memory: gave up waiting for {what} after {WAIT:.0f} s")
+        time.sleep(0.01)
+
+
+def connect(port):
+    s = socket.create_connection(("127.0.0.1", port), timeout=WAIT)
+    s.sendall(HANDSHAKE)
+    head = b""
+    while b"\r\n\r\n" not in head:
+        more = s.recv(1024)
+        if not more:
+            sys.exit("idle-memory: the server closed a connection during its handshake")
+        head += more
+    if not head.startswith(b"HTTP/1.1 101"):
+        sys.exit(f"idle-memory: handshake refused: {head.splitlines()[0]!r}")
+    return s
+
+
+def echo(s):
+    # A masked text frame "x" (mask 0: the payload goes as is).
+    s.sendall(b"\x81\x81\x00\x00\x00\x00x")
+    got = b""
+    while len(got) < 3:
+        more = s.recv(3 - len(got))
+        if not more:
+            sys.exit("idle-memory: a connection closed before its echo")
+        got += more
+    if got != b"\x81\x01x":
+        sys.exit(f"idle-memory: unexpected echo {got!r}")
+
+
+def main():
+    binary = sys.argv[1]
+    n = int(sys.argv[2]) if len(sys.argv) > 2 else 2000
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < n + 100:
+        if hard != resource.RLIM_INFINITY and hard < n + 100:
+            sys.exit(f"idle-memory: {n} connections need {n + 100} descriptors; the hard limit is {hard}")
+        resource.setrlimit(resource.RLIMIT_NOFILE, (n + 100, hard))
+    probe = socket.socket()
+    probe.bind(("127.0.0.1", 0))
+    port = probe.getsockname()[1]
+    probe.close()
+    server = subprocess.Popen([binary, f"127.0.0.1:{port}"], stdout=subprocess.DEVNULL)
+    try:
+        conns = []
+
+        def first():
+            try:
+                conns.append(connect(port))
+                return True
+            except ConnectionRefusedError:
+                return False
+
+        until("the server to listen", first)
+        pid = server.pid
+        until("the first connection to wait", lambda: all_waiting(pid))
+        before = status(pid, "VmRSS")
+        threads = status(pid, "Threads")
+        conns += [connect(port) for _ in range(n)]
+        until(f"{n} connection threads", lambda: status(pid, "Threads") >= threads + n)
+        until("every connection thread to wait", lambda: all_waiting(pid))
+        per = (status(pid, "VmRSS") - before) / n
+        counts, _ = depths(pid)
+        deepest = max(counts)
+        over = sum(c for d, c in counts.items() if d > STACK_LIMIT)
+        print(f"idle-memory: {n} idle connections: {per:.1f} KiB of RSS each (limit {RSS_LIMIT_KIB}); "
+              f"deepest thread stack {deepest} bytes (limit {STACK_LIMIT}): "
+              + ", ".join(f"{d} x{c}" for d, c in sorted(counts.items())))
+        for s in conns:
+            echo(s)
+        failed = []
+        if over > n // 100:
+            failed.append(f"{over} thread stacks passed {STACK_LIMIT} bytes (the deepest {deepest}): "
+                          "a third page per connection "
+                          "(python3 bench/probes/stackdepth.py PID BINARY names the calls)")
+        if per > RSS_LIMIT_KIB:
+            failed.append(f"{per:.1f} KiB per idle connection")
+        for why in failed:
+            print(f"idle-memory: FAILED: {why}")
+        return 1 if failed else 0
+    finally:
+        server.terminate()
+        try:
+            server.wait(timeout=WAIT)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
