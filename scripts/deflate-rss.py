@@ -18,79 +18,27 @@ same with N connections that offer nothing. Prints KiB per connection for
 each. Only the standard library (socket, zlib) is used on the client side.
 """
 
-import base64
 import os
-import re
-import resource
-import socket
-import subprocess
 import sys
 import time
 import zlib
 
+sys.dont_write_bytecode = True  # no __pycache__ left in the checkout
+from rawws import connect, frame, raise_fd_limit, read_frame, rss_kib, start  # noqa: E402
+
 N = int(sys.argv[1]) if len(sys.argv) > 1 else 500
-# Two sockets per connection (ours and the server's) plus a few: raise the
-# soft open-file limit, which the server inherits, for N in the thousands.
-_soft, _hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-if _hard != resource.RLIM_INFINITY and _hard > _soft:
-    resource.setrlimit(resource.RLIMIT_NOFILE, (_hard, _hard))
+# Two sockets per connection (ours and the server's) plus a few, for N in
+# the thousands.
+raise_fd_limit()
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BIN = os.path.join(ROOT, "target", "release", "examples", "demo")
 MESSAGE = ('{"user":"someone","room":"lobby","text":"hello, this is a chat line",'
            '"ts":1700000000}').encode()
 
 
-def rss_kib(pid):
-    with open(f"/proc/{pid}/status") as f:
-        return int(re.search(r"VmRSS:\s+(\d+)", f.read()).group(1))
-
-
-def connect(addr, offer):
-    s = socket.create_connection(addr)
-    s.settimeout(20)
-    key = base64.b64encode(os.urandom(16)).decode()
-    ext = f"Sec-WebSocket-Extensions: {offer}\r\n" if offer else ""
-    s.sendall((f"GET /echo HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n"
-               f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
-               f"Sec-WebSocket-Version: 13\r\n{ext}\r\n").encode())
-    head = b""
-    while not head.endswith(b"\r\n\r\n"):
-        head += s.recv(1)
-    assert head.startswith(b"HTTP/1.1 101"), head
-    return s, b"permessage-deflate" in head
-
-
-def frame(payload, rsv1):
-    mask = os.urandom(4)
-    b0 = 0x81 | (0x40 if rsv1 else 0)
-    n = len(payload)
-    head = bytes([b0, 0x80 | n]) if n < 126 else bytes([b0, 0x80 | 126]) + n.to_bytes(2, "big")
-    return head + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
-
-
-def read_frame(s):
-    def exact(k):
-        buf = b""
-        while len(buf) < k:
-            chunk = s.recv(k - len(buf))
-            assert chunk, "connection closed"
-            buf += chunk
-        return buf
-    b0, b1 = exact(2)
-    n = b1 & 0x7F
-    if n == 126:
-        n = int.from_bytes(exact(2), "big")
-    elif n == 127:
-        n = int.from_bytes(exact(8), "big")
-    return b0, exact(n)
-
-
 def measure(offer):
-    server = subprocess.Popen([BIN, "127.0.0.1:0"], stdout=subprocess.PIPE, text=True)
+    server, addr = start(BIN)
     try:
-        line = server.stdout.readline()
-        host, port = re.search(r"//([\d.]+):(\d+)", line).groups()
-        addr = (host, int(port))
         time.sleep(0.5)
         base = rss_kib(server.pid)
         socks = []

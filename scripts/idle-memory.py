@@ -2,9 +2,10 @@
 
     python3 scripts/idle-memory.py BINARY [N]
 
-Starts BINARY (the echo example, built in release without features) on a
-free port, opens one WebSocket connection, then N more (default 2,000), and
-once every connection thread waits for input checks two things:
+Starts BINARY (the echo example, built in release without features) on
+127.0.0.1:0 (it prints the address), opens one WebSocket connection, then
+N more (default 2,000), and once every connection thread waits for input
+checks two things:
 
 - the thread stacks are at most 8,192 bytes deep (two 4 KiB pages: one
   byte more costs a third page per connection, 4 KiB of 11.4), all but
@@ -19,31 +20,25 @@ status 1 with the figures when a check fails. Every wait is bounded.
 """
 import os
 import resource
-import socket
 import subprocess
 import sys
 import time
 
 sys.dont_write_bytecode = True  # no __pycache__ left in the checkout
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "bench", "probes"))
+from rawws import connect, frame, raise_fd_limit, read_frame, rss_kib, start  # noqa: E402
 from stackdepth import depths  # noqa: E402
 
 STACK_LIMIT = 8192
 RSS_LIMIT_KIB = 13.0
 WAIT = 60.0
 
-HANDSHAKE = (
-    b"GET /echo HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
-    b"Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
-    b"Sec-WebSocket-Version: 13\r\n\r\n"
-)
 
-
-def status(pid, field):
+def threads(pid):
     for line in open(f"/proc/{pid}/status"):
-        if line.startswith(field + ":"):
+        if line.startswith("Threads:"):
             return int(line.split()[1])
-    raise KeyError(field)
+    raise KeyError("Threads")
 
 
 def all_waiting(pid):
@@ -61,65 +56,31 @@ def until(what, check):
         time.sleep(0.01)
 
 
-def connect(port):
-    s = socket.create_connection(("127.0.0.1", port), timeout=WAIT)
-    s.sendall(HANDSHAKE)
-    head = b""
-    while b"\r\n\r\n" not in head:
-        more = s.recv(1024)
-        if not more:
-            sys.exit("idle-memory: the server closed a connection during its handshake")
-        head += more
-    if not head.startswith(b"HTTP/1.1 101"):
-        sys.exit(f"idle-memory: handshake refused: {head.splitlines()[0]!r}")
-    return s
-
-
 def echo(s):
-    # A masked text frame "x" (mask 0: the payload goes as is).
-    s.sendall(b"\x81\x81\x00\x00\x00\x00x")
-    got = b""
-    while len(got) < 3:
-        more = s.recv(3 - len(got))
-        if not more:
-            sys.exit("idle-memory: a connection closed before its echo")
-        got += more
-    if got != b"\x81\x01x":
+    s.sendall(frame(b"x"))
+    got = read_frame(s)
+    if got != (0x81, b"x"):
         sys.exit(f"idle-memory: unexpected echo {got!r}")
 
 
 def main():
     binary = sys.argv[1]
     n = int(sys.argv[2]) if len(sys.argv) > 2 else 2000
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft < n + 100:
-        if hard != resource.RLIM_INFINITY and hard < n + 100:
-            sys.exit(f"idle-memory: {n} connections need {n + 100} descriptors; the hard limit is {hard}")
-        resource.setrlimit(resource.RLIMIT_NOFILE, (n + 100, hard))
-    probe = socket.socket()
-    probe.bind(("127.0.0.1", 0))
-    port = probe.getsockname()[1]
-    probe.close()
-    server = subprocess.Popen([binary, f"127.0.0.1:{port}"], stdout=subprocess.DEVNULL)
+    raise_fd_limit()
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != resource.RLIM_INFINITY and soft < n + 100:
+        sys.exit(f"idle-memory: {n} connections need {n + 100} descriptors; the limit is {soft}")
+    server, addr = start(binary)
     try:
-        conns = []
-
-        def first():
-            try:
-                conns.append(connect(port))
-                return True
-            except ConnectionRefusedError:
-                return False
-
-        until("the server to listen", first)
+        conns = [connect(addr)[0]]
         pid = server.pid
         until("the first connection to wait", lambda: all_waiting(pid))
-        before = status(pid, "VmRSS")
-        threads = status(pid, "Threads")
-        conns += [connect(port) for _ in range(n)]
-        until(f"{n} connection threads", lambda: status(pid, "Threads") >= threads + n)
+        before = rss_kib(pid)
+        base = threads(pid)
+        conns += [connect(addr)[0] for _ in range(n)]
+        until(f"{n} connection threads", lambda: threads(pid) >= base + n)
         until("every connection thread to wait", lambda: all_waiting(pid))
-        per = (status(pid, "VmRSS") - before) / n
+        per = (rss_kib(pid) - before) / n
         counts, _ = depths(pid)
         deepest = max(counts)
         over = sum(c for d, c in counts.items() if d > STACK_LIMIT)
