@@ -812,7 +812,6 @@ fn servers() -> Vec<Server> {
     list
 }
 
-/// wsportal's chat command: `path` and the words of `CHAT_ARGS`.
 /// The command `path`, with the extra arguments in environment variable
 /// `var` (`ECHO_ARGS`, `CHAT_ARGS`).
 pub fn with_args_from(var: &str, path: &str) -> Vec<String> {
