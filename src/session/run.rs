@@ -73,6 +73,15 @@ pub(crate) fn run(
     (code, reason)
 }
 
+/// A read that brought this many events already makes a batch of replies.
+const HOLD_FEW: usize = 4;
+/// Reads in a row at most whose replies wait for the next read's.
+const HOLD_READS: u32 = 8;
+/// Replies are held back only while they are fewer bytes than this: a
+/// larger write spends far more on copying than on the system call, and
+/// a large reply held would only wait.
+const HOLD_BYTES: usize = 64 * 1024;
+
 /// How long a closed connection's thread reads what the peer still sends
 /// at most (`close_timeout`, if shorter).
 const LINGER_MAX: std::time::Duration = std::time::Duration::from_secs(2);
@@ -84,7 +93,8 @@ struct Session<'a> {
 }
 
 enum Step {
-    More,
+    /// Everything buffered was handled: this many events.
+    More(usize),
     End(u16, String),
 }
 
@@ -92,14 +102,35 @@ impl Session<'_> {
     fn read_loop(&self, reader: &mut FrameReader) -> (u16, String) {
         let inner = &self.conn.inner;
         let mut turn = Turn::new(inner.hub.yield_after(inner.stream.is_tls()), Instant::now());
+        // Reads in a row whose replies are held back.
+        let mut held = 0;
         loop {
             // Replies to everything this read brought in leave in one write
             // (other threads' sends meanwhile leave at once).
             inner.outbox.cork();
-            let step = self.dispatch(reader);
-            self.flush_own(inner.outbox.uncork(&mut Transport::waiting(&inner.stream)));
-            if let Step::End(code, reason) = step {
-                return (code, reason);
+            let handled = match self.dispatch(reader) {
+                Step::More(handled) => handled,
+                Step::End(code, reason) => {
+                    self.flush_own(inner.outbox.uncork(&mut Transport::waiting(&inner.stream)));
+                    return (code, reason);
+                }
+            };
+            // While input streams in a message or two per read and more
+            // already waits, the replies wait for it too and leave with
+            // its own: one write for several reads, and the peer, answered
+            // in batches, sends in batches (the next read cannot wait: bytes
+            // are there).
+            if held < HOLD_READS
+                && handled < HOLD_FEW
+                && reader.streaming()
+                && !turn.due()
+                && inner.outbox.backlog() < HOLD_BYTES
+                && inner.stream.input_waiting()
+            {
+                held += 1;
+            } else {
+                held = 0;
+                self.flush_own(inner.outbox.uncork(&mut Transport::waiting(&inner.stream)));
             }
             // Between messages, nothing locked: where a busy thread gives
             // way to the others (session/turn.rs).
@@ -136,10 +167,11 @@ impl Session<'_> {
     /// Handles every complete event in the buffer.
     fn dispatch(&self, reader: &mut FrameReader) -> Step {
         let conn = self.conn;
+        let mut handled = 0;
         loop {
             let event = match reader.next_event() {
                 Ok(Some(event)) => event,
-                Ok(None) => return Step::More,
+                Ok(None) => return Step::More(handled),
                 Err(e) => {
                     let code = e.close_code();
                     let reason = e.to_string();
@@ -149,6 +181,7 @@ impl Session<'_> {
                     return Step::End(code, reason);
                 }
             };
+            handled += 1;
             match event {
                 Event::Message(msg) => {
                     log::trace!("connection {}: message of {} bytes", conn.id(), msg.len());

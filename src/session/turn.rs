@@ -58,6 +58,11 @@ impl Turn {
         Some(now)
     }
 
+    /// Whether the turn is over (the next [`Turn::before_read`] yields).
+    pub(crate) fn due(&self) -> bool {
+        self.len.is_some() && self.over(Instant::now())
+    }
+
     /// After a read that started at `started`.
     pub(crate) fn read_done(&mut self, started: Option<Instant>) {
         if let Some(started) = started {

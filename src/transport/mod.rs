@@ -86,6 +86,14 @@ impl Stream {
         false
     }
 
+    /// Whether a read would find the peer's bytes already waiting (one
+    /// system call that reads nothing: `socket::has_input`). Plain TCP
+    /// only: over TLS the bytes waiting may be part of a record, and the
+    /// read would wait for the rest, so it answers `false`.
+    pub(crate) fn input_waiting(&self) -> bool {
+        !self.is_tls() && socket::has_input(&self.tcp)
+    }
+
     /// Before the socket is shut: tells a TLS peer the stream ends
     /// (`close_notify`, best effort, never waiting); nothing for plain TCP.
     pub(crate) fn close_notify(&self) {

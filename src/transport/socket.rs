@@ -3,7 +3,7 @@
 //! (`MSG_DONTWAIT`, through `socket2`'s safe wrapper), and [`is_full`] says
 //! whether an error only means "the socket is full, try later". Both the
 //! plain transport and the TLS session write through here, so neither needs
-//! the other.
+//! the other. [`has_input`] asks, without reading, whether input waits.
 
 use std::io::{self, IoSlice, Write};
 use std::net::TcpStream;
@@ -33,6 +33,23 @@ fn send_nowait(stream: &TcpStream, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
 #[cfg(not(unix))]
 fn send_nowait(mut stream: &TcpStream, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
     stream.write_vectored(bufs)
+}
+
+/// Whether the peer's bytes are already waiting in the socket, so that a
+/// read would not wait: a one-byte `recv` with `MSG_PEEK | MSG_DONTWAIT`
+/// (the byte stays for the next read). End of stream and errors answer
+/// `false`: the next read reports them. Without `MSG_DONTWAIT` (not
+/// Unix): always `false`.
+#[cfg(unix)]
+pub(crate) fn has_input(stream: &TcpStream) -> bool {
+    let mut one = [std::mem::MaybeUninit::<u8>::uninit(); 1];
+    let flags = libc::MSG_PEEK | libc::MSG_DONTWAIT;
+    matches!(socket2::SockRef::from(stream).recv_with_flags(&mut one, flags), Ok(n) if n > 0)
+}
+
+#[cfg(not(unix))]
+pub(crate) fn has_input(_: &TcpStream) -> bool {
+    false
 }
 
 /// Whether a write error means "the socket buffer is full, try later".

@@ -190,6 +190,12 @@ impl FrameReader {
         self.end - self.start
     }
 
+    /// Whether the last read brought a full load (at least `QUIET_READ`
+    /// bytes): input is streaming in, and more may already be waiting.
+    pub(crate) fn streaming(&self) -> bool {
+        self.short_reads == 0
+    }
+
     /// One `read` call into the buffer. Returns what `read` returned (0 = EOF).
     pub(crate) fn fill(&mut self, stream: &mut impl Read) -> io::Result<usize> {
         if let Some(d) = self.direct.as_mut().filter(|d| d.filled < d.len) {
@@ -243,16 +249,18 @@ impl FrameReader {
         }
         let need = self.need.max(self.buffered() + 1);
         if self.start + need > self.buf.len() {
-            // Compact first; grow only if the frame itself needs the room.
+            // Compact first; grow only if the frame needs the room, or
+            // input streams in.
             self.buf.copy_within(self.start..self.end, 0);
             self.end -= self.start;
             self.start = 0;
-            if need > self.buf.len() {
-                // Room for the frame, and for what follows it in the same read.
-                resize_exact(&mut self.buf, need + self.initial);
-            }
+        }
+        if need > self.buf.len() {
+            // Room for the frame, and for what follows it in the same read.
+            resize_exact(&mut self.buf, need + self.initial);
         } else if self.filled && self.buf.len() < GROW_LIMIT {
-            // The previous read filled all the room there was: more is coming.
+            // The previous read filled all the room there was: more is
+            // coming, so that a read takes several frames at once.
             let grown = (self.buf.len() * 2).min(GROW_LIMIT);
             resize_exact(&mut self.buf, grown);
         }

@@ -479,3 +479,67 @@ fn a_client_streams_a_message() {
     }
     assert_eq!(got.next(), Message::Text("after".into()));
 }
+
+/// Replies wait for the next read's only while more input already waits:
+/// a message followed by the first half of another is answered at once,
+/// before the second half comes (a reply held for input that is not there
+/// would never leave: the client waits for it before sending more).
+#[test]
+fn replies_are_not_held_for_input_that_has_not_come() {
+    let h = start(
+        Config::default(),
+        "/",
+        Resource::new().on_message(|ws, m| {
+            let _ = ws.send(m);
+        }),
+    );
+    let mut s = raw_upgraded(h.local_addr(), "/");
+    let body = vec![b'x'; 4096];
+    for round in 0..20 {
+        let one = frame(true, 2, &body);
+        let two = frame(true, 2, &[round; 4096]);
+        let (head, tail) = two.split_at(two.len() / 2);
+        s.write_all(&one).unwrap();
+        s.write_all(head).unwrap();
+        assert_eq!(read_frame(&mut s), (2, body.clone()), "round {round}");
+        s.write_all(tail).unwrap();
+        assert_eq!(read_frame(&mut s), (2, vec![round; 4096]), "round {round}");
+    }
+}
+
+/// Many messages sent in one burst, each read bringing one or two: every
+/// reply comes, in order, whether it left with the replies of later reads
+/// or alone.
+#[test]
+fn pipelined_messages_are_all_answered_in_order() {
+    let h = start(
+        Config::default(),
+        "/",
+        Resource::new().on_message(|ws, m| {
+            let _ = ws.send(m);
+        }),
+    );
+    let mut s = raw_upgraded(h.local_addr(), "/");
+    let mut burst = Vec::new();
+    for i in 0..200u32 {
+        burst.extend(frame(
+            true,
+            2,
+            &vec![i as u8; 1000 + (i as usize * 37) % 5000],
+        ));
+    }
+    let writer = {
+        let mut s = s.try_clone().unwrap();
+        thread::spawn(move || {
+            // In pieces, so that reads find one message or two at a time.
+            for piece in burst.chunks(3000) {
+                s.write_all(piece).unwrap();
+            }
+        })
+    };
+    for i in 0..200u32 {
+        let expect = vec![i as u8; 1000 + (i as usize * 37) % 5000];
+        assert_eq!(read_frame(&mut s), (2, expect), "message {i}");
+    }
+    writer.join().unwrap();
+}

@@ -233,6 +233,35 @@ fn main() {
         nagle_rows: true,
         ..Scenario::new(name, what, args, echo_timeout)
     };
+    // The 64 KiB row's shape at other sizes: 10 clients x 4 in flight
+    // (opt-in: SCENARIOS=echo1k,echo4k,echo16k).
+    let mid_echo = |size: usize, name: &str, what: &str| Scenario {
+        opt_in: true,
+        ..echo(
+            name,
+            &format!("{what} binary echo, 10 clients x 4 in flight"),
+            with(
+                &[
+                    "echo",
+                    "--size",
+                    &size.to_string(),
+                    "--binary",
+                    "--clients",
+                    "10",
+                    "--inflight",
+                    "4",
+                ],
+                &timed,
+            ),
+            vec![
+                ("cpu_us_per_msg", "CPU µs/msg"),
+                ("p50_us", "p50 µs"),
+                ("p99_us", "p99 µs"),
+                ("server_cpu_pct", "CPU %"),
+                ("loadgen_cpu_pct", "loadgen CPU %"),
+            ],
+        )
+    };
     let mut all_scenarios = vec![
         echo(
             "echo64",
@@ -271,6 +300,11 @@ fn main() {
                 ("loadgen_cpu_pct", "loadgen CPU %"),
             ],
         ),
+        // Medium messages, where a reply per read made one write per
+        // message (wsportal before replies waited for waiting input).
+        mid_echo(1024, "echo1k", "1 KiB"),
+        mid_echo(4096, "echo4k", "4 KiB"),
+        mid_echo(16384, "echo16k", "16 KiB"),
         // Issue 29: CPU per message at a load neither side saturates (at
         // saturation every server shows the load generator's rate).
         Scenario {

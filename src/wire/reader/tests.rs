@@ -405,3 +405,36 @@ fn streaming_64k_frames_take_one_read_each() {
     // The read buffer stays at the stream's tail size.
     assert!(r.buf.capacity() <= STREAM_TAIL, "{}", r.buf.capacity());
 }
+
+/// Frames that do not divide the buffer (4 KiB messages: 4,104 bytes with
+/// their header) streaming in: a read that filled its room grows the
+/// buffer even when what was left of the last frame had to be moved to its
+/// front first, so that reads take many frames each. It used to stay at
+/// one frame and a part (8 KiB), a read per frame.
+#[test]
+fn streaming_4k_frames_share_reads() {
+    let frames = 400;
+    let mut stream = Vec::new();
+    for i in 0..frames {
+        stream.extend(client_frame(true, OpCode::Binary, &[i as u8; 4096]));
+    }
+    let mut r = FrameReader::new(Role::Server, LIMITS, 4096, &[]);
+    let mut src = Chunked {
+        rest: &stream,
+        chunk: usize::MAX,
+    };
+    let (mut reads, mut got) = (0, 0);
+    loop {
+        while let Some(e) = r.next_event().unwrap() {
+            assert_eq!(e, Event::Message(Message::Binary(vec![got as u8; 4096])));
+            got += 1;
+        }
+        reads += 1;
+        if r.fill(&mut src).unwrap() == 0 {
+            break;
+        }
+    }
+    assert_eq!(got, frames);
+    assert!(reads <= frames / 8, "{reads} reads for {frames} frames");
+    assert!(r.buf.capacity() <= GROW_LIMIT, "{}", r.buf.capacity());
+}
