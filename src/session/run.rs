@@ -3,8 +3,10 @@
 //! exactly once. Server and client connections both run here.
 //!
 //! The read loop: cork the outbox, dispatch every event already buffered,
-//! uncork (the replies leave in one write), yield if this thread's turn is
-//! over (`turn.rs`), read. This thread is the only
+//! uncork (the replies leave in one write; or with the next read's, when
+//! that read brought only a few events and the next bytes already wait),
+//! yield if this thread's turn is over (`turn.rs`), read. This thread is
+//! the only
 //! one that writes blocking, to its own peer (up to `write_timeout`):
 //! while it writes it does not read, which is TCP's back-pressure. From the
 //! end of the read loop `is_open()` is false and sends fail; `on_close`

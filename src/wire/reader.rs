@@ -7,9 +7,9 @@
 //! quiet: an idle connection waits in `read` on a small stack buffer and holds
 //! no heap buffer at all.
 //!
-//! Sizes: the buffer grows with the data up to 256 KiB (`GROW_LIMIT`); a
-//! quiet connection (two short reads in a row) reads into 512 bytes on the
-//! stack. A data frame of 16 KiB or more (`DIRECT_MIN`) is read straight
+//! Sizes: the buffer grows with the data (doubling when a read filled it)
+//! up to 256 KiB (`GROW_LIMIT`); a quiet connection (four short reads in a
+//! row) reads into 512 bytes on the stack. A data frame of 16 KiB or more (`DIRECT_MIN`) is read straight
 //! into the vector that becomes the message, and one `read_vectored` also
 //! takes what follows it into the buffer. That vector grows with the bytes
 //! that arrive (by `DIRECT_GROWTH`, x4), never to the length a header
