@@ -79,9 +79,9 @@ pub(crate) fn run(
 const HOLD_FEW: usize = 4;
 /// Reads in a row at most whose replies wait for the next read's.
 const HOLD_READS: u32 = 8;
-/// Replies are held back only while they are fewer bytes than this: a
-/// larger write spends far more on copying than on the system call, and
-/// a large reply held would only wait.
+/// Replies are held back only while they are fewer bytes than this (and
+/// there are some): a larger write spends far more on copying than on the
+/// system call, and a large reply held would only wait.
 const HOLD_BYTES: usize = 64 * 1024;
 
 /// How long a closed connection's thread reads what the peer still sends
@@ -125,8 +125,8 @@ impl Session<'_> {
             if held < HOLD_READS
                 && handled < HOLD_FEW
                 && reader.streaming()
+                && (1..HOLD_BYTES).contains(&inner.outbox.backlog())
                 && !turn.due()
-                && inner.outbox.backlog() < HOLD_BYTES
                 && inner.stream.input_waiting()
             {
                 held += 1;

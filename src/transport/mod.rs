@@ -86,12 +86,13 @@ impl Stream {
         false
     }
 
-    /// Whether a read would find the peer's bytes already waiting (one
-    /// system call that reads nothing: `socket::has_input`). Plain TCP
-    /// only: over TLS the bytes waiting may be part of a record, and the
-    /// read would wait for the rest, so it answers `false`.
+    /// Whether the peer's next bytes already wait in the socket (one system
+    /// call that reads nothing: `socket::has_input`). Over TLS they may be
+    /// the start of a record whose rest the read then waits for: a peer
+    /// has sent the whole record by then (no TLS stack stops in the middle
+    /// of one to wait for an answer), so that wait is the network's only.
     pub(crate) fn input_waiting(&self) -> bool {
-        !self.is_tls() && socket::has_input(&self.tcp)
+        socket::has_input(&self.tcp)
     }
 
     /// Before the socket is shut: tells a TLS peer the stream ends

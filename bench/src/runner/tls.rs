@@ -1,5 +1,6 @@
-//! The `tls` group (opt-in): `wss-echo64`, `wss-echo64k`, `wss-connect` and
-//! `wss-idle`, the plain scenarios of the same names over TLS, against
+//! The `tls` group (opt-in): `wss-echo64`, `wss-echo4k`, `wss-echo16k`,
+//! `wss-echo64k`, `wss-connect` and `wss-idle`, the plain scenarios of the
+//! same names over TLS, against
 //! servers that speak it: tokio-tungstenite with tokio-rustls (the peer,
 //! with and without TCP_NODELAY) and wsportal's `echo` example built with
 //! `--features tls`. Everybody uses rustls with the `ring` provider and the
@@ -17,7 +18,7 @@ const KEY: &str = "target/bench/tls/key.pem";
 const WSPORTAL_ECHO: &str = "target/bench/tls/echo";
 
 /// The plain scenarios that get a TLS twin.
-const TWINS: [&str; 4] = ["echo64", "echo64k", "connect", "idle"];
+const TWINS: [&str; 6] = ["echo64", "echo4k", "echo16k", "echo64k", "connect", "idle"];
 
 /// A TLS twin (`wss-NAME`) of each scenario in [`TWINS`]: the same loadgen
 /// arguments plus `--tls-ca`, group `tls`, opt-in. `wss-echo64k` also runs
