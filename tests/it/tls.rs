@@ -519,3 +519,46 @@ fn shutdown_sends_going_away_over_tls_and_cuts_a_handshake_short() {
     assert_eq!(closed.next().0, 1001);
     assert_eq!(closed.next().0, 1001);
 }
+
+/// Over TLS, replies wait for the next read's only while more input
+/// already waits: a message, then (in its own record) the first half of
+/// another, is answered before the second half comes.
+#[test]
+fn over_tls_replies_are_not_held_for_input_that_has_not_come() {
+    let certs = Certs::new();
+    let (h, _opened, _closed) = echo_server(&certs, Config::default());
+    let mut tls = certs.connect(h.local_addr());
+    tls.write_all(upgrade_request("/", "").as_bytes()).unwrap();
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        tls.read_exact(&mut byte).unwrap();
+        head.push(byte[0]);
+    }
+    assert!(head.starts_with(b"HTTP/1.1 101"));
+    // One unmasked server frame of up to 64 KiB: (opcode, payload).
+    let read_frame = |tls: &mut Tls| {
+        let mut h = [0u8; 4];
+        tls.read_exact(&mut h[..2]).unwrap();
+        let len = match h[1] & 0x7F {
+            126 => {
+                tls.read_exact(&mut h[2..]).unwrap();
+                usize::from(u16::from_be_bytes([h[2], h[3]]))
+            }
+            n => usize::from(n),
+        };
+        let mut payload = vec![0u8; len];
+        tls.read_exact(&mut payload).unwrap();
+        (h[0] & 0x0F, payload)
+    };
+    for round in 0..10u8 {
+        let one = frame(true, 2, &[b'x'; 4096]);
+        let two = frame(true, 2, &[round; 4096]);
+        let (head, tail) = two.split_at(two.len() / 2);
+        tls.write_all(&one).unwrap();
+        tls.write_all(head).unwrap();
+        assert_eq!(read_frame(&mut tls), (2, vec![b'x'; 4096]), "round {round}");
+        tls.write_all(tail).unwrap();
+        assert_eq!(read_frame(&mut tls), (2, vec![round; 4096]), "round {round}");
+    }
+}
