@@ -162,12 +162,12 @@ impl Config {
     /// busy at once share a core message by message; `None`: it runs until
     /// the kernel preempts it at its timer tick (every 4 ms at
     /// `CONFIG_HZ=250`), so with more busy connections than cores a message
-    /// can wait a tick per other busy connection. Default: 100 µs for TLS
-    /// connections (busy with cryptography, they seldom wait for input:
-    /// over TLS it took a 64 KiB echo's p99 from 31 to 4.4 ms for a tenth
-    /// of its throughput), `None` for plain ones (they wait often enough by
-    /// themselves; yields only cost them). Measured in DEPLOYING.md,
-    /// "Latency when the cores are saturated".
+    /// can wait a tick per other busy connection. Default: about two 64
+    /// KiB messages' work, 100 µs for TLS connections (over TLS it took a
+    /// 64 KiB echo's p99 from 31 to 4.4 ms for a tenth of its throughput)
+    /// and 50 µs for plain ones (p99 from 3.5-8 to 2-2.8 ms at the same
+    /// throughput). Measured in DEPLOYING.md, "Latency when the cores are
+    /// saturated".
     pub fn yield_after(mut self, value: Option<Duration>) -> Config {
         self.yield_after = Some(value);
         self

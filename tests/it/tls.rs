@@ -559,6 +559,10 @@ fn over_tls_replies_are_not_held_for_input_that_has_not_come() {
         tls.write_all(head).unwrap();
         assert_eq!(read_frame(&mut tls), (2, vec![b'x'; 4096]), "round {round}");
         tls.write_all(tail).unwrap();
-        assert_eq!(read_frame(&mut tls), (2, vec![round; 4096]), "round {round}");
+        assert_eq!(
+            read_frame(&mut tls),
+            (2, vec![round; 4096]),
+            "round {round}"
+        );
     }
 }
