@@ -271,6 +271,11 @@ fn eight_threads_push_to_a_connection_blocked_reading() {
 
 /// A TLS client that completes the upgrade, then never reads.
 pub(crate) fn stalled(certs: &Certs, addr: SocketAddr) -> Tls {
+    upgraded(certs, addr)
+}
+
+/// A raw TLS client that has completed the upgrade to `/`.
+fn upgraded(certs: &Certs, addr: SocketAddr) -> Tls {
     let mut tls = certs.connect(addr);
     tls.write_all(upgrade_request("/", "").as_bytes()).unwrap();
     let mut head = Vec::new();
@@ -527,15 +532,7 @@ fn shutdown_sends_going_away_over_tls_and_cuts_a_handshake_short() {
 fn over_tls_replies_are_not_held_for_input_that_has_not_come() {
     let certs = Certs::new();
     let (h, _opened, _closed) = echo_server(&certs, Config::default());
-    let mut tls = certs.connect(h.local_addr());
-    tls.write_all(upgrade_request("/", "").as_bytes()).unwrap();
-    let mut head = Vec::new();
-    let mut byte = [0u8; 1];
-    while !head.ends_with(b"\r\n\r\n") {
-        tls.read_exact(&mut byte).unwrap();
-        head.push(byte[0]);
-    }
-    assert!(head.starts_with(b"HTTP/1.1 101"));
+    let mut tls = upgraded(&certs, h.local_addr());
     // One unmasked server frame of up to 64 KiB: (opcode, payload).
     let read_frame = |tls: &mut Tls| {
         let mut h = [0u8; 4];

@@ -486,13 +486,7 @@ fn a_client_streams_a_message() {
 /// would never leave: the client waits for it before sending more).
 #[test]
 fn replies_are_not_held_for_input_that_has_not_come() {
-    let h = start(
-        Config::default(),
-        "/",
-        Resource::new().on_message(|ws, m| {
-            let _ = ws.send(m);
-        }),
-    );
+    let h = echo();
     let mut s = raw_upgraded(h.local_addr(), "/");
     let body = vec![b'x'; 4096];
     for round in 0..20 {
@@ -512,13 +506,7 @@ fn replies_are_not_held_for_input_that_has_not_come() {
 /// or alone.
 #[test]
 fn pipelined_messages_are_all_answered_in_order() {
-    let h = start(
-        Config::default(),
-        "/",
-        Resource::new().on_message(|ws, m| {
-            let _ = ws.send(m);
-        }),
-    );
+    let h = echo();
     let mut s = raw_upgraded(h.local_addr(), "/");
     let mut burst = Vec::new();
     for i in 0..200u32 {
@@ -542,4 +530,15 @@ fn pipelined_messages_are_all_answered_in_order() {
         assert_eq!(read_frame(&mut s), (2, expect), "message {i}");
     }
     writer.join().unwrap();
+}
+
+/// An echo server on `/` with the default `Config`.
+fn echo() -> ServerHandle {
+    start(
+        Config::default(),
+        "/",
+        Resource::new().on_message(|ws, m| {
+            let _ = ws.send(m);
+        }),
+    )
 }

@@ -233,33 +233,41 @@ fn main() {
         nagle_rows: true,
         ..Scenario::new(name, what, args, echo_timeout)
     };
-    // The 64 KiB row's shape at other sizes: 10 clients x 4 in flight
-    // (opt-in: SCENARIOS=echo1k,echo4k,echo16k).
+    // Binary echo of `size` bytes, 10 clients x 4 in flight.
+    let ten_by_four = |size: usize| {
+        with(
+            &[
+                "echo",
+                "--size",
+                &size.to_string(),
+                "--binary",
+                "--clients",
+                "10",
+                "--inflight",
+                "4",
+            ],
+            &timed,
+        )
+    };
+    // An echo row's columns besides messages/s.
+    let echo_columns = || {
+        vec![
+            ("cpu_us_per_msg", "CPU µs/msg"),
+            ("p50_us", "p50 µs"),
+            ("p99_us", "p99 µs"),
+            ("server_cpu_pct", "CPU %"),
+            ("loadgen_cpu_pct", "loadgen CPU %"),
+        ]
+    };
+    // The 64 KiB row's shape at other sizes (opt-in:
+    // SCENARIOS=echo1k,echo4k,echo16k).
     let mid_echo = |size: usize, name: &str, what: &str| Scenario {
         opt_in: true,
         ..echo(
             name,
             &format!("{what} binary echo, 10 clients x 4 in flight"),
-            with(
-                &[
-                    "echo",
-                    "--size",
-                    &size.to_string(),
-                    "--binary",
-                    "--clients",
-                    "10",
-                    "--inflight",
-                    "4",
-                ],
-                &timed,
-            ),
-            vec![
-                ("cpu_us_per_msg", "CPU µs/msg"),
-                ("p50_us", "p50 µs"),
-                ("p99_us", "p99 µs"),
-                ("server_cpu_pct", "CPU %"),
-                ("loadgen_cpu_pct", "loadgen CPU %"),
-            ],
+            ten_by_four(size),
+            echo_columns(),
         )
     };
     let mut all_scenarios = vec![
@@ -267,30 +275,12 @@ fn main() {
             "echo64",
             "64 B text echo, 100 clients x 8 in flight",
             with(ECHO64, &timed),
-            vec![
-                ("cpu_us_per_msg", "CPU µs/msg"),
-                ("p50_us", "p50 µs"),
-                ("p99_us", "p99 µs"),
-                ("server_cpu_pct", "CPU %"),
-                ("loadgen_cpu_pct", "loadgen CPU %"),
-            ],
+            echo_columns(),
         ),
         echo(
             "echo64k",
             "64 KiB binary echo, 10 clients x 4 in flight",
-            with(
-                &[
-                    "echo",
-                    "--size",
-                    "65536",
-                    "--binary",
-                    "--clients",
-                    "10",
-                    "--inflight",
-                    "4",
-                ],
-                &timed,
-            ),
+            ten_by_four(65536),
             vec![
                 ("cpu_us_per_msg", "CPU µs/msg"),
                 ("mb_per_s", "MB/s"),
