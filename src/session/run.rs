@@ -6,12 +6,12 @@
 //! uncork (the replies leave in one write; or with the next read's, when
 //! that read brought only a few events and the next bytes already wait),
 //! yield if this thread's turn is over (`turn.rs`), read. This thread is
-//! the only
-//! one that writes blocking, to its own peer (up to `write_timeout`):
-//! while it writes it does not read, which is TCP's back-pressure. From the
-//! end of the read loop `is_open()` is false and sends fail; `on_close`
-//! follows, once, whatever ended it (a 1006 ending is recorded as a
-//! cut-off).
+//! the only one that writes blocking, to its own peer (up to
+//! `write_timeout`): while it writes it does not read, which is TCP's
+//! back-pressure (replies held for the next read are under 64 KiB). From
+//! the end of the read loop `is_open()` is false and sends fail;
+//! `on_close` follows, once, whatever ended it (a 1006 ending is recorded
+//! as a cut-off).
 
 use std::io;
 use std::net::Shutdown;

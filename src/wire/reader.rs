@@ -9,11 +9,12 @@
 //!
 //! Sizes: the buffer grows with the data (doubling when a read filled it)
 //! up to 256 KiB (`GROW_LIMIT`); a quiet connection (four short reads in a
-//! row) reads into 512 bytes on the stack. A data frame of 16 KiB or more (`DIRECT_MIN`) is read straight
-//! into the vector that becomes the message, and one `read_vectored` also
-//! takes what follows it into the buffer. That vector grows with the bytes
-//! that arrive (by `DIRECT_GROWTH`, x4), never to the length a header
-//! announces before they come.
+//! row) reads into 512 bytes on the stack. A data frame of 16 KiB or more
+//! (`DIRECT_MIN`) is read straight into the vector that becomes the
+//! message, and one `read_vectored` also takes what follows it into the
+//! buffer. That vector grows with the bytes that arrive (by
+//! `DIRECT_GROWTH`, x4), never to the length a header announces before
+//! they come.
 //!
 //! RSV1 comes here from `frame.rs`, which refuses RSV2 and RSV3: it starts
 //! a compressed message when permessage-deflate was agreed (an `Inflater`
