@@ -113,7 +113,7 @@ impl Session<'_> {
             let handled = match self.dispatch(reader) {
                 Step::More(handled) => handled,
                 Step::End(code, reason) => {
-                    self.flush_own(inner.outbox.uncork(&mut Transport::waiting(&inner.stream)));
+                    self.uncork();
                     return (code, reason);
                 }
             };
@@ -132,7 +132,7 @@ impl Session<'_> {
                 held += 1;
             } else {
                 held = 0;
-                self.flush_own(inner.outbox.uncork(&mut Transport::waiting(&inner.stream)));
+                self.uncork();
             }
             // Between messages, nothing locked: where a busy thread gives
             // way to the others (session/turn.rs).
@@ -213,6 +213,12 @@ impl Session<'_> {
                 }
             }
         }
+    }
+
+    /// Ends the read loop's cork: the replies it held leave now.
+    fn uncork(&self) {
+        let inner = &self.conn.inner;
+        self.flush_own(inner.outbox.uncork(&mut Transport::waiting(&inner.stream)));
     }
 
     /// Finishes a flush on the connection's own thread. Unlike other senders,

@@ -6,7 +6,7 @@ use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::thread::{self, JoinHandle};
 
-use wsportal::{Client, Error, Message, Resource, Server, ServerHandle};
+use wsportal::{Client, Error, Message, Server, ServerHandle};
 
 use crate::support::*;
 
@@ -140,12 +140,6 @@ fn socks5(
         asked
     });
     (addr, t)
-}
-
-fn echo_resource() -> Resource {
-    Resource::new().on_message(|ws, msg| {
-        let _ = ws.send(msg);
-    })
 }
 
 fn echo() -> ServerHandle {

@@ -7,6 +7,13 @@ use std::time::Duration;
 use crossbeam_channel::{Receiver, Sender};
 use tungstenite::WebSocket;
 
+/// A resource that sends each message back as it came.
+pub fn echo_resource() -> wsportal::Resource {
+    wsportal::Resource::new().on_message(|ws, msg| {
+        let _ = ws.send(msg);
+    })
+}
+
 /// Every wait in the tests is bounded by this.
 pub const WAIT: Duration = Duration::from_secs(20);
 

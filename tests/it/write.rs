@@ -508,13 +508,11 @@ fn replies_are_not_held_for_input_that_has_not_come() {
 fn pipelined_messages_are_all_answered_in_order() {
     let h = echo();
     let mut s = raw_upgraded(h.local_addr(), "/");
+    // Message `i`: 1,000 to 5,999 bytes of `i`.
+    let body = |i: u32| vec![i as u8; 1000 + (i as usize * 37) % 5000];
     let mut burst = Vec::new();
     for i in 0..200u32 {
-        burst.extend(frame(
-            true,
-            2,
-            &vec![i as u8; 1000 + (i as usize * 37) % 5000],
-        ));
+        burst.extend(frame(true, 2, &body(i)));
     }
     let writer = {
         let mut s = s.try_clone().unwrap();
@@ -526,19 +524,12 @@ fn pipelined_messages_are_all_answered_in_order() {
         })
     };
     for i in 0..200u32 {
-        let expect = vec![i as u8; 1000 + (i as usize * 37) % 5000];
-        assert_eq!(read_frame(&mut s), (2, expect), "message {i}");
+        assert_eq!(read_frame(&mut s), (2, body(i)), "message {i}");
     }
     writer.join().unwrap();
 }
 
 /// An echo server on `/` with the default `Config`.
 fn echo() -> ServerHandle {
-    start(
-        Config::default(),
-        "/",
-        Resource::new().on_message(|ws, m| {
-            let _ = ws.send(m);
-        }),
-    )
+    start(Config::default(), "/", echo_resource())
 }
