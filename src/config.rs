@@ -165,9 +165,9 @@ impl Config {
     /// can wait a tick per other busy connection. Default: about two 64
     /// KiB messages' work, 100 µs for TLS connections (over TLS it took a
     /// 64 KiB echo's p99 from 31 to 4.4 ms for a tenth of its throughput)
-    /// and 50 µs for plain ones (p99 from 3.5-8 to 2-2.8 ms at the same
-    /// throughput). Measured in DEPLOYING.md, "Latency when the cores are
-    /// saturated".
+    /// and 50 µs for plain ones (p99 from 3.5-8 to 2-2.8 ms for about 5 %
+    /// of its throughput). Measured in DEPLOYING.md, "Latency when the
+    /// cores are saturated".
     pub fn yield_after(mut self, value: Option<Duration>) -> Config {
         self.yield_after = Some(value);
         self

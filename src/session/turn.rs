@@ -16,8 +16,8 @@
 //! (some 55 µs) in cryptography ([`TLS_DEFAULT`], 100 µs); a plain one
 //! about 22 µs copying ([`PLAIN_DEFAULT`], 50 µs). Measured: with ten
 //! busy plain connections on one core, 50 µs brought a 64 KiB echo's p99
-//! from 3.5-8 ms to 2-2.8 at the same throughput; 100 and 200 µs did not
-//! (DEPLOYING.md).
+//! from 3.5-8 ms to 2-2.8 for about 5 % of its throughput; 100 and 200
+//! µs did not (DEPLOYING.md).
 
 use std::time::{Duration, Instant};
 
