@@ -8,7 +8,7 @@
 //! yield if this thread's turn is over (`turn.rs`), read. This thread is
 //! the only one that writes blocking, to its own peer (up to
 //! `write_timeout`): while it writes it does not read, which is TCP's
-//! back-pressure (replies held for the next read are under 64 KiB). From
+//! back-pressure (replies held for the next read are under 128 KiB). From
 //! the end of the read loop `is_open()` is false and sends fail;
 //! `on_close` follows, once, whatever ended it (a 1006 ending is recorded
 //! as a cut-off).
@@ -80,9 +80,11 @@ const HOLD_FEW: usize = 4;
 /// Reads in a row at most whose replies wait for the next read's.
 const HOLD_READS: u32 = 8;
 /// Replies are held back only while they are fewer bytes than this (and
-/// there are some): a larger write spends far more on copying than on the
-/// system call, and a large reply held would only wait.
-const HOLD_BYTES: usize = 64 * 1024;
+/// there are some): one 64 KiB reply, never two. Held, it leaves with the
+/// next message's, and the peer reads both at once (an event loop's
+/// 128 KiB write buffer does the same); more would only wait, the write
+/// spending far more on copying than on the system call.
+const HOLD_BYTES: usize = 128 * 1024;
 
 /// How long a closed connection's thread reads what the peer still sends
 /// at most (`close_timeout`, if shorter).

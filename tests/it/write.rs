@@ -483,47 +483,67 @@ fn a_client_streams_a_message() {
 /// Replies wait for the next read's only while more input already waits:
 /// a message followed by the first half of another is answered at once,
 /// before the second half comes (a reply held for input that is not there
-/// would never leave: the client waits for it before sending more).
+/// would never leave: the client waits for it before sending more). At
+/// 4 KiB and at 64 KiB, the largest reply that is ever held.
 #[test]
 fn replies_are_not_held_for_input_that_has_not_come() {
     let h = echo();
     let mut s = raw_upgraded(h.local_addr(), "/");
-    let body = vec![b'x'; 4096];
-    for round in 0..20 {
-        let one = frame(true, 2, &body);
-        let two = frame(true, 2, &[round; 4096]);
-        let (head, tail) = two.split_at(two.len() / 2);
-        s.write_all(&one).unwrap();
-        s.write_all(head).unwrap();
-        assert_eq!(read_frame(&mut s), (2, body.clone()), "round {round}");
-        s.write_all(tail).unwrap();
-        assert_eq!(read_frame(&mut s), (2, vec![round; 4096]), "round {round}");
+    for size in [4096, 65536] {
+        let body = vec![b'x'; size];
+        for round in 0..20 {
+            let one = frame(true, 2, &body);
+            let two = frame(true, 2, &vec![round; size]);
+            let (head, tail) = two.split_at(two.len() / 2);
+            s.write_all(&one).unwrap();
+            s.write_all(head).unwrap();
+            assert_eq!(
+                read_frame(&mut s),
+                (2, body.clone()),
+                "{size}: round {round}"
+            );
+            s.write_all(tail).unwrap();
+            assert_eq!(
+                read_frame(&mut s),
+                (2, vec![round; size]),
+                "{size}: round {round}"
+            );
+        }
     }
 }
 
 /// Many messages sent in one burst, each read bringing one or two: every
 /// reply comes, in order, whether it left with the replies of later reads
-/// or alone.
+/// or alone. Small (1-6 KB, several held at once) and large (20-100 KB,
+/// held one at a time or not at all).
 #[test]
 fn pipelined_messages_are_all_answered_in_order() {
+    // Message `i`: 1,000 to 5,999 bytes of `i`, in pieces of 3,000 bytes.
+    pipelined(200, 3000, |i| 1000 + (i * 37) % 5000);
+    // 20,000 to 99,999 bytes, in pieces of 50,000.
+    pipelined(40, 50_000, |i| 20_000 + (i * 7919) % 80_000);
+}
+
+/// Sends `count` messages of `len(i)` bytes of `i` in one burst, written
+/// in pieces of `piece` bytes, and checks every reply in order.
+fn pipelined(count: usize, piece: usize, len: impl Fn(usize) -> usize) {
     let h = echo();
     let mut s = raw_upgraded(h.local_addr(), "/");
-    // Message `i`: 1,000 to 5,999 bytes of `i`.
-    let body = |i: u32| vec![i as u8; 1000 + (i as usize * 37) % 5000];
+    let body = |i: usize| vec![i as u8; len(i)];
     let mut burst = Vec::new();
-    for i in 0..200u32 {
+    for i in 0..count {
         burst.extend(frame(true, 2, &body(i)));
     }
     let writer = {
         let mut s = s.try_clone().unwrap();
         thread::spawn(move || {
             // In pieces, so that reads find one message or two at a time.
-            for piece in burst.chunks(3000) {
+            for piece in burst.chunks(piece) {
                 s.write_all(piece).unwrap();
             }
         })
     };
-    for i in 0..200u32 {
+    for i in 0..count {
         assert_eq!(read_frame(&mut s), (2, body(i)), "message {i}");
     }
     writer.join().unwrap();
