@@ -79,12 +79,14 @@ pub(crate) fn run(
 const HOLD_FEW: usize = 4;
 /// Reads in a row at most whose replies wait for the next read's.
 const HOLD_READS: u32 = 8;
-/// Replies are held back only while they are fewer bytes than this (and
-/// there are some): one 64 KiB reply, never two. Held, it leaves with the
-/// next message's, and the peer reads both at once (an event loop's
-/// 128 KiB write buffer does the same); more would only wait, the write
-/// spending far more on copying than on the system call.
-const HOLD_BYTES: usize = 128 * 1024;
+/// Replies are held back again only while they are fewer bytes than this
+/// (and there are some): past it a write spends far more on copying than
+/// on the system call, and more held would only wait.
+const HOLD_BYTES: usize = 64 * 1024;
+/// The first time, replies under this are held: one 64 KiB reply (never
+/// two) leaves with the next message's, and the peer reads both at once,
+/// as from an event loop's 128 KiB write buffer.
+const HOLD_FIRST: usize = 128 * 1024;
 
 /// How long a closed connection's thread reads what the peer still sends
 /// at most (`close_timeout`, if shorter).
@@ -124,10 +126,11 @@ impl Session<'_> {
             // its own: one write for several reads, and the peer, answered
             // in batches, sends in batches (the next read cannot wait: bytes
             // are there).
+            let most = if held == 0 { HOLD_FIRST } else { HOLD_BYTES };
             if held < HOLD_READS
                 && handled < HOLD_FEW
                 && reader.streaming()
-                && (1..HOLD_BYTES).contains(&inner.outbox.backlog())
+                && (1..most).contains(&inner.outbox.backlog())
                 && !turn.due()
                 && inner.stream.input_waiting()
             {
