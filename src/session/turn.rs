@@ -63,6 +63,11 @@ impl Turn {
         Some(now)
     }
 
+    /// Whether this thread takes turns at all.
+    pub(crate) fn taken(&self) -> bool {
+        self.len.is_some()
+    }
+
     /// Whether the turn is over (the next [`Turn::before_read`] yields).
     pub(crate) fn due(&self) -> bool {
         self.len.is_some() && self.over(Instant::now())

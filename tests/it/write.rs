@@ -549,9 +549,11 @@ fn pipelined(count: usize, piece: usize, len: impl Fn(usize) -> usize) {
     writer.join().unwrap();
 }
 
-/// An echo server on `/` whose connections take no turns: in a debug
-/// build a large message's work outlasts a turn, and a thread whose turn
-/// is over holds nothing back (the release build holds within its turns).
+/// An echo server on `/` whose connections take turns of a second: in a
+/// debug build a large message's work outlasts the default turn, and a
+/// thread whose turn is over holds nothing back (a release build holds
+/// within its 50 µs).
 fn echo() -> ServerHandle {
-    start(Config::default().yield_after(None), "/", echo_resource())
+    let config = Config::default().yield_after(Some(Duration::from_secs(1)));
+    start(config, "/", echo_resource())
 }
