@@ -88,8 +88,8 @@ const HOLD_BYTES: usize = 64 * 1024;
 /// and the peer reads both at once, as from an event loop's 128 KiB write
 /// buffer. Without turns (`yield_after(None)`), ten threads answering
 /// large messages in pairs on one core served a few connections and kept
-/// the others waiting (three rounds by hand: p50 0.25 ms, p99 9-23 ms,
-/// against 1.0-1.3 and 2.4-3.8 without the large hold).
+/// the others waiting (by hand: a p50 of 0.25 ms and a p99 of 9-23 ms;
+/// bench/RESULTS.md).
 const HOLD_FIRST: usize = 128 * 1024;
 
 /// How long a closed connection's thread reads what the peer still sends
