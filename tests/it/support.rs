@@ -166,15 +166,15 @@ pub fn frame(fin: bool, opcode: u8, payload: &[u8]) -> Vec<u8> {
     out
 }
 
-/// Reads one unmasked server frame: (opcode, payload).
-pub fn read_frame(s: &mut TcpStream) -> (u8, Vec<u8>) {
+/// Reads one unmasked server frame: (opcode, payload). Over TCP or TLS.
+pub fn read_frame(s: &mut impl Read) -> (u8, Vec<u8>) {
     let (b0, payload) = read_raw_frame(s);
     (b0 & 0x0F, payload)
 }
 
 /// Reads one unmasked server frame: (first byte, with FIN and RSV bits;
 /// payload).
-pub fn read_raw_frame(s: &mut TcpStream) -> (u8, Vec<u8>) {
+pub fn read_raw_frame(s: &mut impl Read) -> (u8, Vec<u8>) {
     let mut h = [0u8; 2];
     s.read_exact(&mut h).unwrap();
     let len = match h[1] & 0x7F {

@@ -533,21 +533,6 @@ fn over_tls_replies_are_not_held_for_input_that_has_not_come() {
     let certs = Certs::new();
     let (h, _opened, _closed) = echo_server(&certs, Config::default());
     let mut tls = upgraded(&certs, h.local_addr());
-    // One unmasked server frame of up to 64 KiB: (opcode, payload).
-    let read_frame = |tls: &mut Tls| {
-        let mut h = [0u8; 4];
-        tls.read_exact(&mut h[..2]).unwrap();
-        let len = match h[1] & 0x7F {
-            126 => {
-                tls.read_exact(&mut h[2..]).unwrap();
-                usize::from(u16::from_be_bytes([h[2], h[3]]))
-            }
-            n => usize::from(n),
-        };
-        let mut payload = vec![0u8; len];
-        tls.read_exact(&mut payload).unwrap();
-        (h[0] & 0x0F, payload)
-    };
     for round in 0..10u8 {
         let one = frame(true, 2, &[b'x'; 4096]);
         let two = frame(true, 2, &[round; 4096]);
