@@ -2,8 +2,9 @@
 //! `wss-echo64k`, `wss-connect` and `wss-idle`, the plain scenarios of the
 //! same names over TLS, against servers that speak it: tokio-tungstenite
 //! with tokio-rustls (the peer, with and without TCP_NODELAY) and
-//! wsportal's `echo` example built with `--features tls`. Everybody uses rustls with the `ring` provider and the
-//! test certificate `scripts/bench.sh` makes in `target/bench/tls/`.
+//! wsportal's `echo` example built with `--features tls`. Everybody uses
+//! rustls with the `ring` provider and the test certificate
+//! `scripts/bench.sh` makes in `target/bench/tls/`.
 
 use std::path::Path;
 
