@@ -10,6 +10,7 @@ Every wait is bounded.
 """
 
 import os
+import select
 import ssl
 import sys
 import threading
@@ -133,8 +134,47 @@ def expect(what, got, want):
     print(f"ok: {what}", flush=True)
 
 
+class TicketsFirst(ssl.SSLContext):
+    """A client context that reads the server's TLS 1.3 session tickets
+    before handing the socket over.
+
+    websockets' sync client reads in a thread of its own while the caller
+    writes, and CPython's SSLSocket is not safe for that (OpenSSL's SSL
+    object is not: python/cpython#77271, python-engineio#461). A TLS 1.3
+    server sends its tickets once it has the client's Finished, so they
+    arrive while the client writes its HTTP request; now and then the
+    request is lost inside the SSL object and the client waits for the
+    response until its open timeout. Seen against wsportal in CI (the
+    request never reached the kernel: the client's socket had sent only
+    ClientHello and Finished) and by hand, 27 clients in 12,000 under load;
+    0 in 12,000 with this.
+    """
+
+    def wrap_socket(self, *args, **kwargs):
+        tls = super().wrap_socket(*args, **kwargs)
+        if tls.version() == "TLSv1.3":
+            timeout = tls.gettimeout()
+            select.select([tls], [], [], WAIT)
+            tls.setblocking(False)
+            try:
+                data = tls.recv(1)
+                sys.exit(f"python client: FAIL: the server spoke first: {data!r}")
+            except ssl.SSLWantReadError:
+                pass  # the tickets, and nothing else
+            tls.settimeout(timeout)
+        return tls
+
+
+def client_tls(url):
+    if not (url.startswith("wss:") and CERT):
+        return None
+    tls = TicketsFirst(ssl.PROTOCOL_TLS_CLIENT)
+    tls.load_verify_locations(cafile=CERT)
+    return tls
+
+
 def open_client(url):
-    tls = ssl.create_default_context(cafile=CERT) if url.startswith("wss:") and CERT else None
+    tls = client_tls(url)
     return connect(url, subprotocols=["nope", "chat.v1"], additional_headers={"X-Interop": "yes"},
                    max_size=None, open_timeout=WAIT, close_timeout=WAIT, **client_compression(),
                    ping_interval=None, ssl=tls)
