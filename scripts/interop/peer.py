@@ -154,7 +154,8 @@ class TicketsFirst(ssl.SSLContext):
         tls = super().wrap_socket(*args, **kwargs)
         if tls.version() == "TLSv1.3":
             timeout = tls.gettimeout()
-            select.select([tls], [], [], WAIT)
+            if not select.select([tls], [], [], WAIT)[0]:
+                print(f"note: no TLS 1.3 session tickets within {WAIT} s", flush=True)
             tls.setblocking(False)
             try:
                 data = tls.recv(1)
