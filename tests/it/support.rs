@@ -172,6 +172,28 @@ pub fn read_frame(s: &mut impl Read) -> (u8, Vec<u8>) {
     (b0 & 0x0F, payload)
 }
 
+/// `rounds` times over an upgraded connection to an echo on `/`: a message
+/// of `size` bytes and the first half of another, then the rest. The first
+/// must be answered before the rest is sent: a reply held for input that
+/// has not come would never leave (the client waits for it first).
+pub fn answered_before_the_rest(s: &mut (impl Read + Write), size: usize, rounds: u8) {
+    let body = vec![b'x'; size];
+    for round in 0..rounds {
+        let one = frame(true, 2, &body);
+        let two = frame(true, 2, &vec![round; size]);
+        let (head, tail) = two.split_at(two.len() / 2);
+        s.write_all(&one).unwrap();
+        s.write_all(head).unwrap();
+        assert_eq!(read_frame(s), (2, body.clone()), "{size}: round {round}");
+        s.write_all(tail).unwrap();
+        assert_eq!(
+            read_frame(s),
+            (2, vec![round; size]),
+            "{size}: round {round}"
+        );
+    }
+}
+
 /// Reads one unmasked server frame: (first byte, with FIN and RSV bits;
 /// payload).
 pub fn read_raw_frame(s: &mut impl Read) -> (u8, Vec<u8>) {

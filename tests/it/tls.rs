@@ -533,18 +533,5 @@ fn over_tls_replies_are_not_held_for_input_that_has_not_come() {
     let certs = Certs::new();
     let (h, _opened, _closed) = echo_server(&certs, Config::default());
     let mut tls = upgraded(&certs, h.local_addr());
-    for round in 0..10u8 {
-        let one = frame(true, 2, &[b'x'; 4096]);
-        let two = frame(true, 2, &[round; 4096]);
-        let (head, tail) = two.split_at(two.len() / 2);
-        tls.write_all(&one).unwrap();
-        tls.write_all(head).unwrap();
-        assert_eq!(read_frame(&mut tls), (2, vec![b'x'; 4096]), "round {round}");
-        tls.write_all(tail).unwrap();
-        assert_eq!(
-            read_frame(&mut tls),
-            (2, vec![round; 4096]),
-            "round {round}"
-        );
-    }
+    answered_before_the_rest(&mut tls, 4096, 10);
 }

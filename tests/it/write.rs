@@ -490,25 +490,7 @@ fn replies_are_not_held_for_input_that_has_not_come() {
     let h = echo();
     let mut s = raw_upgraded(h.local_addr(), "/");
     for size in [4096, 65536] {
-        let body = vec![b'x'; size];
-        for round in 0..20 {
-            let one = frame(true, 2, &body);
-            let two = frame(true, 2, &vec![round; size]);
-            let (head, tail) = two.split_at(two.len() / 2);
-            s.write_all(&one).unwrap();
-            s.write_all(head).unwrap();
-            assert_eq!(
-                read_frame(&mut s),
-                (2, body.clone()),
-                "{size}: round {round}"
-            );
-            s.write_all(tail).unwrap();
-            assert_eq!(
-                read_frame(&mut s),
-                (2, vec![round; size]),
-                "{size}: round {round}"
-            );
-        }
+        answered_before_the_rest(&mut s, size, 20);
     }
 }
 
