@@ -146,8 +146,8 @@ class TicketsFirst(ssl.SSLContext):
     request is lost inside the SSL object and the client waits for the
     response until its open timeout. Seen against wsportal in CI (the
     request never reached the kernel: the client's socket had sent only
-    ClientHello and Finished) and by hand, 27 clients in 12,000 under load;
-    0 in 12,000 with this.
+    ClientHello and Finished); `sync-tls-race.py` counts it (DEPLOYING.md,
+    "Python's sync client over wss://").
     """
 
     def wrap_socket(self, *args, **kwargs):
